@@ -1,0 +1,122 @@
+"""Pointwise activations between affine layers, found as elementwise subgraphs and evaluated numerically.
+
+Given the input tensor ``e`` of an affine layer, the activation is the set S of nodes on the paths from
+the previous affine layer's output ``z`` to ``e``.  It qualifies when every node of S is elementwise,
+every input of a node is ``z``, another tensor of S, or a constant broadcastable to the units [n] (so h
+may differ per unit), and no tensor of S but ``e`` is used outside S.  Then ``e = h(z)`` unit by unit,
+with h evaluated by running S in onnxruntime: tanh, sin, swish ``x·σ(x)``, torch's softplus, GELU's Erf
+form, or any other elementwise subgraph.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from .graph_index import GraphIndex
+
+ELEMENTWISE = {
+    "Abs", "Acos", "Acosh", "Add", "And", "Asin", "Asinh", "Atan", "Atanh", "Cast", "Ceil", "Celu", "Clip",
+    "Cos", "Cosh", "Div", "Elu", "Equal", "Erf", "Exp", "Floor", "Gelu", "Greater", "GreaterOrEqual",
+    "HardSigmoid", "HardSwish", "Identity", "LeakyRelu", "Less", "LessOrEqual", "Log", "Max", "Min", "Mish",
+    "Mul", "Neg", "Not", "Or", "Pow", "PRelu", "Reciprocal", "Relu", "Round", "Selu", "Sigmoid", "Sign",
+    "Sin", "Sinh", "Softplus", "Softsign", "Sqrt", "Sub", "Sum", "Tan", "Tanh", "ThresholdedRelu", "Where",
+    "Xor",
+}
+LINEAR = {"Add", "Sub", "Mul", "Div", "Identity", "Neg", "Cast", "Sum"}
+
+
+@dataclass
+class Activation:
+    """``output = h(input)`` unit by unit, computed by ``nodes`` (topological order)."""
+
+    input: str
+    output: str
+    nodes: list[onnx.NodeProto]
+    constants: dict[str, np.ndarray] = field(default_factory=dict)
+    opset: int = 17
+    _session: object = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        main = next((n for n in self.nodes if n.op_type not in LINEAR), self.nodes[0])
+        return main.name
+
+    @property
+    def kind(self) -> str:
+        ops = [n.op_type for n in self.nodes]
+        kinds = set(ops)
+        if len(ops) == 1:
+            return ops[0]
+        if kinds == {"Mul", "Sigmoid"} and len(ops) == 2:
+            return "Swish"
+        if "Softplus" in kinds and kinds <= {"Softplus", "Mul", "Div", "Greater", "Where"}:
+            return "Softplus"
+        if "Erf" in kinds or "Gelu" in kinds or (kinds <= {"Mul", "Add", "Tanh", "Pow", "Div"} and len(ops) > 4):
+            return "Gelu"
+        return "Subgraph(" + "+".join(ops) + ")"
+
+    def __call__(self, z: np.ndarray) -> np.ndarray:
+        """h(z) for z [N, n] (unit j in column j); returns [N, n] in z's dtype."""
+        import onnxruntime as ort
+        if self._session is None:
+            elem = helper.np_dtype_to_tensor_dtype(z.dtype)
+            graph = helper.make_graph(
+                self.nodes, "activation", [helper.make_tensor_value_info(self.input, elem, ["N", z.shape[1]])],
+                [helper.make_tensor_value_info(self.output, elem, None)],
+                [numpy_helper.from_array(v, k) for k, v in self.constants.items()])
+            model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", self.opset)])
+            model.ir_version = 10
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = options.inter_op_num_threads = 1
+            self._session = ort.InferenceSession(model.SerializeToString(), options,
+                                                 providers=["CPUExecutionProvider"])
+        out = self._session.run([self.output], {self.input: z})[0]
+        return np.broadcast_to(out, z.shape).astype(z.dtype, copy=False)
+
+
+def find_activation(e: str, affine_outputs: set[str], g: GraphIndex) -> tuple[Activation | None, str]:
+    """The activation producing ``e`` from an affine output, or (None, reason it does not qualify)."""
+    if e in affine_outputs:
+        return None, "no activation between two affine layers (linear)"
+    if e not in g.producer:
+        return None, "its input is not computed by a previous layer"
+    nodes: dict[int, onnx.NodeProto] = {}
+    sources: set[str] = set()
+    constants: dict[str, np.ndarray] = {}
+    stack = [g.producer[e]]
+    while stack:
+        node = stack.pop()
+        if id(node) in nodes:
+            continue
+        if node.op_type not in ELEMENTWISE or node.domain not in ("", "ai.onnx"):
+            return None, f"node '{node.name}' ({node.op_type}) is not elementwise"
+        nodes[id(node)] = node
+        for name in filter(None, node.input):
+            if name in affine_outputs:
+                sources.add(name)
+            elif name in g.constants:
+                c = g.constants[name]
+                if c.size > 1 and c.shape[-1] != c.size:
+                    return None, f"node '{node.name}' uses constant '{name}' of shape {list(c.shape)}, not per unit"
+                constants[name] = c
+            elif name in g.producer:
+                stack.append(g.producer[name])
+            else:
+                return None, f"node '{node.name}' depends on input '{name}', not only on the layer's output"
+    if len(sources) != 1:
+        return None, "it combines several layers' outputs" if sources else "it does not start at an affine layer"
+    z = sources.pop()
+    ordered = sorted(nodes.values(), key=lambda n: g.order[id(n)])
+    inside = {o for n in ordered for o in n.output}
+    for name in (inside - {e}) | {z}:
+        outside = [c for c in g.consumers.get(name, []) if id(c) not in nodes]
+        if outside or (name in g.outputs and name != e):
+            user = outside[0].name if outside else "a graph output"
+            return None, f"tensor '{name}' inside the activation is also used by {user}"
+    if all(n.op_type in LINEAR for n in ordered):
+        return None, "only linear elementwise ops between the affine layers"
+    return Activation(input=z, output=e, nodes=ordered, constants=constants, opset=g.opset), ""

@@ -1,0 +1,78 @@
+"""Input domains: boxes ``{input name: [(lo, hi) per feature]}``, their text form, and sampling.
+
+Text form (CLI ``--domain`` and metadata key ``onnx2snn.domain``): ``NAME=LO:HI[,LO:HI...]`` per input,
+inputs separated by ``;``, e.g. ``x=-1:1,0:1`` or ``x=-1:1;t=0:1``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .errors import DomainError
+
+Domain = dict[str, list[tuple[float, float]]]
+
+
+def parse_domain(text: str) -> Domain:
+    """Parse the text form; raises ``DomainError`` on bad syntax or lo >= hi."""
+    domain: Domain = {}
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        name, sep, boxes = part.partition("=")
+        name = name.strip()
+        if not sep or not name or not boxes.strip():
+            raise DomainError(f"domain '{part}': expected NAME=LO:HI[,LO:HI...]")
+        domain[name] = [_parse_interval(name, b) for b in boxes.split(",")]
+    if not domain:
+        raise DomainError(f"domain '{text}': expected NAME=LO:HI[,LO:HI...]")
+    return domain
+
+
+def _parse_interval(name: str, text: str) -> tuple[float, float]:
+    lo_text, sep, hi_text = text.strip().partition(":")
+    try:
+        lo, hi = float(lo_text), float(hi_text)
+    except ValueError:
+        lo = hi = math.nan
+    if not sep or not (math.isfinite(lo) and math.isfinite(hi)):
+        raise DomainError(f"domain of input '{name}': '{text.strip()}' is not LO:HI with finite numbers")
+    if lo >= hi:
+        raise DomainError(f"domain of input '{name}': lower bound {lo:g} is not below upper bound {hi:g}")
+    return lo, hi
+
+
+def format_domain(domain: Domain) -> str:
+    return ";".join(f"{name}=" + ",".join(f"{lo:g}:{hi:g}" for lo, hi in boxes)
+                    for name, boxes in domain.items())
+
+
+def normalise_domain(domain: Domain | str) -> Domain:
+    """Accept the text form or a dict of intervals; validate every interval."""
+    if isinstance(domain, str):
+        return parse_domain(domain)
+    out: Domain = {}
+    for name, boxes in domain.items():
+        if isinstance(boxes, tuple) and len(boxes) == 2 and not isinstance(boxes[0], (tuple, list)):
+            boxes = [boxes]
+        out[name] = [_parse_interval(name, f"{float(lo)!r}:{float(hi)!r}") for lo, hi in boxes]
+    return out
+
+
+def sample_domain(domain: Domain, shapes: dict[str, list[int | None]], count: int,
+                  rng: np.random.Generator, dtype: np.dtype) -> dict[str, np.ndarray]:
+    """Uniform samples of every input.  A declared shape ``[batch, ..., features]`` gets ``count`` rows
+    (middle dims of size 1); a rank-1 shape ``[features]`` gets a single point per call (so only
+    ``count = 1`` makes sense and the caller loops)."""
+    samples = {}
+    for name, boxes in domain.items():
+        lo = np.array([b[0] for b in boxes])
+        hi = np.array([b[1] for b in boxes])
+        shape = shapes[name]
+        points = lo + (hi - lo) * rng.random((count, len(boxes)))
+        if len(shape) == 1:
+            points = points[0]
+        elif len(shape) > 2:
+            points = points.reshape((count,) + (1,) * (len(shape) - 2) + (len(boxes),))
+        samples[name] = points.astype(dtype)
+    return samples

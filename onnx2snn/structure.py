@@ -1,0 +1,104 @@
+"""What in a model becomes spiking and what stays analog.
+
+A *spiking layer* is an affine layer followed by a pointwise activation whose output feeds at least one
+affine layer.  The affine layers fed by a spiking layer run every time step on decoded spikes; those
+that feed no further spiking layer are *readouts* (their outputs are decoded: analog readout).  Every
+other node stays analog, evaluated once on decoded values, with the reason recorded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import onnx
+
+from .activations import Activation, find_activation
+from .affine import Affine, match_affine
+from .graph_index import GraphIndex
+
+
+@dataclass
+class SpikingLayer:
+    """``affine`` produces the current z of ``activation``'s units; ``consumers`` read h(z) per step."""
+
+    affine: Affine
+    activation: Activation
+    consumers: list[Affine] = field(default_factory=list)
+    upstream: int | None = None     # index of the spiking layer that feeds ``affine``, if any
+
+    @property
+    def name(self) -> str:
+        return self.activation.name
+
+    @property
+    def width(self) -> int:
+        return self.affine.width
+
+
+@dataclass
+class AnalogNode:
+    name: str
+    op: str
+    reason: str
+
+
+@dataclass
+class Structure:
+    layers: list[SpikingLayer]
+    readouts: list[Affine]
+    analog: list[AnalogNode]
+    affines: list[Affine]
+
+    def upstream_of(self, affine: Affine) -> int | None:
+        """Index of the spiking layer whose activation output is ``affine``'s input, if any."""
+        return next((k for k, l in enumerate(self.layers) if l.activation.output == affine.input), None)
+
+
+def analyse(model: onnx.ModelProto) -> Structure:
+    g = GraphIndex(model)
+    affines = []
+    for node in g.nodes:
+        found = match_affine(node, g)
+        if found is not None:
+            affines.append(found)
+    by_output = {a.output: a for a in affines}
+    layers_by_z: dict[str, SpikingLayer] = {}
+    rejected: dict[str, str] = {}
+    for consumer in affines:
+        if consumer.input in g.inputs or consumer.input in g.constants:
+            continue
+        activation, reason = find_activation(consumer.input, set(by_output), g)
+        if activation is None:
+            producer = g.producer.get(consumer.input)
+            if producer is not None and consumer.input not in by_output:
+                rejected.setdefault(producer.name, f"not a pointwise activation before '{consumer.name}': {reason}")
+            continue
+        layer = layers_by_z.setdefault(activation.input, SpikingLayer(by_output[activation.input], activation))
+        layer.consumers.append(consumer)
+    layers = sorted(layers_by_z.values(), key=lambda l: g.order[id(l.affine.nodes[0])])
+    structure = Structure(layers=layers, readouts=[], analog=[], affines=affines)
+    for layer in layers:
+        layer.upstream = structure.upstream_of(layer.affine)
+    layer_affines = {id(l.affine) for l in layers}
+    seen = set()
+    for layer in layers:
+        for c in layer.consumers:
+            if id(c) not in layer_affines and id(c) not in seen:
+                structure.readouts.append(c)
+                seen.add(id(c))
+    spiking_nodes = {id(n) for l in layers for n in l.affine.nodes + l.activation.nodes}
+    spiking_nodes |= {id(n) for a in structure.readouts for n in a.nodes}
+    affine_of = {id(n): a for a in affines for n in a.nodes}
+    for node in g.nodes:
+        if id(node) in spiking_nodes:
+            continue
+        if node.name in rejected:
+            reason = rejected[node.name]
+        elif id(node) in affine_of:
+            reason = "affine layer not fed by a spiking layer and not followed by an activation"
+        elif node.op_type in ("Tanh", "Sin", "Sigmoid", "Relu", "Softplus", "Gelu", "Erf", "Elu", "LeakyRelu"):
+            reason = "activation not between two affine layers (evaluated on decoded values)"
+        else:
+            reason = f"{node.op_type} is not an affine layer or a pointwise activation (evaluated on decoded values)"
+        structure.analog.append(AnalogNode(node.name, node.op_type, reason))
+    return structure

@@ -1,0 +1,90 @@
+"""A loaded spiking artifact bound to a backend: input checking, then execution."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import onnx
+
+from . import spec
+from .errors import ArtifactError, InputError
+from .loading import load_onnx
+from .numpy_ref import NumpyRuntime, RunResult
+
+BACKENDS = ("numpy",)
+
+
+def metadata(model: onnx.ModelProto) -> dict[str, str]:
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def artifact_timesteps(model: onnx.ModelProto, source: str = "model") -> int:
+    """T recorded in an artifact's metadata; raises ``ArtifactError`` if it is not an onnx2snn artifact."""
+    value = metadata(model).get(spec.META_TIMESTEPS)
+    if value is None:
+        raise ArtifactError(f"{source}: not an onnx2snn artifact (no '{spec.META_TIMESTEPS}' metadata); "
+                            f"convert it first with 'onnx2snn convert'")
+    try:
+        return int(value)
+    except ValueError:
+        raise ArtifactError(f"{source}: metadata '{spec.META_TIMESTEPS}' = {value!r} is not an integer") from None
+
+
+class SpikingNetwork:
+    """A converted SNN.  ``run(inputs)`` returns the decoded outputs as a dict by output name."""
+
+    def __init__(self, model: onnx.ModelProto, backend: str = "numpy", timesteps: int | None = None,
+                 source: str = "model"):
+        if backend not in BACKENDS:
+            raise ArtifactError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
+        self.model, self.backend, self.source = model, backend, source
+        self.timesteps = int(timesteps) if timesteps is not None else artifact_timesteps(model, source)
+        if self.timesteps <= 0:
+            raise ArtifactError(f"timesteps must be a positive integer, got {self.timesteps}")
+        self.metadata = metadata(model)
+        self._runtime = NumpyRuntime(model, self.timesteps)
+        inits = {t.name for t in model.graph.initializer}
+        self.inputs = {i.name: i for i in model.graph.input if i.name not in inits}
+        self.output_names = [o.name for o in model.graph.output]
+
+    def run(self, inputs: dict[str, np.ndarray] | np.ndarray, timesteps: int | None = None) -> dict[str, np.ndarray]:
+        return self.run_with_stats(inputs, timesteps).outputs
+
+    def run_with_stats(self, inputs: dict[str, np.ndarray] | np.ndarray, timesteps: int | None = None) -> RunResult:
+        return self._runtime.run(self.check_inputs(inputs), timesteps)
+
+    def check_inputs(self, inputs: dict[str, np.ndarray] | np.ndarray) -> dict[str, np.ndarray]:
+        """Name, dtype and shape checks against the graph's declared inputs; casts to the declared dtype."""
+        if not isinstance(inputs, dict):
+            if len(self.inputs) != 1:
+                raise InputError(f"the model has inputs {list(self.inputs)}; give a dict by name")
+            inputs = {next(iter(self.inputs)): inputs}
+        unknown = sorted(set(inputs) - set(self.inputs))
+        missing = sorted(set(self.inputs) - set(inputs))
+        if unknown or missing:
+            raise InputError(f"inputs do not match the model: unknown {unknown}, missing {missing}; "
+                             f"the model takes {list(self.inputs)}")
+        checked = {}
+        for name, value in inputs.items():
+            declared = self.inputs[name].type.tensor_type
+            dtype = onnx.helper.tensor_dtype_to_np_dtype(declared.elem_type)
+            array = np.asarray(value)
+            if array.dtype.kind not in "fiu":
+                raise InputError(f"input '{name}': dtype {array.dtype} is not numeric")
+            array = array.astype(dtype, copy=False)
+            dims = [d.dim_value if d.HasField("dim_value") else None for d in declared.shape.dim]
+            if declared.HasField("shape") and (len(dims) != array.ndim or any(
+                    d is not None and d != s for d, s in zip(dims, array.shape))):
+                raise InputError(f"input '{name}': shape {list(array.shape)} does not match the model's "
+                                 f"{['?' if d is None else d for d in dims]}")
+            if not np.all(np.isfinite(array)):
+                raise InputError(f"input '{name}' contains NaN or Inf")
+            checked[name] = array
+        return checked
+
+
+def load(path: str | os.PathLike, backend: str = "numpy", timesteps: int | None = None) -> SpikingNetwork:
+    """Load a spiking artifact written by ``onnx2snn`` and bind it to ``backend``."""
+    model = load_onnx(path, ArtifactError)
+    return SpikingNetwork(model, backend=backend, timesteps=timesteps, source=str(path))

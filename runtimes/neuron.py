@@ -1,0 +1,66 @@
+"""The signed integrate-and-fire neuron of ``spec.IF`` in numpy: the single definition every simulation
+in this project (runtime and calibration) calls.
+
+Symbols (shapes broadcast): v membrane [..., n, K], z current [..., n], β bias, θ+ / θ- thresholds
+[n, K], a fire fraction.  One step::
+
+    u = v + z[..., None] + β
+    s = +θ+ if u >= a·θ+;  -θ- if signed and u <= -a·θ-;  else 0
+    v' = u - s
+
+Charge is conserved: v_T + Σ_t s_t = v_0 + Σ_t (z_t + β).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class NeuronParams:
+    """Per-neuron parameters of one IF layer, each [n, K]; ``signed`` and ``fire_fraction`` are shared."""
+
+    bias: np.ndarray
+    theta_pos: np.ndarray
+    theta_neg: np.ndarray
+    v0: np.ndarray
+    signed: bool
+    fire_fraction: float
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.theta_pos.shape
+
+
+def if_step(v: np.ndarray, z: np.ndarray, p: NeuronParams) -> tuple[np.ndarray, np.ndarray]:
+    """One IF step.  ``v`` [..., n, K] (or [n, K] at t = 1), ``z`` [..., n]; returns (spikes, v')."""
+    u = v + z[..., None] + p.bias
+    return fire(u, p.theta_pos, p.theta_neg, p.signed, p.fire_fraction)
+
+
+def fire(u: np.ndarray, theta_pos: np.ndarray, theta_neg: np.ndarray, signed: bool,
+         fire_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Threshold and reset an integrated membrane ``u``: returns (spikes, u - spikes)."""
+    with np.errstate(invalid="ignore"):
+        s = np.where(u >= fire_fraction * theta_pos, theta_pos, 0.0).astype(u.dtype, copy=False)
+        if signed:
+            s = np.where(u <= -fire_fraction * theta_neg, -theta_neg, s).astype(u.dtype, copy=False)
+    return s, u - s
+
+
+def simulate_constant(z: np.ndarray, p: NeuronParams, timesteps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Drive the layer with a constant current ``z`` [..., n] for T steps.
+
+    Returns (rate, spike_count): rate = (1/T)·Σ_t s_t [..., n, K], spike_count = number of non-zero
+    events [..., n, K].
+    """
+    v = np.broadcast_to(p.v0, z.shape + (p.shape[1],)).astype(z.dtype)
+    total = np.zeros_like(v)
+    count = np.zeros(v.shape, dtype=np.int64)
+    for _ in range(timesteps):
+        s, v = if_step(v, z, p)
+        total += s
+        count += s != 0
+    return total / timesteps, count

@@ -1,0 +1,70 @@
+"""The onnx2snn artifact: what a converted spiking network looks like as an ONNX file.
+
+An artifact is an ordinary ONNX model whose graph contains, besides standard ops, two ops of the custom
+domain ``onnx2snn`` (opset 1).  The saved graph computes the first time step; a runtime executes it for
+``T`` steps as follows.
+
+``IF`` — a layer of stateful integrate-and-fire neurons, ``K`` neurons per unit::
+
+    inputs : current     [..., n]      synaptic current z(t) of n units
+             membrane    [n, K] | [..., n, K]  membrane potential v(t-1); at t = 1 this input is the
+                                       initial potential v0 (an initializer, broadcast over the batch);
+                                       for t > 1 the runtime feeds back output 1 of the previous step
+             bias        [n, K]        per-neuron input shift β (a piecewise-linear piece's knot offset)
+             theta_pos   [n, K]        positive threshold θ+ > 0 (``inf``: the neuron never fires, padding)
+             theta_neg   [n, K]        negative threshold θ- > 0 (unused when ``signed = 0``)
+    outputs: spikes      [..., n, K]   emitted values s(t) ∈ {-θ-, 0, +θ+}  (amplitude-valued events)
+             membrane_out[..., n, K]   v(t)
+    attributes: signed (int, 0|1), fire_fraction (float a ∈ (0, 1])
+
+    u     = v(t-1) + z(t) + β                       (integrate; z broadcast over the K neurons of a unit)
+    s(t)  = +θ+  if u >= a·θ+
+            -θ-  if signed and u <= -a·θ-
+            0    otherwise                          (at most one spike per step)
+    v(t)  = u - s(t)                                (reset by subtraction)
+
+``a = 1`` with ``v0 = θ/2`` is the papers' "floor" neuron; ``a = 1/2`` with ``v0 = 0`` is the symmetric
+"rounding" neuron (a sigma-delta modulator): for a constant input its rate (1/T)·Σ s lies within θ/(2T) of
+clip(z + β, -θ-, θ+).  Events carry their amplitude (θ+ or -θ-), so no weight folding is needed for
+asymmetric thresholds; a spike count is the number of non-zero entries of ``spikes``.
+
+A unit's value is decoded per step by standard ops that follow the IF node::
+
+    y(t) = Σ_k w[n, k] · s(t)[..., n, k] + c[n]      (Mul, ReduceSum over the last axis, Add)
+
+which realises the piecewise-linear expansion h(z) ≈ c + Σ_k w_k·clip(z + β_k, 0, θ_k) with w_k the
+slopes (or, for one neuron per unit, w = 1 and c = 0).
+
+``Decode`` — the boundary between time-stepped and analog computation::
+
+    inputs : x(t)  any shape;   outputs: x̄ = (1/T) Σ_{t=1..T} x(t)
+
+Tensors that depend on an IF output, not through a Decode, are *step* tensors, recomputed every step;
+all other tensors are *static*: computed once (direct encoding: the analog input drives the first affine
+layer with the same current at every step).  Ops downstream of a Decode see decoded values.
+
+Model metadata (``metadata_props``) records the keys below.
+"""
+
+from __future__ import annotations
+
+DOMAIN = "onnx2snn"
+DOMAIN_VERSION = 1
+IF_OP = "IF"
+DECODE_OP = "Decode"
+FORMAT_VERSION = "1"
+
+# IF node input / output positions.
+IF_CURRENT, IF_MEMBRANE, IF_BIAS, IF_THETA_POS, IF_THETA_NEG = range(5)
+IF_SPIKES, IF_MEMBRANE_OUT = range(2)
+
+META_FORMAT = "onnx2snn.format_version"
+META_TIMESTEPS = "onnx2snn.timesteps"
+META_ENCODING = "onnx2snn.encoding"
+META_READOUT = "onnx2snn.readout"
+META_DOMAIN = "onnx2snn.domain"
+META_NEURON = "onnx2snn.neuron"
+META_SOURCE = "onnx2snn.source"
+
+# The ONNX IR version artifacts are written with (onnxruntime 1.31 reads at most IR 13).
+IR_VERSION = 10
