@@ -38,7 +38,8 @@ class Activation:
     nodes: list[onnx.NodeProto]
     constants: dict[str, np.ndarray] = field(default_factory=dict)
     opset: int = 17
-    _session: object = field(default=None, repr=False)
+    dtype: np.dtype = np.dtype(np.float32)
+    _sessions: dict = field(default_factory=dict, repr=False)
 
     @property
     def name(self) -> str:
@@ -60,9 +61,11 @@ class Activation:
         return "Subgraph(" + "+".join(ops) + ")"
 
     def __call__(self, z: np.ndarray) -> np.ndarray:
-        """h(z) for z [N, n] (unit j in column j); returns [N, n] in z's dtype."""
+        """h(z) for z [N, n] (unit j in column j); returns [N, n] in the model's dtype."""
         import onnxruntime as ort
-        if self._session is None:
+        z = np.ascontiguousarray(z, dtype=self.dtype)
+        session = self._sessions.get((z.dtype, z.shape[1]))
+        if session is None:
             elem = helper.np_dtype_to_tensor_dtype(z.dtype)
             graph = helper.make_graph(
                 self.nodes, "activation", [helper.make_tensor_value_info(self.input, elem, ["N", z.shape[1]])],
@@ -72,9 +75,9 @@ class Activation:
             model.ir_version = 10
             options = ort.SessionOptions()
             options.intra_op_num_threads = options.inter_op_num_threads = 1
-            self._session = ort.InferenceSession(model.SerializeToString(), options,
-                                                 providers=["CPUExecutionProvider"])
-        out = self._session.run([self.output], {self.input: z})[0]
+            session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+            self._sessions[(z.dtype, z.shape[1])] = session
+        out = session.run([self.output], {self.input: z})[0]
         return np.broadcast_to(out, z.shape).astype(z.dtype, copy=False)
 
 
@@ -119,4 +122,11 @@ def find_activation(e: str, affine_outputs: set[str], g: GraphIndex) -> tuple[Ac
             return None, f"tensor '{name}' inside the activation is also used by {user}"
     if all(n.op_type in LINEAR for n in ordered):
         return None, "only linear elementwise ops between the affine layers"
-    return Activation(input=z, output=e, nodes=ordered, constants=constants, opset=g.opset), ""
+    return Activation(input=z, output=e, nodes=ordered, constants=constants, opset=g.opset,
+                      dtype=_float_type(z, g)), ""
+
+
+def _float_type(name: str, g: GraphIndex) -> np.dtype:
+    """The dtype of tensor ``name``: that of the float constants or inputs of the model."""
+    floats = [c.dtype for c in g.constants.values() if c.dtype.kind == "f" and c.ndim == 2]
+    return floats[0] if floats else np.dtype(np.float32)

@@ -118,8 +118,10 @@ class NumpyRuntime:
         sums: dict[int, np.ndarray] = {}
         for n in stage:
             if n.kind == spec.IF_OP:
-                theta = values[n.inputs[spec.IF_THETA_POS]]
-                spikes.setdefault(n.name, SpikeCounts(neurons=int(np.isfinite(theta).sum())))
+                live = np.isfinite(values[n.inputs[spec.IF_THETA_POS]])
+                if n.signed:
+                    live = live | np.isfinite(values[n.inputs[spec.IF_THETA_NEG]])
+                spikes.setdefault(n.name, SpikeCounts(neurons=int(live.sum())))
         for _ in range(T):
             for n in stage:
                 if n.kind == spec.IF_OP:

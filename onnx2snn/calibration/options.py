@@ -1,0 +1,47 @@
+"""Conversion options (the CLI's ``convert`` flags) and their defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import CalibrationError
+
+METHODS = ("none", "light", "potential", "advanced", "refit")
+DEFAULT_MAX_PIECES = 16
+
+
+@dataclass
+class ConversionOptions:
+    """``pieces``: 1 = one signed neuron per unit (the papers' method), K > 1 = PWL expansion with at most
+    K pieces per unit, "auto" = PWL with pieces chosen per unit.  ``calibration``: methods combined with
+    '+', None = the best for ``pieces``."""
+
+    timesteps: int = 32
+    pieces: int | str = "auto"
+    calibration: tuple[str, ...] | None = None
+    threshold: str = "max"
+    neuron: str = "round"
+    readout: str = "analog"
+    seed: int = 0
+    methods: tuple[str, ...] = field(init=False, default=())
+
+    def __post_init__(self):
+        if not isinstance(self.timesteps, int) or self.timesteps <= 0:
+            raise CalibrationError(f"timesteps must be a positive integer, got {self.timesteps!r}")
+        if self.pieces != "auto" and (not isinstance(self.pieces, int) or self.pieces < 1):
+            raise CalibrationError(f"pieces must be a positive integer or 'auto', got {self.pieces!r}")
+        if self.neuron not in ("round", "floor"):
+            raise CalibrationError(f"unknown neuron {self.neuron!r}; use round or floor")
+        if self.readout not in ("analog", "spiking"):
+            raise CalibrationError(f"unknown readout {self.readout!r}; use analog or spiking")
+        methods = self.calibration if self.calibration is not None else ("refit",)
+        if isinstance(methods, str):
+            methods = tuple(methods.split("+"))
+        unknown = [m for m in methods if m not in METHODS]
+        if unknown:
+            raise CalibrationError(f"unknown calibration method(s) {unknown}; use {'+'.join(METHODS)}")
+        self.methods = tuple(m for m in methods if m != "none")
+
+    @property
+    def max_pieces(self) -> int:
+        return DEFAULT_MAX_PIECES if self.pieces == "auto" else int(self.pieces)

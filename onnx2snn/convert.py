@@ -1,0 +1,94 @@
+"""``onnx2snn.convert``: import, calibrate, rewrite, validate — the whole job as one call."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from runtimes import spec
+from runtimes.network import SpikingNetwork
+
+from .ann import ann_session, run_ann
+from .calibration import Calibration, ConversionOptions, calibrate
+from .domain import Domain, format_domain
+from .errors import ModelError
+from .importer import ImportedModel, import_model
+from .inputs import calibration_inputs, resolve_domain, validation_inputs
+from .report import build_report
+from .rewrite import build_artifact
+from .saving import save_model
+from .structure import Structure, analyse
+
+VALIDATION_POINTS = 2048
+
+
+@dataclass
+class ConversionResult:
+    """The artifact (``model``), what was converted (``structure``) and the measured ``report`` (dict)."""
+
+    model: onnx.ModelProto
+    structure: Structure
+    calibration: Calibration
+    domain: Domain
+    options: ConversionOptions
+    report: dict = field(default_factory=dict)
+    source: Path | None = None
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the artifact atomically; refuses to overwrite the source model."""
+        return save_model(self.model, path, source=self.source)
+
+    def network(self, backend: str = "numpy") -> SpikingNetwork:
+        return SpikingNetwork(self.model, backend=backend, source="converted model")
+
+
+def convert(model: str | os.PathLike, domain: Domain | str | None = None, timesteps: int = 32,
+            calib: dict[str, np.ndarray] | np.ndarray | None = None, samples: int = 4096, seed: int = 0,
+            pieces: int | str = "auto", calibration: str | tuple[str, ...] | None = None,
+            threshold: str = "max", neuron: str = "round", readout: str = "analog",
+            validation_points: int = VALIDATION_POINTS, validate: bool = True) -> ConversionResult:
+    """Convert the ONNX model at ``model`` to an SNN; see ``ConversionOptions`` for the options."""
+    options = ConversionOptions(timesteps=timesteps, pieces=pieces, calibration=calibration,
+                                threshold=threshold, neuron=neuron, readout=readout, seed=seed)
+    started = time.perf_counter()
+    imported = import_model(model)
+    box = resolve_domain(imported, domain)
+    structure = analyse(imported.model)
+    if not structure.layers:
+        raise ModelError(f"{imported.path}: no affine layer followed by a pointwise activation and another "
+                         f"affine layer; nothing to convert (see 'onnx2snn inspect')")
+    feeds = calibration_inputs(imported, box, calib, samples, np.random.default_rng(seed))
+    ann = run_ann(imported.model, feeds, _tensors_needed(structure))
+    imported_at = time.perf_counter()
+    result_calibration = calibrate(structure, ann, options)
+    calibrated_at = time.perf_counter()
+    metadata = {
+        spec.META_FORMAT: spec.FORMAT_VERSION, spec.META_TIMESTEPS: str(options.timesteps),
+        spec.META_ENCODING: "direct", spec.META_READOUT: options.readout, spec.META_DOMAIN: format_domain(box),
+        spec.META_NEURON: options.neuron, spec.META_SOURCE: imported.path.name,
+    }
+    artifact = build_artifact(imported.model, structure, result_calibration, metadata)
+    result = ConversionResult(model=artifact, structure=structure, calibration=result_calibration,
+                              domain=box, options=options, source=imported.path)
+    timing = {"convert": time.perf_counter() - started, "calibrate": calibrated_at - imported_at}
+    if validate:
+        points = validation_inputs(imported, box, validation_points, np.random.default_rng(seed + 1_000_003))
+        result.report = build_report(imported, result, points, timing)
+    return result
+
+
+def _tensors_needed(structure: Structure) -> list[str]:
+    names = []
+    for layer in structure.layers:
+        names += [layer.affine.input, layer.affine.output, layer.activation.output]
+    for readout in structure.readouts:
+        names += [readout.input, readout.output]
+    return list(dict.fromkeys(names))
+
+
+__all__ = ["convert", "ConversionResult", "ImportedModel", "ann_session"]

@@ -1,0 +1,108 @@
+"""Model inputs for calibration and validation: the domain box, sampled points, user calibration files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from runtimes import spec
+
+from .domain import Domain, normalise_domain, sample_domain
+from .errors import DomainError
+from .importer import ImportedModel
+
+
+def resolve_domain(imported: ImportedModel, domain: Domain | str | None) -> Domain:
+    """The user's domain, else the model's ``onnx2snn.domain`` metadata; checked against the inputs."""
+    names = list(imported.input_shapes)
+    if domain is None:
+        text = imported.metadata.get(spec.META_DOMAIN)
+        if text is None:
+            example = ";".join(f"{n}=" + ",".join(["LO:HI"] * max(_features(imported, n) or 1, 1)) for n in names)
+            raise DomainError(f"{imported.path}: no input domain; give --domain {example} "
+                              f"(or store it in the model's '{spec.META_DOMAIN}' metadata)")
+        domain = text
+    box = normalise_domain(domain)
+    unknown = [n for n in box if n not in names]
+    if unknown:
+        raise DomainError(f"domain names unknown input(s) {unknown}; the model's inputs are {names}")
+    missing = [n for n in names if n not in box]
+    if missing:
+        raise DomainError(f"domain misses input(s) {missing}; give one LO:HI per feature for each of {names}")
+    for name, intervals in box.items():
+        features = _features(imported, name)
+        if features is not None and features != len(intervals):
+            raise DomainError(f"domain of input '{name}' has {len(intervals)} interval(s) but the input has "
+                              f"{features} feature(s)")
+    return box
+
+
+def _features(imported: ImportedModel, name: str) -> int | None:
+    shape = imported.input_shapes[name]
+    last = shape[-1] if shape else None
+    return last if isinstance(last, int) and last > 0 else None
+
+
+def calibration_inputs(imported: ImportedModel, box: Domain, calib, samples: int,
+                       rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """``calib`` (array, dict, or path to .npy/.npz) if given, else ``samples`` uniform domain points."""
+    if calib is None:
+        if not isinstance(samples, int) or samples < 1:
+            raise DomainError(f"samples must be a positive integer, got {samples!r}")
+        return sample_domain(box, imported.input_shapes, samples, rng, imported.dtype)
+    if isinstance(calib, (str, os.PathLike)):
+        calib = load_arrays(Path(calib), list(imported.input_shapes))
+    if not isinstance(calib, dict):
+        names = list(imported.input_shapes)
+        if len(names) != 1:
+            raise DomainError(f"the model has inputs {names}; give calibration data as .npz keyed by name")
+        calib = {names[0]: calib}
+    return check_arrays(imported, calib, "calibration data")
+
+
+def validation_inputs(imported: ImportedModel, box: Domain, count: int, rng: np.random.Generator):
+    return sample_domain(box, imported.input_shapes, count, rng, imported.dtype)
+
+
+def load_arrays(path: Path, names: list[str]) -> dict[str, np.ndarray]:
+    """A .npy (single input) or .npz (keyed by input name) file."""
+    if not path.is_file():
+        raise DomainError(f"{path}: no such file")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise DomainError(f"{path}: not a readable .npy/.npz file ({str(e).splitlines()[0]})") from None
+    if isinstance(loaded, np.ndarray):
+        if len(names) != 1:
+            raise DomainError(f"{path}: the model has inputs {names}; give an .npz keyed by input name")
+        return {names[0]: loaded}
+    with loaded:
+        return {key: loaded[key] for key in loaded.files}
+
+
+def check_arrays(imported: ImportedModel, arrays: dict[str, np.ndarray], what: str) -> dict[str, np.ndarray]:
+    names = list(imported.input_shapes)
+    unknown = [k for k in arrays if k not in names]
+    missing = [n for n in names if n not in arrays]
+    if unknown or missing:
+        raise DomainError(f"{what}: inputs do not match the model (unknown {unknown}, missing {missing}); "
+                          f"the model takes {names}")
+    out = {}
+    for name, array in arrays.items():
+        array = np.asarray(array)
+        if array.dtype.kind not in "fiu":
+            raise DomainError(f"{what} for input '{name}': dtype {array.dtype} is not numeric")
+        array = array.astype(imported.dtype)
+        shape = imported.input_shapes[name]
+        if name in imported.batched_inputs and array.ndim == 1:
+            array = array[:, None] if (_features(imported, name) == 1) else array[None]
+        features = _features(imported, name)
+        if array.ndim != len(shape) or (features is not None and array.shape[-1] != features) or array.shape[0] < 1:
+            raise DomainError(f"{what} for input '{name}': shape {list(array.shape)} does not match the "
+                              f"model's {['?' if not isinstance(d, int) else d for d in shape]}")
+        if not np.all(np.isfinite(array)):
+            raise DomainError(f"{what} for input '{name}' contains NaN or Inf")
+        out[name] = array
+    return out

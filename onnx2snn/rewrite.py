@@ -1,0 +1,120 @@
+"""Write the spiking artifact: the canonical model with every spiking layer replaced (``runtimes.spec``).
+
+Per spiking layer::
+
+    x ─MatMul(W)─Add(b)─▶ z ─IF(v0, β, θ+, θ-)─▶ s ─Mul(w)─ReduceSum(-1)─Add(c)─▶ h
+
+per readout ``x ─MatMul(W)─Add(b)─▶ y``; then a ``Decode`` is inserted wherever a step tensor reaches an
+analog node or a graph output, so analog ops see decoded values and the graph's names are unchanged.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from runtimes import spec
+
+from .calibration import Calibration
+from .structure import Structure
+
+STEP_SUFFIX = "/step"
+
+
+def build_artifact(model: onnx.ModelProto, structure: Structure, calibration: Calibration,
+                   metadata: dict[str, str]) -> onnx.ModelProto:
+    graph = model.graph
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
+    removed = {id(n) for l in structure.layers for n in l.affine.nodes + l.activation.nodes}
+    removed |= {id(n) for a in structure.readouts for n in a.nodes}
+    emitted: list[onnx.NodeProto] = []
+    inits: list[onnx.TensorProto] = []
+    axes_name = "onnx2snn/axes_last"
+    if opset >= 13:
+        inits.append(numpy_helper.from_array(np.array([-1], np.int64), axes_name))
+
+    def const(name: str, value: np.ndarray) -> str:
+        inits.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
+        return name
+
+    def affine(prefix: str, x: str, out: str, weight: np.ndarray, bias: np.ndarray) -> None:
+        emitted.append(helper.make_node("MatMul", [x, const(f"{prefix}/W", weight)], [f"{prefix}/xW"],
+                                        name=f"{prefix}/MatMul"))
+        emitted.append(helper.make_node("Add", [f"{prefix}/xW", const(f"{prefix}/b", bias)], [out],
+                                        name=f"{prefix}/Add"))
+
+    for layer, params in zip(structure.layers, calibration.layers):
+        name, neurons = layer.name, params.neurons
+        affine(layer.affine.name, layer.affine.input, layer.activation.input, params.weight, params.bias)
+        emitted.append(helper.make_node(
+            spec.IF_OP, [layer.activation.input, const(f"{name}/v0", neurons.v0),
+                         const(f"{name}/bias", neurons.bias), const(f"{name}/theta_pos", neurons.theta_pos),
+                         const(f"{name}/theta_neg", neurons.theta_neg)],
+            [f"{name}/spikes", f"{name}/membrane"], name=name, domain=spec.DOMAIN,
+            signed=int(neurons.signed), fire_fraction=float(neurons.fire_fraction)))
+        emitted.append(helper.make_node("Mul", [f"{name}/spikes", const(f"{name}/decode_w", params.decode_weight)],
+                                        [f"{name}/weighted"], name=f"{name}/decode_mul"))
+        if opset >= 13:
+            reduce = helper.make_node("ReduceSum", [f"{name}/weighted", axes_name], [f"{name}/summed"],
+                                      name=f"{name}/decode_sum", keepdims=0)
+        else:
+            reduce = helper.make_node("ReduceSum", [f"{name}/weighted"], [f"{name}/summed"],
+                                      name=f"{name}/decode_sum", keepdims=0, axes=[-1])
+        emitted.append(reduce)
+        emitted.append(helper.make_node("Add", [f"{name}/summed", const(f"{name}/decode_c", params.decode_offset)],
+                                        [layer.activation.output], name=f"{name}/decode_add"))
+    for readout in structure.readouts:
+        weight, bias = calibration.readouts[readout.name]
+        affine(readout.name, readout.input, readout.output, weight, bias)
+
+    kept = [n for n in graph.node if id(n) not in removed]
+    nodes = _insert_decodes(kept, emitted, [o.name for o in graph.output])
+    used = {i for n in nodes for i in n.input}
+    initializers = [t for t in graph.initializer if t.name in used] + [t for t in inits if t.name in used]
+    new_graph = helper.make_graph(_toposort(nodes, [i.name for i in graph.input] + [t.name for t in initializers]),
+                                  graph.name or "snn", list(graph.input), list(graph.output), initializers)
+    opsets = [o for o in model.opset_import if o.domain != spec.DOMAIN]
+    opsets.append(helper.make_opsetid(spec.DOMAIN, spec.DOMAIN_VERSION))
+    out = helper.make_model(new_graph, opset_imports=opsets, producer_name="onnx2snn")
+    out.ir_version = spec.IR_VERSION if opset <= 21 else model.ir_version
+    for key, value in {**{p.key: p.value for p in model.metadata_props}, **metadata}.items():
+        out.metadata_props.add(key=key, value=value)
+    return out
+
+
+def _insert_decodes(kept: list[onnx.NodeProto], emitted: list[onnx.NodeProto],
+                    graph_outputs: list[str]) -> list[onnx.NodeProto]:
+    """Decode each step tensor read by an analog node or a graph output, keeping its name for them."""
+    step: set[str] = set()
+    for node in _toposort(kept + emitted, None):
+        if node.domain == spec.DOMAIN or any(i in step for i in node.input):
+            step.update(node.output)
+    analog_reads = {i for n in kept for i in n.input} | set(graph_outputs)
+    decoded = sorted(step & analog_reads)
+    rename = {t: t + STEP_SUFFIX for t in decoded}
+    for node in emitted:
+        node.input[:] = [rename.get(i, i) for i in node.input]
+        node.output[:] = [rename.get(o, o) for o in node.output]
+    decodes = [helper.make_node(spec.DECODE_OP, [rename[t]], [t], name=f"{t}/decode", domain=spec.DOMAIN)
+               for t in decoded]
+    return kept + emitted + decodes
+
+
+def _toposort(nodes: list[onnx.NodeProto], available: list[str] | None) -> list[onnx.NodeProto]:
+    """Kahn's order, stable with respect to ``nodes``; with ``available`` None, unknown inputs are free."""
+    produced = {o for n in nodes for o in n.output}
+    known = set(available or []) | ({""} if available is not None else set())
+    order, remaining = [], list(nodes)
+    while remaining:
+        progress = []
+        for node in remaining:
+            if all(i in known or (available is None and i not in produced) for i in node.input):
+                progress.append(node)
+                known.update(node.output)
+        if not progress:    # a cycle or a missing input: keep the rest in their order
+            return order + remaining
+        ids = {id(n) for n in progress}
+        order += progress
+        remaining = [n for n in remaining if id(n) not in ids]
+    return order
