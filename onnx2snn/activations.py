@@ -109,7 +109,7 @@ def find_activation(e: str, affine_outputs: set[str], g: GraphIndex) -> tuple[Ac
             elif name in g.producer:
                 stack.append(g.producer[name])
             else:
-                return None, f"node '{node.name}' depends on input '{name}', not only on the layer's output"
+                return None, f"it is computed from model input '{name}' (input preprocessing, evaluated once)"
     if len(sources) != 1:
         return None, "it combines several layers' outputs" if sources else "it does not start at an affine layer"
     z = sources.pop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,20 +52,29 @@ def convert(model: str | os.PathLike, domain: Domain | str | None = None, timest
             calib: dict[str, np.ndarray] | np.ndarray | None = None, samples: int = 4096, seed: int = 0,
             pieces: int | str = "auto", calibration: str | tuple[str, ...] | None = None,
             threshold: str = "max", neuron: str = "round", readout: str = "analog",
-            validation_points: int = VALIDATION_POINTS, validate: bool = True) -> ConversionResult:
-    """Convert the ONNX model at ``model`` to an SNN; see ``ConversionOptions`` for the options."""
+            validation_points: int = VALIDATION_POINTS, validate: bool = True,
+            progress: Callable[[str], None] | None = None) -> ConversionResult:
+    """Convert the ONNX model at ``model`` to an SNN; see ``ConversionOptions`` for the options.
+
+    ``progress``, if given, receives one line per stage (the library itself never prints)."""
+    say = progress or (lambda message: None)
     options = ConversionOptions(timesteps=timesteps, pieces=pieces, calibration=calibration,
                                 threshold=threshold, neuron=neuron, readout=readout, seed=seed)
     started = time.perf_counter()
+    say(f"importing {model}")
     imported = import_model(model)
     box = resolve_domain(imported, domain)
     structure = analyse(imported.model)
     if not structure.layers:
         raise ModelError(f"{imported.path}: no affine layer followed by a pointwise activation and another "
                          f"affine layer; nothing to convert (see 'onnx2snn inspect')")
+    say(f"{len(structure.layers)} spiking layer(s), {len(structure.analog)} analog node(s); running the ANN "
+        f"on calibration points")
     feeds = calibration_inputs(imported, box, calib, samples, np.random.default_rng(seed))
     ann = run_ann(imported.model, feeds, _tensors_needed(structure))
     imported_at = time.perf_counter()
+    say(f"calibrating (T={options.timesteps}, pieces={options.pieces}, "
+        f"calibration={'+'.join(options.methods) or 'none'})")
     result_calibration = calibrate(structure, ann, options)
     calibrated_at = time.perf_counter()
     metadata = {
@@ -77,6 +87,7 @@ def convert(model: str | os.PathLike, domain: Domain | str | None = None, timest
                               domain=box, options=options, source=imported.path)
     timing = {"convert": time.perf_counter() - started, "calibrate": calibrated_at - imported_at}
     if validate:
+        say(f"validating on {validation_points} fresh domain points")
         points = validation_inputs(imported, box, validation_points, np.random.default_rng(seed + 1_000_003))
         result.report = build_report(imported, result, points, timing)
     return result

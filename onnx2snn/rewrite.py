@@ -87,7 +87,7 @@ def _insert_decodes(kept: list[onnx.NodeProto], emitted: list[onnx.NodeProto],
                     graph_outputs: list[str]) -> list[onnx.NodeProto]:
     """Decode each step tensor read by an analog node or a graph output, keeping its name for them."""
     step: set[str] = set()
-    for node in _toposort(kept + emitted, None):
+    for node in _toposort(emitted, None):      # only the emitted nodes run per step
         if node.domain == spec.DOMAIN or any(i in step for i in node.input):
             step.update(node.output)
     analog_reads = {i for n in kept for i in n.input} | set(graph_outputs)

@@ -41,6 +41,10 @@ class ConversionOptions:
         if unknown:
             raise CalibrationError(f"unknown calibration method(s) {unknown}; use {'+'.join(METHODS)}")
         self.methods = tuple(m for m in methods if m != "none")
+        if "advanced" in self.methods or self.readout == "spiking" or self.threshold == "mse":
+            raise CalibrationError("advanced calibration, the spiking readout and mse thresholds are not "
+                                   "implemented yet; use --calibration light|potential|refit, --readout analog, "
+                                   "--threshold max|percentile:P")
 
     @property
     def max_pieces(self) -> int:

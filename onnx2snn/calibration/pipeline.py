@@ -50,7 +50,7 @@ def calibrate(structure: Structure, ann: dict[str, np.ndarray], options: Convers
         upstream = spec.upstream
         inputs = ann[spec.affine.input] if upstream is None else traces[upstream].series
         if upstream is not None and "refit" in options.methods:
-            weight, bias = refit_affine(traces[upstream].mean, ann[spec.affine.output])
+            weight, bias = refit_affine(traces[upstream].mean, _flat(ann[spec.affine.output]))
         z_ann, h_ann = _flat(ann[spec.activation.input]), _flat(ann[spec.activation.output])
         layer = _initial_layer(spec, weight, bias, z_ann, h_ann, options)
         static = upstream is None

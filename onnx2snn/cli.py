@@ -1,0 +1,267 @@
+"""The ``onnx2snn`` command line: the only module that prints.
+
+Exit codes: 0 success; 1 the input or the model cannot be processed (one line on stderr naming the
+problem, no traceback unless ``--traceback``); 2 usage error; 130 interrupted (Ctrl-C).  A failed command
+leaves no partial output file behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from runtimes.errors import Onnx2SnnError
+
+from . import __version__
+from .saving import atomic_write, check_output_path
+
+COMMANDS = ("convert", "run", "inspect", "verify")
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _pieces(text: str):
+    if text == "auto":
+        return "auto"
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {text!r}")
+    return value
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="onnx2snn", description="Convert PINNs (ONNX) into spiking neural networks.")
+    parser.add_argument("--version", action="version", version=f"onnx2snn {__version__}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+
+    convert = sub.add_parser("convert", help="convert an ONNX model into a spiking artifact")
+    convert.add_argument("model", help="the ONNX model (PINN)")
+    convert.add_argument("-o", "--output", help="where the SNN goes (default: MODEL.snn.onnx beside the input)")
+    convert.add_argument("-T", "--timesteps", type=_positive, default=32, help="simulation steps (default 32)")
+    convert.add_argument("--domain", action="append", metavar="NAME=LO:HI[,LO:HI...]",
+                         help="box of each model input; repeat per input (default: the model's metadata)")
+    convert.add_argument("--calib", help="calibration inputs: .npy (single input) or .npz keyed by input name")
+    convert.add_argument("--samples", type=_positive, default=4096, help="calibration points (default 4096)")
+    convert.add_argument("--seed", type=int, default=0, help="all randomness (default 0)")
+    convert.add_argument("--report-json", help="write the machine-readable report here")
+    convert.add_argument("--pieces", type=_pieces, default=None,
+                         help="neurons per unit: 1 = one signed neuron (papers), K > 1 = PWL, auto (default)")
+    convert.add_argument("--calibration", help="none, light, potential, advanced, refit, combined with +")
+    convert.add_argument("--threshold", default=None, help="max (default), percentile:P or mse")
+    convert.add_argument("--neuron", choices=["round", "floor"], default=None, help="neuron model (default round)")
+    convert.add_argument("--readout", choices=["analog", "spiking"], default=None, help="readout (default analog)")
+    convert.add_argument("--preset", choices=["paper"], help="the papers' pipeline")
+    convert.add_argument("--validation-points", type=_positive, default=2048, help="fresh points for the report")
+
+    run = sub.add_parser("run", help="run a spiking artifact on inputs")
+    run.add_argument("model", help="the spiking artifact (.snn.onnx)")
+    run.add_argument("--input", action="append", required=True, metavar="[NAME=]X.npy",
+                     help="input array; NAME=X.npy per input for several inputs")
+    run.add_argument("--backend", default="numpy", help="numpy (default), snntorch, onnxruntime")
+    run.add_argument("-o", "--output", help="Y.npy (single output) or Y.npz (default: beside the artifact)")
+    run.add_argument("-T", "--timesteps", type=_positive, help="override the artifact's T")
+
+    inspect = sub.add_parser("inspect", help="what would be converted, what stays analog and why")
+    inspect.add_argument("model")
+
+    verify = sub.add_parser("verify", help="check that all installed runtimes agree")
+    verify.add_argument("model")
+
+    for p in (convert, run, inspect, verify):
+        p.add_argument("--traceback", action="store_true", help="show the full traceback on errors")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
+        argv = ["convert"] + argv
+    traceback_wanted = "--traceback" in argv
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command is None:
+            build_parser().print_help(sys.stderr)
+            return EXIT_USAGE
+        handler = {"convert": _convert, "run": _run, "inspect": _inspect, "verify": _verify}[args.command]
+        return handler(args)
+    except UsageError as e:
+        print(str(e), file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("onnx2snn: interrupted; nothing was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Onnx2SnnError as e:
+        if traceback_wanted:
+            raise
+        print(f"onnx2snn: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _progress(message: str) -> None:
+    print(f"[onnx2snn] {message}", file=sys.stderr, flush=True)
+
+
+def _convert(args) -> int:
+    from .convert import convert
+    source = Path(args.model)
+    output = Path(args.output) if args.output else _default_output(source)
+    check_output_path(output, source)
+    if args.report_json:
+        check_output_path(args.report_json, source)
+    options = _convert_options(args)
+    started = time.perf_counter()
+    result = convert(source, domain=";".join(args.domain) if args.domain else None, timesteps=args.timesteps,
+                     calib=args.calib, samples=args.samples, seed=args.seed,
+                     validation_points=args.validation_points, progress=_progress, **options)
+    result.save(output)
+    if args.report_json:
+        text = json.dumps(result.report, indent=2) + "\n"
+        atomic_write(Path(args.report_json), lambda tmp: tmp.write_text(text))
+    _print_report(result.report, output, time.perf_counter() - started)
+    return EXIT_OK
+
+
+def _convert_options(args) -> dict:
+    options = {"pieces": args.pieces, "calibration": args.calibration, "threshold": args.threshold,
+               "neuron": args.neuron, "readout": args.readout}
+    if args.preset == "paper":
+        preset = {"pieces": 1, "calibration": "advanced", "threshold": "max", "neuron": "floor",
+                  "readout": "spiking"}
+        options = {k: (v if v is not None else preset[k]) for k, v in options.items()}
+    defaults = {"pieces": "auto", "threshold": "max", "neuron": "round", "readout": "analog"}
+    return {k: (v if v is not None else defaults.get(k)) for k, v in options.items()}
+
+
+def _default_output(source: Path) -> Path:
+    stem = source.name[:-5] if source.name.endswith(".onnx") else source.name
+    return source.with_name(stem + ".snn.onnx")
+
+
+def _print_report(report: dict, output: Path, seconds: float) -> None:
+    v = report["validation"]
+    print(f"wrote {output}  (T={report['timesteps']}, pieces={report['pieces']}, "
+          f"calibration={report['calibration']}, {seconds:.1f} s)")
+    print(f"SNN vs ANN on {v['points']} fresh domain points: relative L2 {v['rel_l2_snn_vs_ann']:.3e}, "
+          f"max abs {v['max_abs_snn_vs_ann']:.3e}")
+    for key in ("rel_l2_snn_vs_exact", "rel_l2_ann_vs_exact"):
+        if key in v:
+            print(f"  {key.replace('_', ' ').replace('rel l2 ', 'relative L2 ')}: {v[key]:.3e}")
+    print(f"{'layer':<32} {'activation':<12} {'units':>6} {'neurons':>8} {'pieces':>7} {'spike rate':>10}")
+    for layer in report["layers"]:
+        print(f"{layer['name'][:32]:<32} {layer['activation'][:12]:<12} {layer['neurons']:>6} "
+              f"{layer['spiking_neurons']:>8} {layer['pieces_mean']:>7.2f} {layer['spike_rate']:>10.3f}")
+    e = report["energy_pj_per_sample"]
+    print(f"spikes/sample {report['spikes_per_sample']:.1f}, synaptic ops/sample {report['synops_per_sample']:.1f}, "
+          f"ANN MACs/sample {report['ann_macs_per_sample']:.1f}")
+    print(f"energy/sample (compute only, 45 nm): SNN {e['snn_45nm'] / 1e3:.2f} nJ vs ANN {e['ann_45nm'] / 1e3:.2f} nJ")
+    if report["analog_nodes"]:
+        print(f"{len(report['analog_nodes'])} node(s) stay analog (see 'onnx2snn inspect')")
+
+
+def _parse_inputs(items: list[str]) -> dict[str, Path] | Path:
+    named = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if sep and not Path(item).exists():
+            named[name] = Path(path)
+        elif len(items) == 1:
+            return Path(item)
+        else:
+            raise UsageError(f"onnx2snn run: give --input NAME=X.npy for each input of a multi-input model")
+    return named
+
+
+def _run(args) -> int:
+    import runtimes
+    from .inputs import load_arrays
+    snn = runtimes.load(args.model, backend=args.backend, timesteps=args.timesteps)
+    spec = _parse_inputs(args.input)
+    if isinstance(spec, Path):
+        inputs = load_arrays(spec, list(snn.inputs))
+    else:
+        inputs = {}
+        for name, path in spec.items():
+            arrays = load_arrays(path, [name])
+            if name not in arrays:
+                raise runtimes.InputError(f"{path}: has no array for input '{name}'")
+            inputs[name] = arrays[name]
+    suffix = ".npy" if len(snn.output_names) == 1 else ".npz"
+    output = Path(args.output) if args.output else Path(args.model).with_suffix("").with_suffix(".out" + suffix)
+    check_output_path(output, args.model)
+    if len(snn.output_names) > 1 and output.suffix != ".npz":
+        raise UsageError(f"onnx2snn run: the model has {len(snn.output_names)} outputs; give -o Y.npz")
+    result = snn.run(inputs)
+    if output.suffix == ".npz":
+        atomic_write(output, lambda tmp: _save_npz(tmp, result))
+    else:
+        atomic_write(output, lambda tmp: _save_npy(tmp, result[snn.output_names[0]]))
+    shapes = ", ".join(f"{k} {list(v.shape)}" for k, v in result.items())
+    print(f"wrote {output}  ({shapes}; T={snn.timesteps}, backend {args.backend})")
+    return EXIT_OK
+
+
+def _save_npy(tmp: Path, array: np.ndarray) -> None:
+    with open(tmp, "wb") as f:
+        np.save(f, array)
+
+
+def _save_npz(tmp: Path, arrays: dict) -> None:
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def _inspect(args) -> int:
+    from .importer import import_model
+    from .structure import analyse
+    imported = import_model(args.model)
+    structure = analyse(imported.model)
+    print(f"{imported.path}: inputs {imported.input_shapes}, dtype {imported.dtype}")
+    for name in imported.batched_inputs:
+        print(f"  input '{name}' is rank 1: a batch axis is added")
+    print(f"{len(structure.layers)} spiking layer(s) (affine layer -> activation -> spiking neurons):")
+    for layer in structure.layers:
+        feeds = ", ".join(c.name for c in layer.consumers)
+        print(f"  {layer.affine.name} [{layer.affine.fan_in} -> {layer.width}] -> {layer.activation.kind} "
+              f"('{layer.name}') -> feeds {feeds}")
+    print(f"{len(structure.readouts)} readout(s) (analog readout of decoded spikes):")
+    for readout in structure.readouts:
+        print(f"  {readout.name} [{readout.fan_in} -> {readout.width}]")
+    print(f"{len(structure.analog)} node(s) stay analog:")
+    for node in structure.analog:
+        print(f"  {node.name} ({node.op}): {node.reason}")
+    return EXIT_OK
+
+
+def _verify(args) -> int:
+    raise UsageError("onnx2snn verify: needs the snnTorch and onnxruntime backends, which are not available "
+                     "yet; only the numpy reference runtime is installed")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
