@@ -94,6 +94,11 @@ def _canonicalise(model: onnx.ModelProto, path: Path) -> onnx.ModelProto:
         out = gs.export_onnx(graph)
     except Exception as e:  # onnx-graphsurgeon raises many types on malformed graphs
         raise ModelError(f"{path}: cannot read the graph ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+    for kept, original in ((out.graph.input, model.graph.input), (out.graph.output, model.graph.output)):
+        declared = {v.name: v for v in original}    # onnx-graphsurgeon may drop declared shapes
+        for k, value in enumerate(kept):
+            if value.name in declared:
+                kept[k].CopyFrom(declared[value.name])
     out.ir_version = min(model.ir_version, 10) or 10
     del out.metadata_props[:]
     out.metadata_props.extend(model.metadata_props)
@@ -113,7 +118,9 @@ def _batch_rank1_inputs(model: onnx.ModelProto) -> list[str]:
     if batched:   # output and intermediate shapes change with it
         del model.graph.value_info[:]
         for value in model.graph.output:
-            value.type.tensor_type.ClearField("shape")
+            dims = value.type.tensor_type.shape.dim
+            if len(dims) == 1:          # a per-point output [m] becomes [batch, m]
+                dims.insert(0, onnx.TensorShapeProto.Dimension(dim_param="batch"))
     return batched
 
 
