@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--readout", choices=["analog", "spiking"], default=None, help="readout (default analog)")
     convert.add_argument("--preset", choices=["paper"], help="the papers' pipeline")
     convert.add_argument("--validation-points", type=_positive, default=2048, help="fresh points for the report")
+    convert.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
 
     run = sub.add_parser("run", help="run a spiking artifact on inputs")
     run.add_argument("model", help="the spiking artifact (.snn.onnx)")
@@ -138,7 +139,8 @@ def _convert(args) -> int:
     started = time.perf_counter()
     result = convert(source, domain=";".join(args.domain) if args.domain else None, timesteps=args.timesteps,
                      calib=args.calib, samples=args.samples, seed=args.seed,
-                     validation_points=args.validation_points, progress=_progress, **options)
+                     validation_points=args.validation_points,
+                     progress=None if args.quiet else _progress, **options)
     result.save(output)
     if args.report_json:
         text = json.dumps(result.report, indent=2) + "\n"

@@ -1,0 +1,183 @@
+"""The command line, called in-process: outputs, report keys, exit codes, and every bad input."""
+
+import json
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from conftest import FIXTURES
+from onnx2snn.cli import main
+
+REPORT_KEYS = {"model", "timesteps", "validation", "layers", "spike_rate", "spikes_per_sample",
+               "synops_per_sample", "ann_macs_per_sample", "energy_pj_per_sample", "timing_s"}
+FAST = ["--samples", "512", "--validation-points", "256"]
+
+
+@pytest.fixture
+def model(tmp_path):
+    path = tmp_path / "pinn.onnx"
+    shutil.copy(FIXTURES / "torch_tanh_gemm.onnx", path)
+    return path
+
+
+def run_cli(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_bare_command_converts_with_defaults(model, tmp_path, capsys):
+    before = model.read_bytes()
+    code, out, err = run_cli(capsys, model, "--report-json", tmp_path / "r.json", *FAST)
+    assert code == 0, err
+    assert (tmp_path / "pinn.snn.onnx").exists() and model.read_bytes() == before
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert REPORT_KEYS <= set(report)
+    assert report["timesteps"] == 32 and report["validation"]["points"] == 256
+    assert set(report["validation"]) >= {"rel_l2_snn_vs_ann", "max_abs_snn_vs_ann"}
+    assert {"snn_45nm", "ann_45nm"} <= set(report["energy_pj_per_sample"])
+    assert {"convert", "calibrate"} <= set(report["timing_s"])
+    assert report["layers"][0].keys() >= {"name", "activation", "neurons", "spike_rate"}
+    assert "relative L2" in out
+
+
+def test_convert_options_and_run(model, tmp_path, capsys):
+    out_path = tmp_path / "snn.onnx"
+    code, _, err = run_cli(capsys, "convert", model, "-o", out_path, "-T", 16, "--pieces", 1,
+                           "--calibration", "light+refit", "--threshold", "percentile:99.5", "--neuron", "floor",
+                           "--domain", "x=-1:1,0:1", *FAST)
+    assert code == 0, err
+    meta = {p.key: p.value for p in onnx.load(out_path).metadata_props}
+    assert meta["onnx2snn.timesteps"] == "16" and meta["onnx2snn.neuron"] == "floor"
+    x = np.random.default_rng(0).uniform(0, 1, (10, 2)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    code, out, err = run_cli(capsys, "run", out_path, "--input", tmp_path / "x.npy", "-o", tmp_path / "y.npy")
+    assert code == 0, err
+    assert np.load(tmp_path / "y.npy").shape == (10, 1)
+    code, _, _ = run_cli(capsys, "run", out_path, "--input", f"x={tmp_path / 'x.npy'}", "-o", tmp_path / "y2.npy",
+                         "-T", 4)
+    assert code == 0 and not np.allclose(np.load(tmp_path / "y2.npy"), np.load(tmp_path / "y.npy"))
+
+
+def test_run_multi_output_writes_npz(tmp_path, capsys):
+    path = tmp_path / "multi.onnx"
+    shutil.copy(FIXTURES / "torch_multi_io.onnx", path)
+    assert run_cli(capsys, path, *FAST)[0] == 0
+    np.save(tmp_path / "x.npy", np.zeros((4, 1), np.float32))
+    np.save(tmp_path / "t.npy", np.full((4, 1), 0.5, np.float32))
+    code, _, err = run_cli(capsys, "run", tmp_path / "multi.snn.onnx", "--input", f"x={tmp_path / 'x.npy'}",
+                           "--input", f"t={tmp_path / 't.npy'}", "-o", tmp_path / "y.npz")
+    assert code == 0, err
+    with np.load(tmp_path / "y.npz") as y:
+        assert sorted(y.files) == ["u", "v"] and y["u"].shape == (4, 1)
+
+
+def test_inspect_lists_layers_and_reasons(capsys):
+    code, out, _ = run_cli(capsys, "inspect", FIXTURES / "torch_fourier.onnx")
+    assert code == 0
+    assert "2 spiking layer(s)" in out and "Tanh" in out
+    assert "/Concat (Concat)" in out and "stay analog" in out
+
+
+def _bad_model(tmp_path, kind):
+    path = tmp_path / f"{kind}.onnx"
+    source = FIXTURES / "torch_tanh_gemm.onnx"
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "not_onnx":
+        path.write_text("this is not a protobuf \x00\xff" * 10)
+    elif kind == "truncated":
+        path.write_bytes(source.read_bytes()[: source.stat().st_size // 2])
+    elif kind in ("nan", "external_outside", "external_missing"):
+        model = onnx.load(source)
+        if kind == "nan":
+            w = numpy_helper.to_array(model.graph.initializer[0]).copy()
+            w.flat[0] = np.nan
+            model.graph.initializer[0].CopyFrom(numpy_helper.from_array(w, model.graph.initializer[0].name))
+            onnx.save(model, path)
+        else:
+            onnx.save(model, path, save_as_external_data=True, location="w.data", size_threshold=0)
+            model = onnx.load(path, load_external_data=False)
+            for t in model.graph.initializer:
+                for e in t.external_data:
+                    if e.key == "location":
+                        e.value = "../../etc/passwd" if kind == "external_outside" else "gone.data"
+            onnx.save(model, path)
+    return path
+
+
+@pytest.mark.parametrize("kind, words", [
+    ("missing", "no such file"), ("empty", "empty"), ("not_onnx", "not a valid ONNX"),
+    ("truncated", "truncated.onnx"), ("nan", "NaN or Inf"), ("external_outside", "outside the model's folder"),
+    ("external_missing", "gone.data"),
+])
+def test_bad_model_files(tmp_path, capsys, kind, words):
+    path = tmp_path / "missing.onnx" if kind == "missing" else _bad_model(tmp_path, kind)
+    before = path.read_bytes() if path.exists() else None
+    code, out, err = run_cli(capsys, path, *FAST)
+    assert code == 1
+    problems = [line for line in err.splitlines() if not line.startswith("[onnx2snn]")]   # progress lines
+    assert words in err and "Traceback" not in err and len(problems) == 1, err
+    assert not (tmp_path / f"{kind}.snn.onnx").exists()
+    assert (path.read_bytes() if path.exists() else None) == before
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--domain", "x=1:-1,0:1"], "lower bound"),
+    (["--domain", "x=-1:1"], "has 1 interval(s) but the input has 2"),
+    (["--domain", "q=-1:1,0:1"], "unknown input(s) ['q']"),
+    (["--domain", "x=a:b,0:1"], "not LO:HI"),
+])
+def test_bad_domains(model, capsys, args, words):
+    code, _, err = run_cli(capsys, model, *args, *FAST)
+    assert code == 1 and words in err, err
+    assert not model.with_name("pinn.snn.onnx").exists()
+
+
+def test_missing_domain_says_how_to_give_it(tmp_path, capsys):
+    model = onnx.load(FIXTURES / "torch_tanh_gemm.onnx")
+    del model.metadata_props[:]
+    path = tmp_path / "nometa.onnx"
+    onnx.save(model, path)
+    code, _, err = run_cli(capsys, path, *FAST)
+    assert code == 1 and "--domain x=LO:HI,LO:HI" in err
+
+
+@pytest.mark.parametrize("calib, words", [
+    (np.full((64, 2), np.nan, np.float32), "NaN"),
+    (np.zeros((64, 3), np.float32), "shape [64, 3]"),
+])
+def test_bad_calibration_data(model, tmp_path, capsys, calib, words):
+    np.save(tmp_path / "c.npy", calib)
+    code, _, err = run_cli(capsys, model, "--calib", tmp_path / "c.npy", *FAST)
+    assert code == 1 and words in err and "calibration data" in err, err
+
+
+def test_output_paths(model, tmp_path, capsys):
+    code, _, err = run_cli(capsys, model, "-o", model, *FAST)
+    assert code == 1 and "overwrite the input" in err
+    code, _, err = run_cli(capsys, model, "-o", tmp_path / "nope" / "out.onnx", *FAST)
+    assert code == 1 and "does not exist" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pinn.onnx"]
+
+
+@pytest.mark.parametrize("args", [["-T", "0"], ["-T", "-3"], ["--pieces", "0"], ["--neuron", "ceil"], []])
+def test_usage_errors_exit_2(model, capsys, args):
+    argv = [model, *args] if args else []
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2 and "Traceback" not in err
+
+
+def test_run_rejects_non_artifact_and_bad_inputs(model, tmp_path, capsys):
+    np.save(tmp_path / "x.npy", np.zeros((3, 2), np.float32))
+    code, _, err = run_cli(capsys, "run", model, "--input", tmp_path / "x.npy")
+    assert code == 1 and "not an onnx2snn artifact" in err
+    assert run_cli(capsys, model, *FAST)[0] == 0
+    np.save(tmp_path / "bad.npy", np.zeros((3, 5), np.float32))
+    code, _, err = run_cli(capsys, "run", tmp_path / "pinn.snn.onnx", "--input", tmp_path / "bad.npy",
+                           "-o", tmp_path / "y.npy")
+    assert code == 1 and "input 'x': shape [3, 5]" in err
+    assert not (tmp_path / "y.npy").exists()
