@@ -1,0 +1,248 @@
+"""Shared helpers for the PINN training scripts in ``models/``.
+
+* ``MLP``: plain fully connected tanh network (``Linear`` -> ``Tanh`` ... -> ``Linear``), which the
+  legacy ONNX exporter turns into a chain of ``Gemm`` and ``Tanh`` nodes.
+* ``train``: Adam (with a step learning-rate schedule, optional collocation resampling) then L-BFGS
+  (strong Wolfe line search), keeping the parameters with the lowest loss.
+* ``export_onnx``: float32 export with the legacy exporter (opset 17), ``ir_version`` 10,
+  ``onnx2snn.domain`` / ``onnx2snn.problem`` metadata, ``onnx.checker``, and an onnxruntime check.
+
+Training runs in float64 by default (a script may choose float32) on one CPU thread; the export is
+always float32.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:  # so that the scripts can import onnx2snn.exact without install
+    sys.path.insert(0, str(REPO_ROOT))
+
+torch.set_num_threads(1)
+torch.set_default_dtype(torch.float64)  # training precision; a script may switch to float32 before building
+
+ONNX_OPSET = 17
+ONNX_IR_VERSION = 10
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python-side RNGs used by the scripts (torch and numpy)."""
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+
+
+class MLP(torch.nn.Module):
+    """``in_dim -> depth x width tanh -> out_dim`` with Xavier-normal weights and zero biases."""
+
+    def __init__(self, in_dim: int, width: int, depth: int, out_dim: int) -> None:
+        super().__init__()
+        layers: list[torch.nn.Module] = []
+        d = in_dim
+        for _ in range(depth):
+            layers += [torch.nn.Linear(d, width), torch.nn.Tanh()]
+            d = width
+        layers.append(torch.nn.Linear(d, out_dim))
+        self.net = torch.nn.Sequential(*layers)
+        for m in self.net:
+            if isinstance(m, torch.nn.Linear):
+                torch.nn.init.xavier_normal_(m.weight)
+                torch.nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def n_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def grad(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``d(sum y)/dx`` with the graph kept (for residuals built from derivatives)."""
+    return torch.autograd.grad(y, x, torch.ones_like(y), create_graph=True)[0]
+
+
+def rel_l2(y: np.ndarray, ref: np.ndarray) -> float:
+    """``||y - ref||_2 / ||ref||_2`` over all entries."""
+    y, ref = np.asarray(y, np.float64).ravel(), np.asarray(ref, np.float64).ravel()
+    return float(np.linalg.norm(y - ref) / np.linalg.norm(ref))
+
+
+class Log:
+    """Prints with the elapsed wall time."""
+
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def __call__(self, msg: str) -> None:
+        print(f"[{self.elapsed():7.1f}s] {msg}", flush=True)
+
+
+def train(
+    model: torch.nn.Module,
+    loss_fn: Callable[[], torch.Tensor],
+    *,
+    adam_steps: int,
+    adam_lr: float,
+    adam_milestones: Sequence[int] = (),
+    adam_gamma: float = 0.3,
+    lbfgs_iters: int,
+    lbfgs_chunk: int = 500,
+    history_size: int = 50,
+    resample: Callable[[int], None] | None = None,
+    resample_every: int = 0,
+    before_lbfgs: Callable[[], None] | None = None,
+    monitor: Callable[[], str] | None = None,
+    log: Log,
+    log_every: int = 1000,
+) -> dict:
+    """Adam then L-BFGS on ``loss_fn()``; returns a small history dict.
+
+    ``resample(step)`` is called every ``resample_every`` Adam steps (fresh collocation points);
+    ``before_lbfgs()`` once between the phases (for example residual-based refinement of a fixed
+    point set).  L-BFGS runs in chunks of ``lbfgs_chunk`` iterations; the parameters with the lowest
+    loss seen at a chunk boundary are restored at the end (guards against a diverging line search).
+    ``monitor()`` returns an extra string for the log (for example the error against the exact
+    solution).
+    """
+    history: dict = {"adam": [], "lbfgs": []}
+    opt = torch.optim.Adam(model.parameters(), lr=adam_lr)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(adam_milestones), gamma=adam_gamma)
+    for step in range(1, adam_steps + 1):
+        if resample is not None and resample_every and step % resample_every == 0:
+            resample(step)
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn()
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % log_every == 0 or step == adam_steps:
+            extra = f"  {monitor()}" if monitor else ""
+            log(f"adam {step:6d}  loss {loss.item():.3e}  lr {sched.get_last_lr()[0]:.1e}{extra}")
+            history["adam"].append((step, loss.item()))
+    history["adam_s"] = log.elapsed()
+
+    if before_lbfgs is not None:
+        before_lbfgs()
+    opt = torch.optim.LBFGS(
+        model.parameters(),
+        lr=1.0,
+        max_iter=lbfgs_chunk,
+        max_eval=int(lbfgs_chunk * 1.25),
+        history_size=history_size,
+        tolerance_grad=1e-12,
+        tolerance_change=1e-16,
+        line_search_fn="strong_wolfe",
+    )
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn()
+        loss.backward()
+        return loss
+
+    best = (float(loss_fn().item()), copy.deepcopy(model.state_dict()))
+    done = 0
+    while done < lbfgs_iters:
+        opt.param_groups[0]["max_iter"] = min(lbfgs_chunk, lbfgs_iters - done)
+        opt.step(closure)
+        n = opt.state[opt._params[0]].get("n_iter", 0)
+        loss = float(loss_fn().item())
+        done_before, done = done, n
+        extra = f"  {monitor()}" if monitor else ""
+        log(f"lbfgs {done:6d}  loss {loss:.3e}{extra}")
+        history["lbfgs"].append((done, loss))
+        if math.isfinite(loss) and loss < best[0]:
+            best = (loss, copy.deepcopy(model.state_dict()))
+        if not math.isfinite(loss) or done == done_before:  # diverged or converged (no progress)
+            break
+    model.load_state_dict(best[1])
+    history["final_loss"] = best[0]
+    history["lbfgs_iters"] = done
+    history["train_s"] = log.elapsed()
+    return history
+
+
+def export_onnx(
+    model: torch.nn.Module,
+    path: Path,
+    *,
+    in_features: int,
+    domain: str,
+    problem: str,
+    input_name: str = "x",
+    output_name: str = "u",
+) -> "onnx.ModelProto":  # noqa: F821
+    """Export ``model`` as float32 ONNX (legacy exporter, opset 17) with onnx2snn metadata.
+
+    The saved model has ``ir_version`` 10, a dynamic batch axis, metadata ``onnx2snn.domain`` (the
+    CLI's ``--domain`` syntax) and ``onnx2snn.problem`` (a key of ``onnx2snn.exact.EXACT``), and
+    passes ``onnx.checker.check_model(full_check=True)``.  Returns the saved ``ModelProto``.
+    """
+    import onnx
+    import onnxruntime as ort
+
+    m32 = copy.deepcopy(model).float().eval()
+    path = Path(path)
+    tmp = path.with_suffix(".tmp.onnx")
+    torch.onnx.export(
+        m32,
+        torch.zeros(1, in_features, dtype=torch.float32),
+        str(tmp),
+        input_names=[input_name],
+        output_names=[output_name],
+        dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}},
+        opset_version=ONNX_OPSET,
+        dynamo=False,
+    )
+    proto = onnx.load(str(tmp))
+    tmp.unlink()
+    proto.ir_version = ONNX_IR_VERSION
+    del proto.metadata_props[:]
+    onnx.helper.set_model_props(proto, {"onnx2snn.domain": domain, "onnx2snn.problem": problem})
+    onnx.checker.check_model(proto, full_check=True)
+    onnx.save(proto, str(path))
+
+    # The file must reproduce the float32 torch model.
+    x = np.random.default_rng(0).uniform(-1, 1, (257, in_features)).astype(np.float32)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    y_ort = sess.run(None, {input_name: x})[0]
+    with torch.no_grad():
+        y_pt = m32(torch.from_numpy(x)).numpy()
+    if not np.allclose(y_ort, y_pt, rtol=1e-5, atol=1e-6):
+        raise RuntimeError(f"{path}: onnxruntime output differs from torch by {np.abs(y_ort - y_pt).max():.2e}")
+    return proto
+
+
+def onnx_predict(path: Path, x: np.ndarray, input_name: str = "x") -> np.ndarray:
+    """Run the exported model with onnxruntime on float32 inputs; returns float64 ``[N, m]``."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    return sess.run(None, {input_name: np.asarray(x, np.float32)})[0].astype(np.float64)
+
+
+def describe_onnx(proto) -> str:
+    """One line: op types, opset, ir_version, metadata."""
+    ops = [n.op_type for n in proto.graph.node]
+    counts = {o: ops.count(o) for o in dict.fromkeys(ops)}
+    meta = {p.key: p.value for p in proto.metadata_props}
+    opset = {o.domain or "ai.onnx": o.version for o in proto.opset_import}
+    return f"ops {counts}, opset {opset}, ir_version {proto.ir_version}, metadata {meta}"
