@@ -17,6 +17,9 @@ from __future__ import annotations
 import numpy as np
 
 from .ann import run_ann
+from .exact import EXACT, exact_solution
+
+META_PROBLEM = "onnx2snn.problem"
 
 E_AC_PJ, E_MAC_PJ = 0.9, 4.6
 LOIHI_SYNOP_PJ, LOIHI_NEURON_UPDATE_PJ = 23.6, 81.0
@@ -41,6 +44,23 @@ def count_points(model, outputs: dict[str, np.ndarray]) -> int:
     return max(int(array.size // max(features, 1)), 1)
 
 
+def exact_reference(imported, points: dict[str, np.ndarray], outputs: dict[str, np.ndarray],
+                    names: list[str]) -> np.ndarray | None:
+    """The exact solution at ``points``, flattened like ``flatten_outputs``, for a model whose metadata
+    names a known problem (``onnx2snn.problem``) and that maps one input [N, d] to outputs whose sizes
+    add up to the solution's [N, m]; else None."""
+    problem = imported.metadata.get(META_PROBLEM)
+    if problem not in EXACT or len(points) != 1:
+        return None
+    x = next(iter(points.values()))
+    solution = exact_solution(problem, x.reshape(-1, x.shape[-1]))
+    if sum(outputs[n].size for n in names) != solution.size:
+        return None
+    if len(names) == 1:
+        return solution.reshape(outputs[names[0]].shape).ravel()
+    return np.concatenate([solution[:, k] for k in range(solution.shape[1])])
+
+
 def build_report(imported, result, points: dict[str, np.ndarray], timing: dict[str, float]) -> dict:
     structure = result.structure
     ann = run_ann(imported.model, points, [a.input for a in structure.affines])
@@ -60,6 +80,12 @@ def build_report(imported, result, points: dict[str, np.ndarray], timing: dict[s
         slots_total += counts.neurons * counts.timesteps * counts.batch
         synops += counts.events * fan_out
         updates += counts.neurons * counts.timesteps * counts.batch
+    validation = {"points": samples, "rel_l2_snn_vs_ann": relative_l2(y_snn, y_ann),
+                  "max_abs_snn_vs_ann": float(np.max(np.abs(y_snn - y_ann))) if y_ann.size else 0.0}
+    exact = exact_reference(imported, points, ann, names)
+    if exact is not None:
+        validation["rel_l2_snn_vs_exact"] = relative_l2(y_snn, exact)
+        validation["rel_l2_ann_vs_exact"] = relative_l2(y_ann, exact)
     macs = sum(a.fan_in * a.width * ann[a.input].size / a.fan_in for a in structure.affines)
     snn_synops, ann_macs = synops / samples, macs / samples
     return {
@@ -69,9 +95,7 @@ def build_report(imported, result, points: dict[str, np.ndarray], timing: dict[s
         "calibration": "+".join(result.options.methods) or "none",
         "neuron": result.options.neuron,
         "readout": result.options.readout,
-        "validation": {"points": samples,
-                       "rel_l2_snn_vs_ann": relative_l2(y_snn, y_ann),
-                       "max_abs_snn_vs_ann": float(np.max(np.abs(y_snn - y_ann))) if y_ann.size else 0.0},
+        "validation": validation,
         "layers": layers,
         "analog_nodes": [{"name": a.name, "op": a.op, "reason": a.reason} for a in structure.analog],
         "spike_rate": events_total / slots_total if slots_total else 0.0,
