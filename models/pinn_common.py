@@ -168,7 +168,8 @@ def train(
         history["lbfgs"].append((done, loss))
         if math.isfinite(loss) and loss < best[0]:
             best = (loss, copy.deepcopy(model.state_dict()))
-        if not math.isfinite(loss) or done == done_before:  # diverged or converged (no progress)
+        # diverged, or L-BFGS stopped almost at once (tolerances met or the line search failed)
+        if not math.isfinite(loss) or done - done_before < min(10, lbfgs_chunk):
             break
     model.load_state_dict(best[1])
     history["final_loss"] = best[0]

@@ -11,6 +11,7 @@ grid.  Seeded, float64, one thread.
 
 from __future__ import annotations
 
+import argparse
 import math
 import sys
 from pathlib import Path
@@ -43,6 +44,11 @@ OUT = Path(__file__).resolve().parent / "poisson1d.onnx"
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-o", "--output", type=Path, default=OUT, help=f"default {OUT}")
+    args = ap.parse_args()
+    out = args.output
+
     log = Log()
     seed_everything(SEED)
     model = MLP(1, WIDTH, DEPTH, 1)
@@ -90,9 +96,9 @@ def main() -> None:
     )
     train_s = hist["train_s"]
 
-    proto = export_onnx(model, OUT, in_features=1, domain="x=-1:1", problem="poisson1d")
-    log(f"exported {OUT.name}: {describe_onnx(proto)}")
-    err_onnx = rel_l2(onnx_predict(OUT, x_eval), u_eval)
+    proto = export_onnx(model, out, in_features=1, domain="x=-1:1", problem="poisson1d")
+    log(f"exported {out}: {describe_onnx(proto)}")
+    err_onnx = rel_l2(onnx_predict(out, x_eval), u_eval)
     err_torch = float(monitor().split()[-1])
     print(f"parameters            {n_params(model)}")
     print(f"final loss            {hist['final_loss']:.3e}  (L-BFGS iterations {hist['lbfgs_iters']})")

@@ -76,7 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--threshold", default=None, help="max (default), percentile:P or mse")
     convert.add_argument("--neuron", choices=["round", "floor"], default=None, help="neuron model (default round)")
     convert.add_argument("--readout", choices=["analog", "spiking"], default=None, help="readout (default analog)")
-    convert.add_argument("--preset", choices=["paper"], help="the papers' pipeline")
+    convert.add_argument("--preset", choices=["paper"], help="the papers' pipeline: --pieces 1 --threshold max "
+                         "--neuron floor --calibration advanced --readout spiking (explicit options win)")
+    convert.add_argument("--v0", type=float, default=None, metavar="FRACTION",
+                         help="initial potential as a fraction of θ (default 0 for round, 0.5 for floor)")
+    convert.add_argument("--shift", action="store_true", help="Deng & Gu's θ/(2T) bias shift (floor neurons)")
     convert.add_argument("--validation-points", type=_positive, default=2048, help="fresh points for the report")
     convert.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
 
@@ -114,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         print(str(e), file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:          # output piped into a closed reader (e.g. `| head`)
+        sys.stderr.close()
+        return EXIT_ERROR
     except KeyboardInterrupt:
         print("onnx2snn: interrupted; nothing was written", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -151,11 +158,11 @@ def _convert(args) -> int:
 
 def _convert_options(args) -> dict:
     options = {"pieces": args.pieces, "calibration": args.calibration, "threshold": args.threshold,
-               "neuron": args.neuron, "readout": args.readout}
+               "neuron": args.neuron, "readout": args.readout, "v0": args.v0, "shift": args.shift}
     if args.preset == "paper":
         preset = {"pieces": 1, "calibration": "advanced", "threshold": "max", "neuron": "floor",
                   "readout": "spiking"}
-        options = {k: (v if v is not None else preset[k]) for k, v in options.items()}
+        options = {k: (v if v is not None else preset.get(k)) for k, v in options.items()}
     defaults = {"pieces": "auto", "threshold": "max", "neuron": "round", "readout": "analog"}
     return {k: (v if v is not None else defaults.get(k)) for k, v in options.items()}
 

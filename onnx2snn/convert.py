@@ -49,17 +49,21 @@ class ConversionResult:
 
 
 def convert(model: str | os.PathLike, domain: Domain | str | None = None, timesteps: int = 32,
-            calib: dict[str, np.ndarray] | np.ndarray | None = None, samples: int = 4096, seed: int = 0,
+            calib: dict[str, np.ndarray] | np.ndarray | str | None = None, samples: int = 4096, seed: int = 0,
             pieces: int | str = "auto", calibration: str | tuple[str, ...] | None = None,
             threshold: str = "max", neuron: str = "round", readout: str = "analog",
             validation_points: int = VALIDATION_POINTS, validate: bool = True,
-            progress: Callable[[str], None] | None = None) -> ConversionResult:
-    """Convert the ONNX model at ``model`` to an SNN; see ``ConversionOptions`` for the options.
+            progress: Callable[[str], None] | None = None, **extra) -> ConversionResult:
+    """Convert the ONNX model at ``model`` to an SNN.
 
-    ``progress``, if given, receives one line per stage (the library itself never prints)."""
-    say = progress or (lambda message: None)
+    ``domain``: {input: [(lo, hi) per feature]} or the text form (default: the model's metadata);
+    ``calib``: calibration inputs (array, dict by input name, or a .npy/.npz path), else ``samples``
+    uniform domain points; further options (``v0``, ``shift``, ``readout_enlargement``) and their meaning:
+    ``ConversionOptions``.  ``progress``, if given, receives one line per stage (the library never prints).
+    """
     options = ConversionOptions(timesteps=timesteps, pieces=pieces, calibration=calibration,
-                                threshold=threshold, neuron=neuron, readout=readout, seed=seed)
+                                threshold=threshold, neuron=neuron, readout=readout, seed=seed, **extra)
+    say = progress or (lambda message: None)
     started = time.perf_counter()
     say(f"importing {model}")
     imported = import_model(model)

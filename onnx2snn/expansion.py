@@ -2,11 +2,12 @@
 
 On a unit's calibrated pre-activation range [t_0, t_K] (with a margin), with knots t_0 < … < t_K::
 
-    h(z) ≈ c + Σ_k w_k · clip(z - t_k, 0, Δ_k),   Δ_k = t_{k+1} - t_k,
-    c = h(t_0),   w_k = (h(t_{k+1}) - h(t_k)) / Δ_k         (the interpolant)
+    h(z) ≈ h(t_r) + Σ_{k≥r} w_k · clip(z - t_k, 0, Δ_k) + Σ_{k<r} w_k · clip(z - t_{k+1}, -Δ_k, 0),
+    Δ_k = t_{k+1} - t_k,   w_k = (h(t_{k+1}) - h(t_k)) / Δ_k         (the interpolant)
 
-Each term is one unsigned rounding IF neuron with input shift β_k = -t_k and threshold θ_k = Δ_k: its rate
-is clip(z - t_k, 0, Δ_k) to within Δ_k/(2T).  Only the piece that contains z is partially active, so the
+with t_r a reference knot near the unit's typical input.  Each term is one rounding IF neuron firing on one
+side only (the other side's θ is inf): above t_r, input shift β_k = -t_k and θ+ = Δ_k; below, β_k = -t_{k+1}
+and θ- = Δ_k.  Its rate is the clip to within Δ_k/(2T).  Only the piece that contains z is partially active, so the
 decoded error is about |w_k|·Δ_k/(2T) ≈ range(h)/(2KT), and the interpolation floor falls as 1/K².
 
 Knots equidistribute the density ρ = |h'| + |h''|^½ (curvature placement): pieces go where h bends.
@@ -34,8 +35,13 @@ class Expansion:
 
 
 def curvature_knots(h: Callable[[np.ndarray], np.ndarray], lo: np.ndarray, hi: np.ndarray, pieces: int,
-                    grid: int = GRID) -> np.ndarray:
-    """Knots [pieces + 1, n] equidistributing ρ = |h'| + |h''|^½ on [lo, hi] per unit."""
+                    samples: np.ndarray | None = None, grid: int = GRID) -> np.ndarray:
+    """Knots [pieces + 1, n] equidistributing ρ = |h'| + |h''|^½ on [lo, hi] per unit.
+
+    With ``samples`` [N, n] of the unit's inputs, ρ is weighted by p(z)^⅓ (p a smoothed histogram with a
+    floor of 5 % of its mean, so the tails keep pieces): the piece-width density that minimises the mean
+    squared rounding error |h'|·Δ/(2T) over the data, as in optimal quantiser design.
+    """
     s = np.linspace(0.0, 1.0, grid)[:, None]
     z = lo + (hi - lo) * s
     values = h(z).astype(np.float64)
@@ -44,12 +50,28 @@ def curvature_knots(h: Callable[[np.ndarray], np.ndarray], lo: np.ndarray, hi: n
     d2 = np.gradient(d1, axis=0) / dz
     rho = np.abs(d1) + np.sqrt(np.abs(d2))
     rho = rho + 1e-3 * rho.mean(axis=0, keepdims=True) + 1e-12
+    if samples is not None:
+        rho = rho * _density(samples, lo, hi, grid) ** (1.0 / 3.0)
     cdf = np.concatenate([np.zeros((1, rho.shape[1])), np.cumsum((rho[1:] + rho[:-1]) / 2, axis=0)])
     cdf /= cdf[-1:]
     targets = np.linspace(0.0, 1.0, pieces + 1)
     knots = np.stack([np.interp(targets, cdf[:, j], z[:, j]) for j in range(z.shape[1])], axis=1)
     knots[0], knots[-1] = lo, hi
     return knots
+
+
+def _density(samples: np.ndarray, lo: np.ndarray, hi: np.ndarray, grid: int) -> np.ndarray:
+    """Histogram density of each column of ``samples`` on the grid, smoothed, floored at 5 % of its mean."""
+    bins = 64
+    position = np.clip((samples - lo) / np.where(hi > lo, hi - lo, 1.0), 0.0, 1.0 - 1e-9)
+    counts = np.stack([np.bincount((position[:, j] * bins).astype(int), minlength=bins)
+                       for j in range(samples.shape[1])], axis=1).astype(np.float64)
+    kernel = np.array([1.0, 2.0, 3.0, 2.0, 1.0]) / 9.0
+    counts = np.apply_along_axis(lambda c: np.convolve(c, kernel, mode="same"), 0, counts)
+    centres = (np.arange(bins) + 0.5) / bins
+    grid_s = np.linspace(0.0, 1.0, grid)
+    density = np.stack([np.interp(grid_s, centres, counts[:, j]) for j in range(counts.shape[1])], axis=1)
+    return np.maximum(density, 0.05 * density.mean(axis=0, keepdims=True)) + 1e-12
 
 
 def interpolation_error(h: Callable[[np.ndarray], np.ndarray], knots: np.ndarray, samples: int = 8) -> np.ndarray:
@@ -63,32 +85,41 @@ def interpolation_error(h: Callable[[np.ndarray], np.ndarray], knots: np.ndarray
     return np.abs(exact - linear).max(axis=(0, 1))
 
 
-def expand(h: Callable[[np.ndarray], np.ndarray], lo: np.ndarray, hi: np.ndarray, max_pieces: int,
-           tolerance: float | None = None) -> Expansion:
-    """PWL expansion of every unit on [lo, hi] with at most ``max_pieces`` pieces.
+def allocate_pieces(sensitivity: np.ndarray, spread: np.ndarray, mean_pieces: float, max_pieces: int) -> np.ndarray:
+    """Pieces per unit for a layer: K_j ∝ √(s_j·r_j), mean ``mean_pieces``, in [1, max_pieces].
 
-    With ``tolerance``, each unit gets the smallest power-of-two number of pieces (≤ max_pieces) whose
-    interpolation error is below it; otherwise every unit gets ``max_pieces``.
+    A unit's rounding error reaching the next layer is about s_j·r_j/(2·K_j·T) (s_j = ‖row j of the next
+    layer's weights‖, r_j = the range of h_j on the data); with Σ K_j fixed, spikes ∝ Σ K_j, the sum of
+    squared errors Σ (s_j r_j / K_j)² ... is minimised, to first order, by K_j ∝ (s_j r_j)^⅔; we use the
+    gentler √ for robustness to mis-estimated sensitivities.
+    """
+    score = np.sqrt(np.maximum(sensitivity * spread, 0.0)) + 1e-12
+    pieces = mean_pieces * len(score) * score / score.sum()
+    return np.clip(np.round(pieces), 1, max_pieces).astype(int)
+
+
+def expand(h: Callable[[np.ndarray], np.ndarray], lo: np.ndarray, hi: np.ndarray, pieces: np.ndarray | int,
+           center: np.ndarray | None = None, samples: np.ndarray | None = None) -> Expansion:
+    """PWL expansion of every unit on [lo, hi] with ``pieces`` pieces (an int, or one per unit).
+
+    ``center`` [n] (a unit's typical pre-activation, e.g. its median): the knot t_r nearest to it is the
+    reference, c = h(t_r); pieces above it are neurons firing +Δ_k when z passes t_k (β = -t_k, θ+ = Δ_k),
+    pieces below it fire -Δ_k when z falls below t_{k+1} (β = -t_{k+1}, θ- = Δ_k).  Around its typical
+    input a unit is then nearly silent, so spikes scale with |z - t_r|, not with z - t_0.
+    ``samples`` [N, n]: the unit's inputs, to weight knot placement by their density.
     """
     dtype = lo.dtype
     n = lo.shape[0]
-    candidates = [max_pieces] if tolerance is None else sorted(
-        {min(2 ** k, max_pieces) for k in range(int(np.log2(max(max_pieces, 1))) + 2)})
-    chosen = np.full(n, -1)
+    chosen = np.broadcast_to(np.asarray(pieces, int), (n,)).copy()
     knots_per_unit: list[np.ndarray | None] = [None] * n
-    for k in candidates:
-        todo = np.flatnonzero(chosen < 0)
-        if todo.size == 0:
-            break
-        sub = lambda z, cols=todo: _columns(h, z, cols, n)
-        knots = curvature_knots(sub, lo[todo], hi[todo], k)
-        ok = np.ones(todo.size, bool) if (tolerance is None or k == candidates[-1]) else \
-            interpolation_error(sub, knots) <= tolerance
-        for j, col in enumerate(todo):
-            if ok[j]:
-                chosen[col], knots_per_unit[col] = k, knots[:, j]
+    for k in np.unique(chosen):
+        cols = np.flatnonzero(chosen == k)
+        sub = lambda z, cols=cols: _columns(h, z, cols, n)
+        knots = curvature_knots(sub, lo[cols], hi[cols], int(k), None if samples is None else samples[:, cols])
+        for j, col in enumerate(cols):
+            knots_per_unit[col] = knots[:, j]
     K = int(chosen.max())
-    theta = np.full((n, K), np.inf)
+    theta_pos, theta_neg = np.full((n, K), np.inf), np.full((n, K), np.inf)
     bias = np.zeros((n, K))
     weight = np.zeros((n, K))
     t = np.zeros((K + 1, n))
@@ -97,17 +128,22 @@ def expand(h: Callable[[np.ndarray], np.ndarray], lo: np.ndarray, hi: np.ndarray
         t[: kj + 1, j] = knots_per_unit[j]
         t[kj + 1:, j] = knots_per_unit[j][-1]
     values = h(t.astype(dtype)).astype(np.float64)
+    reference = np.zeros(n, int)
     for j in range(n):
         kj = chosen[j]
         width = np.diff(t[: kj + 1, j])
         used = width > 0                        # coincident knots give no neuron
-        theta[j, :kj] = np.where(used, width, np.inf)
-        bias[j, :kj] = -t[:kj, j]
         weight[j, :kj] = np.where(used, np.diff(values[: kj + 1, j]) / np.where(used, width, 1.0), 0.0)
-    offset = values[0]
-    neurons = NeuronParams(bias=bias.astype(dtype), theta_pos=theta.astype(dtype),
-                           theta_neg=np.full((n, K), np.inf, dtype), v0=np.zeros((n, K), dtype),
-                           signed=False, fire_fraction=0.5)
+        r = 0 if center is None else int(np.argmin(np.abs(t[: kj + 1, j] - center[j])))
+        reference[j] = r
+        above, below = np.arange(kj) >= r, np.arange(kj) < r
+        theta_pos[j, :kj] = np.where(used & above, width, np.inf)
+        theta_neg[j, :kj] = np.where(used & below, width, np.inf)
+        bias[j, :kj] = np.where(above, -t[:kj, j], -t[1: kj + 1, j])
+    offset = values[reference, np.arange(n)]
+    neurons = NeuronParams(bias=bias.astype(dtype), theta_pos=theta_pos.astype(dtype),
+                           theta_neg=theta_neg.astype(dtype), v0=np.zeros((n, K), dtype),
+                           signed=True, fire_fraction=0.5)
     return Expansion(neurons=neurons, decode_weight=weight.astype(dtype), decode_offset=offset.astype(dtype),
                      pieces=chosen)
 

@@ -86,6 +86,19 @@ def build_report(imported, result, points: dict[str, np.ndarray], timing: dict[s
     if exact is not None:
         validation["rel_l2_snn_vs_exact"] = relative_l2(y_snn, exact)
         validation["rel_l2_ann_vs_exact"] = relative_l2(y_ann, exact)
+    for readout in structure.readouts:
+        counts = run.spikes.get(f"{readout.name}/output_neurons")
+        if counts is not None:     # spiking readout: its output neurons are counted too (fan-out 1)
+            layers.append({"name": f"{readout.name}/output_neurons", "activation": "Identity", "neurons":
+                           readout.width, "spiking_neurons": counts.neurons, "pieces_mean": 1.0,
+                           "spike_rate": counts.rate})
+            events_total += counts.events
+            slots_total += counts.neurons * counts.timesteps * counts.batch
+            synops += counts.events
+            updates += counts.neurons * counts.timesteps * counts.batch
+    steps = [r.quantisation_step(T) for r in result.calibration.readouts.values()]
+    if any(steps):
+        validation["readout_quantisation_step"] = max(steps)
     macs = sum(a.fan_in * a.width * ann[a.input].size / a.fan_in for a in structure.affines)
     snn_synops, ann_macs = synops / samples, macs / samples
     return {

@@ -44,16 +44,13 @@ def build_artifact(model: onnx.ModelProto, structure: Structure, calibration: Ca
         emitted.append(helper.make_node("Add", [f"{prefix}/xW", const(f"{prefix}/b", bias)], [out],
                                         name=f"{prefix}/Add"))
 
-    for layer, params in zip(structure.layers, calibration.layers):
-        name, neurons = layer.name, params.neurons
-        affine(layer.affine.name, layer.affine.input, layer.activation.input, params.weight, params.bias)
+    def neurons(name: str, current: str, out: str, p, decode_weight: np.ndarray, decode_offset: np.ndarray) -> None:
         emitted.append(helper.make_node(
-            spec.IF_OP, [layer.activation.input, const(f"{name}/v0", neurons.v0),
-                         const(f"{name}/bias", neurons.bias), const(f"{name}/theta_pos", neurons.theta_pos),
-                         const(f"{name}/theta_neg", neurons.theta_neg)],
+            spec.IF_OP, [current, const(f"{name}/v0", p.v0), const(f"{name}/bias", p.bias),
+                         const(f"{name}/theta_pos", p.theta_pos), const(f"{name}/theta_neg", p.theta_neg)],
             [f"{name}/spikes", f"{name}/membrane"], name=name, domain=spec.DOMAIN,
-            signed=int(neurons.signed), fire_fraction=float(neurons.fire_fraction)))
-        emitted.append(helper.make_node("Mul", [f"{name}/spikes", const(f"{name}/decode_w", params.decode_weight)],
+            signed=int(p.signed), fire_fraction=float(p.fire_fraction)))
+        emitted.append(helper.make_node("Mul", [f"{name}/spikes", const(f"{name}/decode_w", decode_weight)],
                                         [f"{name}/weighted"], name=f"{name}/decode_mul"))
         if opset >= 13:
             reduce = helper.make_node("ReduceSum", [f"{name}/weighted", axes_name], [f"{name}/summed"],
@@ -62,11 +59,23 @@ def build_artifact(model: onnx.ModelProto, structure: Structure, calibration: Ca
             reduce = helper.make_node("ReduceSum", [f"{name}/weighted"], [f"{name}/summed"],
                                       name=f"{name}/decode_sum", keepdims=0, axes=[-1])
         emitted.append(reduce)
-        emitted.append(helper.make_node("Add", [f"{name}/summed", const(f"{name}/decode_c", params.decode_offset)],
-                                        [layer.activation.output], name=f"{name}/decode_add"))
+        emitted.append(helper.make_node("Add", [f"{name}/summed", const(f"{name}/decode_c", decode_offset)],
+                                        [out], name=f"{name}/decode_add"))
+
+    for layer, params in zip(structure.layers, calibration.layers):
+        affine(layer.affine.name, layer.affine.input, layer.activation.input, params.weight, params.bias)
+        neurons(layer.name, layer.activation.input, layer.activation.output, params.neurons,
+                params.decode_weight, params.decode_offset)
     for readout in structure.readouts:
-        weight, bias = calibration.readouts[readout.name]
-        affine(readout.name, readout.input, readout.output, weight, bias)
+        fitted = calibration.readouts[readout.name]
+        if fitted.neurons is None:
+            affine(readout.name, readout.input, readout.output, fitted.weight, fitted.bias)
+        else:   # spiking readout: one signed output neuron per output
+            current = f"{readout.name}/current"
+            affine(readout.name, readout.input, current, fitted.weight, fitted.bias)
+            width = fitted.weight.shape[1]
+            neurons(f"{readout.name}/output_neurons", current, readout.output, fitted.neurons,
+                    np.ones((width, 1), fitted.weight.dtype), np.zeros(width, fitted.weight.dtype))
 
     kept = [n for n in graph.node if id(n) not in removed]
     nodes = _insert_decodes(kept, emitted, [o.name for o in graph.output])

@@ -5,8 +5,8 @@
 """
 
 from .errors import ArtifactError, InputError, Onnx2SnnError
-from .network import BACKENDS, SpikingNetwork, load
+from .network import BACKENDS, SpikingNetwork, available_backends, load
 from .numpy_ref import RunResult, SpikeCounts
 
-__all__ = ["load", "SpikingNetwork", "BACKENDS", "RunResult", "SpikeCounts",
+__all__ = ["load", "SpikingNetwork", "BACKENDS", "available_backends", "RunResult", "SpikeCounts",
            "Onnx2SnnError", "ArtifactError", "InputError"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 import numpy as np
@@ -12,7 +13,31 @@ from .errors import ArtifactError, InputError
 from .loading import load_onnx
 from .numpy_ref import NumpyRuntime, RunResult
 
-BACKENDS = ("numpy",)
+BACKENDS = ("numpy", "snntorch", "onnxruntime")
+# The Python packages each backend imports (checked lazily) and how to install them.
+_REQUIRES = {"numpy": ((), ""), "snntorch": (("torch", "snntorch"), "pip install torch snntorch"),
+             "onnxruntime": (("onnxruntime",), "pip install onnxruntime")}
+
+
+def available_backends() -> tuple[str, ...]:
+    """The backends whose packages are installed."""
+    return tuple(b for b in BACKENDS if all(importlib.util.find_spec(m) is not None for m in _REQUIRES[b][0]))
+
+
+def _runtime(backend: str, model: onnx.ModelProto, timesteps: int, options: dict):
+    """The runtime object of ``backend``, its module imported only now."""
+    if backend == "numpy":
+        return NumpyRuntime(model, timesteps, **options)
+    packages, install = _REQUIRES[backend]
+    try:
+        if backend == "snntorch":
+            from .snntorch_backend import SnnTorchRuntime as Runtime
+        else:
+            from .onnxruntime_backend import OnnxRuntimeRuntime as Runtime
+    except ImportError as e:
+        raise ArtifactError(f"backend '{backend}' needs {' and '.join(packages)}: {install} "
+                            f"({type(e).__name__}: {e})") from None
+    return Runtime(model, timesteps, **options)
 
 
 def metadata(model: onnx.ModelProto) -> dict[str, str]:
@@ -35,7 +60,8 @@ class SpikingNetwork:
     """A converted SNN.  ``run(inputs)`` returns the decoded outputs as a dict by output name."""
 
     def __init__(self, model: onnx.ModelProto, backend: str = "numpy", timesteps: int | None = None,
-                 source: str = "model"):
+                 source: str = "model", **options):
+        """``options`` go to the backend's runtime (e.g. ``device="cuda"`` for snntorch)."""
         if backend not in BACKENDS:
             raise ArtifactError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
         self.model, self.backend, self.source = model, backend, source
@@ -43,7 +69,7 @@ class SpikingNetwork:
         if self.timesteps <= 0:
             raise ArtifactError(f"timesteps must be a positive integer, got {self.timesteps}")
         self.metadata = metadata(model)
-        self._runtime = NumpyRuntime(model, self.timesteps)
+        self._runtime = _runtime(backend, model, self.timesteps, options)
         inits = {t.name for t in model.graph.initializer}
         self.inputs = {i.name: i for i in model.graph.input if i.name not in inits}
         self.output_names = [o.name for o in model.graph.output]
@@ -84,7 +110,9 @@ class SpikingNetwork:
         return checked
 
 
-def load(path: str | os.PathLike, backend: str = "numpy", timesteps: int | None = None) -> SpikingNetwork:
-    """Load a spiking artifact written by ``onnx2snn`` and bind it to ``backend``."""
+def load(path: str | os.PathLike, backend: str = "numpy", timesteps: int | None = None,
+         **options) -> SpikingNetwork:
+    """Load a spiking artifact written by ``onnx2snn`` and bind it to ``backend`` (``options``: see
+    ``SpikingNetwork``)."""
     model = load_onnx(path, ArtifactError)
-    return SpikingNetwork(model, backend=backend, timesteps=timesteps, source=str(path))
+    return SpikingNetwork(model, backend=backend, timesteps=timesteps, source=str(path), **options)

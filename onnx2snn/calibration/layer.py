@@ -15,7 +15,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from runtimes.neuron import NeuronParams, if_step
+from runtimes.compact import CompactLayer
+from runtimes.neuron import NeuronParams
 
 
 @dataclass
@@ -39,10 +40,13 @@ class ConvertedLayer:
 
 @dataclass
 class LayerTrace:
-    """Simulation record: decoded series u(t) [T, N, n], its mean, and the spike events per neuron."""
+    """Simulation record: decoded series u(t) [T, N, n], its mean, the spike events per live neuron [M],
+    and each live neuron's rate (1/T)·Σ_t s(t) [N, M] (``compact`` maps them to units)."""
 
     series: np.ndarray
-    events: np.ndarray          # [n, K] summed over samples and steps
+    events: np.ndarray
+    rates: np.ndarray
+    compact: CompactLayer
 
     @property
     def mean(self) -> np.ndarray:
@@ -51,16 +55,38 @@ class LayerTrace:
 
 def simulate_layer(inputs: np.ndarray, layer: ConvertedLayer, timesteps: int, static: bool) -> LayerTrace:
     """Run ``layer`` for T steps on ``inputs`` (static [N, m] or series [T, N, m])."""
-    n, K = layer.neurons.shape
+    n = layer.neurons.shape[0]
     N = inputs.shape[0] if static else inputs.shape[1]
     dtype = layer.weight.dtype
+    compact = CompactLayer(layer.neurons, layer.decode_weight, layer.decode_offset, dtype)
     series = np.empty((timesteps, N, n), dtype=dtype)
-    events = np.zeros((n, K), dtype=np.int64)
-    v = np.broadcast_to(layer.neurons.v0, (N, n, K)).astype(dtype)
-    z_static = inputs @ layer.weight + layer.bias if static else None
+    events = np.zeros(compact.M, dtype=np.int64)
+    total = np.zeros((N, compact.M), dtype=dtype)
+    v = compact.initial_membrane(N)
+    x_static = compact.drive(inputs @ layer.weight + layer.bias) if static else None
     for t in range(timesteps):
-        z = z_static if static else inputs[t] @ layer.weight + layer.bias
-        s, v = if_step(v, z, layer.neurons)
+        x = x_static if static else compact.drive(inputs[t] @ layer.weight + layer.bias)
+        s = compact.step(v, x)
         events += np.count_nonzero(s, axis=0)
-        series[t] = np.einsum("bnk,nk->bn", s, layer.decode_weight) + layer.decode_offset
-    return LayerTrace(series=series, events=events)
+        total += s
+        series[t] = compact.decode(s)
+    return LayerTrace(series=series, events=events, rates=total / timesteps, compact=compact)
+
+
+def static_response(z: np.ndarray, layer: ConvertedLayer) -> tuple[np.ndarray, np.ndarray]:
+    """The layer's rate-coded response to a constant current, without quantisation, and its slope.
+
+    Per neuron the rate tends to r(x) = min(x⁺, θ+) - min(x⁻, θ-)·[signed] with x = z + β (a side whose
+    θ is inf never fires: 0); the unit's value is g(z) = c + Σ_k w_k·r(x_k).  Returns (g [N, n], g' [N, n]),
+    the straight-through surrogate of the T-step simulation.
+    """
+    p = layer.neurons
+    x = z[..., None] + p.bias
+    pos_live, neg_live = np.isfinite(p.theta_pos), np.isfinite(p.theta_neg) & p.signed
+    theta_pos = np.where(pos_live, p.theta_pos, 0.0)
+    theta_neg = np.where(neg_live, p.theta_neg, 0.0)
+    rate = np.minimum(np.maximum(x, 0.0), theta_pos) - np.minimum(np.maximum(-x, 0.0), theta_neg)
+    slope = ((x > 0) & (x < theta_pos)) | ((x < 0) & (-x < theta_neg))
+    value = np.einsum("...nk,nk->...n", rate, layer.decode_weight) + layer.decode_offset
+    derivative = np.einsum("...nk,nk->...n", slope.astype(z.dtype), layer.decode_weight)
+    return value, derivative

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import CalibrationError
+from .thresholds import parse_threshold
 
 METHODS = ("none", "light", "potential", "advanced", "refit")
-DEFAULT_MAX_PIECES = 16
+DEFAULT_MAX_PIECES = 32
 
 
 @dataclass
@@ -23,6 +24,9 @@ class ConversionOptions:
     neuron: str = "round"
     readout: str = "analog"
     seed: int = 0
+    v0: float | None = None            # initial potential as a fraction of θ (None: 0 round, 1/2 floor)
+    shift: bool = False                # Deng & Gu's θ/(2T) bias shift (for floor neurons)
+    readout_enlargement: float = 1.5   # spiking readout: θ_out = enlargement × calibrated output range
     methods: tuple[str, ...] = field(init=False, default=())
 
     def __post_init__(self):
@@ -41,10 +45,9 @@ class ConversionOptions:
         if unknown:
             raise CalibrationError(f"unknown calibration method(s) {unknown}; use {'+'.join(METHODS)}")
         self.methods = tuple(m for m in methods if m != "none")
-        if "advanced" in self.methods or self.readout == "spiking" or self.threshold == "mse":
-            raise CalibrationError("advanced calibration, the spiking readout and mse thresholds are not "
-                                   "implemented yet; use --calibration light|potential|refit, --readout analog, "
-                                   "--threshold max|percentile:P")
+        parse_threshold(self.threshold)
+        if self.readout_enlargement <= 0:
+            raise CalibrationError(f"readout enlargement must be positive, got {self.readout_enlargement}")
 
     @property
     def max_pieces(self) -> int:

@@ -1,16 +1,19 @@
 """Layer-by-layer calibration: each layer's inputs come from the already-converted SNN layers.
 
-For spiking layer l (in topological order):
+For spiking layer l (in topological order), with SNN inputs u_in(t) from the converted layers before it:
 
-1. ``refit``: if l is fed by spiking layer l-1, refit its affine (W_l, b_l) to the ANN pre-activations
-   z_l from the SNN's decoded ū_{l-1} (closed form, ``refit.py``).
-2. Neurons: one signed neuron per unit (thresholds from the activation range), or the PWL expansion on the
-   pre-activation range of the unit (``expansion.py``).
-3. ``light``: bias correction b_l += E[h(z_l) - ū_l] with ū_l the SNN's decoded value (one neuron per
-   unit; the PWL decode offset absorbs it otherwise); ``potential``: v0 += T·E[...] likewise.
-4. Simulate layer l for T steps on its SNN inputs; its decoded series feeds the layers after it.
+1. ``refit``: if l is fed by a spiking layer, refit its affine (W_l, b_l) to the ANN pre-activations
+   z_l from the SNN's decoded ū_in (closed form, ``refit.py``); for a PWL layer, also refit each unit's
+   decode weights to h(z_l) from its neurons' simulated rates.
+2. Neurons: one signed neuron per unit with thresholds from ``thresholds.py`` (max, percentile, mse),
+   or the PWL expansion on the pre-activation range of each unit (``expansion.py``).
+3. ``advanced``: Adam on (W_l, b_l) through the simulated layer (``advanced.py``).
+4. ``light``: bias correction b_l += E[h(z_l) - ū_l] (one neuron per unit; the PWL decode offset c
+   absorbs it otherwise); ``potential``: v0 += T·E[h(z_l) - ū_l] (charge that shifts the rate).
+5. Simulate layer l for T steps; its decoded series feeds the layers after it.
 
-Readouts are refit last, from the decoded values of the layer that feeds them.
+Readouts are refit last from the decoded values of the layer that feeds them; a spiking readout adds one
+signed output neuron per output with θ± = enlargement × the calibrated output range.
 """
 
 from __future__ import annotations
@@ -22,55 +25,84 @@ import numpy as np
 from runtimes.neuron import NeuronParams
 
 from ..errors import CalibrationError
-from ..expansion import expand
-from ..structure import Structure
+from ..expansion import allocate_pieces, expand
+from ..structure import SpikingLayer, Structure
+from .advanced import MIN_POINTS, advanced_calibration
 from .layer import ConvertedLayer, LayerTrace, simulate_layer
 from .options import ConversionOptions
-from .refit import refit_affine
-from .thresholds import activation_range, signed_neurons
+from .refit import refit_affine, refit_decode
+from .thresholds import activation_range, mse_neurons, parse_threshold, signed_neurons
 
 RANGE_MARGIN = 0.05
+AUTO_MEAN_PIECES = 12
+
+
+@dataclass
+class SpikingReadout:
+    """A readout's affine (W, b) and, for a spiking readout, its output neurons."""
+
+    weight: np.ndarray
+    bias: np.ndarray
+    neurons: NeuronParams | None = None
+
+    def quantisation_step(self, timesteps: int) -> float:
+        """The output resolution θ/T of a spiking readout (largest over outputs; 0 for an analog readout).
+        A rounding neuron's error is at most half of it, a floor neuron's at most all of it."""
+        if self.neurons is None:
+            return 0.0
+        theta = np.concatenate([self.neurons.theta_pos.ravel(), self.neurons.theta_neg.ravel()])
+        return float(np.max(theta[np.isfinite(theta)], initial=0.0)) / timesteps
 
 
 @dataclass
 class Calibration:
     layers: list[ConvertedLayer]
-    readouts: dict[str, tuple[np.ndarray, np.ndarray]]     # by readout affine name: (W, b)
+    readouts: dict[str, SpikingReadout]                     # by readout affine name
     pieces: list[np.ndarray] = field(default_factory=list)  # pieces per unit, per layer
 
 
 def calibrate(structure: Structure, ann: dict[str, np.ndarray], options: ConversionOptions) -> Calibration:
     """``ann`` holds the ANN's tensors at the calibration points (affine inputs/outputs, activations)."""
     T = options.timesteps
+    rng = np.random.default_rng(options.seed)
     layers: list[ConvertedLayer] = []
     traces: list[LayerTrace] = []
-    pieces = []
-    for l, spec in enumerate(structure.layers):
-        weight, bias = spec.affine.weight, spec.affine.bias
-        upstream = spec.upstream
-        inputs = ann[spec.affine.input] if upstream is None else traces[upstream].series
-        if upstream is not None and "refit" in options.methods:
-            weight, bias = refit_affine(traces[upstream].mean, _flat(ann[spec.affine.output]))
-        z_ann, h_ann = _flat(ann[spec.activation.input]), _flat(ann[spec.activation.output])
-        layer = _initial_layer(spec, weight, bias, z_ann, h_ann, options)
-        static = upstream is None
-        flat_inputs = _flat(inputs) if static else inputs.reshape(T, -1, inputs.shape[-1])
-        trace = simulate_layer(flat_inputs, layer, T, static)
-        if "light" in options.methods or "potential" in options.methods:
-            layer, trace = _correct(layer, trace, h_ann, flat_inputs, T, static, options)
-        _check_finite(layer, spec.name)
-        layers.append(layer)
-        traces.append(trace)
-        pieces.append(np.full(spec.width, layer.neurons.shape[1]) if options.max_pieces == 1 else
-                      np.isfinite(layer.neurons.theta_pos).sum(axis=1))
-    readouts = {}
-    for affine in structure.readouts:
-        upstream = structure.upstream_of(affine)
-        weight, bias = affine.weight, affine.bias
-        if "refit" in options.methods:
-            weight, bias = refit_affine(traces[upstream].mean, _flat(ann[affine.output]))
-        readouts[affine.name] = (weight, bias)
+    for spec in structure.layers:
+        static = spec.upstream is None
+        inputs = _flat(ann[spec.affine.input]) if static else traces[spec.upstream].series
+        layers.append(_calibrate_layer(spec, inputs, static, traces, ann, options, rng))
+        traces.append(simulate_layer(inputs, layers[-1], T, static))
+        _check_finite(layers[-1], spec.name)
+    readouts = {a.name: _readout(a, traces[structure.upstream_of(a)], ann, options) for a in structure.readouts}
+    pieces = [np.isfinite(l.neurons.theta_pos).sum(axis=1) if options.max_pieces > 1
+              else np.ones(l.neurons.shape[0], int) for l in layers]
     return Calibration(layers=layers, readouts=readouts, pieces=pieces)
+
+
+def _calibrate_layer(spec: SpikingLayer, inputs, static: bool, traces, ann, options: ConversionOptions,
+                     rng) -> ConvertedLayer:
+    T = options.timesteps
+    weight, bias = spec.affine.weight, spec.affine.bias
+    z_ann, h_ann = _flat(ann[spec.activation.input]), _flat(ann[spec.activation.output])
+    _check_points(spec, z_ann.shape[0], options)
+    if not static and "refit" in options.methods:
+        weight, bias = refit_affine(traces[spec.upstream].mean, z_ann)
+    mean_in = inputs if static else traces[spec.upstream].mean
+    z_snn = mean_in @ weight + bias                     # the mean current the neurons will see
+    layer = _neurons(spec, weight, bias, z_snn, h_ann, options, rng)
+    if "advanced" in options.methods:
+        layer = advanced_calibration(layer, inputs, static, h_ann, T, rng)
+    if "refit" in options.methods and layer.neurons.shape[1] > 1:
+        trace = simulate_layer(inputs, layer, T, static)
+        compact = trace.compact
+        weight_k, offset = refit_decode(trace.rates, compact.unit, h_ann, compact.weight, layer.decode_offset)
+        live = np.isfinite(layer.neurons.theta_pos) | np.isfinite(layer.neurons.theta_neg)
+        decode_weight = layer.decode_weight.copy()
+        decode_weight[live] = weight_k
+        layer = layer.with_(decode_weight=decode_weight, decode_offset=offset)
+    if "light" in options.methods or "potential" in options.methods:
+        layer = _correct(layer, simulate_layer(inputs, layer, T, static).mean, h_ann, options)
+    return layer
 
 
 def _flat(a: np.ndarray) -> np.ndarray:
@@ -78,43 +110,74 @@ def _flat(a: np.ndarray) -> np.ndarray:
     return a.reshape(-1, a.shape[-1])
 
 
-def _initial_layer(spec, weight, bias, z_ann, h_ann, options: ConversionOptions) -> ConvertedLayer:
-    n = spec.width
-    dtype = weight.dtype
+def _check_points(spec: SpikingLayer, count: int, options: ConversionOptions) -> None:
+    needed = 2
+    if "refit" in options.methods:
+        needed = max(needed, spec.affine.fan_in + 1)
+    if "advanced" in options.methods:
+        needed = max(needed, MIN_POINTS)
+    if count < needed:
+        raise CalibrationError(f"layer '{spec.name}': calibration with {'+'.join(options.methods) or 'none'} "
+                               f"needs at least {needed} calibration points, got {count}; raise --samples")
+
+
+def _neurons(spec: SpikingLayer, weight, bias, z_snn, h_ann, options: ConversionOptions, rng) -> ConvertedLayer:
+    n, dtype = spec.width, weight.dtype
     if options.max_pieces == 1:
-        lo, hi = activation_range(h_ann, options.threshold)
-        neurons = signed_neurons(lo.astype(dtype), hi.astype(dtype), options.neuron)
+        method, scope = parse_threshold(options.threshold)
+        if method == "mse":
+            neurons, gain, offset = mse_neurons(z_snn, h_ann, options.timesteps, options.neuron, scope,
+                                                options.v0, options.shift, rng)
+            return ConvertedLayer(weight, bias, neurons, gain[:, None].astype(dtype), offset.astype(dtype))
+        lo, hi = activation_range(h_ann, method, scope)
+        neurons = signed_neurons(lo, hi, options.neuron, options.v0, options.timesteps if options.shift else None)
         return ConvertedLayer(weight, bias, neurons, np.ones((n, 1), dtype), np.zeros(n, dtype))
-    lo, hi = z_ann.min(axis=0), z_ann.max(axis=0)
+    lo, hi = z_snn.min(axis=0), z_snn.max(axis=0)
     pad = np.maximum(RANGE_MARGIN * (hi - lo), 1e-3 * (1.0 + np.abs(lo) + np.abs(hi)))
     lo, hi = (lo - pad).astype(dtype), (hi + pad).astype(dtype)
-    tolerance = None
+    pieces = options.max_pieces
     if options.pieces == "auto":
-        spread = np.maximum(h_ann.max(axis=0) - h_ann.min(axis=0), 1e-12)
-        tolerance = float(np.median(spread)) / (8.0 * options.timesteps)
-    found = expand(spec.activation, lo, hi, options.max_pieces, tolerance)
+        sensitivity = np.sqrt(sum((c.weight.astype(np.float64) ** 2).sum(axis=1) for c in spec.consumers))
+        spread = h_ann.max(axis=0) - h_ann.min(axis=0)
+        pieces = allocate_pieces(sensitivity, spread, AUTO_MEAN_PIECES, options.max_pieces)
+    found = expand(spec.activation, lo, hi, pieces, np.median(z_snn, axis=0), z_snn)
     return ConvertedLayer(weight, bias, found.neurons, found.decode_weight, found.decode_offset)
 
 
-def _correct(layer: ConvertedLayer, trace: LayerTrace, h_ann, inputs, T, static, options):
+def _correct(layer: ConvertedLayer, rate: np.ndarray, h_ann: np.ndarray, options: ConversionOptions):
     """Bias ('light') and initial-potential ('potential') correction from the mean decoding error."""
-    error = (h_ann - trace.mean).mean(axis=0)          # E[h(z) - ū] per unit
-    if layer.neurons.shape[1] == 1:
-        if "light" in options.methods:
-            layer = layer.with_(bias=layer.bias + error.astype(layer.bias.dtype))
-        if "potential" in options.methods:
-            n = layer.neurons
-            v0 = n.v0 + (T * error)[:, None].astype(n.v0.dtype)      # Δv0 = T·Δrate
-            layer = layer.with_(neurons=NeuronParams(n.bias, n.theta_pos, n.theta_neg, v0, n.signed,
-                                                     n.fire_fraction))
-    else:
-        layer = layer.with_(decode_offset=layer.decode_offset + error.astype(layer.decode_offset.dtype))
-    return layer, simulate_layer(inputs, layer, T, static)
+    error = (h_ann - rate).mean(axis=0)                # E[h(z) - ū] per unit
+    if layer.neurons.shape[1] > 1:                     # PWL: the decode offset absorbs it exactly
+        return layer.with_(decode_offset=layer.decode_offset + error.astype(layer.decode_offset.dtype))
+    gain = np.where(np.abs(layer.decode_weight[:, 0]) > 1e-12, layer.decode_weight[:, 0], 1.0)
+    shift = error / gain                               # in units of the neuron's own rate
+    if "light" in options.methods:
+        layer = layer.with_(bias=layer.bias + shift.astype(layer.bias.dtype))
+    if "potential" in options.methods:
+        n = layer.neurons
+        v0 = n.v0 + (options.timesteps * shift)[:, None].astype(n.v0.dtype)
+        layer = layer.with_(neurons=NeuronParams(n.bias, n.theta_pos, n.theta_neg, v0, n.signed, n.fire_fraction))
+    return layer
+
+
+def _readout(affine, trace: LayerTrace, ann, options: ConversionOptions) -> SpikingReadout:
+    target = _flat(ann[affine.output])
+    weight, bias = affine.weight, affine.bias
+    if "refit" in options.methods:
+        weight, bias = refit_affine(trace.mean, target)
+    if options.readout == "analog":
+        return SpikingReadout(weight, bias)
+    y = trace.mean @ weight + bias
+    lo, hi = options.readout_enlargement * y.min(axis=0), options.readout_enlargement * y.max(axis=0)
+    neurons = signed_neurons(lo, hi, options.neuron, options.v0)
+    return SpikingReadout(weight, bias, neurons)
 
 
 def _check_finite(layer: ConvertedLayer, name: str) -> None:
     for key in ("weight", "bias", "decode_weight", "decode_offset"):
         if not np.all(np.isfinite(getattr(layer, key))):
-            raise CalibrationError(f"layer '{name}': calibration produced non-finite {key}")
-    if np.any(np.isnan(layer.neurons.theta_pos)) or np.any(np.isnan(layer.neurons.bias)):
-        raise CalibrationError(f"layer '{name}': calibration produced NaN thresholds")
+            raise CalibrationError(f"layer '{name}': calibration produced non-finite {key}; try "
+                                   f"--calibration refit or more calibration points")
+    n = layer.neurons
+    if any(np.any(np.isnan(a)) for a in (n.theta_pos, n.theta_neg, n.bias, n.v0)):
+        raise CalibrationError(f"layer '{name}': calibration produced NaN neuron parameters")

@@ -1,32 +1,41 @@
 """Thresholds from calibration data, and the papers' one signed neuron per unit.
 
-One signed IF neuron per unit approximates clip(z, -θ-, θ+) (rate of a rounding neuron, error ≤ θ/2T).
-Thresholds come from the activation values h(z) on the calibration set, per unit:
+One signed IF neuron per unit approximates clip(z, -θ-, θ+), quantised to θ/T.  Thresholds per unit j:
 
-* ``max``: θ+ = max h, θ- = -min h (exact range);
+* ``max``: θ+ = max h, θ- = -min h over the calibration set (the activation's exact range; the papers');
 * ``percentile:P``: θ+ = P-th percentile of h, θ- = -(100-P)-th percentile;
+* ``mse``: θ± = q·max z± with q from a search minimising
+  min_{a,c} E|h(z) - (a·Q_θ(z) + c)|², Q_θ the T-step rate of the neuron itself (simulated exactly),
+  with the decode gain a and offset c fitted by least squares (the next layer's refit absorbs them anyway).
 
-A side the activation never reaches (θ ≤ 0: ReLU's negative side, a dead unit) gets θ = inf: the neuron
-never fires on that side, so no division by zero and no spurious spikes.
+``scope="layer"`` uses one value per layer (the max / percentile over all units, or one q for all).
+A side the unit never reaches (θ ≤ 0: ReLU's negative side, a dead unit) gets θ = inf: the neuron never
+fires on that side, so no division by zero and no spurious spikes.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from runtimes.neuron import NeuronParams
+from runtimes.neuron import NeuronParams, simulate_constant
 
 from ..errors import CalibrationError
 
+MSE_CANDIDATES = np.geomspace(0.08, 1.0, 28)
+MSE_POINTS = 1024
 
-def activation_range(h: np.ndarray, method: str) -> tuple[np.ndarray, np.ndarray]:
-    """Per-unit (lo, hi) of activation values ``h`` [N, n]."""
-    if method == "max":
-        return h.min(axis=0), h.max(axis=0)
+
+def parse_threshold(method: str) -> tuple[str, str]:
+    """'max', 'percentile:P', 'mse', each optionally suffixed '@layer' → (method, scope)."""
+    method, _, scope = method.partition("@")
+    scope = scope or "neuron"
+    if scope not in ("neuron", "layer"):
+        raise CalibrationError(f"threshold scope '{scope}' must be neuron or layer")
+    if method not in ("max", "mse") and not method.startswith("percentile:"):
+        raise CalibrationError(f"unknown threshold method {method!r}; use max, percentile:P or mse")
     if method.startswith("percentile:"):
-        p = parse_percentile(method)
-        return np.percentile(h, 100.0 - p, axis=0).astype(h.dtype), np.percentile(h, p, axis=0).astype(h.dtype)
-    raise CalibrationError(f"unknown threshold method {method!r}; use max, percentile:P or mse")
+        parse_percentile(method)
+    return method, scope
 
 
 def parse_percentile(method: str) -> float:
@@ -39,15 +48,80 @@ def parse_percentile(method: str) -> float:
     return p
 
 
-def signed_neurons(lo: np.ndarray, hi: np.ndarray, neuron: str) -> NeuronParams:
-    """One signed neuron per unit with θ+ = hi, θ- = -lo; ``neuron`` is 'round' or 'floor'."""
+def activation_range(h: np.ndarray, method: str, scope: str = "neuron") -> tuple[np.ndarray, np.ndarray]:
+    """Per-unit (lo, hi) of activation values ``h`` [N, n]."""
+    axis = 0 if scope == "neuron" else None
+    if method == "max":
+        lo, hi = h.min(axis=axis), h.max(axis=axis)
+    else:
+        p = parse_percentile(method)
+        lo, hi = np.percentile(h, 100.0 - p, axis=axis), np.percentile(h, p, axis=axis)
+    n = h.shape[1]
+    return np.broadcast_to(lo, (n,)).astype(h.dtype), np.broadcast_to(hi, (n,)).astype(h.dtype)
+
+
+def neuron_kind(neuron: str, v0_fraction: float | None = None) -> tuple[float, float]:
+    """(fire fraction a, initial potential as a fraction of θ) of 'round' or 'floor' neurons."""
+    if neuron == "round":
+        return 0.5, 0.0 if v0_fraction is None else v0_fraction
+    if neuron == "floor":
+        return 1.0, 0.5 if v0_fraction is None else v0_fraction
+    raise CalibrationError(f"unknown neuron {neuron!r}; use round or floor")
+
+
+def signed_neurons(lo: np.ndarray, hi: np.ndarray, neuron: str, v0_fraction: float | None = None,
+                   shift_timesteps: int | None = None) -> NeuronParams:
+    """One signed neuron per unit with θ+ = hi, θ- = -lo.
+
+    ``shift_timesteps`` = T adds Deng & Gu's bias shift θ+/(2T) to the neuron's input (floor neurons).
+    """
     theta_pos = np.where(hi > 0, hi, np.inf)[:, None]
     theta_neg = np.where(lo < 0, -lo, np.inf)[:, None]
-    if neuron == "round":
-        fraction, v0 = 0.5, np.zeros_like(theta_pos)
-    elif neuron == "floor":
-        fraction, v0 = 1.0, np.where(np.isfinite(theta_pos), theta_pos, 0.0) / 2
-    else:
-        raise CalibrationError(f"unknown neuron {neuron!r}; use round or floor")
-    return NeuronParams(bias=np.zeros_like(theta_pos), theta_pos=theta_pos, theta_neg=theta_neg,
-                        v0=v0.astype(theta_pos.dtype), signed=True, fire_fraction=fraction)
+    fraction, v0_part = neuron_kind(neuron, v0_fraction)
+    finite_pos = np.where(np.isfinite(theta_pos), theta_pos, 0.0)
+    bias = finite_pos / (2 * shift_timesteps) if shift_timesteps else np.zeros_like(theta_pos)
+    return NeuronParams(bias=bias.astype(theta_pos.dtype), theta_pos=theta_pos, theta_neg=theta_neg,
+                        v0=(v0_part * finite_pos).astype(theta_pos.dtype), signed=True, fire_fraction=fraction)
+
+
+def mse_neurons(z: np.ndarray, h: np.ndarray, timesteps: int, neuron: str, scope: str = "neuron",
+                v0_fraction: float | None = None, shift: bool = False, rng: np.random.Generator | None = None):
+    """Search θ± = q·max z± minimising the best affine fit of h by the neuron's exact T-step rate.
+
+    Returns (NeuronParams, decode gain a [n], decode offset c [n]).
+    """
+    if z.shape[0] > MSE_POINTS:
+        pick = (rng or np.random.default_rng(0)).choice(z.shape[0], MSE_POINTS, replace=False)
+        z, h = z[pick], h[pick]
+    top, bottom = np.maximum(z.max(axis=0), 0.0), np.maximum(-z.min(axis=0), 0.0)
+    best = np.full(z.shape[1], np.inf)
+    chosen = np.zeros((3, z.shape[1]))                      # q, a, c per unit
+    errors_by_q = []
+    for q in MSE_CANDIDATES:
+        params = signed_neurons(-q * bottom, q * top, neuron, v0_fraction, timesteps if shift else None)
+        rate = simulate_constant(z, params, timesteps)[0][..., 0]
+        a, c, err = _affine_fit(rate, h)
+        errors_by_q.append(err)
+        if scope == "neuron":
+            better = err < best
+            best = np.where(better, err, best)
+            chosen[:, better] = np.stack([np.full(better.sum(), q), a[better], c[better]])
+    if scope == "layer":
+        q = MSE_CANDIDATES[int(np.argmin([e.sum() for e in errors_by_q]))]
+        params = signed_neurons(-q * bottom, q * top, neuron, v0_fraction, timesteps if shift else None)
+        a, c, _ = _affine_fit(simulate_constant(z, params, timesteps)[0][..., 0], h)
+        chosen = np.stack([np.full(z.shape[1], q), a, c])
+    params = signed_neurons(-chosen[0] * bottom, chosen[0] * top, neuron, v0_fraction,
+                            timesteps if shift else None)
+    return params, chosen[1].astype(z.dtype), chosen[2].astype(z.dtype)
+
+
+def _affine_fit(x: np.ndarray, y: np.ndarray):
+    """Per column least squares y ≈ a·x + c; returns (a, c, mean squared residual)."""
+    xm, ym = x.mean(axis=0), y.mean(axis=0)
+    dx, dy = x - xm, y - ym
+    var = (dx * dx).mean(axis=0)
+    a = np.where(var > 1e-20, (dx * dy).mean(axis=0) / np.where(var > 1e-20, var, 1.0), 0.0)
+    c = ym - a * xm
+    residual = ((dy - a * dx) ** 2).mean(axis=0)
+    return a, c, residual

@@ -1,0 +1,142 @@
+"""Padding-free execution of an IF layer and its decode (a backend optimisation, exact for the spikes).
+
+The converter writes every spiking layer as ``IF → Mul(w) → ReduceSum(axis -1, keepdims 0)`` over a
+dense [n, K] block of neurons, where units that need fewer than K pieces are padded with neurons of
+θ = inf, which never fire.  For the default (piecewise-linear) conversion most of the block can be
+padding.  A padding neuron only ever contributes 0·w = 0 to its unit's sum, so a backend may drop it:
+group the units by their number k of live neurons, and per group run a dense [n_k, k] block
+
+    z_k = z[..., units_k]                         (gather the group's currents)
+    s_k, v_k = IF(z_k; v0, β, θ+, θ- gathered)    (the same neurons, the same arithmetic, the same spikes)
+    y[..., units_k] = Σ_k w_k · s_k               (the decode, over the live neurons only)
+
+and units with no live neuron decode to 0.  The spikes and the event counts are exactly those of the
+dense layer; the decoded sum differs from numpy's only by the order of the (now shorter) sum.  Dense
+blocks per group (rather than one flat [M] vector of live neurons) keep every op a plain broadcast, with
+no scatter in the time loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from . import spec
+
+# Go padding-free when at most this fraction of a layer's neurons are live (above it the per-group
+# overhead outweighs the saving); never for K = 1.
+PADFREE_BELOW = 0.75
+
+
+@dataclass
+class Group:
+    """Units with ``k`` live neurons: ``units`` [n_k], the live slots of each ``slots`` [n_k, k]."""
+
+    k: int
+    units: np.ndarray
+    slots: np.ndarray
+
+    def gather(self, array: np.ndarray) -> np.ndarray:
+        """The group's [n_k, k] block of a per-neuron [n, K] array."""
+        return np.ascontiguousarray(np.asarray(array)[self.units[:, None], self.slots])
+
+
+@dataclass
+class PadFreeLayer:
+    """An IF node whose spikes feed only ``Mul(w) → ReduceSum(-1)``: the nodes it replaces, the groups of
+    live neurons, the units with none (``empty``) and the IF's tensors [n, K] by input role."""
+
+    if_node: str
+    mul_node: str
+    reduce_node: str
+    output: str
+    weight: np.ndarray
+    groups: list[Group]
+    empty: np.ndarray
+    live: int
+    tensors: dict[str, np.ndarray]      # v0, bias, theta_pos, theta_neg
+
+    @property
+    def order(self) -> np.ndarray:
+        """Unit order of ``concat(groups..., empty)``; ``inverse`` maps it back to 0..n-1."""
+        return np.concatenate([g.units for g in self.groups] + [self.empty]).astype(np.int64)
+
+    @property
+    def inverse(self) -> np.ndarray:
+        return np.argsort(self.order).astype(np.int64)
+
+
+def _attrs(node: onnx.NodeProto) -> dict:
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def find_padfree_layers(nodes: list[onnx.NodeProto], initializers: dict[str, np.ndarray],
+                        graph_outputs: set[str], opset: int) -> dict[str, PadFreeLayer]:
+    """The IF nodes of ``nodes`` (the whole graph) that can run padding-free, by IF node name.
+
+    Conditions: the neuron tensors (v0 [n, K], β, θ+, θ-) are initializers; K > 1 and at most
+    ``PADFREE_BELOW`` of the neurons are live (θ+ finite, or θ- finite for a signed node); the spikes are
+    read only by a ``Mul`` with a finite [n, K] initializer, whose product is read only by a ``ReduceSum``
+    over axis -1 with keepdims = 0; the membrane output is read by nobody; none of these is a graph
+    output."""
+    readers: dict[str, list[onnx.NodeProto]] = {}
+    for node in nodes:
+        for name in set(node.input):
+            if name:
+                readers.setdefault(name, []).append(node)
+    found = {}
+    for node in nodes:
+        if node.domain != spec.DOMAIN or node.op_type != spec.IF_OP:
+            continue
+        params = [initializers.get(node.input[k]) for k in
+                  (spec.IF_MEMBRANE, spec.IF_BIAS, spec.IF_THETA_POS, spec.IF_THETA_NEG)]
+        if any(p is None for p in params):
+            continue
+        v0, bias, theta_pos, theta_neg = params
+        if theta_pos.ndim != 2 or any(np.shape(p) != theta_pos.shape for p in (v0, bias, theta_neg)):
+            continue
+        n, K = theta_pos.shape
+        signed = bool(_attrs(node).get("signed", 1))
+        live = np.isfinite(theta_pos) | (np.isfinite(theta_neg) if signed else False)
+        if K <= 1 or live.sum() > PADFREE_BELOW * live.size:
+            continue
+        spikes = node.output[spec.IF_SPIKES]
+        membrane = node.output[spec.IF_MEMBRANE_OUT] if len(node.output) > 1 else ""
+        if membrane and (membrane in readers or membrane in graph_outputs):
+            continue
+        mul = readers.get(spikes, [])
+        if len(mul) != 1 or mul[0].op_type != "Mul" or mul[0].domain not in ("", "ai.onnx") or spikes in graph_outputs:
+            continue
+        mul = mul[0]
+        other = [i for i in mul.input if i != spikes]
+        weight = initializers.get(other[0]) if len(other) == 1 else None
+        if weight is None or np.shape(weight) != (n, K) or not np.all(np.isfinite(weight)):
+            continue
+        reduce = readers.get(mul.output[0], [])
+        if len(reduce) != 1 or reduce[0].op_type != "ReduceSum" or mul.output[0] in graph_outputs:
+            continue
+        reduce = reduce[0]
+        at = _attrs(reduce)
+        if opset < 13:
+            axes = list(at.get("axes", []))
+        else:
+            axes = [int(a) for a in np.ravel(initializers[reduce.input[1]])] \
+                if len(reduce.input) > 1 and reduce.input[1] in initializers else None
+        if axes != [-1] or at.get("keepdims", 1) != 0:
+            continue
+        groups = []
+        counts = live.sum(axis=1)
+        for k in sorted(set(counts.tolist()) - {0}):
+            units = np.flatnonzero(counts == k)
+            slots = np.array([np.flatnonzero(live[u]) for u in units], dtype=np.int64).reshape(len(units), k)
+            groups.append(Group(k=k, units=units.astype(np.int64), slots=slots))
+        found[node.name or node.output[0]] = PadFreeLayer(
+            if_node=node.name or node.output[0], mul_node=mul.name or mul.output[0],
+            reduce_node=reduce.name or reduce.output[0], output=reduce.output[0], weight=np.asarray(weight),
+            groups=groups, empty=np.flatnonzero(counts == 0).astype(np.int64), live=int(live.sum()),
+            tensors={"v0": np.asarray(v0), "bias": np.asarray(bias), "theta_pos": np.asarray(theta_pos),
+                     "theta_neg": np.asarray(theta_neg)})
+    return found
