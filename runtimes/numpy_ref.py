@@ -18,7 +18,9 @@ import onnx
 from onnx import numpy_helper
 
 from . import spec
+from .compact import CompactLayer
 from .errors import ArtifactError
+from .fusion import FusedLayer, find_fusable
 from .neuron import fire
 from .ops import make_kernel
 
@@ -63,6 +65,22 @@ class _Node:
             self.kernel = make_kernel(proto, opsets)
 
 
+class _FusedNode:
+    """An IF layer with its decode ops, run as one ``CompactLayer`` (see ``fusion``)."""
+
+    kind, step = "fused", True
+
+    def __init__(self, layer: FusedLayer, initializers: dict):
+        self.layer, self.name = layer, layer.name
+        self.inputs, self.outputs = [layer.current], [layer.output]
+        self._compact: dict = {}
+
+    def compact(self, dtype) -> CompactLayer:
+        if dtype not in self._compact:
+            self._compact[dtype] = self.layer.compact(dtype)
+        return self._compact[dtype]
+
+
 class NumpyRuntime:
     """Executes an artifact (``onnx.ModelProto``) with numpy; see the module docstring."""
 
@@ -76,7 +94,10 @@ class NumpyRuntime:
         opsets = {o.domain or "": o.version for o in model.opset_import}
         protos = list(graph.node)
         step_tensors = _step_tensors(protos)
-        self.nodes = [_Node(p, opsets, step=_is_step(p, step_tensors)) for p in protos]
+        fused = {id(f.nodes[0]): f for f in find_fusable(protos, self.initializers, set(self.output_names))}
+        absorbed = {id(n) for f in fused.values() for n in f.nodes[1:]}
+        self.nodes = [_FusedNode(fused[id(p)], self.initializers) if id(p) in fused
+                      else _Node(p, opsets, step=_is_step(p, step_tensors)) for p in protos if id(p) not in absorbed]
 
     def run(self, inputs: dict[str, np.ndarray], timesteps: int | None = None) -> RunResult:
         T = int(timesteps or self.timesteps)
@@ -116,7 +137,11 @@ class NumpyRuntime:
         local = dict(values)
         membrane = {id(n): values[n.inputs[spec.IF_MEMBRANE]] for n in stage if n.kind == spec.IF_OP}
         sums: dict[int, np.ndarray] = {}
+        fused = {}     # per fused node: (compact layer, membrane [rows, M], constant drive or None, shape)
         for n in stage:
+            if n.kind == "fused":
+                fused[id(n)] = None            # built at the first step, when the current's shape is known
+                spikes.setdefault(n.name, SpikeCounts())
             if n.kind == spec.IF_OP:
                 live = np.isfinite(values[n.inputs[spec.IF_THETA_POS]])
                 if n.signed:
@@ -124,7 +149,20 @@ class NumpyRuntime:
                 spikes.setdefault(n.name, SpikeCounts(neurons=int(live.sum())))
         for _ in range(T):
             for n in stage:
-                if n.kind == spec.IF_OP:
+                if n.kind == "fused":
+                    z = local[n.inputs[0]]
+                    if fused[id(n)] is None:
+                        compact = n.compact(z.dtype)
+                        rows = z.reshape(-1, z.shape[-1])
+                        static = n.inputs[0] in values
+                        fused[id(n)] = (compact, compact.initial_membrane(rows.shape[0]),
+                                        compact.drive(rows) if static else None, z.shape)
+                        spikes[n.name].neurons = compact.M
+                    compact, v, drive, shape = fused[id(n)]
+                    s = compact.step(v, drive if drive is not None else compact.drive(z.reshape(-1, shape[-1])))
+                    spikes[n.name].events += int(np.count_nonzero(s))
+                    local[n.outputs[0]] = compact.decode(s).reshape(shape)
+                elif n.kind == spec.IF_OP:
                     z = local[n.inputs[spec.IF_CURRENT]]
                     u = membrane[id(n)] + z[..., None] + local[n.inputs[spec.IF_BIAS]]
                     s, membrane[id(n)] = fire(u, local[n.inputs[spec.IF_THETA_POS]],
@@ -141,6 +179,10 @@ class NumpyRuntime:
         for n in stage:
             if n.kind == spec.DECODE_OP:
                 values[n.outputs[0]] = sums[id(n)] / np.asarray(T, sums[id(n)].dtype)
+            elif n.kind == "fused":
+                count = spikes[n.name]
+                count.batch = int(np.prod(fused[id(n)][3][:-1], dtype=np.int64))
+                count.timesteps = T
             elif n.kind == spec.IF_OP:
                 count = spikes[n.name]
                 count.batch = int(np.prod(local[n.inputs[spec.IF_CURRENT]].shape[:-1], dtype=np.int64))

@@ -5,7 +5,7 @@ by standard ops, scheduled exactly as the numpy reference runtime schedules them
 
 * static nodes (no dependence on an IF output, or only through a Decode) stay where they are and run
   once; a Decode of a static tensor becomes ``Identity`` (the mean of a constant);
-* each *stage* (the step nodes whose static inputs are known, ``numpy_ref._stage``) becomes one ``Loop``
+* each *stage* (the step nodes whose static inputs are known, ``schedule``) becomes one ``Loop``
   of ``T`` iterations.  Its body holds the stage's standard nodes unchanged (they read static tensors and
   initializers from the outer scope) and, per IF node, the neuron written in standard ops::
 
@@ -44,56 +44,16 @@ from onnx import TensorProto, helper, numpy_helper
 
 from . import spec
 from .errors import ArtifactError
-from .numpy_ref import RunResult, SpikeCounts, _is_step, _ready, _stage, _step_tensors
+from .numpy_ref import RunResult, SpikeCounts
 from .padfree import PadFreeLayer, find_padfree_layers
 from .rows import chunks, row_inputs
+from .schedule import PlannedNode, schedule
 
 EVENTS_PREFIX = "onnx2snn.events/"
 NEURONS_PREFIX = "onnx2snn.neurons/"
 BATCH_PREFIX = "onnx2snn.batch/"
 # Rows per chunk: about this many neuron states (over all IF nodes) per chunk.
 CHUNK_NEURON_STATES = 1 << 19
-
-
-class _Plan:
-    """One node of the artifact with what the rewrite needs (kind, step flag, IF attributes)."""
-
-    def __init__(self, proto: onnx.NodeProto, step: bool):
-        self.proto, self.step = proto, step
-        self.name = proto.name or proto.output[0]
-        self.inputs, self.outputs = list(proto.input), list(proto.output)
-        self.kind = proto.op_type if proto.domain == spec.DOMAIN else "standard"
-        if proto.domain == spec.DOMAIN and proto.op_type not in (spec.IF_OP, spec.DECODE_OP):
-            raise ArtifactError(f"node '{self.name}': unknown op {spec.DOMAIN}.{proto.op_type}")
-        attrs = {a.name: helper.get_attribute_value(a) for a in proto.attribute}
-        self.signed = bool(attrs.get("signed", 1))
-        self.fire_fraction = float(attrs.get("fire_fraction", 0.5))
-
-
-def schedule(model: onnx.ModelProto) -> list[tuple[list[_Plan], list[_Plan]]]:
-    """The numpy runtime's execution order, decided from names alone: rounds of (static nodes, stage)."""
-    graph = model.graph
-    protos = list(graph.node)
-    step_tensors = _step_tensors(protos)
-    pending = [_Plan(p, _is_step(p, step_tensors)) for p in protos]
-    known = {t.name for t in graph.initializer} | {i.name for i in graph.input} | {""}
-    rounds = []
-    while pending:
-        done = [n for n in pending if not n.step and _ready(n, known)]
-        for n in done:
-            known.update(n.outputs)
-        stage = _stage(pending, known)
-        if not done and not stage:
-            missing = sorted({i for n in pending for i in n.inputs if i not in known
-                              and not any(i in m.outputs for m in pending)})
-            raise ArtifactError(f"node '{pending[0].name}' cannot run: missing inputs {missing}")
-        for n in stage:
-            if n.kind == spec.DECODE_OP:
-                known.update(n.outputs)
-        rounds.append((done, stage))
-        finished = set(map(id, done + stage))
-        pending = [n for n in pending if id(n) not in finished]
-    return rounds
 
 
 def _dtypes(model: onnx.ModelProto) -> dict[str, int]:
@@ -312,7 +272,7 @@ def to_standard_onnx(model: onnx.ModelProto, timesteps: int, padfree: bool = Tru
     return out
 
 
-def _stage_dtype(ifs: list[_Plan], types: dict[str, int], loop: str) -> int:
+def _stage_dtype(ifs: list[PlannedNode], types: dict[str, int], loop: str) -> int:
     """The float type of a stage's step tensors: that of its IF thresholds (all IF nodes agree)."""
     found = {types.get(n.inputs[spec.IF_THETA_POS]) for n in ifs} - {None}
     if len(found) > 1:
@@ -344,7 +304,7 @@ class _Block:
         self.spikes, self.membrane_out, self.gather, self.weight, self.k = spikes, membrane_out, gather, weight, k
 
 
-def _blocks(n: _Plan, layer: PadFreeLayer | None, const, fresh) -> list[_Block]:
+def _blocks(n: PlannedNode, layer: PadFreeLayer | None, const, fresh) -> list[_Block]:
     if layer is None:
         membrane_out = n.outputs[spec.IF_MEMBRANE_OUT] if len(n.outputs) > 1 else ""
         return [_Block(n.name, n.inputs[spec.IF_CURRENT], n.inputs[spec.IF_MEMBRANE], n.inputs[spec.IF_BIAS],
@@ -404,7 +364,7 @@ def _if_body(b: _Block, v_in: str, v_out: str, c_in: str, c_out: str, body: list
     body.append(helper.make_node("Sub", [u, b.spikes], [v_out], name=v_out))
 
 
-def _size_one_reductions(stage: list[_Plan], initializers, opset: int) -> dict[int, bool]:
+def _size_one_reductions(stage: list[PlannedNode], initializers, opset: int) -> dict[int, bool]:
     """ReduceSum nodes of ``stage`` over the last axis where that axis has size 1, by id → keepdims.
 
     The last dimension is tracked from the IF outputs (K, the last dimension of θ+ when it is an

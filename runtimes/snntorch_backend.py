@@ -16,8 +16,8 @@ negative side.  A neuron with θ = inf (padding) never fires; its amplitude is s
 of the numpy neuron bit for bit given the same currents.  A signed neuron is not a pair of unsigned ones:
 it has one membrane and fires at most one (positive or negative) spike per step.
 
-``SnnTorchRuntime`` reuses the numpy reference runtime's scheduling and static path (analog nodes run
-once, in numpy) and runs each stage's T-step loop in torch on ``device``: MatMul/Gemm/Add/Sub/Mul/Div/
+``SnnTorchRuntime`` follows the numpy reference runtime's schedule (``runtimes.schedule``: analog nodes run
+once, in numpy, with the numpy kernels of ``runtimes.ops``) and runs each stage's T-step loop in torch on ``device``: MatMul/Gemm/Add/Sub/Mul/Div/
 ReduceSum/Squeeze/Unsqueeze and elementwise activations as torch ops, IF nodes as ``SignedIF``, Decodes as
 running sums Σ_t x(t) divided by T in numpy at the end; any other standard op on the step path falls back
 to its numpy kernel.  Tensors keep the artifact's dtype (float32 or float64).  Threads are torch's
@@ -36,15 +36,17 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import onnx
 import snntorch
 import torch
-from onnx import helper
+from onnx import helper, numpy_helper
 
 from . import spec
 from .errors import ArtifactError
-from .numpy_ref import NumpyRuntime, RunResult, SpikeCounts, _Node
+from .numpy_ref import RunResult, SpikeCounts
 from .padfree import PadFreeLayer, find_padfree_layers
 from .rows import out_rank
+from .schedule import PlannedNode, run_static, schedule
 
 # Rows per chunk on CPU: about this many neuron states (over all IF nodes of a stage) per chunk (tuned on
 # a 2 MiB-L2 Xeon: smaller chunks pay torch's per-op overhead, larger ones leave the cache).
@@ -154,7 +156,7 @@ def _to_torch(array, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(array).to(device)
 
 
-def _attrs(node: _Node) -> dict:
+def _attrs(node: PlannedNode) -> dict:
     return {a.name: helper.get_attribute_value(a) for a in node.proto.attribute}
 
 
@@ -165,7 +167,7 @@ _UNARY = {"Tanh": "tanh", "Sin": "sin", "Cos": "cos", "Exp": "exp", "Neg": "neg"
 _VIEWS = ("Identity", "Squeeze", "Unsqueeze")
 
 
-def _static_axes(n: _Node, values: dict, opset: int) -> list[int] | None:
+def _static_axes(n: PlannedNode, values: dict, opset: int) -> list[int] | None:
     """The ``axes`` of ReduceSum/Squeeze/Unsqueeze (attribute before opset 13, a static input after)."""
     at = _attrs(n)
     if "axes" in at:
@@ -181,7 +183,7 @@ class _PadFreeIF(torch.nn.Module):
     """An IF node and its decode ``Mul(w) → ReduceSum(-1)`` run padding-free (``runtimes.padfree``): one
     ``SignedIF`` per group of units with the same number of live neurons."""
 
-    def __init__(self, layer: PadFreeLayer, node: _Node, values: dict, device: torch.device):
+    def __init__(self, layer: PadFreeLayer, node: PlannedNode, values: dict, device: torch.device):
         super().__init__()
         self.layer, self.device = layer, device
         bias, theta_pos, theta_neg, v0 = (values[node.inputs[k]] for k in
@@ -223,7 +225,7 @@ class _Stage(torch.nn.Module):
     ``may_overwrite[i]`` says input i is owned by this step and read by nobody after this node, so the
     kernel may write into it; ``owned`` says which outputs the later nodes may overwrite likewise."""
 
-    def __init__(self, stage: list[_Node], values: dict, opset: int, device: torch.device,
+    def __init__(self, stage: list[PlannedNode], values: dict, opset: int, device: torch.device,
                  chunk_rows: int | None, constants: set[str], padfree: dict[str, PadFreeLayer]):
         super().__init__()
         self.nodes, self.device, self.opset = stage, device, opset
@@ -263,7 +265,7 @@ class _Stage(torch.nn.Module):
         self.chunk_rows = chunk_rows
 
     # ----- kernels -------------------------------------------------------------------------------
-    def _kernel(self, n: _Node, values: dict):
+    def _kernel(self, n: PlannedNode, values: dict):
         op, at = n.proto.op_type, _attrs(n)
         if op in _BINARY:
             f, inplace, commutative = _BINARY[op]
@@ -320,7 +322,7 @@ class _Stage(torch.nn.Module):
             return unsqueeze
         return self._fallback(n)
 
-    def _fallback(self, n: _Node):
+    def _fallback(self, n: PlannedNode):
         """Any other op: its numpy kernel (onnx.reference), on host copies."""
         device = self.device
 
@@ -409,7 +411,7 @@ class _Stage(torch.nn.Module):
         return sums, events, batch
 
 
-def _reduce_sum(n: _Node, axes: list[int] | None, at: dict):
+def _reduce_sum(n: PlannedNode, axes: list[int] | None, at: dict):
     """ReduceSum; over axes of size 1 it is a reshape (exact: the sum of one number is that number)."""
     keep, noop = bool(at.get("keepdims", 1)), at.get("noop_with_empty_axes", 0)
 
@@ -427,7 +429,7 @@ def _reduce_sum(n: _Node, axes: list[int] | None, at: dict):
     return run
 
 
-def _row_inputs(stage: list[_Node], values: dict, opset: int, constants: set[str]) -> list[str] | None:
+def _row_inputs(stage: list[PlannedNode], values: dict, opset: int, constants: set[str]) -> list[str] | None:
     """If every step op of ``stage`` is row-wise (``rows.out_rank``), the names of the stage's static
     inputs to slice into chunks of rows (those that are not initializers and have rank >= 2; their first
     dimensions must agree at run time); else None."""
@@ -444,32 +446,47 @@ def _row_inputs(stage: list[_Node], values: dict, opset: int, constants: set[str
     return row or None
 
 
-class SnnTorchRuntime(NumpyRuntime):
+class SnnTorchRuntime:
     """Executes an artifact with torch on ``device`` ("cpu", "cuda", "cuda:1", …); see the module docstring.
 
-    Static (analog) nodes run in numpy as in ``NumpyRuntime``; every stage's time loop runs in torch.
+    Static (analog) nodes run in numpy, in the order of ``schedule``; every stage's time loop runs in torch.
     ``chunk_rows``: rows of the batch per chunk for row-wise stages on CPU (None: sized automatically,
     0: no chunking); CUDA runs the whole batch at once.  ``padfree``: run mostly-padding layers
     padding-free (``runtimes.padfree``)."""
 
-    def __init__(self, model, timesteps: int, device: str | torch.device = "cpu", chunk_rows: int | None = None,
-                 padfree: bool = True):
-        super().__init__(model, timesteps)
+    def __init__(self, model: onnx.ModelProto, timesteps: int, device: str | torch.device = "cpu",
+                 chunk_rows: int | None = None, padfree: bool = True):
+        self.model, self.timesteps = model, int(timesteps)
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ArtifactError(f"backend 'snntorch': device '{device}' requested but CUDA is not available")
         self.chunk_rows = chunk_rows
+        self.initializers = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+        self.output_names = [o.name for o in model.graph.output]
         self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
+        self.rounds = schedule(model)
         self.padfree = find_padfree_layers(list(model.graph.node), self.initializers, set(self.output_names),
                                            self.opset) if padfree else {}
         self._stages: dict[tuple, _Stage] = {}
         self._constants: dict[str, torch.Tensor] = {}
 
     def run(self, inputs: dict[str, np.ndarray], timesteps: int | None = None) -> RunResult:
+        T = int(timesteps or self.timesteps)
+        if T <= 0:
+            raise ArtifactError(f"timesteps must be positive, got {T}")
+        values: dict[str, np.ndarray | None] = dict(self.initializers)
+        values.update(inputs)
+        values[""] = None
+        spikes: dict[str, SpikeCounts] = {}
         with torch.inference_mode():
-            return super().run(inputs, timesteps)
+            for static, stage in self.rounds:
+                for node in static:
+                    run_static(node, values)
+                if stage:
+                    self._run_stage(stage, values, T, spikes)
+        return RunResult(outputs={name: values[name] for name in self.output_names}, spikes=spikes)
 
-    def _run_stage(self, stage: list[_Node], values: dict, T: int, spikes: dict) -> None:
+    def _run_stage(self, stage: list[PlannedNode], values: dict, T: int, spikes: dict) -> None:
         key = tuple(id(n) for n in stage)
         compiled = self._stages.get(key)
         if compiled is None:

@@ -38,7 +38,7 @@ def advanced_calibration(layer: ConvertedLayer, inputs: np.ndarray, static: bool
         idx = rng.choice(N, min(batch, N), replace=False)
         x = inputs[idx] if static else inputs[:, idx]
         current = layer.with_(weight=params[0].astype(layer.weight.dtype), bias=params[1].astype(layer.bias.dtype))
-        rate = simulate_layer(x, current, timesteps, static).mean
+        rate = simulate_layer(x, current, timesteps, static, rates=True).mean
         mean_in = (x if static else x.mean(axis=0)).astype(np.float64)
         _, slope = static_response(mean_in @ params[0] + params[1], current)
         grad_z = 2.0 * (rate - target[idx]) * slope / len(idx)

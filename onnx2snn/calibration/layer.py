@@ -40,37 +40,40 @@ class ConvertedLayer:
 
 @dataclass
 class LayerTrace:
-    """Simulation record: decoded series u(t) [T, N, n], its mean, the spike events per live neuron [M],
-    and each live neuron's rate (1/T)·Σ_t s(t) [N, M] (``compact`` maps them to units)."""
+    """Simulation record: decoded series u(t) [T, N, n] (or None), and with ``rates`` each live neuron's
+    rate (1/T)·Σ_t s(t) [N, M] (``compact`` maps neurons to units)."""
 
-    series: np.ndarray
-    events: np.ndarray
-    rates: np.ndarray
+    series: np.ndarray | None
+    rates: np.ndarray | None
     compact: CompactLayer
 
     @property
     def mean(self) -> np.ndarray:
-        return self.series.mean(axis=0)
+        """Time-averaged unit values [N, n] (the decode is linear: decode of the rates)."""
+        return self.series.mean(axis=0) if self.series is not None else self.compact.decode(self.rates)
 
 
-def simulate_layer(inputs: np.ndarray, layer: ConvertedLayer, timesteps: int, static: bool) -> LayerTrace:
-    """Run ``layer`` for T steps on ``inputs`` (static [N, m] or series [T, N, m])."""
+def simulate_layer(inputs: np.ndarray, layer: ConvertedLayer, timesteps: int, static: bool,
+                   rates: bool = False) -> LayerTrace:
+    """Run ``layer`` for T steps on ``inputs`` (static [N, m] or series [T, N, m]).
+
+    Returns the decoded series, or with ``rates=True`` only the neurons' rates (no decoding)."""
     n = layer.neurons.shape[0]
     N = inputs.shape[0] if static else inputs.shape[1]
     dtype = layer.weight.dtype
     compact = CompactLayer(layer.neurons, layer.decode_weight, layer.decode_offset, dtype)
-    series = np.empty((timesteps, N, n), dtype=dtype)
-    events = np.zeros(compact.M, dtype=np.int64)
-    total = np.zeros((N, compact.M), dtype=dtype)
+    series = None if rates else np.empty((timesteps, N, n), dtype=dtype)
+    total = np.zeros((N, compact.M), dtype=dtype) if rates else None
     v = compact.initial_membrane(N)
     x_static = compact.drive(inputs @ layer.weight + layer.bias) if static else None
     for t in range(timesteps):
         x = x_static if static else compact.drive(inputs[t] @ layer.weight + layer.bias)
         s = compact.step(v, x)
-        events += np.count_nonzero(s, axis=0)
-        total += s
-        series[t] = compact.decode(s)
-    return LayerTrace(series=series, events=events, rates=total / timesteps, compact=compact)
+        if rates:
+            total += s
+        else:
+            series[t] = compact.decode(s)
+    return LayerTrace(series=series, rates=None if total is None else total / timesteps, compact=compact)
 
 
 def static_response(z: np.ndarray, layer: ConvertedLayer) -> tuple[np.ndarray, np.ndarray]:

@@ -71,7 +71,8 @@ def calibrate(structure: Structure, ann: dict[str, np.ndarray], options: Convers
         static = spec.upstream is None
         inputs = _flat(ann[spec.affine.input]) if static else traces[spec.upstream].series
         layers.append(_calibrate_layer(spec, inputs, static, traces, ann, options, rng))
-        traces.append(simulate_layer(inputs, layers[-1], T, static))
+        feeds_spiking = any(other.upstream == len(traces) for other in structure.layers)
+        traces.append(simulate_layer(inputs, layers[-1], T, static, rates=not feeds_spiking))
         _check_finite(layers[-1], spec.name)
     readouts = {a.name: _readout(a, traces[structure.upstream_of(a)], ann, options) for a in structure.readouts}
     pieces = [np.isfinite(l.neurons.theta_pos).sum(axis=1) if options.max_pieces > 1
@@ -93,7 +94,7 @@ def _calibrate_layer(spec: SpikingLayer, inputs, static: bool, traces, ann, opti
     if "advanced" in options.methods:
         layer = advanced_calibration(layer, inputs, static, h_ann, T, rng)
     if "refit" in options.methods and layer.neurons.shape[1] > 1:
-        trace = simulate_layer(inputs, layer, T, static)
+        trace = simulate_layer(inputs, layer, T, static, rates=True)
         compact = trace.compact
         weight_k, offset = refit_decode(trace.rates, compact.unit, h_ann, compact.weight, layer.decode_offset)
         live = np.isfinite(layer.neurons.theta_pos) | np.isfinite(layer.neurons.theta_neg)
@@ -101,7 +102,7 @@ def _calibrate_layer(spec: SpikingLayer, inputs, static: bool, traces, ann, opti
         decode_weight[live] = weight_k
         layer = layer.with_(decode_weight=decode_weight, decode_offset=offset)
     if "light" in options.methods or "potential" in options.methods:
-        layer = _correct(layer, simulate_layer(inputs, layer, T, static).mean, h_ann, options)
+        layer = _correct(layer, simulate_layer(inputs, layer, T, static, rates=True).mean, h_ann, options)
     return layer
 
 

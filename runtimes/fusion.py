@@ -1,0 +1,81 @@
+"""Fusion of ``IF → Mul(w) → ReduceSum(-1) → Add(c)`` (an IF layer and its decode) into one compact kernel.
+
+The converter writes every spiking layer in this form; executing it as one ``compact.CompactLayer`` skips
+padding neurons and the [N, n, K] temporaries, with results identical to running the four nodes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+
+from . import spec
+from .compact import CompactLayer
+from .neuron import NeuronParams
+
+
+@dataclass
+class FusedLayer:
+    name: str                       # the IF node's name (spike counts are reported under it)
+    current: str                    # input tensor [..., n]
+    output: str                     # decoded unit values [..., n]
+    nodes: list[onnx.NodeProto]     # the four fused nodes
+    params: NeuronParams
+    decode_weight: np.ndarray
+    decode_offset: np.ndarray
+
+    def compact(self, dtype) -> CompactLayer:
+        return CompactLayer(self.params, self.decode_weight, self.decode_offset, dtype)
+
+
+def find_fusable(nodes: list[onnx.NodeProto], initializers: dict[str, np.ndarray],
+                 graph_outputs: set[str]) -> list[FusedLayer]:
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in nodes:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    only = lambda t: consumers.get(t, [None])[0] if len(consumers.get(t, [])) == 1 and t not in graph_outputs else None
+    found = []
+    for node in nodes:
+        if node.domain != spec.DOMAIN or node.op_type != spec.IF_OP:
+            continue
+        params = [initializers.get(node.input[k]) for k in (spec.IF_MEMBRANE, spec.IF_BIAS, spec.IF_THETA_POS,
+                                                             spec.IF_THETA_NEG)]
+        if any(p is None for p in params) or (len(node.output) > 1 and node.output[1] in consumers) \
+                or (len(node.output) > 1 and node.output[1] in graph_outputs):
+            continue
+        mul = only(node.output[0])
+        if mul is None or mul.op_type != "Mul" or mul.input[0] != node.output[0] or mul.input[1] not in initializers:
+            continue
+        reduce = only(mul.output[0])
+        if reduce is None or reduce.op_type != "ReduceSum" or not _last_axis(reduce, initializers):
+            continue
+        add = only(reduce.output[0])
+        if add is None or add.op_type != "Add" or add.input[0] != reduce.output[0] or add.input[1] not in initializers:
+            continue
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        v0, bias, theta_pos, theta_neg = params
+        shape = theta_pos.shape
+        weight, offset = initializers[mul.input[1]], initializers[add.input[1]]
+        if len(shape) != 2 or any(np.shape(p) not in (shape, ()) for p in (v0, bias, theta_neg, weight)) \
+                or np.shape(offset) not in ((shape[0],), ()):
+            continue
+        found.append(FusedLayer(
+            name=node.name or node.output[0], current=node.input[0], output=add.output[0],
+            nodes=[node, mul, reduce, add],
+            params=NeuronParams(bias=bias, theta_pos=theta_pos, theta_neg=theta_neg, v0=v0,
+                                signed=bool(attrs.get("signed", 1)), fire_fraction=float(attrs.get("fire_fraction", 0.5))),
+            decode_weight=np.broadcast_to(weight, shape), decode_offset=np.broadcast_to(offset, (shape[0],))))
+    return found
+
+
+def _last_axis(node: onnx.NodeProto, initializers: dict[str, np.ndarray]) -> bool:
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    if attrs.get("keepdims", 1) != 0:
+        return False
+    axes = attrs.get("axes")
+    if axes is None and len(node.input) > 1:
+        axes = initializers.get(node.input[1])
+    return axes is not None and list(np.ravel(axes)) == [-1]
