@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--readout", choices=["analog", "spiking"], default=None, help="readout (default analog)")
     convert.add_argument("--preset", choices=["paper"], help="the papers' pipeline: --pieces 1 --threshold max "
                          "--neuron floor --calibration advanced --readout spiking (explicit options win)")
+    convert.add_argument("--tolerance", type=float, default=None,
+                         help="--pieces auto: relative output error budget that sets the pieces per unit (default 1e-3)")
     convert.add_argument("--v0", type=float, default=None, metavar="FRACTION",
                          help="initial potential as a fraction of θ (default 0 for round, 0.5 for floor)")
     convert.add_argument("--shift", action="store_true", help="Deng & Gu's θ/(2T) bias shift (floor neurons)")
@@ -159,6 +161,8 @@ def _convert(args) -> int:
 def _convert_options(args) -> dict:
     options = {"pieces": args.pieces, "calibration": args.calibration, "threshold": args.threshold,
                "neuron": args.neuron, "readout": args.readout, "v0": args.v0, "shift": args.shift}
+    if args.tolerance is not None:
+        options["tolerance"] = args.tolerance
     if args.preset == "paper":
         preset = {"pieces": 1, "calibration": "advanced", "threshold": "max", "neuron": "floor",
                   "readout": "spiking"}

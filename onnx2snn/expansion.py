@@ -85,19 +85,6 @@ def interpolation_error(h: Callable[[np.ndarray], np.ndarray], knots: np.ndarray
     return np.abs(exact - linear).max(axis=(0, 1))
 
 
-def allocate_pieces(sensitivity: np.ndarray, spread: np.ndarray, mean_pieces: float, max_pieces: int) -> np.ndarray:
-    """Pieces per unit for a layer: K_j ∝ √(s_j·r_j), mean ``mean_pieces``, in [1, max_pieces].
-
-    A unit's rounding error reaching the next layer is about s_j·r_j/(2·K_j·T) (s_j = ‖row j of the next
-    layer's weights‖, r_j = the range of h_j on the data); with Σ K_j fixed, spikes ∝ Σ K_j, the sum of
-    squared errors Σ (s_j r_j / K_j)² ... is minimised, to first order, by K_j ∝ (s_j r_j)^⅔; we use the
-    gentler √ for robustness to mis-estimated sensitivities.
-    """
-    score = np.sqrt(np.maximum(sensitivity * spread, 0.0)) + 1e-12
-    pieces = mean_pieces * len(score) * score / score.sum()
-    return np.clip(np.round(pieces), 1, max_pieces).astype(int)
-
-
 def expand(h: Callable[[np.ndarray], np.ndarray], lo: np.ndarray, hi: np.ndarray, pieces: np.ndarray | int,
            center: np.ndarray | None = None, samples: np.ndarray | None = None) -> Expansion:
     """PWL expansion of every unit on [lo, hi] with ``pieces`` pieces (an int, or one per unit).

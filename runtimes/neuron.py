@@ -4,7 +4,7 @@ in this project (runtime and calibration) calls.
 Symbols (shapes broadcast): v membrane [..., n, K], z current [..., n], β bias, θ+ / θ- thresholds
 [n, K], a fire fraction.  One step::
 
-    u = v + z[..., None] + β
+    u = v + (z[..., None] + β)
     s = +θ+ if u >= a·θ+;  -θ- if signed and u <= -a·θ-;  else 0
     v' = u - s
 
@@ -36,7 +36,7 @@ class NeuronParams:
 
 def if_step(v: np.ndarray, z: np.ndarray, p: NeuronParams) -> tuple[np.ndarray, np.ndarray]:
     """One IF step.  ``v`` [..., n, K] (or [n, K] at t = 1), ``z`` [..., n]; returns (spikes, v')."""
-    u = v + z[..., None] + p.bias
+    u = v + (z[..., None] + p.bias)
     return fire(u, p.theta_pos, p.theta_neg, p.signed, p.fire_fraction)
 
 

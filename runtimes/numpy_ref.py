@@ -164,7 +164,7 @@ class NumpyRuntime:
                     local[n.outputs[0]] = compact.decode(s).reshape(shape)
                 elif n.kind == spec.IF_OP:
                     z = local[n.inputs[spec.IF_CURRENT]]
-                    u = membrane[id(n)] + z[..., None] + local[n.inputs[spec.IF_BIAS]]
+                    u = membrane[id(n)] + (z[..., None] + local[n.inputs[spec.IF_BIAS]])
                     s, membrane[id(n)] = fire(u, local[n.inputs[spec.IF_THETA_POS]],
                                               local[n.inputs[spec.IF_THETA_NEG]], n.signed, n.fire_fraction)
                     local[n.outputs[spec.IF_SPIKES]] = s

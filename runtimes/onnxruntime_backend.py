@@ -26,6 +26,11 @@ by standard ops, scheduled exactly as the numpy reference runtime schedules them
   carried values do not change).  After the loop each Decode's output is Σ_t x(t) / T under the Decode's
   output name, so the analog nodes downstream are unchanged, and each IF's event count is Σ c (int64).
 
+Two rewrites inside the loop change no spike: a ReduceSum over an axis of size 1 becomes a Squeeze, and an
+IF layer that is mostly θ = inf padding and feeds only its decode ``Mul(w) → ReduceSum(-1)`` runs as
+padding-free blocks (``runtimes.padfree``: per group ``Gather`` of the units' currents, the neuron ops
+above on the [n_k, k] block, ``Mul``, ``ReduceSum``; then ``Concat`` and a ``Gather`` back to unit order).
+
 Extra graph outputs, per IF node ``<name>``, all int64 scalars:
 ``onnx2snn.events/<name>`` (non-zero spikes over the run), ``onnx2snn.neurons/<name>`` (neurons with a
 finite threshold: θ+ finite, or θ- finite for a signed node) and ``onnx2snn.batch/<name>`` (the product
@@ -46,14 +51,16 @@ from . import spec
 from .errors import ArtifactError
 from .numpy_ref import RunResult, SpikeCounts
 from .padfree import PadFreeLayer, find_padfree_layers
-from .rows import chunks, row_inputs
+from .rows import chunk_size, chunks, row_inputs
 from .schedule import PlannedNode, schedule
 
 EVENTS_PREFIX = "onnx2snn.events/"
 NEURONS_PREFIX = "onnx2snn.neurons/"
 BATCH_PREFIX = "onnx2snn.batch/"
-# Rows per chunk: about this many neuron states (over all IF nodes) per chunk.
+# Rows per chunk (``rows.chunk_size``): about this many neuron states per chunk (cache), at least this many
+# elements per neuron block and op (onnxruntime's per-node overhead in the loop).
 CHUNK_NEURON_STATES = 1 << 19
+MIN_OP_ELEMENTS = 1 << 17
 
 
 def _dtypes(model: onnx.ModelProto) -> dict[str, int]:
@@ -341,10 +348,10 @@ def _prepare_block(b: _Block, dtype: int, np_dtype, zero: str, nodes: list, cons
 def _if_body(b: _Block, v_in: str, v_out: str, c_in: str, c_out: str, body: list, fresh, unsqueeze_last) -> None:
     """One block of IF neurons in standard ops, inside the loop body (see the module docstring)."""
     p = f"{b.name}/std"
-    z_col, vz, u = fresh(f"{p}/current_col"), fresh(f"{p}/v_plus_z"), fresh(f"{p}/u")
+    z_col, vz, u = fresh(f"{p}/current_col"), fresh(f"{p}/z_plus_bias"), fresh(f"{p}/u")
     unsqueeze_last(b.current, z_col, z_col, body)
-    body.append(helper.make_node("Add", [v_in, z_col], [vz], name=vz))
-    body.append(helper.make_node("Add", [vz, b.bias], [u], name=u))
+    body.append(helper.make_node("Add", [z_col, b.bias], [vz], name=vz))     # x = z + β
+    body.append(helper.make_node("Add", [v_in, vz], [u], name=u))          # u = v + x
     pos, pos_f = fresh(f"{p}/fire_pos"), fresh(f"{p}/fire_pos_f")
     body.append(helper.make_node("GreaterOrEqual", [u, b.level_pos], [pos], name=pos))
     body.append(helper.make_node("Cast", [pos], [pos_f], name=pos_f, to=b.dtype))
@@ -435,10 +442,10 @@ class OnnxRuntimeRuntime:
             inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
             layers = find_padfree_layers(list(model.graph.node), inits, set(self.output_names), opset) \
                 if padfree else {}
-            states = sum(layers[name].live if name in layers
-                         else int(np.prod(shapes.get(n.input[spec.IF_THETA_POS], (1,))))
-                         for name, n in zip(self.if_names, ifs))
-            chunk_rows = max(1, CHUNK_NEURON_STATES // max(1, states))
+            blocks = [[g.k * len(g.units) for g in layers[name].groups] if name in layers
+                      else [int(np.prod(shapes.get(n.input[spec.IF_THETA_POS], (1,))))]
+                      for name, n in zip(self.if_names, ifs)]
+            chunk_rows = chunk_size(sum(map(sum, blocks)), sum(map(len, blocks)), CHUNK_NEURON_STATES, MIN_OP_ELEMENTS)
         self.chunk_rows = int(chunk_rows)
         self._sessions: dict[int, object] = {}
         self.session(self.timesteps)

@@ -166,3 +166,11 @@ def chunks(total: int, size: int) -> list[slice]:
     """Consecutive slices of ``size`` rows covering ``range(total)``."""
     size = max(1, int(size))
     return [slice(start, min(start + size, total)) for start in range(0, total, size)]
+
+
+def chunk_size(states: int, blocks: int, target: int, min_op: int) -> int:
+    """Rows per chunk for a loop over ``states`` neuron states per row held in ``blocks`` dense tensors:
+    about ``target`` states per chunk (cache), but at least ``min_op`` elements per block on average (so
+    that per-op overheads stay small)."""
+    states, blocks = max(1, int(states)), max(1, int(blocks))
+    return max(1, max(target, min_op * blocks) // states)

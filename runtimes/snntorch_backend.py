@@ -4,7 +4,7 @@
 and spike amplitudes [n, K], bias β, fire fraction a, signed or unsigned, reset by subtraction of the
 emitted amplitude.  One step, state passed explicitly (``init_hidden=False``, nothing kept in the module)::
 
-    u  = (v + z[..., None]) + β
+    u  = v + (z[..., None] + β)
     s  = +θ+ if u >= a·θ+;  -θ- if signed and u <= -a·θ-;  else 0
     v' = u - s
 
@@ -17,8 +17,8 @@ of the numpy neuron bit for bit given the same currents.  A signed neuron is not
 it has one membrane and fires at most one (positive or negative) spike per step.
 
 ``SnnTorchRuntime`` follows the numpy reference runtime's schedule (``runtimes.schedule``: analog nodes run
-once, in numpy, with the numpy kernels of ``runtimes.ops``) and runs each stage's T-step loop in torch on ``device``: MatMul/Gemm/Add/Sub/Mul/Div/
-ReduceSum/Squeeze/Unsqueeze and elementwise activations as torch ops, IF nodes as ``SignedIF``, Decodes as
+once, in numpy, with the numpy kernels of ``runtimes.ops``) and runs each stage's T-step loop in torch on
+``device``: MatMul/Gemm/Add/Sub/Mul/Div/ReduceSum/Squeeze/Unsqueeze and elementwise activations as torch ops, IF nodes as ``SignedIF``, Decodes as
 running sums Σ_t x(t) divided by T in numpy at the end; any other standard op on the step path falls back
 to its numpy kernel.  Tensors keep the artifact's dtype (float32 or float64).  Threads are torch's
 (``torch.set_num_threads``); the library never changes them.
@@ -45,12 +45,14 @@ from . import spec
 from .errors import ArtifactError
 from .numpy_ref import RunResult, SpikeCounts
 from .padfree import PadFreeLayer, find_padfree_layers
-from .rows import out_rank
+from .rows import chunk_size, out_rank
 from .schedule import PlannedNode, run_static, schedule
 
-# Rows per chunk on CPU: about this many neuron states (over all IF nodes of a stage) per chunk (tuned on
-# a 2 MiB-L2 Xeon: smaller chunks pay torch's per-op overhead, larger ones leave the cache).
+# Rows per chunk on CPU (``rows.chunk_size``): about this many neuron states (over all IF nodes of a stage)
+# per chunk, so that the loop's tensors stay in cache, but at least this many elements per neuron block and
+# op, so that torch's per-op overhead stays small (tuned on a 2 MiB-L2 Xeon).
 CHUNK_NEURON_STATES = 1 << 19
+MIN_OP_ELEMENTS = 1 << 16
 # Below this many elements a float32 sum of 0/1 spike indicators is exact (every partial sum is an integer
 # < 2^24); above it spikes are counted with count_nonzero.
 _EXACT_COUNT = 1 << 24
@@ -104,8 +106,8 @@ class SignedIF(snntorch.SpikingNeuron):
         self.register_buffer("graded_neg", torch.tensor(amp_neg))
 
     def integrate(self, current: torch.Tensor, mem: torch.Tensor) -> torch.Tensor:
-        """u = (v + z[..., None]) + β."""
-        return mem + current.unsqueeze(-1) + self.bias
+        """u = v + (z[..., None] + β)."""
+        return mem + (current.unsqueeze(-1) + self.bias)
 
     def fire(self, mem: torch.Tensor) -> torch.Tensor:
         """Amplitude-valued spikes of an integrated membrane ``mem`` (= u)."""
@@ -126,9 +128,8 @@ class SignedIF(snntorch.SpikingNeuron):
         ``mem`` is updated in place when ``owned`` (the runtime's own state, not v0).  Spikes are written
         into a buffer of ``workspace`` that is reused every step; ``events`` is the number of non-zero
         spikes (a 0-d tensor, so a CUDA run does not synchronise per step)."""
-        u = mem.add_(current.unsqueeze(-1)) if owned and mem.shape[:-1] == current.shape \
-            else mem + current.unsqueeze(-1)
-        u.add_(self.bias)
+        x = current.unsqueeze(-1) + self.bias                   # x = z + β, then u = v + x (spec order)
+        u = mem.add_(x) if owned and mem.shape == x.shape else mem + x
         spikes = workspace.get("spikes")
         if spikes is None or spikes.shape != u.shape:
             spikes = workspace["spikes"] = torch.empty_like(u)
@@ -258,10 +259,10 @@ class _Stage(torch.nn.Module):
         self.neurons = torch.nn.ModuleList([f for kind, n, f, *_ in self.ops if kind in (spec.IF_OP, "padfree")])
         self.rows = _row_inputs(stage, values, opset, constants) if device.type == "cpu" else None
         if chunk_rows is None and self.rows is not None:
-            states = sum(padfree[n.name].live if n.name in padfree
-                         else int(np.prod(values[n.inputs[spec.IF_THETA_POS]].shape))
-                         for n in stage if n.kind == spec.IF_OP)
-            chunk_rows = max(1, CHUNK_NEURON_STATES // max(1, states))
+            blocks = [[g.k * len(g.units) for g in padfree[n.name].groups] if n.name in padfree
+                      else [int(np.prod(values[n.inputs[spec.IF_THETA_POS]].shape))]
+                      for n in stage if n.kind == spec.IF_OP]
+            chunk_rows = chunk_size(sum(map(sum, blocks)), sum(map(len, blocks)), CHUNK_NEURON_STATES, MIN_OP_ELEMENTS)
         self.chunk_rows = chunk_rows
 
     # ----- kernels -------------------------------------------------------------------------------

@@ -17,7 +17,8 @@ domain ``onnx2snn`` (opset 1).  The saved graph computes the first time step; a 
              membrane_out[..., n, K]   v(t)
     attributes: signed (int, 0|1), fire_fraction (float a ∈ (0, 1])
 
-    u     = v(t-1) + z(t) + β                       (integrate; z broadcast over the K neurons of a unit)
+    u     = v(t-1) + (z(t) + β)                     (integrate; z broadcast over the K neurons of a unit;
+                                                      in this order, so every runtime rounds alike)
     s(t)  = +θ+  if u >= a·θ+
             -θ-  if signed and u <= -a·θ-
             0    otherwise                          (at most one spike per step)

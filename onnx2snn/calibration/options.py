@@ -27,6 +27,7 @@ class ConversionOptions:
     v0: float | None = None            # initial potential as a fraction of θ (None: 0 round, 1/2 floor)
     shift: bool = False                # Deng & Gu's θ/(2T) bias shift (for floor neurons)
     readout_enlargement: float = 1.5   # spiking readout: θ_out = enlargement × calibrated output range
+    tolerance: float = 1e-3            # --pieces auto: relative output error budget (calibration/budget.py)
     methods: tuple[str, ...] = field(init=False, default=())
 
     def __post_init__(self):
@@ -46,6 +47,8 @@ class ConversionOptions:
             raise CalibrationError(f"unknown calibration method(s) {unknown}; use {'+'.join(METHODS)}")
         self.methods = tuple(m for m in methods if m != "none")
         parse_threshold(self.threshold)
+        if not 0 < self.tolerance < 1:
+            raise CalibrationError(f"tolerance must be in (0, 1), got {self.tolerance}")
         if self.readout_enlargement <= 0:
             raise CalibrationError(f"readout enlargement must be positive, got {self.readout_enlargement}")
 

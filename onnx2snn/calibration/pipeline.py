@@ -25,7 +25,8 @@ import numpy as np
 from runtimes.neuron import NeuronParams
 
 from ..errors import CalibrationError
-from ..expansion import allocate_pieces, expand
+from ..expansion import expand
+from .budget import budget_pieces, output_sensitivities
 from ..structure import SpikingLayer, Structure
 from .advanced import MIN_POINTS, advanced_calibration
 from .layer import ConvertedLayer, LayerTrace, simulate_layer
@@ -34,7 +35,6 @@ from .refit import refit_affine, refit_decode
 from .thresholds import activation_range, mse_neurons, parse_threshold, signed_neurons
 
 RANGE_MARGIN = 0.05
-AUTO_MEAN_PIECES = 12
 
 
 @dataclass
@@ -67,21 +67,24 @@ def calibrate(structure: Structure, ann: dict[str, np.ndarray], options: Convers
     rng = np.random.default_rng(options.seed)
     layers: list[ConvertedLayer] = []
     traces: list[LayerTrace] = []
-    for spec in structure.layers:
+    sensitivity = output_sensitivities(structure, ann) if options.pieces == "auto" else None
+    share = options.tolerance / np.sqrt(len(structure.layers))      # each layer's part of the budget
+    for k, spec in enumerate(structure.layers):
         static = spec.upstream is None
         inputs = _flat(ann[spec.affine.input]) if static else traces[spec.upstream].series
-        layers.append(_calibrate_layer(spec, inputs, static, traces, ann, options, rng))
+        budget = None if sensitivity is None else (sensitivity[k], share)
+        layers.append(_calibrate_layer(spec, inputs, static, traces, ann, options, rng, budget))
         feeds_spiking = any(other.upstream == len(traces) for other in structure.layers)
         traces.append(simulate_layer(inputs, layers[-1], T, static, rates=not feeds_spiking))
         _check_finite(layers[-1], spec.name)
     readouts = {a.name: _readout(a, traces[structure.upstream_of(a)], ann, options) for a in structure.readouts}
-    pieces = [np.isfinite(l.neurons.theta_pos).sum(axis=1) if options.max_pieces > 1
-              else np.ones(l.neurons.shape[0], int) for l in layers]
+    pieces = [(np.isfinite(l.neurons.theta_pos) | np.isfinite(l.neurons.theta_neg)).sum(axis=1)
+              if options.max_pieces > 1 else np.ones(l.neurons.shape[0], int) for l in layers]
     return Calibration(layers=layers, readouts=readouts, pieces=pieces)
 
 
 def _calibrate_layer(spec: SpikingLayer, inputs, static: bool, traces, ann, options: ConversionOptions,
-                     rng) -> ConvertedLayer:
+                     rng, budget=None) -> ConvertedLayer:
     T = options.timesteps
     weight, bias = spec.affine.weight, spec.affine.bias
     z_ann, h_ann = _flat(ann[spec.activation.input]), _flat(ann[spec.activation.output])
@@ -90,7 +93,7 @@ def _calibrate_layer(spec: SpikingLayer, inputs, static: bool, traces, ann, opti
         weight, bias = refit_affine(traces[spec.upstream].mean, z_ann)
     mean_in = inputs if static else traces[spec.upstream].mean
     z_snn = mean_in @ weight + bias                     # the mean current the neurons will see
-    layer = _neurons(spec, weight, bias, z_snn, h_ann, options, rng)
+    layer = _neurons(spec, weight, bias, z_snn, h_ann, options, rng, budget)
     if "advanced" in options.methods:
         layer = advanced_calibration(layer, inputs, static, h_ann, T, rng)
     if "refit" in options.methods and layer.neurons.shape[1] > 1:
@@ -122,7 +125,8 @@ def _check_points(spec: SpikingLayer, count: int, options: ConversionOptions) ->
                                f"needs at least {needed} calibration points, got {count}; raise --samples")
 
 
-def _neurons(spec: SpikingLayer, weight, bias, z_snn, h_ann, options: ConversionOptions, rng) -> ConvertedLayer:
+def _neurons(spec: SpikingLayer, weight, bias, z_snn, h_ann, options: ConversionOptions, rng,
+             budget=None) -> ConvertedLayer:
     n, dtype = spec.width, weight.dtype
     if options.max_pieces == 1:
         method, scope = parse_threshold(options.threshold)
@@ -137,10 +141,11 @@ def _neurons(spec: SpikingLayer, weight, bias, z_snn, h_ann, options: Conversion
     pad = np.maximum(RANGE_MARGIN * (hi - lo), 1e-3 * (1.0 + np.abs(lo) + np.abs(hi)))
     lo, hi = (lo - pad).astype(dtype), (hi + pad).astype(dtype)
     pieces = options.max_pieces
-    if options.pieces == "auto":
-        sensitivity = np.sqrt(sum((c.weight.astype(np.float64) ** 2).sum(axis=1) for c in spec.consumers))
-        spread = h_ann.max(axis=0) - h_ann.min(axis=0)
-        pieces = allocate_pieces(sensitivity, spread, AUTO_MEAN_PIECES, options.max_pieces)
+    if budget is not None:
+        sensitivity, share = budget
+        spread = (h_ann.max(axis=0) - h_ann.min(axis=0)).astype(np.float64)
+        pieces = budget_pieces(spec.activation, lo, hi, spread, sensitivity, options.timesteps, share,
+                               options.max_pieces)
     found = expand(spec.activation, lo, hi, pieces, np.median(z_snn, axis=0), z_snn)
     return ConvertedLayer(weight, bias, found.neurons, found.decode_weight, found.decode_offset)
 

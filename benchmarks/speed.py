@@ -1,0 +1,220 @@
+"""Cost of one SNN time step, in units of one onnxruntime forward pass of the original ANN.
+
+For each model and conversion (default piecewise-linear neurons, and ``pieces=1`` signed neurons) at
+T = 32, on the same batch of 10,000 domain points, one thread everywhere, measured side by side in one
+process: the ANN pass is timed just before and after each backend run, and
+
+    cost = (run time of the SNN for T steps / T) / (mean ANN forward pass time)
+
+Also reported: neuron updates per second (live neurons × points advanced per second; θ = inf padding is
+not a neuron, although numpy computes it), and each backend's agreement with numpy (spike counts,
+relative L2 of the outputs).  Targets: numpy and onnxruntime <= 1.0, snnTorch CPU <= 3.0.  snnTorch on
+CUDA is measured when CUDA is available.
+
+    OMP_NUM_THREADS=1 python benchmarks/speed.py [--points 10000] [--timesteps 32] [--out benchmarks/results]
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import cProfile  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import pstats  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import onnx  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import onnx2snn  # noqa: E402
+from runtimes import spec  # noqa: E402
+from runtimes.numpy_ref import NumpyRuntime  # noqa: E402
+from runtimes.onnxruntime_backend import OnnxRuntimeRuntime  # noqa: E402
+
+MODELS = [("poisson1d", ROOT / "models" / "poisson1d.onnx"),
+          ("torch_tanh_gemm", ROOT / "tests" / "fixtures" / "torch_tanh_gemm.onnx")]
+CONVERSIONS = [("default", {}), ("pieces=1", {"pieces": 1})]
+TARGETS = {"numpy": 1.0, "onnxruntime": 1.0, "snntorch-cpu": 3.0}
+
+
+def ann_session(path: Path) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def time_ann(session: ort.InferenceSession, feeds: dict, repeats: int = 15) -> list[float]:
+    session.run(None, feeds)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        session.run(None, feeds)
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def neurons(model: onnx.ModelProto) -> tuple[int, int]:
+    """(live neurons, dense [n, K] slots including θ = inf padding) per point of an artifact."""
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    dense = live = 0
+    for node in model.graph.node:
+        if node.domain == spec.DOMAIN and node.op_type == spec.IF_OP:
+            signed = next((onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == "signed"), 1)
+            theta_pos, theta_neg = inits[node.input[spec.IF_THETA_POS]], inits[node.input[spec.IF_THETA_NEG]]
+            dense += theta_pos.size
+            live += int((np.isfinite(theta_pos) | (np.isfinite(theta_neg) if signed else False)).sum())
+    return live, dense
+
+
+def compare(reference, result) -> dict:
+    rel = max(float(np.linalg.norm(result.outputs[k].astype(np.float64) - v) / np.linalg.norm(v.astype(np.float64)))
+              for k, v in reference.outputs.items())
+    diff = sum(abs(result.spikes[k].events - v.events) for k, v in reference.spikes.items())
+    total = sum(v.events for v in reference.spikes.values())
+    return {"rel_l2_vs_numpy": rel, "events_differing": diff, "events": total}
+
+
+def numpy_profile(model: onnx.ModelProto, feeds: dict, timesteps: int = 4) -> list[tuple[str, float]]:
+    """Where the numpy runtime's time goes: cProfile's own time per function, as fractions."""
+    runtime = NumpyRuntime(model, timesteps)
+    profile = cProfile.Profile()
+    profile.enable()
+    runtime.run(feeds)
+    profile.disable()
+    stats = pstats.Stats(profile).stats
+    total = sum(v[2] for v in stats.values())
+    rows = []
+    for (filename, line, function), (_, _, own, _, _) in stats.items():
+        where = f"{Path(filename).name}:{line}({function})" if filename != "~" else function
+        rows.append((where, own / total))
+    return sorted(rows, key=lambda r: -r[1])[:8]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--points", type=int, default=10_000)
+    parser.add_argument("--timesteps", type=int, default=32)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    args = parser.parse_args()
+    try:
+        import torch
+
+        from runtimes.snntorch_backend import SnnTorchRuntime
+        torch.set_num_threads(1)
+        cuda = torch.cuda.is_available()
+    except ImportError:
+        torch, SnnTorchRuntime, cuda = None, None, False
+    T, points = args.timesteps, args.points
+    rows, profiles = [], {}
+    for model_name, path in MODELS:
+        session = ann_session(path)
+        for conversion, options in CONVERSIONS:
+            result = onnx2snn.convert(path, timesteps=T, validate=False, **options)
+            rng = np.random.default_rng(0)
+            feeds = {name: np.asarray([lo + (hi - lo) * rng.random(points) for lo, hi in boxes], np.float32).T.copy()
+                     for name, boxes in result.domain.items()}
+            live, dense = neurons(result.model)
+            backends = [("numpy", lambda m: NumpyRuntime(m, T)),
+                        ("onnxruntime", lambda m: OnnxRuntimeRuntime(m, T))]
+            if SnnTorchRuntime is not None:
+                backends.append(("snntorch-cpu", lambda m: SnnTorchRuntime(m, T)))
+                if cuda:
+                    backends.append(("snntorch-cuda", lambda m: SnnTorchRuntime(m, T, device="cuda")))
+            reference = None
+            for backend, make in backends:
+                runtime = make(result.model)
+                small = {k: v[:16] for k, v in feeds.items()}
+                runtime.run(small)                                 # warm-up (compilation, sessions)
+                ann_before = time_ann(session, feeds)
+                started = time.perf_counter()
+                out = runtime.run(feeds)
+                if backend == "snntorch-cuda":
+                    torch.cuda.synchronize()
+                seconds = time.perf_counter() - started
+                ann_after = time_ann(session, feeds)
+                ann = statistics.mean(statistics.median(t) for t in (ann_before, ann_after))
+                step = seconds / T
+                row = {"model": model_name, "conversion": conversion, "backend": backend, "points": points,
+                       "timesteps": T, "ann_ms": ann * 1e3, "step_ms": step * 1e3, "cost_ann_passes": step / ann,
+                       "target": TARGETS.get(backend), "dense_neurons_per_point": dense,
+                       "live_neurons_per_point": live, "neuron_updates_per_s": live * points / step}
+                if reference is None:
+                    reference = out
+                row.update(compare(reference, out))
+                row["meets_target"] = None if row["target"] is None else row["cost_ann_passes"] <= row["target"]
+                rows.append(row)
+            if model_name == "poisson1d":
+                profiles[f"{model_name}/{conversion}"] = numpy_profile(result.model, feeds)
+    environment = {"python": platform.python_version(), "numpy": np.__version__, "onnxruntime": ort.__version__,
+                   "torch": torch.__version__ if torch else None, "cpu": _cpu(), "threads": 1,
+                   "cuda": torch.cuda.get_device_name() if cuda else None}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "speed.json").write_text(json.dumps({"environment": environment, "results": rows,
+                                                     "numpy_profile": profiles}, indent=2) + "\n")
+    (args.out / "speed.md").write_text(_markdown(rows, environment, profiles, cuda))
+    sys.stdout.write((args.out / "speed.md").read_text())
+    return 0
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _markdown(rows: list[dict], environment: dict, profiles: dict, cuda: bool) -> str:
+    lines = ["# SNN step cost vs one ANN forward pass", "",
+             f"One SNN time step, in onnxruntime forward passes of the original ANN on the same "
+             f"{rows[0]['points']:,}-point batch; T = {rows[0]['timesteps']}; one thread "
+             f"(OMP_NUM_THREADS=1, torch.set_num_threads(1), onnxruntime intra_op_num_threads=1); CPU: "
+             f"{environment['cpu']}; numpy {environment['numpy']}, onnxruntime {environment['onnxruntime']}, "
+             f"torch {environment['torch']}.  Written by `benchmarks/speed.py`.", "",
+             "| model | conversion | neurons/point (live / dense) | ANN pass (ms) | backend | SNN step (ms) "
+             "| cost (ANN passes) | target | neuron updates/s | agreement with numpy |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        target = "–" if r["target"] is None else f"≤ {r['target']:.1f} {'✓' if r['meets_target'] else '✗'}"
+        agree = "reference" if r["backend"] == "numpy" else \
+            f"rel L2 {r['rel_l2_vs_numpy']:.1e}, {r['events_differing']} of {r['events']:,} events differ"
+        lines.append(f"| {r['model']} | {r['conversion']} | {r['live_neurons_per_point']} / "
+                     f"{r['dense_neurons_per_point']} | {r['ann_ms']:.2f} | {r['backend']} | {r['step_ms']:.2f} | "
+                     f"{r['cost_ann_passes']:.2f} | {target} | {r['neuron_updates_per_s']:.2e} | {agree} |")
+    lines += ["", "Why the targets are out of reach for dense time stepping: one ANN pass of poisson1d costs a point ~30k "
+              "multiply-adds (run by MLAS at tens of GFLOP/s) and one tanh per unit; one SNN step costs the same "
+              "matrix products plus, per live neuron, ~8-10 memory-bound elementwise operations (integrate, compare, "
+              "select amplitude, reset, count, decode).  With 400 neurons per point (pieces=1) that is about as much "
+              "elementwise work as the matrix products again; with the default conversion's thousands of neurons "
+              "per point it is tens of ANN passes.  The machine is a shared 2-vCPU VM: the ANN pass is timed "
+              "right before and after each SNN run and the cost uses their mean, but single numbers can move by "
+              "~20 %.", "", "snnTorch on CUDA: " + (f"measured on {environment['cuda']} (rows `snntorch-cuda`)." if cuda else
+                                          "not measured — CUDA is not available on this machine "
+                                          "(`torch.cuda.is_available()` is false); run this script on a GPU "
+                                          "machine to add the `snntorch-cuda` rows (neuron updates/s)."), ""]
+    for key, rows_ in profiles.items():
+        lines += [f"Where the numpy runtime's time goes ({key}, cProfile own time, T = 4):", ""]
+        lines += [f"* {share:6.1%}  {where}" for where, share in rows_]
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,91 @@
+"""Pieces per unit from an error budget (``--pieces auto``): spikes go where the output needs accuracy.
+
+Output sensitivity of unit j of spiking layer l (back-propagated through the ANN, averaged over the
+calibration points, each output scaled by its RMS so the budget is relative)::
+
+    δ_l = W_c·(h'(z_c) ⊙ δ_c)  summed over consumer layers c,  δ_readout = W_readout / rms(y)
+    s_j = ( E_x Σ_m δ_l[x, j, m]² )^½
+
+Predicted error of unit j with K pieces, as seen at the outputs (RMS):
+
+    e_j(K)² = s_j² · ( (r_j / K)² / (12·T²)  +  I_j(K)² )
+
+the first term the rounding error of the partly-active piece (uniform in ±(r_j/K)/(2T), r_j the range of
+h_j on the data), the second the interpolation error, measured at K₀ = 4 pieces and scaled as (K₀/K)².
+Per layer, pieces minimise Σ_j K_j (spikes grow with K) subject to (Σ_j e_j²)^½ ≤ τ/√L, L the number of
+spiking layers, solved exactly for the Lagrangian  K_j = argmin_K e_j(K)² + λ·K  with λ by bisection.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..expansion import curvature_knots, interpolation_error
+from ..structure import Structure
+
+SENSITIVITY_POINTS = 1024
+INTERPOLATION_REFERENCE = 4
+
+
+def output_sensitivities(structure: Structure, ann: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """s_l [n_l] for every spiking layer (see the module docstring)."""
+    flat = lambda a: a.reshape(-1, a.shape[-1])
+    rows = min(flat(ann[structure.layers[0].activation.input]).shape[0], SENSITIVITY_POINTS)
+    columns: dict[str, slice] = {}
+    total = 0
+    for readout in structure.readouts:
+        columns[readout.name] = slice(total, total + readout.width)
+        total += readout.width
+    index = {id(layer.affine): k for k, layer in enumerate(structure.layers)}
+    deltas: list[np.ndarray | None] = [None] * len(structure.layers)
+    for k in reversed(range(len(structure.layers))):
+        layer = structure.layers[k]
+        N = min(flat(ann[layer.activation.input]).shape[0], rows)
+        delta = np.zeros((N, layer.width, total))
+        for consumer in layer.consumers:
+            if consumer.name in columns:
+                y = flat(ann[consumer.output]).astype(np.float64)
+                scale = np.sqrt(np.mean(y ** 2, axis=0)) + 1e-12
+                delta[:, :, columns[consumer.name]] += (consumer.weight / scale)[None]
+            elif id(consumer) in index and deltas[index[id(consumer)]] is not None:
+                nxt = structure.layers[index[id(consumer)]]
+                down = deltas[index[id(consumer)]][:N] * _derivative(nxt, flat(ann[nxt.activation.input])[:N])[..., None]
+                delta += np.einsum("ji,nim->njm", consumer.weight.astype(np.float64), down)
+        deltas[k] = delta
+    return [np.sqrt(np.mean(np.sum(d ** 2, axis=2), axis=0)) for d in deltas]
+
+
+def _derivative(layer, z: np.ndarray) -> np.ndarray:
+    eps = (1e-3 * (1.0 + np.abs(z))).astype(z.dtype)
+    return (layer.activation(z + eps).astype(np.float64) - layer.activation(z - eps)) / (2 * eps)
+
+
+def budget_pieces(activation, lo: np.ndarray, hi: np.ndarray, spread: np.ndarray, sensitivity: np.ndarray,
+                  timesteps: int, tolerance: float, max_pieces: int) -> np.ndarray:
+    """Pieces per unit [n] meeting ``tolerance`` (this layer's share of the relative output error)."""
+    knots = curvature_knots(activation, lo, hi, INTERPOLATION_REFERENCE)
+    interp = interpolation_error(activation, knots)
+    K = np.arange(1, max_pieces + 1, dtype=np.float64)[None, :]
+    quant = (spread[:, None] / K) ** 2 / (12.0 * timesteps ** 2)
+    curve = (interp[:, None] * (INTERPOLATION_REFERENCE / K) ** 2) ** 2
+    error = (sensitivity[:, None] ** 2) * (quant + curve)           # [n, K_max]
+    target = tolerance ** 2
+
+    def choose(lam: float) -> np.ndarray:
+        return np.argmin(error + lam * K, axis=1) + 1
+
+    def total(pieces: np.ndarray) -> float:
+        return float(error[np.arange(len(pieces)), pieces - 1].sum())
+
+    if total(choose(0.0)) > target:            # even K_max everywhere misses: spend the cap
+        return choose(0.0)
+    lo_lam, hi_lam = 0.0, float(error.max()) + 1.0
+    if total(choose(hi_lam)) <= target:        # one piece per unit already meets it
+        return choose(hi_lam)
+    for _ in range(60):
+        mid = 0.5 * (lo_lam + hi_lam)
+        if total(choose(mid)) <= target:
+            lo_lam = mid
+        else:
+            hi_lam = mid
+    return choose(lo_lam)
