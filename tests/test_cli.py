@@ -181,3 +181,14 @@ def test_run_rejects_non_artifact_and_bad_inputs(model, tmp_path, capsys):
                            "-o", tmp_path / "y.npy")
     assert code == 1 and "input 'x': shape [3, 5]" in err
     assert not (tmp_path / "y.npy").exists()
+
+
+def test_verify_runs_every_installed_backend(model, tmp_path, capsys):
+    assert run_cli(capsys, model, "--pieces", 2, "-T", 8, *FAST)[0] == 0
+    code, out, err = run_cli(capsys, "verify", tmp_path / "pinn.snn.onnx", "--points", 64,
+                             "--report-json", tmp_path / "v.json")
+    assert code == 0, err
+    import runtimes
+    report = json.loads((tmp_path / "v.json").read_text())
+    assert report["ok"] and set(report["backends"]) == set(runtimes.available_backends()) - {"numpy"}
+    assert "agree" in out

@@ -12,8 +12,9 @@ For spiking layer l (in topological order), with SNN inputs u_in(t) from the con
    absorbs it otherwise); ``potential``: v0 += T·E[h(z_l) - ū_l] (charge that shifts the rate).
 5. Simulate layer l for T steps; its decoded series feeds the layers after it.
 
-Readouts are refit last from the decoded values of the layer that feeds them; a spiking readout adds one
-signed output neuron per output with θ± = enlargement × the calibrated output range.
+Readouts are refit last from the decoded values of the layer that feeds them (with ``refit`` or
+``advanced``: for a linear readout the advanced objective is least squares, solved exactly); a spiking
+readout adds one signed output neuron per output with θ± = enlargement × the calibrated output range.
 """
 
 from __future__ import annotations
@@ -169,7 +170,8 @@ def _correct(layer: ConvertedLayer, rate: np.ndarray, h_ann: np.ndarray, options
 def _readout(affine, trace: LayerTrace, ann, options: ConversionOptions) -> SpikingReadout:
     target = _flat(ann[affine.output])
     weight, bias = affine.weight, affine.bias
-    if "refit" in options.methods:
+    if "refit" in options.methods or "advanced" in options.methods:
+        # for a linear readout the advanced objective E|ū·W + b - y|² is least squares: solved exactly
         weight, bias = refit_affine(trace.mean, target)
     if options.readout == "analog":
         return SpikingReadout(weight, bias)
