@@ -1,6 +1,6 @@
 """The numpy reference runtime: executes an artifact exactly as ``spec`` defines it.
 
-Execution alternates two kinds of work until every output is known:
+Execution (order from ``schedule``) alternates two kinds of work until every output is known:
 
 * static nodes (no dependence on an IF output, or only through a Decode) run once, on analog values;
 * a *stage* (every step node whose static inputs are known) runs for T steps: IF nodes carry their
@@ -22,7 +22,7 @@ from .compact import CompactLayer
 from .errors import ArtifactError
 from .fusion import FusedLayer, find_fusable
 from .neuron import fire
-from .ops import make_kernel
+from .schedule import run_static, schedule
 
 
 @dataclass
@@ -47,30 +47,12 @@ class RunResult:
     spikes: dict[str, SpikeCounts] = field(default_factory=dict)   # by IF node name
 
 
-class _Node:
-    """A node prepared for execution: its kernel and whether it is time-stepped."""
-
-    def __init__(self, proto: onnx.NodeProto, opsets: dict[str, int], step: bool):
-        self.proto, self.step = proto, step
-        self.name = proto.name or proto.output[0]
-        self.inputs, self.outputs = list(proto.input), list(proto.output)
-        self.kind = proto.op_type if proto.domain == spec.DOMAIN else "standard"
-        if proto.domain == spec.DOMAIN and proto.op_type not in (spec.IF_OP, spec.DECODE_OP):
-            raise ArtifactError(f"node '{self.name}': unknown op {spec.DOMAIN}.{proto.op_type}")
-        if self.kind == spec.IF_OP:
-            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in proto.attribute}
-            self.signed = bool(attrs.get("signed", 1))
-            self.fire_fraction = float(attrs.get("fire_fraction", 0.5))
-        elif self.kind == "standard":
-            self.kernel = make_kernel(proto, opsets)
-
-
 class _FusedNode:
     """An IF layer with its decode ops, run as one ``CompactLayer`` (see ``fusion``)."""
 
     kind, step = "fused", True
 
-    def __init__(self, layer: FusedLayer, initializers: dict):
+    def __init__(self, layer: FusedLayer):
         self.layer, self.name = layer, layer.name
         self.inputs, self.outputs = [layer.current], [layer.output]
         self._compact: dict = {}
@@ -82,22 +64,22 @@ class _FusedNode:
 
 
 class NumpyRuntime:
-    """Executes an artifact (``onnx.ModelProto``) with numpy; see the module docstring."""
+    """Executes an artifact (``onnx.ModelProto``) with numpy in the order of ``schedule``.
 
-    def __init__(self, model: onnx.ModelProto, timesteps: int):
+    With ``fuse`` (default), each IF node and its decode ops run as one compact kernel (``fusion``):
+    identical values, padding neurons skipped."""
+
+    def __init__(self, model: onnx.ModelProto, timesteps: int, fuse: bool = True):
         self.model, self.timesteps = model, int(timesteps)
         graph = model.graph
-        self.input_names = [i.name for i in graph.input]
         self.initializers = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-        self.input_names = [n for n in self.input_names if n not in self.initializers]
         self.output_names = [o.name for o in graph.output]
-        opsets = {o.domain or "": o.version for o in model.opset_import}
-        protos = list(graph.node)
-        step_tensors = _step_tensors(protos)
-        fused = {id(f.nodes[0]): f for f in find_fusable(protos, self.initializers, set(self.output_names))}
+        fused = {id(f.nodes[0]): f for f in find_fusable(list(graph.node), self.initializers,
+                                                         set(self.output_names))} if fuse else {}
         absorbed = {id(n) for f in fused.values() for n in f.nodes[1:]}
-        self.nodes = [_FusedNode(fused[id(p)], self.initializers) if id(p) in fused
-                      else _Node(p, opsets, step=_is_step(p, step_tensors)) for p in protos if id(p) not in absorbed]
+        self.rounds = [(static, [_FusedNode(fused[id(n.proto)]) if id(n.proto) in fused else n
+                                 for n in stage if id(n.proto) not in absorbed])
+                       for static, stage in schedule(model)]
 
     def run(self, inputs: dict[str, np.ndarray], timesteps: int | None = None) -> RunResult:
         T = int(timesteps or self.timesteps)
@@ -106,32 +88,14 @@ class NumpyRuntime:
         values: dict[str, np.ndarray | None] = dict(self.initializers)
         values.update(inputs)
         values[""] = None
-        pending = list(self.nodes)
         result = RunResult(outputs={})
-        while pending:
-            done = [n for n in pending if not n.step and _ready(n, values)]
-            for node in done:
-                self._run_static(node, values)
-            stage = _stage(pending, values)
+        for static, stage in self.rounds:
+            for node in static:
+                run_static(node, values)
             if stage:
                 self._run_stage(stage, values, T, result.spikes)
-            if not done and not stage:
-                missing = sorted({i for n in pending for i in n.inputs if i not in values
-                                  and not any(i in m.outputs for m in pending)})
-                raise ArtifactError(f"node '{pending[0].name}' cannot run: missing inputs {missing}")
-            finished = set(map(id, done + stage))
-            pending = [n for n in pending if id(n) not in finished]
         result.outputs = {name: values[name] for name in self.output_names}
         return result
-
-    def _run_static(self, node: _Node, values: dict) -> None:
-        if node.kind == spec.DECODE_OP:   # a Decode of a static tensor: the mean of a constant
-            values[node.outputs[0]] = values[node.inputs[0]]
-            return
-        if node.kind == spec.IF_OP:       # unreachable: IF is always a step node
-            raise ArtifactError(f"node '{node.name}': IF outside a stage")
-        outs = node.kernel([values[i] for i in node.inputs])
-        values.update(zip(node.outputs, outs))
 
     def _run_stage(self, stage: list[_Node], values: dict, T: int, spikes: dict) -> None:
         local = dict(values)
@@ -187,39 +151,3 @@ class NumpyRuntime:
                 count = spikes[n.name]
                 count.batch = int(np.prod(local[n.inputs[spec.IF_CURRENT]].shape[:-1], dtype=np.int64))
                 count.timesteps = T
-
-
-def _step_tensors(nodes: list[onnx.NodeProto]) -> set[str]:
-    """Tensors that depend on an IF output other than through a Decode (nodes in topological order)."""
-    step: set[str] = set()
-    for node in nodes:
-        if node.domain == spec.DOMAIN and node.op_type == spec.DECODE_OP:
-            continue
-        if (node.domain == spec.DOMAIN and node.op_type == spec.IF_OP) or any(i in step for i in node.input):
-            step.update(o for o in node.output if o)
-    return step
-
-
-def _is_step(node: onnx.NodeProto, step_tensors: set[str]) -> bool:
-    custom = node.domain == spec.DOMAIN
-    return (custom and node.op_type == spec.IF_OP) or any(i in step_tensors for i in node.input) \
-        or (custom and node.op_type == spec.DECODE_OP and node.input[0] in step_tensors)
-
-
-def _ready(node: _Node, values: dict) -> bool:
-    return all(i in values for i in node.inputs)
-
-
-def _stage(pending: list[_Node], values: dict) -> list[_Node]:
-    """Step nodes (in topological order) all of whose static inputs are known."""
-    produced: set[str] = set()
-    stage = []
-    for n in pending:
-        if not n.step:
-            continue
-        needed = [i for k, i in enumerate(n.inputs)
-                  if not (n.kind == spec.IF_OP and k == spec.IF_MEMBRANE)]
-        if all(i in values or i in produced for i in needed):
-            stage.append(n)
-            produced.update(n.outputs)
-    return stage

@@ -106,3 +106,17 @@ def test_input_checks_name_the_input():
             assert words in str(e)
         else:
             raise AssertionError(f"no error for {bad}")
+
+
+def test_fused_kernel_equals_the_four_nodes():
+    """IF + decode ops run as one compact kernel give exactly what running the nodes one by one gives."""
+    import onnx2snn
+    from conftest import FIXTURES
+    from runtimes.numpy_ref import NumpyRuntime
+    for pieces in (1, 4):
+        model = onnx2snn.convert(FIXTURES / "torch_sin.onnx", pieces=pieces, samples=256, validate=False).model
+        x = {"x": np.random.default_rng(0).uniform(-1, 1, (50, 1)).astype(np.float32)}
+        fused, plain = NumpyRuntime(model, 16).run(x), NumpyRuntime(model, 16, fuse=False).run(x)
+        np.testing.assert_allclose(fused.outputs["u"], plain.outputs["u"], rtol=1e-6, atol=1e-7)
+        assert {k: v.events for k, v in fused.spikes.items()} == {k: v.events for k, v in plain.spikes.items()}
+        assert {k: v.neurons for k, v in fused.spikes.items()} == {k: v.neurons for k, v in plain.spikes.items()}
