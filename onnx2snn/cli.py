@@ -234,7 +234,8 @@ def _run(args) -> int:
     check_output_path(output, args.model)
     if len(snn.output_names) > 1 and output.suffix != ".npz":
         raise UsageError(f"onnx2snn run: the model has {len(snn.output_names)} outputs; give -o Y.npz")
-    result = snn.run(inputs)
+    report = lambda done, total: total > 1 and _progress(f"simulated {done}/{total} chunks of points")
+    result = snn.run(inputs, progress=report)
     if output.suffix == ".npz":
         atomic_write(output, lambda tmp: _save_npz(tmp, result))
     else:

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from typing import Callable
 
 import numpy as np
 import onnx
 
-from . import spec
+from . import rows, spec
 from .errors import ArtifactError, InputError
 from .loading import load_onnx
-from .numpy_ref import NumpyRuntime, RunResult
+from .numpy_ref import NumpyRuntime, RunResult, SpikeCounts
 
 BACKENDS = ("numpy", "snntorch", "onnxruntime")
+CHUNK_ROWS = 4096      # points per chunk of a row-wise run: bounded memory for any number of points
 # The Python packages each backend imports (checked lazily) and how to install them.
 _REQUIRES = {"numpy": ((), ""), "snntorch": (("torch", "snntorch"), "pip install torch snntorch"),
              "onnxruntime": (("onnxruntime",), "pip install onnxruntime")}
@@ -73,12 +75,35 @@ class SpikingNetwork:
         inits = {t.name for t in model.graph.initializer}
         self.inputs = {i.name: i for i in model.graph.input if i.name not in inits}
         self.output_names = [o.name for o in model.graph.output]
+        self._row_inputs: list[str] | None = None
 
-    def run(self, inputs: dict[str, np.ndarray] | np.ndarray, timesteps: int | None = None) -> dict[str, np.ndarray]:
-        return self.run_with_stats(inputs, timesteps).outputs
+    def run(self, inputs: dict[str, np.ndarray] | np.ndarray, timesteps: int | None = None,
+            chunk_rows: int = CHUNK_ROWS, progress: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:
+        return self.run_with_stats(inputs, timesteps, chunk_rows, progress).outputs
 
-    def run_with_stats(self, inputs: dict[str, np.ndarray] | np.ndarray, timesteps: int | None = None) -> RunResult:
-        return self._runtime.run(self.check_inputs(inputs), timesteps)
+    def run_with_stats(self, inputs: dict[str, np.ndarray] | np.ndarray, timesteps: int | None = None,
+                       chunk_rows: int = CHUNK_ROWS, progress: Callable[[int, int], None] | None = None) -> RunResult:
+        """Decoded outputs and spike counts.  A row-wise artifact (``rows.row_inputs``) runs in chunks of
+        ``chunk_rows`` points, so memory stays bounded for any number of points; ``progress(done, total)``
+        is called after each chunk."""
+        feeds = self.check_inputs(inputs)
+        if self._row_inputs is None:
+            self._row_inputs = rows.row_inputs(self.model) or []
+        total = feeds[self._row_inputs[0]].shape[0] if self._row_inputs else 0
+        if not self._row_inputs or total <= chunk_rows \
+                or any(feeds[n].shape[0] != total for n in self._row_inputs):
+            result = self._runtime.run(feeds, timesteps)
+            if progress:
+                progress(1, 1)
+            return result
+        parts: list[RunResult] = []
+        pieces = rows.chunks(total, chunk_rows)
+        for k, part in enumerate(pieces):
+            parts.append(self._runtime.run({n: a[part] if n in self._row_inputs else a for n, a in feeds.items()},
+                                           timesteps))
+            if progress:
+                progress(k + 1, len(pieces))
+        return _concatenate(parts)
 
     def check_inputs(self, inputs: dict[str, np.ndarray] | np.ndarray) -> dict[str, np.ndarray]:
         """Name, dtype and shape checks against the graph's declared inputs; casts to the declared dtype."""
@@ -108,6 +133,16 @@ class SpikingNetwork:
                 raise InputError(f"input '{name}' contains NaN or Inf")
             checked[name] = array
         return checked
+
+
+def _concatenate(parts: list[RunResult]) -> RunResult:
+    """One result from the results of consecutive row chunks: outputs stacked, spike events added."""
+    outputs = {name: np.concatenate([p.outputs[name] for p in parts]) for name in parts[0].outputs}
+    spikes = {}
+    for name, first in parts[0].spikes.items():
+        spikes[name] = SpikeCounts(events=sum(p.spikes[name].events for p in parts), neurons=first.neurons,
+                                   batch=sum(p.spikes[name].batch for p in parts), timesteps=first.timesteps)
+    return RunResult(outputs=outputs, spikes=spikes)
 
 
 def load(path: str | os.PathLike, backend: str = "numpy", timesteps: int | None = None,

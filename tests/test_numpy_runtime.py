@@ -120,3 +120,20 @@ def test_fused_kernel_equals_the_four_nodes():
         np.testing.assert_allclose(fused.outputs["u"], plain.outputs["u"], rtol=1e-6, atol=1e-7)
         assert {k: v.events for k, v in fused.spikes.items()} == {k: v.events for k, v in plain.spikes.items()}
         assert {k: v.neurons for k, v in fused.spikes.items()} == {k: v.neurons for k, v in plain.spikes.items()}
+
+
+def test_chunked_run_equals_one_batch():
+    """Row chunks (bounded memory for any number of points) give the same outputs and spike counts."""
+    import onnx2snn
+    from conftest import FIXTURES
+    model = onnx2snn.convert(FIXTURES / "torch_tanh_rank3.onnx", pieces=3, samples=256, validate=False).model
+    snn = SpikingNetwork(model)
+    x = {"x": np.random.default_rng(1).uniform(-1, 1, (1000, 1, 2)).astype(np.float32)}
+    calls = []
+    whole = snn.run_with_stats(x)
+    chunked = snn.run_with_stats(x, chunk_rows=300, progress=lambda done, total: calls.append((done, total)))
+    np.testing.assert_allclose(chunked.outputs["u"], whole.outputs["u"], rtol=1e-5, atol=1e-6)
+    assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    for name, counts in whole.spikes.items():
+        assert abs(chunked.spikes[name].events - counts.events) <= 1e-3 * counts.events
+        assert chunked.spikes[name].batch == counts.batch == 1000
