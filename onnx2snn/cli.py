@@ -21,7 +21,7 @@ from runtimes.errors import Onnx2SnnError
 from . import __version__
 from .saving import atomic_write, check_output_path
 
-COMMANDS = ("convert", "run", "inspect", "verify")
+COMMANDS = ("convert", "run", "inspect", "verify", "standard")
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
@@ -105,7 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("-T", "--timesteps", type=_positive, help="override the artifact's T")
     verify.add_argument("--report-json", help="write the comparison here")
 
-    for p in (convert, run, inspect, verify):
+    standard = sub.add_parser("standard", help="write the artifact as standard ONNX (a Loop over T, no custom "
+                              "ops) that stock onnxruntime or any ONNX runtime executes")
+    standard.add_argument("model", help="the spiking artifact (.snn.onnx)")
+    standard.add_argument("-o", "--output", required=True, help="where the standard-ONNX model goes")
+    standard.add_argument("-T", "--timesteps", type=_positive, help="override the artifact's T")
+
+    for p in (convert, run, inspect, verify, standard):
         p.add_argument("--traceback", action="store_true", help="show the full traceback on errors")
     return parser
 
@@ -120,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command is None:
             build_parser().print_help(sys.stderr)
             return EXIT_USAGE
-        handler = {"convert": _convert, "run": _run, "inspect": _inspect, "verify": _verify}[args.command]
+        handler = {"convert": _convert, "run": _run, "inspect": _inspect, "verify": _verify,
+                   "standard": _standard}[args.command]
         return handler(args)
     except UsageError as e:
         print(str(e), file=sys.stderr)
@@ -302,6 +309,19 @@ def _verify(args) -> int:
               f"(relative L2 {report.rtol:g}, spike counts {report.spike_rtol:g})", file=sys.stderr)
         return EXIT_ERROR
     print(f"all {1 + len(report.backends)} runtime(s) agree on {args.points} domain points")
+    return EXIT_OK
+
+
+def _standard(args) -> int:
+    import runtimes
+    from runtimes.onnxruntime_backend import to_standard_onnx
+    output = check_output_path(args.output, args.model)
+    snn = runtimes.load(args.model, timesteps=args.timesteps)
+    model = to_standard_onnx(snn.model, snn.timesteps)
+    atomic_write(output, lambda tmp: tmp.write_bytes(model.SerializeToString()))
+    outputs = ", ".join(snn.output_names)
+    print(f"wrote {output}  (standard ONNX, T={snn.timesteps}: Loop over time steps; outputs {outputs} "
+          f"plus onnx2snn.events/* spike counts)")
     return EXIT_OK
 
 

@@ -9,7 +9,7 @@ by standard ops, scheduled exactly as the numpy reference runtime schedules them
   of ``T`` iterations.  Its body holds the stage's standard nodes unchanged (they read static tensors and
   initializers from the outer scope) and, per IF node, the neuron written in standard ops::
 
-      u     = (v + Unsqueeze(z, -1)) + β                         Add, Add
+      u     = v + (Unsqueeze(z, -1) + β)                         Add, Add
       pos   = Cast(u >= a·θ+)                                    GreaterOrEqual, Cast (1.0 / 0.0)
       s     = pos·θ+                                             Mul
       neg   = Cast(u <= -a·θ-);  s = pos·θ+ - neg·θ-             (signed only) LessOrEqual, Cast, Mul, Sub

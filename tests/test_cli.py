@@ -192,3 +192,19 @@ def test_verify_runs_every_installed_backend(model, tmp_path, capsys):
     report = json.loads((tmp_path / "v.json").read_text())
     assert report["ok"] and set(report["backends"]) == set(runtimes.available_backends()) - {"numpy"}
     assert "agree" in out
+
+
+def test_standard_onnx_runs_in_plain_onnxruntime(model, tmp_path, capsys):
+    import onnxruntime as ort
+    import runtimes
+    assert run_cli(capsys, model, "--pieces", 3, "-T", 8, *FAST)[0] == 0
+    code, _, err = run_cli(capsys, "standard", tmp_path / "pinn.snn.onnx", "-o", tmp_path / "std.onnx")
+    assert code == 0, err
+    standard = onnx.load(tmp_path / "std.onnx")
+    onnx.checker.check_model(standard, full_check=True)
+    assert all(node.domain in ("", "ai.onnx") for node in standard.graph.node)
+    x = np.random.default_rng(3).uniform(0, 1, (20, 2)).astype(np.float32)
+    session = ort.InferenceSession(str(tmp_path / "std.onnx"), providers=["CPUExecutionProvider"])
+    y = session.run(["u"], {"x": x})[0]
+    expected = runtimes.load(tmp_path / "pinn.snn.onnx").run({"x": x})["u"]
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
