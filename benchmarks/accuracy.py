@@ -30,9 +30,12 @@ def main() -> None:
         path.unlink()
     models = [Path(a) for a in sys.argv[1:] if a.endswith(".onnx")] or sorted((ROOT / "models").glob("*.onnx"))
     done = {(r["model"], r["method"], r["timesteps"]) for r in load_rows(path)}
-    for T in TIMESTEPS:
+    # the default and the papers' method first at every T, then the fixed-K sweep (long runs may be cut off)
+    order = [(label, T) for label in ("PWL auto (default)", "1 neuron/unit, refit") for T in TIMESTEPS]
+    order += [(label, T) for T in TIMESTEPS for label in METHODS if (label, T) not in order]
+    for label, T in order:
+        options = METHODS[label]
         for model in models:
-            for label, options in METHODS.items():
                 if (model.stem, label, T) in done:
                     continue
                 row = convert_row(model, label, timesteps=T, **options)

@@ -24,7 +24,7 @@ class CompactLayer:
         n, K = params.shape
         pos = np.isfinite(params.theta_pos)
         neg = np.isfinite(params.theta_neg) & bool(params.signed)
-        live = pos | neg
+        live = params.live
         self.unit = np.nonzero(live)[0]                # row-major order keeps units contiguous
         flat = lambda a: np.broadcast_to(a, (n, K))[live].astype(dtype)
         self.n, self.M = n, int(live.sum())

@@ -33,6 +33,15 @@ class NeuronParams:
     def shape(self) -> tuple[int, int]:
         return self.theta_pos.shape
 
+    @property
+    def live(self) -> np.ndarray:
+        """[n, K] mask of neurons that can fire (θ+ finite, or θ- finite and signed); others are padding."""
+        return live_mask(self.theta_pos, self.theta_neg, self.signed)
+
+
+def live_mask(theta_pos: np.ndarray, theta_neg: np.ndarray, signed: bool) -> np.ndarray:
+    return np.isfinite(theta_pos) | (np.isfinite(theta_neg) & bool(signed))
+
 
 def if_step(v: np.ndarray, z: np.ndarray, p: NeuronParams) -> tuple[np.ndarray, np.ndarray]:
     """One IF step.  ``v`` [..., n, K] (or [n, K] at t = 1), ``z`` [..., n]; returns (spikes, v')."""

@@ -21,7 +21,7 @@ from . import spec
 from .compact import CompactLayer
 from .errors import ArtifactError
 from .fusion import FusedLayer, find_fusable
-from .neuron import fire
+from .neuron import fire, live_mask
 from .schedule import run_static, schedule
 
 
@@ -107,9 +107,7 @@ class NumpyRuntime:
                 fused[id(n)] = None            # built at the first step, when the current's shape is known
                 spikes.setdefault(n.name, SpikeCounts())
             if n.kind == spec.IF_OP:
-                live = np.isfinite(values[n.inputs[spec.IF_THETA_POS]])
-                if n.signed:
-                    live = live | np.isfinite(values[n.inputs[spec.IF_THETA_NEG]])
+                live = live_mask(values[n.inputs[spec.IF_THETA_POS]], values[n.inputs[spec.IF_THETA_NEG]], n.signed)
                 spikes.setdefault(n.name, SpikeCounts(neurons=int(live.sum())))
         for _ in range(T):
             for n in stage:

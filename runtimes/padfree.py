@@ -26,6 +26,7 @@ import onnx
 from onnx import helper
 
 from . import spec
+from .neuron import live_mask
 
 # Go padding-free when at most this fraction of a layer's neurons are live (above it the per-group
 # overhead outweighs the saving, measured with torch and onnxruntime); never for K = 1.
@@ -102,7 +103,7 @@ def find_padfree_layers(nodes: list[onnx.NodeProto], initializers: dict[str, np.
             continue
         n, K = theta_pos.shape
         signed = bool(_attrs(node).get("signed", 1))
-        live = np.isfinite(theta_pos) | (np.isfinite(theta_neg) if signed else False)
+        live = live_mask(theta_pos, theta_neg, signed)
         if K <= 1 or live.sum() > PADFREE_BELOW * live.size:
             continue
         spikes = node.output[spec.IF_SPIKES]

@@ -43,6 +43,7 @@ from onnx import helper, numpy_helper
 
 from . import spec
 from .errors import ArtifactError
+from .neuron import live_mask
 from .numpy_ref import RunResult, SpikeCounts
 from .padfree import PadFreeLayer, find_padfree_layers
 from .rows import chunk_size, out_rank
@@ -250,7 +251,7 @@ class _Stage(torch.nn.Module):
                 theta_pos, theta_neg = values[n.inputs[spec.IF_THETA_POS]], values[n.inputs[spec.IF_THETA_NEG]]
                 neuron = SignedIF(values[n.inputs[spec.IF_BIAS]], theta_pos, theta_neg, n.signed, n.fire_fraction,
                                   name=n.name).to(device)
-                live = np.isfinite(theta_pos) | (np.isfinite(theta_neg) if n.signed else False)
+                live = live_mask(theta_pos, theta_neg, n.signed)
                 self.ops.append((spec.IF_OP, n, neuron, int(np.sum(live)), dead))
             elif n.kind == spec.DECODE_OP:
                 self.ops.append((spec.DECODE_OP, n, None, 0, dead))

@@ -32,10 +32,7 @@ class ConvertedLayer:
 
     @property
     def neuron_count(self) -> int:
-        live = np.isfinite(self.neurons.theta_pos)
-        if self.neurons.signed:
-            live = live | np.isfinite(self.neurons.theta_neg)
-        return int(live.sum())
+        return int(self.neurons.live.sum())
 
 
 @dataclass

@@ -79,8 +79,8 @@ def calibrate(structure: Structure, ann: dict[str, np.ndarray], options: Convers
         traces.append(simulate_layer(inputs, layers[-1], T, static, rates=not feeds_spiking))
         _check_finite(layers[-1], spec.name)
     readouts = {a.name: _readout(a, traces[structure.upstream_of(a)], ann, options) for a in structure.readouts}
-    pieces = [(np.isfinite(l.neurons.theta_pos) | np.isfinite(l.neurons.theta_neg)).sum(axis=1)
-              if options.max_pieces > 1 else np.ones(l.neurons.shape[0], int) for l in layers]
+    pieces = [l.neurons.live.sum(axis=1) if options.max_pieces > 1 else np.ones(l.neurons.shape[0], int)
+              for l in layers]
     return Calibration(layers=layers, readouts=readouts, pieces=pieces)
 
 
@@ -101,9 +101,8 @@ def _calibrate_layer(spec: SpikingLayer, inputs, static: bool, traces, ann, opti
         trace = simulate_layer(inputs, layer, T, static, rates=True)
         compact = trace.compact
         weight_k, offset = refit_decode(trace.rates, compact.unit, h_ann, compact.weight, layer.decode_offset)
-        live = np.isfinite(layer.neurons.theta_pos) | np.isfinite(layer.neurons.theta_neg)
         decode_weight = layer.decode_weight.copy()
-        decode_weight[live] = weight_k
+        decode_weight[layer.neurons.live] = weight_k
         layer = layer.with_(decode_weight=decode_weight, decode_offset=offset)
     if "light" in options.methods or "potential" in options.methods:
         layer = _correct(layer, simulate_layer(inputs, layer, T, static, rates=True).mean, h_ann, options)
