@@ -16,6 +16,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from .errors import ModelError
 from .graph_index import GraphIndex
 
 ELEMENTWISE = {
@@ -61,24 +62,47 @@ class Activation:
         return "Subgraph(" + "+".join(ops) + ")"
 
     def __call__(self, z: np.ndarray) -> np.ndarray:
-        """h(z) for z [N, n] (unit j in column j); returns [N, n] in the model's dtype."""
+        """h(z) for z [N, n] (unit j in column j); returns [N, n] in the model's dtype.
+
+        Raises ``ModelError`` naming the activation when onnxruntime cannot evaluate it, when its output
+        does not broadcast to [N, n], or when h is NaN or Inf at a finite z (calibration needs a finite h
+        on the whole calibrated range, not only at the data)."""
         import onnxruntime as ort
+
+        from .ann import first_line, session_options
         z = np.ascontiguousarray(z, dtype=self.dtype)
+        where = f"activation '{self.name}' ({self.kind})"
         session = self._sessions.get((z.dtype, z.shape[1]))
-        if session is None:
-            elem = helper.np_dtype_to_tensor_dtype(z.dtype)
-            graph = helper.make_graph(
-                self.nodes, "activation", [helper.make_tensor_value_info(self.input, elem, ["N", z.shape[1]])],
-                [helper.make_tensor_value_info(self.output, elem, None)],
-                [numpy_helper.from_array(v, k) for k, v in self.constants.items()])
-            model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", self.opset)])
-            model.ir_version = 10
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = options.inter_op_num_threads = 1
-            session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-            self._sessions[(z.dtype, z.shape[1])] = session
-        out = session.run([self.output], {self.input: z})[0]
-        return np.broadcast_to(out, z.shape).astype(z.dtype, copy=False)
+        try:
+            if session is None:
+                elem = helper.np_dtype_to_tensor_dtype(z.dtype)
+                graph = helper.make_graph(
+                    self.nodes, "activation", [helper.make_tensor_value_info(self.input, elem, ["N", z.shape[1]])],
+                    [helper.make_tensor_value_info(self.output, elem, None)],
+                    [numpy_helper.from_array(v, k) for k, v in self.constants.items()])
+                model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", self.opset)])
+                model.ir_version = 10
+                session = ort.InferenceSession(model.SerializeToString(), session_options(),
+                                               providers=["CPUExecutionProvider"])
+                self._sessions[(z.dtype, z.shape[1])] = session
+            out = session.run([self.output], {self.input: z})[0]
+        except Exception as e:  # onnxruntime raises its own exception types
+            raise ModelError(f"{where}: onnxruntime cannot evaluate it: {first_line(e)}") from None
+        try:
+            out = np.broadcast_to(out, z.shape)
+        except ValueError:
+            raise ModelError(f"{where}: its output of shape {list(np.shape(out))} is not one value per unit "
+                             f"{list(z.shape)}") from None
+        if np.asarray(out).dtype.kind not in "fiub":
+            raise ModelError(f"{where}: its output has dtype {np.asarray(out).dtype}, not real numbers")
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = out.astype(z.dtype, copy=False)
+        bad = ~np.isfinite(out) & np.isfinite(z)
+        if bad.any():
+            k = np.argwhere(bad)[0]
+            raise ModelError(f"{where}: h(z) is NaN or Inf at z = {float(z[tuple(k)]):g} (unit {int(k[-1])}); "
+                             f"the activation must be finite on the calibrated range")
+        return out
 
 
 def find_activation(e: str, affine_outputs: set[str], g: GraphIndex) -> tuple[Activation | None, str]:

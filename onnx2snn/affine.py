@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
+from .errors import ModelError
 from .graph_index import GraphIndex
 
 
@@ -59,21 +60,26 @@ def match_affine(node: onnx.NodeProto, g: GraphIndex) -> Affine | None:
 def _gemm(node: onnx.NodeProto, g: GraphIndex):
     at = g.attrs(node)
     w = g.constant(node.input[1])
-    if at.get("transA", 0) or w is None or w.ndim != 2 or w.dtype.kind != "f":
+    if at.get("transA", 0) or w is None or w.ndim != 2 or w.dtype.kind != "f" or w.size == 0:
         return None
-    w = (w.T if at.get("transB", 0) else w) * np.asarray(at.get("alpha", 1.0), w.dtype)
-    b = np.zeros(w.shape[1], w.dtype)
-    if len(node.input) > 2 and node.input[2]:
-        c = _bias(g.constant(node.input[2]), w.shape[1])
-        if c is None:
-            return None
-        b = b + at.get("beta", 1.0) * c
+    alpha, beta = at.get("alpha", 1.0), at.get("beta", 1.0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        w = (w.T if at.get("transB", 0) else w) * np.asarray(alpha, w.dtype)
+        b = np.zeros(w.shape[1], w.dtype)
+        if len(node.input) > 2 and node.input[2]:
+            c = _bias(g.constant(node.input[2]), w.shape[1])
+            if c is None:
+                return None
+            b = (b + beta * c).astype(w.dtype)
+    if not (np.all(np.isfinite(w)) and np.all(np.isfinite(b))):
+        raise ModelError(f"node '{node.name}' (Gemm): alpha={alpha:g} and beta={beta:g} times its weights are "
+                         f"not finite in {w.dtype}")
     return node.input[0], np.ascontiguousarray(w), b
 
 
 def _matmul(node: onnx.NodeProto, g: GraphIndex):
     w = g.constant(node.input[1])
-    if w is None or w.ndim != 2 or w.dtype.kind != "f" or node.input[0] in g.constants:
+    if w is None or w.ndim != 2 or w.dtype.kind != "f" or w.size == 0 or node.input[0] in g.constants:
         return None
     return node.input[0], np.ascontiguousarray(w), np.zeros(w.shape[1], w.dtype)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import onnx
 from onnx import helper
@@ -9,8 +11,32 @@ from onnx import helper
 from .errors import ModelError
 
 
-def ann_session(model: onnx.ModelProto, extra_outputs: list[str] = ()):
-    """An onnxruntime session (one thread) that also returns the intermediate tensors ``extra_outputs``."""
+def magnitude_limit(dtype) -> float:
+    """Largest magnitude accepted in inputs and intermediate tensors: √(max of the dtype), 1.8e19 for
+    float32, so that squares, sums over samples and T-step accumulations in calibration cannot overflow."""
+    return float(np.sqrt(np.finfo(dtype).max))
+
+
+def first_line(e: BaseException) -> str:
+    """The first non-empty line of an (onnxruntime) error, without the C++ source location and signature
+    onnxruntime puts before some messages."""
+    line = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
+    return re.sub(r"/onnxruntime_src/\S+:\d+ .*?\) (?=[A-Z])", "", line, count=1)
+
+
+def session_options():
+    """One thread, and no C++ log lines on stderr: failures surface as exceptions, reported on one line."""
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    options.log_severity_level = 4      # fatal only: errors are raised (and reported) anyway
+    return options
+
+
+def ann_session(model: onnx.ModelProto, extra_outputs: list[str] = (), source: str | None = None):
+    """An onnxruntime session (one thread) that also returns the intermediate tensors ``extra_outputs``.
+
+    ``source`` (the model's file), if given, starts every error message."""
     import onnxruntime as ort
     model = onnx.ModelProto.FromString(model.SerializeToString())
     present = {o.name for o in model.graph.output}
@@ -20,13 +46,12 @@ def ann_session(model: onnx.ModelProto, extra_outputs: list[str] = ()):
         if name not in present:
             model.graph.output.append(helper.make_tensor_value_info(name, types.get(name, fallback), None))
             present.add(name)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = 1
-    options.log_severity_level = 3
+    prefix = f"{source}: " if source else ""
     try:
-        return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(model.SerializeToString(), session_options(),
+                                    providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own exception types
-        raise ModelError(f"onnxruntime cannot load the model: {str(e).splitlines()[0]}") from None
+        raise ModelError(f"{prefix}onnxruntime cannot load the model: {first_line(e)}") from None
 
 
 def _tensor_types(model: onnx.ModelProto) -> dict[str, int]:
@@ -39,12 +64,32 @@ def _tensor_types(model: onnx.ModelProto) -> dict[str, int]:
 
 
 def run_ann(model: onnx.ModelProto, feeds: dict[str, np.ndarray], extra_outputs: list[str] = (),
-            session=None) -> dict[str, np.ndarray]:
-    """All graph outputs and ``extra_outputs`` of the ANN at ``feeds``, by tensor name."""
-    session = session or ann_session(model, list(extra_outputs))
+            session=None, source: str | None = None) -> dict[str, np.ndarray]:
+    """All graph outputs and ``extra_outputs`` of the ANN at ``feeds``, by tensor name.
+
+    Raises ``ModelError`` when onnxruntime fails or any returned float tensor holds NaN or Inf (the
+    network is not finite on these inputs, so there is nothing to calibrate or compare against)."""
+    session = session or ann_session(model, list(extra_outputs), source)
+    prefix = f"{source}: " if source else ""
     names = [o.name for o in session.get_outputs()]
     try:
         values = session.run(names, feeds)
-    except Exception as e:
-        raise ModelError(f"onnxruntime cannot run the model: {str(e).splitlines()[0]}") from None
-    return dict(zip(names, values))
+    except Exception as e:  # onnxruntime raises its own exception types
+        raise ModelError(f"{prefix}onnxruntime cannot run the model: {first_line(e)}") from None
+    outputs = dict(zip(names, values))
+    for name, value in outputs.items():
+        value = np.asarray(value)
+        if value.dtype.kind != "f" or value.size == 0:
+            continue
+        producer = next((n for n in model.graph.node if name in n.output), None)
+        by = f" (output of node '{producer.name or producer.op_type}')" if producer is not None else ""
+        if not np.all(np.isfinite(value)):
+            bad = int(np.count_nonzero(~np.isfinite(value)))
+            raise ModelError(f"{prefix}the model computes NaN or Inf in tensor '{name}'{by} ({bad} of "
+                             f"{value.size} values) on the given inputs; check its weights and the domain")
+        largest, limit = float(np.max(np.abs(value))), magnitude_limit(value.dtype)
+        if largest > limit:
+            raise ModelError(f"{prefix}the model computes values up to {largest:.3g} in tensor '{name}'{by}, "
+                             f"beyond {limit:.3g} where {value.dtype} calibration overflows; check its weights "
+                             f"and the domain")
+    return outputs

@@ -75,7 +75,7 @@ def convert(model: str | os.PathLike, domain: Domain | str | None = None, timest
     say(f"{len(structure.layers)} spiking layer(s), {len(structure.analog)} analog node(s); running the ANN "
         f"on calibration points")
     feeds = calibration_inputs(imported, box, calib, samples, np.random.default_rng(seed))
-    ann = run_ann(imported.model, feeds, _tensors_needed(structure))
+    ann = run_ann(imported.model, feeds, _tensors_needed(structure), source=imported.path)
     imported_at = time.perf_counter()
     say(f"calibrating (T={options.timesteps}, pieces={options.pieces}, "
         f"calibration={'+'.join(options.methods) or 'none'})")

@@ -51,11 +51,21 @@ def normalise_domain(domain: Domain | str) -> Domain:
     """Accept the text form or a dict of intervals; validate every interval."""
     if isinstance(domain, str):
         return parse_domain(domain)
+    if not isinstance(domain, dict):
+        raise DomainError(f"domain: expected NAME=LO:HI[,LO:HI...] or {{name: [(lo, hi), ...]}}, got "
+                          f"{type(domain).__name__}")
     out: Domain = {}
     for name, boxes in domain.items():
         if isinstance(boxes, tuple) and len(boxes) == 2 and not isinstance(boxes[0], (tuple, list)):
             boxes = [boxes]
-        out[name] = [_parse_interval(name, f"{float(lo)!r}:{float(hi)!r}") for lo, hi in boxes]
+        try:
+            pairs = [(float(lo), float(hi)) for lo, hi in boxes]
+        except (TypeError, ValueError):
+            raise DomainError(f"domain of input '{name}': expected a list of (lo, hi) pairs of numbers, got "
+                              f"{boxes!r}"[:200]) from None
+        if not pairs:
+            raise DomainError(f"domain of input '{name}': no interval")
+        out[name] = [_parse_interval(name, f"{lo!r}:{hi!r}") for lo, hi in pairs]
     return out
 
 

@@ -7,6 +7,7 @@ rank-1 inputs given a leading batch axis (a PINN exported on a single point ``x:
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,9 +17,14 @@ import onnx
 import onnx_graphsurgeon as gs
 from onnx import numpy_helper
 
-from runtimes.loading import load_onnx
+from runtimes.loading import MAX_FILE_BYTES, load_onnx
 
 from .errors import ModelError
+
+MAX_PARAMETERS = 50_000_000      # weights and constants, counted from their declared shapes
+MAX_NODES = 100_000              # nodes, those of subgraphs included
+# MAX_FILE_BYTES (2 GiB, from runtimes.loading): the .onnx file, and its external data in all
+ORT_DEFAULT_LOG_SEVERITY = 2     # onnxruntime's own default (warnings), restored after constant folding
 
 
 @dataclass
@@ -33,20 +39,34 @@ class ImportedModel:
     batched_inputs: list[str] = field(default_factory=list)   # rank-1 inputs given a batch axis
 
 
-def import_model(path: str | os.PathLike) -> ImportedModel:
-    """Load ``path`` (and its external data), validate it and return its canonical form."""
+def import_model(path: str | os.PathLike, *, max_parameters: int | None = None, max_nodes: int | None = None,
+                 max_file_bytes: int | None = None) -> ImportedModel:
+    """Load ``path`` (and its external data), validate it and return its canonical form.
+
+    Limits (None: the module's ``MAX_PARAMETERS``, ``MAX_NODES``, ``MAX_FILE_BYTES``) are checked on the
+    declared sizes before any weight is read; a model beyond one raises ``ModelError``.
+    """
     path = Path(path)
-    model = load_onnx(path, ModelError)
+    max_parameters = MAX_PARAMETERS if max_parameters is None else max_parameters
+    max_nodes = MAX_NODES if max_nodes is None else max_nodes
+    max_file_bytes = MAX_FILE_BYTES if max_file_bytes is None else max_file_bytes
+    model = load_onnx(path, ModelError, max_bytes=max_file_bytes,
+                      before_external_data=lambda m: _check_sizes(m, path, max_parameters, max_nodes))
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as e:
         first = next((line for line in str(e).splitlines() if line.strip()), "invalid model")
         raise ModelError(f"{path}: invalid ONNX model: {first}") from None
+    except Exception as e:  # last resort: the checker's C++ side raises other types on malformed protos
+        raise ModelError(f"{path}: invalid ONNX model ({type(e).__name__}: {_first_line(e)})") from None
+    _check_empty_names(model, path)
     _check_finite(model, path)
+    _check_value_types(model, path)
     inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
     if not inputs:
         raise ModelError(f"{path}: the model has no inputs")
     dtype = _float_dtype(inputs, path)
+    _check_input_shapes(inputs, path)
     model = _canonicalise(model, path)
     batched = _batch_rank1_inputs(model)
     shapes = {i.name: _dims(i) for i in model.graph.input}
@@ -55,18 +75,134 @@ def import_model(path: str | os.PathLike) -> ImportedModel:
                          batched_inputs=batched)
 
 
+def _first_line(e: BaseException) -> str:
+    return next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
+
+
+def _graphs(graph: onnx.GraphProto):
+    """``graph`` and every subgraph (``If``/``Loop``/``Scan`` bodies), recursively."""
+    yield graph
+    for node in graph.node:
+        for attribute in node.attribute:
+            for sub in ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs):
+                yield from _graphs(sub)
+
+
+def _constant_tensors(graph: onnx.GraphProto) -> list[tuple[onnx.TensorProto, str | None]]:
+    """Initializers and ``Constant`` node values, each with the node that holds it (None: initializer)."""
+    found: list[tuple[onnx.TensorProto, str | None]] = [(t, None) for t in graph.initializer]
+    found += [(s.values, None) for s in graph.sparse_initializer]
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.HasField("t"):
+                found.append((attribute.t, node.name or node.op_type))
+            found += [(t, node.name or node.op_type) for t in attribute.tensors]
+    return found
+
+
+def _check_sizes(model: onnx.ModelProto, path: Path, max_parameters: int, max_nodes: int) -> None:
+    """Node count and parameter count (from declared shapes) within the limits; no negative dims."""
+    graphs = list(_graphs(model.graph))
+    nodes = sum(len(g.node) for g in graphs)
+    if nodes > max_nodes:
+        raise ModelError(f"{path}: the model has {nodes:,} nodes, more than the limit of {max_nodes:,}")
+    total, largest = 0, (0, "")
+    for graph in graphs:
+        for tensor, holder in _constant_tensors(graph):
+            label = f"constant of node '{holder}'" if holder else f"weight '{tensor.name}'"
+            if any(d < 0 for d in tensor.dims):
+                raise ModelError(f"{path}: {label} declares a negative dimension {list(tensor.dims)}")
+            count = int(np.prod([int(d) for d in tensor.dims], dtype=object)) if tensor.dims else 1
+            total += count
+            largest = max(largest, (count, label))
+    if total > max_parameters:
+        raise ModelError(f"{path}: the model declares {total:,} parameters, more than the limit of "
+                         f"{max_parameters:,} (largest: {largest[1]} with {largest[0]:,})")
+
+
+def _tensor_array(tensor: onnx.TensorProto, path: Path, label: str) -> np.ndarray:
+    """``tensor`` as an array; a ModelError naming it when its type or data do not match its declaration."""
+    try:
+        onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)
+    except (KeyError, ValueError, TypeError):
+        raise ModelError(f"{path}: {label} has unknown data type {tensor.data_type}") from None
+    try:
+        return numpy_helper.to_array(tensor)
+    except (ValueError, TypeError, KeyError, IndexError, UnicodeDecodeError) as e:
+        raise ModelError(f"{path}: {label} does not hold the data its type "
+                         f"{onnx.TensorProto.DataType.Name(tensor.data_type)} and shape {list(tensor.dims)} "
+                         f"declare ({type(e).__name__}: {_first_line(e)})") from None
+
+
 def _check_finite(model: onnx.ModelProto, path: Path) -> None:
     consumers: dict[str, str] = {}
     for node in model.graph.node:
         for name in node.input:
             consumers.setdefault(name, node.name or node.op_type)
-    tensors = list(model.graph.initializer)
-    tensors += [a.t for n in model.graph.node if n.op_type == "Constant" for a in n.attribute if a.name == "value"]
-    for tensor in tensors:
-        array = numpy_helper.to_array(tensor)
-        if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
-            where = f" (used by node '{consumers[tensor.name]}')" if tensor.name in consumers else ""
-            raise ModelError(f"{path}: weight '{tensor.name}'{where} contains NaN or Inf")
+    for graph in _graphs(model.graph):
+        for tensor, holder in _constant_tensors(graph):
+            if holder is not None:
+                label = f"constant of node '{holder}'"
+            else:
+                where = f" (used by node '{consumers[tensor.name]}')" if tensor.name in consumers else ""
+                label = f"weight '{tensor.name}'{where}"
+            array = _tensor_array(tensor, path, label)
+            if array.dtype.kind in "fc" and not np.all(np.isfinite(array)):
+                raise ModelError(f"{path}: {label} contains NaN or Inf")
+
+
+def _check_empty_names(model: onnx.ModelProto, path: Path) -> None:
+    """An empty input or output name only where the op's schema declares that input or output optional.
+
+    ``onnx.checker`` lets an empty name through in a variadic slot (``Einsum(a, "")``, ``Split -> (a, "")``),
+    and onnxruntime then dereferences the missing tensor: a segmentation fault instead of an error.
+    """
+    opsets = {("" if o.domain == "ai.onnx" else o.domain): o.version for o in model.opset_import}
+    optional = onnx.defs.OpSchema.FormalParameterOption.Optional
+    for graph in _graphs(model.graph):
+        for node in graph.node:
+            if "" not in node.input and "" not in node.output:
+                continue
+            domain = "" if node.domain == "ai.onnx" else node.domain
+            try:
+                schema = onnx.defs.get_schema(node.op_type, opsets.get(domain, 1), domain)
+                declared = {"input": schema.inputs, "output": schema.outputs}
+            except onnx.defs.SchemaError:
+                declared = {"input": [], "output": []}
+            for kind, names in (("input", node.input), ("output", node.output)):
+                formals = declared[kind]
+                for k, name in enumerate(names):
+                    formal = formals[min(k, len(formals) - 1)] if formals else None
+                    if not name and (formal is None or formal.option != optional):
+                        what = f"{kind} {k} ('{formal.name}')" if formal is not None else f"{kind} {k}"
+                        raise ModelError(f"{path}: node '{node.name}' ({node.op_type}): {what} is empty but not "
+                                         f"optional")
+
+
+def _check_value_types(model: onnx.ModelProto, path: Path) -> None:
+    """Every graph input and output is a tensor of a known element type."""
+    known = set(onnx.TensorProto.DataType.values()) - {onnx.TensorProto.UNDEFINED}
+    for kind, values in (("input", model.graph.input), ("output", model.graph.output)):
+        for value in values:
+            if not value.type.HasField("tensor_type"):
+                raise ModelError(f"{path}: {kind} '{value.name}' is not a tensor")
+            elem = value.type.tensor_type.elem_type
+            if elem not in known:
+                raise ModelError(f"{path}: {kind} '{value.name}' declares an unknown element type {elem}")
+
+
+def _check_input_shapes(inputs, path: Path) -> None:
+    """Every input declares a shape of rank >= 1 with no negative dimension."""
+    for value in inputs:
+        tensor_type = value.type.tensor_type
+        if not tensor_type.HasField("shape"):
+            raise ModelError(f"{path}: input '{value.name}' declares no shape; onnx2snn needs [batch, features]")
+        dims = tensor_type.shape.dim
+        if not dims:
+            raise ModelError(f"{path}: input '{value.name}' is a scalar; onnx2snn needs [batch, features]")
+        bad = [d.dim_value for d in dims if d.HasField("dim_value") and d.dim_value < 0]
+        if bad:
+            raise ModelError(f"{path}: input '{value.name}' declares the negative dimension {bad[0]}")
 
 
 def _float_dtype(inputs, path: Path) -> np.dtype:
@@ -77,23 +213,40 @@ def _float_dtype(inputs, path: Path) -> np.dtype:
     raise ModelError(f"{path}: no float32 or float64 input; onnx2snn converts networks of real coordinates")
 
 
+@contextlib.contextmanager
+def _quiet_graphsurgeon():
+    """onnx-graphsurgeon prints its warnings (and errors, before raising them) on stdout, and its constant
+    folding runs onnxruntime sessions whose C++ warnings go to stderr: silence both while it runs (the
+    library never prints; a fold that fails leaves the node as it is)."""
+    import onnxruntime as ort
+    previous = gs.logger.G_LOGGER.severity
+    gs.logger.G_LOGGER.severity = gs.logger.G_LOGGER.CRITICAL + 10
+    ort.set_default_logger_severity(4)
+    try:
+        yield
+    finally:
+        gs.logger.G_LOGGER.severity = previous
+        ort.set_default_logger_severity(ORT_DEFAULT_LOG_SEVERITY)
+
+
 def _canonicalise(model: onnx.ModelProto, path: Path) -> onnx.ModelProto:
     try:
-        graph = gs.import_onnx(model)
-        graph.fold_constants(error_ok=True)
-        graph.cleanup().toposort()
-        for k, node in enumerate(graph.nodes):
-            node.name = node.name or f"{node.op}_{k}"
-        names = [n.name for n in graph.nodes]
-        if len(set(names)) != len(names):
-            seen: set[str] = set()
+        with _quiet_graphsurgeon():
+            graph = gs.import_onnx(model)
+            graph.fold_constants(error_ok=True)
+            graph.cleanup().toposort()
             for k, node in enumerate(graph.nodes):
-                if node.name in seen:
-                    node.name = f"{node.name}_{k}"
-                seen.add(node.name)
-        out = gs.export_onnx(graph)
-    except Exception as e:  # onnx-graphsurgeon raises many types on malformed graphs
-        raise ModelError(f"{path}: cannot read the graph ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+                node.name = node.name or f"{node.op}_{k}"
+            names = [n.name for n in graph.nodes]
+            if len(set(names)) != len(names):
+                seen: set[str] = set()
+                for k, node in enumerate(graph.nodes):
+                    if node.name in seen:
+                        node.name = f"{node.name}_{k}"
+                    seen.add(node.name)
+            out = gs.export_onnx(graph)
+    except Exception as e:  # last resort: onnx-graphsurgeon raises many types on malformed graphs
+        raise ModelError(f"{path}: cannot read the graph ({type(e).__name__}: {_first_line(e)})") from None
     for kept, original in ((out.graph.input, model.graph.input), (out.graph.output, model.graph.output)):
         declared = {v.name: v for v in original}    # onnx-graphsurgeon may drop declared shapes
         for k, value in enumerate(kept):

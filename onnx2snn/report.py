@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from .ann import run_ann
+from .errors import CalibrationError
 from .exact import EXACT, exact_solution
 
 META_PROBLEM = "onnx2snn.problem"
@@ -63,9 +64,18 @@ def exact_reference(imported, points: dict[str, np.ndarray], outputs: dict[str, 
 
 def build_report(imported, result, points: dict[str, np.ndarray], timing: dict[str, float]) -> dict:
     structure = result.structure
-    ann = run_ann(imported.model, points, [a.input for a in structure.affines])
-    run = result.network().run_with_stats(points)
+    ann = run_ann(imported.model, points, [a.input for a in structure.affines], source=imported.path)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):   # non-finite outputs: checked below
+        run = result.network().run_with_stats(points)
     names = [o.name for o in imported.model.graph.output]
+    for name in names:
+        y = np.asarray(run.outputs[name])
+        if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
+            raise CalibrationError(
+                f"{imported.path}: the SNN computes NaN or Inf in output '{name}' at "
+                f"{int(np.count_nonzero(~np.isfinite(y)))} of {y.size} validation values where the ANN is "
+                f"finite: an analog node after the spiking layers amplifies the spike-rate error (see "
+                f"'onnx2snn inspect'); a larger -T or more --pieces may help")
     y_ann, y_snn = flatten_outputs(ann, names), flatten_outputs(run.outputs, names)
     T = result.options.timesteps
     samples = count_points(imported.model, ann)

@@ -1,21 +1,28 @@
 """Fuzzing the command line with broken models and calibration data.
 
 Every case mutates a valid fixture (bytes, nodes, attributes, input shapes, initializers, domain metadata)
-or feeds bad calibration arrays, runs ``onnx2snn.cli.main`` in-process in a fresh folder and requires
-either success (exit 0, the artifact and report written, the input untouched) or a clean error (exit 1,
-exactly one line ``onnx2snn: error: ...`` besides progress lines, no traceback, the folder exactly as it
-was): never an uncaught exception, never a hang, never a partial output file.
+or feeds bad calibration arrays, runs ``onnx2snn.cli.main`` in-process in a fresh folder (``convert``, and
+``inspect`` for mutated models) and requires either success (exit 0, the artifact and report written with
+finite numbers, nothing but progress on stderr, the input untouched) or a clean error (exit 1, exactly one
+line ``onnx2snn: error: ...`` besides progress lines on stderr, C++ log lines and Python warnings counted,
+nothing on stdout, no traceback, the folder exactly as it was): never an uncaught exception, never a hang,
+never a partial output file.  ``FOUND`` pins each distinct failure the fuzzer found.
+
+Longer or fresh runs: ``ONNX2SNN_FUZZ_SCALE=20`` (more cases), ``ONNX2SNN_FUZZ_RANDOM=1`` (random seed),
+``ONNX2SNN_FUZZ_MESSAGES=file`` (append every error line there, to review the messages).
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import math
 import os
 import signal
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -28,10 +35,13 @@ from onnx import TensorProto, helper, numpy_helper
 from conftest import FIXTURES
 from onnx2snn.cli import main
 
-BASES = {name: (FIXTURES / f"{name}.onnx").read_bytes()
-         for name in ("torch_tanh_gemm", "torch_sin", "tf_tanh_mlp", "jax_flax_tanh")}
-FEATURES = {"torch_tanh_gemm": 2, "torch_sin": 1, "tf_tanh_mlp": 2, "jax_flax_tanh": 2}
+FEATURES = {"torch_tanh_gemm": 2, "torch_sin": 1, "tf_tanh_mlp": 2, "jax_flax_tanh": 2}   # one input 'x'
+OTHERS = ("torch_multi_io", "torch_tanh_rank1", "torch_tanh_rank3", "torch_fourier", "torch_separable")
+BASES = {name: (FIXTURES / f"{name}.onnx").read_bytes() for name in (*FEATURES, *OTHERS)}
 CHEAP = ["--samples", "64", "--validation-points", "32", "-T", "4", "--pieces", "2"]
+OPTIONS = [(), (), (), ("--pieces", "1", "--neuron", "floor", "--readout", "spiking"), ("--pieces", "auto"),
+           ("--calibration", "advanced"), ("--preset", "paper"), ("--threshold", "percentile:99"),
+           ("--threshold", "mse"), ("--calibration", "light+potential"), ("--neuron", "floor", "--shift")]
 CASE_SECONDS = 20     # a case that runs longer is a hang
 MESSAGES = os.environ.get("ONNX2SNN_FUZZ_MESSAGES")   # file to append every error line to (review aid)
 SCALE = float(os.environ.get("ONNX2SNN_FUZZ_SCALE", "1"))   # longer local runs: ONNX2SNN_FUZZ_SCALE=20
@@ -71,9 +81,44 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in folder.iterdir()}
 
 
-def run_case(model_bytes: bytes, calib=None, extra: tuple[str, ...] = ()) -> tuple[int, str]:
-    """Convert ``model_bytes`` (with ``calib``: an array, or raw bytes of a .npy file) and check the
-    outcome; returns (exit code, stderr)."""
+def _call(argv: list[str]) -> tuple[int, str, str]:
+    """``main(argv)`` in-process under the hang alarm: (exit code, stdout, everything shown on stderr)."""
+    out, err, native = io.StringIO(), io.StringIO(), []
+    previous = signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(CASE_SECONDS)
+    try:
+        # warnings are recorded, not shown: outside pytest each would be two more lines on stderr
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), _native_stderr(native), \
+                warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            code = main(argv)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    text = err.getvalue() + "".join(native)
+    text += "".join(warnings.formatwarning(w.message, w.category, w.filename, w.lineno) for w in caught)
+    return code, out.getvalue(), text
+
+
+def _check_outcome(code: int, out: str, text: str) -> None:
+    """Exit 0 with nothing but progress on stderr, or exit 1 with one error line and nothing on stdout."""
+    problems = [line for line in text.splitlines() if line.strip() and not line.startswith("[onnx2snn]")]
+    assert code in (0, 1), f"exit {code}: {text}"
+    assert "Traceback" not in text, text
+    if code == 0:
+        assert not problems, text
+    else:
+        assert len(problems) == 1 and problems[0].startswith("onnx2snn: error: "), text
+        assert not out, f"stdout on failure: {out}"
+        if MESSAGES:
+            with open(MESSAGES, "a") as log:
+                log.write(problems[0] + "\n")
+
+
+def run_case(model_bytes: bytes, calib=None, extra: tuple[str, ...] = (), inspect: bool = False) -> tuple[int, str]:
+    """Convert ``model_bytes`` (with ``calib``: an array, a dict for an .npz, or the raw bytes of a .npy)
+    in a fresh folder, then ``inspect`` it if asked, and check the outcomes; returns (exit code, stderr)
+    of the conversion."""
     with tempfile.TemporaryDirectory(prefix="onnx2snn-fuzz-") as folder:
         folder = Path(folder)
         model = folder / "model.onnx"
@@ -90,32 +135,27 @@ def run_case(model_bytes: bytes, calib=None, extra: tuple[str, ...] = ()) -> tup
                 np.save(target, calib)
             argv += ["--calib", str(target)]
         before = _snapshot(folder)
-        out, err, native = io.StringIO(), io.StringIO(), []
-        previous = signal.signal(signal.SIGALRM, _alarm)
-        signal.alarm(CASE_SECONDS)
-        try:
-            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), _native_stderr(native):
-                code = main(argv)
-        finally:
-            signal.alarm(0)
-            signal.signal(signal.SIGALRM, previous)
+        code, out, text = _call(argv)
         after = _snapshot(folder)
-    text = err.getvalue() + "".join(native)
-    problems = [line for line in text.splitlines() if line.strip() and not line.startswith("[onnx2snn]")]
-    assert code in (0, 1), f"exit {code}: {text}"
-    assert "Traceback" not in text, text
+        if inspect:
+            inspected, inspect_out, inspect_text = _call(["inspect", str(model)])
+            _check_outcome(inspected, inspect_out, inspect_text)
+            assert inspected == 0 or code == 1, f"converts but inspect fails: {inspect_text}"
+            assert model.read_bytes() == model_bytes, "inspect modified the model"
+    _check_outcome(code, out, text)
     for name, content in before.items():
         assert after.get(name) == content, f"{name} was modified or removed"
     if code == 0:
-        assert not problems, text
         assert set(after) == set(before) | {"out.snn.onnx", "report.json"}, sorted(after)
-        onnx.load_from_string(after["out.snn.onnx"])
+        artifact = onnx.load_from_string(after["out.snn.onnx"])
+        for tensor in artifact.graph.initializer:     # inf thresholds are padding (runtimes/spec.py)
+            array = numpy_helper.to_array(tensor)
+            allowed = np.isinf(array) if tensor.name.endswith(("/theta_pos", "/theta_neg")) else False
+            assert array.dtype.kind != "f" or np.all(np.isfinite(array) | allowed), f"'{tensor.name}' not finite"
+        error = json.loads(after["report.json"])["validation"]["rel_l2_snn_vs_ann"]
+        assert math.isfinite(error), f"reported relative L2 {error}"
     else:
-        assert len(problems) == 1 and problems[0].startswith("onnx2snn: error: "), text
         assert after.keys() == before.keys(), f"left behind: {sorted(set(after) - set(before))}"
-        if MESSAGES:
-            with open(MESSAGES, "a") as log:
-                log.write(problems[0] + "\n")
     return code, text
 
 
@@ -128,11 +168,13 @@ def _index(data, sequence, label: str) -> int:
 
 
 bases = st.sampled_from(sorted(BASES))
+single_input = st.sampled_from(sorted(FEATURES))
+options = st.sampled_from(OPTIONS)
 
 # --- bytes ---------------------------------------------------------------------------------------------
 
 
-@fuzz(170)
+@fuzz(300)
 @given(base=bases, data=st.data())
 def test_byte_mutations(base, data):
     blob = bytearray(BASES[base])
@@ -152,7 +194,7 @@ def test_byte_mutations(base, data):
         chunk = blob[start:start + data.draw(st.integers(1, 200), label="size")]
         at = data.draw(st.integers(0, len(blob)), label="at")
         blob[at:at] = chunk
-    run_case(bytes(blob))
+    run_case(bytes(blob), inspect=True)
 
 
 # --- nodes ---------------------------------------------------------------------------------------------
@@ -163,6 +205,11 @@ OPS = ["Relu", "Sigmoid", "Tanh", "Sin", "Cos", "Exp", "Log", "Abs", "Sqrt", "Re
        "Gather", "Unsqueeze", "Conv", "BatchNormalization", "Dropout", "LSTM", "Loop", "If", "Scan", "NotAnOp"]
 
 
+UNARY = ["Relu", "Sigmoid", "Tanh", "Sin", "Cos", "Exp", "Log", "Abs", "Sqrt", "Reciprocal", "Neg", "Erf",
+         "Softplus", "Softsign", "Elu", "Selu", "LeakyRelu", "HardSigmoid", "HardSwish", "Mish", "Sign", "Round",
+         "Floor", "Ceil", "Identity", "Atan", "Sinh", "Cosh", "Tan", "Gelu", "Celu", "ThresholdedRelu"]
+
+
 def _edit_node(model: onnx.ModelProto, data) -> None:
     nodes = model.graph.node
     if not nodes:
@@ -171,8 +218,23 @@ def _edit_node(model: onnx.ModelProto, data) -> None:
     node = nodes[k]
     kind = data.draw(st.sampled_from(["op_type", "drop_input", "duplicate_input", "missing_input",
                                       "empty_input", "delete", "duplicate", "swap", "cycle", "rename_output",
-                                      "domain", "drop_output", "same_name"]), label="edit")
-    if kind == "op_type":
+                                      "domain", "drop_output", "same_name", "insert", "insert", "split"]),
+                     label="edit")
+    if kind == "insert" and node.output:     # a unary op after this node: new (odd) activations
+        op = data.draw(st.sampled_from(UNARY), label="op")
+        old, new = node.output[0], node.output[0] + "/fuzz"
+        for other in nodes:
+            other.input[:] = [new if name == old else name for name in other.input]
+        for value in model.graph.output:
+            if value.name == old:
+                value.name = new
+        nodes.insert(k + 1, helper.make_node(op, [old], [new], name=f"fuzz_{op}_{k}"))
+    elif kind == "split" and node.output:     # a Split of this node's output, some outputs unnamed
+        names = data.draw(st.lists(st.sampled_from(["", "part"]), min_size=1, max_size=3, unique=False), label="outs")
+        outputs = [name and f"{name}_{j}_{k}" for j, name in enumerate(names)]
+        nodes.insert(k + 1, helper.make_node("Split", [node.output[0]], outputs, name=f"fuzz_split_{k}",
+                                             axis=data.draw(st.sampled_from([-1, 0, 1, 5]), label="axis")))
+    elif kind == "op_type":
         node.op_type = data.draw(st.sampled_from(OPS), label="op")
     elif kind == "drop_input" and node.input:
         del node.input[_index(data, node.input, "input")]
@@ -195,8 +257,9 @@ def _edit_node(model: onnx.ModelProto, data) -> None:
         nodes[j].CopyFrom(a)
     elif kind == "cycle" and node.input:     # read a tensor produced by this node or a later one
         later = nodes[data.draw(st.integers(k, len(nodes) - 1), label="later")]
-        node.input[0] = later.output[0]
-    elif kind == "rename_output":
+        if later.output:
+            node.input[0] = later.output[0]
+    elif kind == "rename_output" and node.output:
         node.output[0] = data.draw(st.sampled_from(["renamed", node.input[0] if node.input else "x", "x", ""]),
                                    label="output")
     elif kind == "domain":
@@ -208,13 +271,13 @@ def _edit_node(model: onnx.ModelProto, data) -> None:
         node.name = nodes[(k + 1) % len(nodes)].name
 
 
-@fuzz(110)
-@given(base=bases, data=st.data())
-def test_node_edits(base, data):
+@fuzz(240)
+@given(base=bases, extra=options, data=st.data())
+def test_node_edits(base, extra, data):
     model = _model(base)
     for _ in range(data.draw(st.integers(1, 3), label="edits")):
         _edit_node(model, data)
-    run_case(model.SerializeToString())
+    run_case(model.SerializeToString(), extra=extra, inspect=True)
 
 
 # --- attributes ----------------------------------------------------------------------------------------
@@ -223,9 +286,9 @@ VALUES = [0, 1, 2, -1, 2 ** 40, 0.0, -1.0, 0.5, 1e38, 1e-45, math.nan, math.inf,
           [0.5, 0.25], b"\x00"]
 
 
-@fuzz(70)
-@given(base=bases, data=st.data())
-def test_attribute_edits(base, data):
+@fuzz(120)
+@given(base=bases, extra=options, data=st.data())
+def test_attribute_edits(base, extra, data):
     model = _model(base)
     nodes = model.graph.node
     for _ in range(data.draw(st.integers(1, 2), label="edits")):
@@ -245,7 +308,7 @@ def test_attribute_edits(base, data):
                 del node.attribute[k]
                 break
         node.attribute.append(helper.make_attribute(name, value))
-    run_case(model.SerializeToString())
+    run_case(model.SerializeToString(), extra=extra, inspect=True)
 
 
 # --- input shapes and types ----------------------------------------------------------------------------
@@ -261,12 +324,13 @@ def _set_dim(dim, value) -> None:
         dim.dim_value = value
 
 
-@fuzz(70)
+@fuzz(120)
 @given(base=bases, data=st.data())
 def test_input_shape_edits(base, data):
     model = _model(base)
     graph = model.graph
-    value = graph.input[0] if data.draw(st.booleans(), label="input") else graph.output[0]
+    values = graph.input if data.draw(st.booleans(), label="input") else graph.output
+    value = values[_index(data, values, "value")]
     kind = data.draw(st.sampled_from(["dim", "feature_dim", "rank", "no_shape", "elem_type", "remove",
                                       "extra_input"]), label="kind")
     shape = value.type.tensor_type.shape
@@ -286,19 +350,18 @@ def test_input_shape_edits(base, data):
             [0, TensorProto.INT64, TensorProto.INT32, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BOOL,
              TensorProto.STRING, TensorProto.BFLOAT16, TensorProto.COMPLEX64, 99]), label="elem")
     elif kind == "remove":
-        container = graph.input if value in graph.input else graph.output
-        container.remove(value)
+        values.remove(value)
     else:
         graph.input.append(helper.make_tensor_value_info("extra", TensorProto.FLOAT, ["batch", 2]))
-    run_case(model.SerializeToString())
+    run_case(model.SerializeToString(), inspect=True)
 
 
 # --- initializers --------------------------------------------------------------------------------------
 
 
-@fuzz(90)
-@given(base=bases, data=st.data())
-def test_initializer_edits(base, data):
+@fuzz(160)
+@given(base=bases, extra=options, data=st.data())
+def test_initializer_edits(base, extra, data):
     model = _model(base)
     inits = model.graph.initializer
     tensor = inits[_index(data, inits, "initializer")]
@@ -348,7 +411,7 @@ def test_initializer_edits(base, data):
             tensor.external_data.add(key="location", value=location)
     else:
         tensor.CopyFrom(numpy_helper.from_array(array, tensor.name))
-    run_case(model.SerializeToString())
+    run_case(model.SerializeToString(), extra=extra, inspect=True)
 
 
 # --- domain metadata -----------------------------------------------------------------------------------
@@ -358,8 +421,8 @@ DOMAINS = ["x=-1e300:1e300,0:1", "x=-3e38:3e38,-3e38:3e38", "x=0:1e-300,0:1e-300
            "x=-1:1,0:1,0:1", "x=-1e20:1e20,0:1"]
 
 
-@fuzz(40)
-@given(base=bases, data=st.data())
+@fuzz(60)
+@given(base=single_input, data=st.data())
 def test_domain_edits(base, data):
     model = _model(base)
     text = data.draw(st.sampled_from(DOMAINS), label="domain")
@@ -376,15 +439,15 @@ def test_domain_edits(base, data):
 # --- calibration arrays --------------------------------------------------------------------------------
 
 
-@fuzz(100)
-@given(base=bases, data=st.data())
-def test_calibration_arrays(base, data):
+@fuzz(180)
+@given(base=single_input, extra=options, data=st.data())
+def test_calibration_arrays(base, extra, data):
     features = FEATURES[base]
     rows = data.draw(st.sampled_from([1, 2, 64]), label="rows")
     rng = np.random.default_rng(data.draw(st.integers(0, 3), label="seed"))
     array = rng.uniform(0, 1, (rows, features)).astype(np.float32)
     kind = data.draw(st.sampled_from(["valid", "nonfinite", "rank", "features", "empty", "dtype", "huge",
-                                      "constant", "npz", "corrupt", "strings"]), label="kind")
+                                      "constant", "npz", "corrupt", "corrupt_npz", "strings"]), label="kind")
     calib = array
     if kind == "nonfinite":
         array.flat[_index(data, array.ravel(), "element")] = data.draw(
@@ -413,9 +476,16 @@ def test_calibration_arrays(base, data):
         np.save(buffer, array)
         blob = buffer.getvalue()
         calib = blob[:data.draw(st.integers(0, len(blob) - 1), label="length")]
+    elif kind == "corrupt_npz":     # a damaged member of a (compressed) .npz
+        buffer = io.BytesIO()
+        (np.savez_compressed if data.draw(st.booleans(), label="compressed") else np.savez)(buffer, x=array)
+        blob = bytearray(buffer.getvalue())
+        at = data.draw(st.integers(0, len(blob) - 1), label="offset")
+        blob[at:at + 8] = data.draw(st.binary(min_size=1, max_size=8), label="bytes")
+        calib = bytes(blob)
     elif kind == "strings":
         calib = np.array([["a"] * features] * rows)
-    run_case(BASES[base], calib=calib)
+    run_case(BASES[base], calib=calib, extra=extra)
 
 
 def test_valid_model_converts_under_the_harness():
@@ -424,6 +494,157 @@ def test_valid_model_converts_under_the_harness():
         assert run_case(blob)[0] == 0
 
 
-@pytest.mark.parametrize("blob", [b"", b"\x08", b"\x00" * 64, b"\xff" * 64])
+@pytest.mark.parametrize("blob", [b"", b"\x08", b"\x00" * 64, b"\xff" * 64], ids=["empty", "tag", "zeros", "ones"])
 def test_tiny_garbage_files(blob):
     assert run_case(blob)[0] == 1
+
+
+# --- what the fuzzer found, pinned ---------------------------------------------------------------------
+
+
+def _edited(base: str, edit) -> bytes:
+    model = _model(base)
+    edit(model)
+    return model.SerializeToString()
+
+
+def _bad_utf8() -> bytes:
+    blob = bytearray(BASES["jax_flax_tanh"])
+    at = blob.index(b"const_1")
+    blob[at] = 0x80          # an input name that is no longer UTF-8 (the protobuf runtime returns bytes)
+    return bytes(blob)
+
+
+def _set_initializer(name: str, array) -> callable:
+    def edit(model):
+        tensor = next(t for t in model.graph.initializer if t.name == name)
+        tensor.CopyFrom(numpy_helper.from_array(np.asarray(array), name))
+    return edit
+
+
+def _set_dims(name: str, dims) -> callable:
+    def edit(model):
+        tensor = next(t for t in model.graph.initializer if t.name == name)
+        del tensor.dims[:]
+        tensor.dims.extend(dims)
+    return edit
+
+
+def _set_attribute(node: int, name: str, value) -> callable:
+    def edit(model):
+        attributes = model.graph.node[node].attribute
+        for k, attribute in enumerate(attributes):
+            if attribute.name == name:
+                del attributes[k]
+                break
+        attributes.append(helper.make_attribute(name, value))
+    return edit
+
+
+def _huge_features_no_domain(model):
+    model.graph.input[0].type.tensor_type.shape.dim[1].dim_value = 2 ** 40
+    del model.metadata_props[:]
+
+
+def _output_type(elem: int) -> callable:
+    def edit(model):
+        model.graph.output[0].type.tensor_type.elem_type = elem
+    return edit
+
+
+def _constant_relu(model):
+    """A Relu on an int64 constant: onnxruntime cannot fold or run it and logged a warning on stderr."""
+    model.graph.node.append(helper.make_node("Relu", ["steps"], ["steps_relu"], name="int_relu"))
+    model.graph.node.append(helper.make_node("Cast", ["steps_relu"], ["steps_f"], name="cast", to=TensorProto.FLOAT))
+    model.graph.node.append(helper.make_node("Add", ["u", "steps_f"], ["u2"], name="add"))
+    model.graph.initializer.append(numpy_helper.from_array(np.array([1], np.int64), "steps"))
+    model.graph.output[0].name = "u2"
+
+
+def _einsum_empty_input(model):
+    """``Einsum(a, "")``: the checker accepts an empty name in a variadic slot; onnxruntime segfaulted."""
+    einsum = next(n for n in model.graph.node if n.op_type == "Einsum")
+    einsum.input[1] = ""
+
+
+def _split_empty_output(model):
+    """``Split -> (half, "")`` of the first layer, ``half`` a second graph output: onnxruntime segfaults on
+    the unnamed output."""
+    gemm = model.graph.node[0]
+    model.graph.node.insert(1, helper.make_node("Split", [gemm.output[0]], ["half", ""], name="split", axis=1,
+                                                num_outputs=2))
+    model.graph.output.append(helper.make_tensor_value_info("half", TensorProto.FLOAT, ["B", 8]))
+
+
+def _reciprocal_of_readout(model):
+    """``1 / readout``: the ANN is finite at the validation points, the SNN's quantised readout hits 0."""
+    gemm = model.graph.node[5]
+    old, new = gemm.output[0], gemm.output[0] + "/inverse"
+    for node in model.graph.node:
+        node.input[:] = [new if name == old else name for name in node.input]
+    model.graph.node.insert(6, helper.make_node("Reciprocal", [old], [new], name="inverse"))
+
+
+CAL = np.random.default_rng(0).uniform(0, 1, (64, 2)).astype(np.float32)
+SPIKING_READOUT = ("--pieces", "1", "--neuron", "floor", "--readout", "spiking")
+FOUND = {   # id: (model bytes, calibration, expected words on stderr (None: success or any clean error)[, options])
+    "name_not_utf8": (_bad_utf8, None, "'graph.node[0].input[2]' is not UTF-8 text"),
+    "einsum_empty_input": (lambda: _edited("torch_separable", _einsum_empty_input), None,
+                           "node '/Einsum' (Einsum): input 1 ('Inputs') is empty but not optional"),
+    "split_empty_output": (lambda: _edited("jax_flax_tanh", _split_empty_output), None,
+                           "node 'split' (Split): output 1 ('outputs') is empty but not optional"),
+    "weight_dims_vs_data": (lambda: _edited("torch_tanh_gemm", _set_dims("layers.0.bias", [3])), None,
+                            "does not hold the data its type FLOAT and shape [3] declare"),
+    "weight_unknown_type": (lambda: _edited("torch_tanh_gemm", lambda m: setattr(m.graph.initializer[1],
+                                                                                 "data_type", 29)),
+                            None, "weight 'layers.0.bias' (used by node '/layers.0/Gemm') has unknown data type 29"),
+    "weight_huge_dims": (lambda: _edited("torch_tanh_gemm", _set_dims("layers.0.weight", [2 ** 40, 2])), None,
+                         "parameters, more than the limit of 50,000,000"),
+    "empty_readout_weight": (lambda: _edited("torch_tanh_gemm", _set_initializer("layers.2.weight",
+                                                                                 np.zeros((0, 16), np.float32))),
+                             None, None),     # crashed in calibration; now an analog node, an empty output
+    "bias_wrong_width": (lambda: _edited("torch_tanh_gemm", _set_initializer("layers.2.bias",
+                                                                             np.zeros(3, np.float32))),
+                         None, "Invalid bias shape for broadcast"),
+    "gemm_alpha_inf": (lambda: _edited("torch_tanh_gemm", _set_attribute(0, "alpha", math.inf)), None,
+                       "node '/layers.0/Gemm' (Gemm): alpha=inf"),
+    "leaky_relu_alpha_nan": (lambda: _edited("torch_tanh_gemm", lambda m: (
+        setattr(m.graph.node[1], "op_type", "LeakyRelu"), _set_attribute(1, "alpha", math.nan)(m))), None,
+        "NaN or Inf in tensor"),
+    "weights_overflow": (lambda: _edited("torch_tanh_gemm", _set_initializer(
+        "layers.0.weight", np.full((16, 2), 3e38, np.float32))), None, "NaN or Inf in tensor"),
+    "output_unknown_type": (lambda: _edited("torch_sin", _output_type(99)), None,
+                            "output 'u' declares an unknown element type 99"),
+    "huge_features_no_domain": (lambda: _edited("torch_tanh_gemm", _huge_features_no_domain), None,
+                                "(1099511627776 intervals)"),
+    "domain_beyond_float32": (lambda: _edited("torch_tanh_gemm", lambda m: setattr(
+        m.metadata_props[0], "value", "x=-1e300:1e300,0:1")), None, "metadata 'onnx2snn.domain': domain of input"),
+    "constant_relu_int64": (lambda: _edited("torch_tanh_gemm", _constant_relu), None,
+                            "Could not find an implementation for Relu"),
+    "calibration_near_float32_max": (lambda: BASES["torch_tanh_gemm"], CAL * 3e38, "beyond 1.84e+19"),
+    "calibration_float64_overflow": (lambda: BASES["torch_tanh_gemm"], CAL.astype(np.float64) * 1e300,
+                                     "beyond 1.84e+19"),
+    "snn_output_not_finite": (lambda: _edited("torch_multi_io", _reciprocal_of_readout), None,
+                              "the SNN computes NaN or Inf in output", SPIKING_READOUT),
+    "calibration_empty_file": (lambda: BASES["torch_tanh_gemm"], b"", "not a readable .npy/.npz file"),
+    "calibration_complex": (lambda: BASES["torch_tanh_gemm"], CAL.astype(np.complex64), "not real numbers"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FOUND))
+def test_found_by_fuzzing(case):
+    """Each failure the fuzzer found (a traceback, a second stderr line, a crash deep in calibration)
+    now ends in one clean error line."""
+    make, calib, words, *extra = FOUND[case]
+    code, text = run_case(make(), calib=calib, extra=extra[0] if extra else (), inspect=calib is None)
+    assert words is None or (code == 1 and words in text), text
+
+
+def test_activation_not_finite_on_the_calibrated_range():
+    """h(z) = 1/z is finite at the data but not at z = 0 inside the calibrated range: a ModelError naming it."""
+    from onnx2snn.activations import Activation
+    from onnx2snn.errors import ModelError
+    activation = Activation("z", "h", [helper.make_node("Reciprocal", ["z"], ["h"], name="inverse")])
+    assert np.allclose(activation(np.array([[2.0, 4.0]])), [[0.5, 0.25]])
+    with pytest.raises(ModelError, match=r"activation 'inverse' \(Reciprocal\): h\(z\) is NaN or Inf at z = 0"):
+        activation(np.array([[1.0, 0.0]]))
