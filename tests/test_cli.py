@@ -208,3 +208,21 @@ def test_standard_onnx_runs_in_plain_onnxruntime(model, tmp_path, capsys):
     y = session.run(["u"], {"x": x})[0]
     expected = runtimes.load(tmp_path / "pinn.snn.onnx").run({"x": x})["u"]
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_same_seed_gives_byte_identical_artifact(model, tmp_path, capsys):
+    for name in ("a.onnx", "b.onnx"):
+        assert run_cli(capsys, model, "-o", tmp_path / name, "--seed", 7, *FAST)[0] == 0
+    assert (tmp_path / "a.onnx").read_bytes() == (tmp_path / "b.onnx").read_bytes()
+
+
+def test_ctrl_c_during_calibration_exits_130_and_writes_nothing(model, tmp_path, capsys, monkeypatch):
+    import sys
+    convert_module = sys.modules["onnx2snn.convert"]      # the module, not the function of the same name
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(convert_module, "calibrate", interrupted)
+    code, _, err = run_cli(capsys, model, "--report-json", tmp_path / "r.json", *FAST)
+    assert code == 130 and "interrupted" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pinn.onnx"]
