@@ -187,12 +187,15 @@ def export_onnx(
     problem: str,
     input_name: str = "x",
     output_name: str = "u",
+    atol: float = 1e-6,
 ) -> "onnx.ModelProto":  # noqa: F821
     """Export ``model`` as float32 ONNX (legacy exporter, opset 17) with onnx2snn metadata.
 
     The saved model has ``ir_version`` 10, a dynamic batch axis, metadata ``onnx2snn.domain`` (the
     CLI's ``--domain`` syntax) and ``onnx2snn.problem`` (a key of ``onnx2snn.exact.EXACT``), and
     passes ``onnx.checker.check_model(full_check=True)``.  Returns the saved ``ModelProto``.
+    ``atol``: absolute tolerance of the onnxruntime-vs-torch check (float32 rounding grows with the
+    weights; the relative tolerance is 1e-5).
     """
     import onnx
     import onnxruntime as ort
@@ -224,7 +227,7 @@ def export_onnx(
     y_ort = sess.run(None, {input_name: x})[0]
     with torch.no_grad():
         y_pt = m32(torch.from_numpy(x)).numpy()
-    if not np.allclose(y_ort, y_pt, rtol=1e-5, atol=1e-6):
+    if not np.allclose(y_ort, y_pt, rtol=1e-5, atol=atol):
         raise RuntimeError(f"{path}: onnxruntime output differs from torch by {np.abs(y_ort - y_pt).max():.2e}")
     return proto
 
@@ -247,3 +250,186 @@ def describe_onnx(proto) -> str:
     meta = {p.key: p.value for p in proto.metadata_props}
     opset = {o.domain or "ai.onnx": o.version for o in proto.opset_import}
     return f"ops {counts}, opset {opset}, ir_version {proto.ir_version}, metadata {meta}"
+
+
+# ---------------------------------------------------------------------------
+# Additions for the diffusion-reaction, wave and separable (SPINN) scripts
+# ---------------------------------------------------------------------------
+
+
+def tanh_mlp_jets(
+    model: MLP, x: torch.Tensor, axes: Sequence[int], scales: Sequence[float] | None = None
+) -> tuple[torch.Tensor, dict[int, tuple[torch.Tensor, torch.Tensor]]]:
+    """Value and first/second derivatives of a tanh ``MLP`` along input coordinate ``axes``.
+
+    Forward-mode propagation through the layers (``z' = W h'``, ``a' = (1 - a^2) z'``,
+    ``a'' = (1 - a^2) (z'' - 2 a z'^2)``), which stays differentiable for the parameter gradient and
+    is several times cheaper than nested ``autograd.grad`` on a CPU.  ``scales[k]`` multiplies the
+    derivative along ``axes[k]`` (chain rule of an input normalisation ``xi = s x + c`` done by the
+    caller: pass ``xi`` and ``s``).  Returns ``(u, {axis: (u_axis, u_axis_axis)})``.
+    """
+    layers = list(model.net)
+    scales = [1.0] * len(axes) if scales is None else list(scales)
+    first = layers[0]
+    z = first(x)
+    jets = {a: (first.weight[:, a] * s, None) for a, s in zip(axes, scales)}  # [width] each, z'' = 0
+    for layer in layers[1:]:
+        if isinstance(layer, torch.nn.Tanh):
+            h = torch.tanh(z)
+            d = 1.0 - h * h
+            new = {}
+            for a, (z1, z2) in jets.items():
+                h1 = d * z1
+                h2 = -2.0 * h * d * z1 * z1 if z2 is None else d * (z2 - 2.0 * h * z1 * z1)
+                new[a] = (h1, h2)
+            jets = new
+        elif isinstance(layer, torch.nn.Linear):
+            z = layer(h)
+            jets = {a: (h1 @ layer.weight.T, h2 @ layer.weight.T) for a, (h1, h2) in jets.items()}
+        else:  # pragma: no cover - MLP only holds Linear and Tanh
+            raise TypeError(f"tanh_mlp_jets: unsupported layer {layer}")
+    return z, jets
+
+
+def fold_input_affine(model: MLP, lo: Sequence[float], hi: Sequence[float]) -> MLP:
+    """Copy of ``model`` with the input normalisation ``xi = (2 x - (lo + hi)) / (hi - lo)`` folded in.
+
+    A model trained as ``model(xi)`` becomes a plain ``MLP`` of the raw input ``x`` (the first
+    ``Linear`` absorbs the per-feature scale and shift), so that the export stays a chain of ``Gemm``
+    and ``Tanh`` with no extra nodes.
+    """
+    out = copy.deepcopy(model)
+    first = out.net[0]
+    lo_t = torch.as_tensor(lo, dtype=first.weight.dtype)
+    hi_t = torch.as_tensor(hi, dtype=first.weight.dtype)
+    s = 2.0 / (hi_t - lo_t)
+    c = -(lo_t + hi_t) / (hi_t - lo_t)
+    with torch.no_grad():
+        first.bias.add_(first.weight @ c)
+        first.weight.mul_(s[None, :])
+    return out
+
+
+def export_multi_input_onnx(
+    model: torch.nn.Module,
+    path: Path,
+    *,
+    example: Sequence[torch.Tensor],
+    input_names: Sequence[str],
+    output_names: Sequence[str],
+    dynamic_axes: dict,
+    domain: str,
+    problem: str,
+    atol: float = 1e-5,
+) -> "onnx.ModelProto":  # noqa: F821
+    """``export_onnx`` for models with several inputs/outputs (separable PINNs).
+
+    Same conventions: float32, legacy exporter, opset 17, ``ir_version`` 10, onnx2snn metadata,
+    ``onnx.checker.check_model(full_check=True)``.  ``example`` are float32 example inputs (their
+    shapes should differ from each other so that the exporter keeps the axes apart).  The saved file
+    is checked against the float32 torch model with onnxruntime on the example inputs.
+    """
+    import onnx
+    import onnxruntime as ort
+
+    m32 = copy.deepcopy(model).float().eval()
+    path = Path(path)
+    tmp = path.with_suffix(".tmp.onnx")
+    example = tuple(e.float() for e in example)
+    torch.onnx.export(
+        m32,
+        example,
+        str(tmp),
+        input_names=list(input_names),
+        output_names=list(output_names),
+        dynamic_axes=dynamic_axes,
+        opset_version=ONNX_OPSET,
+        do_constant_folding=True,
+        dynamo=False,
+    )
+    proto = onnx.load(str(tmp))
+    tmp.unlink()
+    proto.ir_version = ONNX_IR_VERSION
+    del proto.metadata_props[:]
+    onnx.helper.set_model_props(proto, {"onnx2snn.domain": domain, "onnx2snn.problem": problem})
+    onnx.checker.check_model(proto, full_check=True)
+    onnx.save(proto, str(path))
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feeds = {n: e.numpy() for n, e in zip(input_names, example)}
+    ys_ort = sess.run(list(output_names), feeds)
+    with torch.no_grad():
+        ys_pt = m32(*example)
+    if isinstance(ys_pt, torch.Tensor):
+        ys_pt = (ys_pt,)
+    for name, a, b in zip(output_names, ys_ort, ys_pt):
+        b = b.numpy()
+        if a.shape != b.shape or not np.allclose(a, b, rtol=1e-5, atol=atol):
+            diff = np.abs(a - b).max() if a.shape == b.shape else f"shape {a.shape} vs {b.shape}"
+            raise RuntimeError(f"{path}: onnxruntime output {name} differs from torch: {diff}")
+    return proto
+
+
+def onnx_predict_multi(path: Path, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """Run a multi-input export with onnxruntime (one thread); returns float64 outputs in graph order."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    outs = sess.run(None, {k: np.asarray(v, np.float32) for k, v in feeds.items()})
+    return [o.astype(np.float64) for o in outs]
+
+
+def lbfgs_restarted(
+    model: torch.nn.Module,
+    loss_fn: Callable[[], torch.Tensor],
+    *,
+    iters: int,
+    chunk: int = 1000,
+    history_size: int = 50,
+    monitor: Callable[[], str] | None = None,
+    log: Log,
+    label: str = "lbfgs",
+) -> float:
+    """L-BFGS (strong Wolfe) in chunks of ``chunk`` iterations, each with a fresh optimizer.
+
+    Restarting drops the curvature history, which helps when the loss landscape changes a lot along
+    the way (separable networks forming a shock).  The parameters with the lowest loss seen at a
+    chunk boundary are restored at the end; returns that loss.
+    """
+
+    best = (float(loss_fn().item()), copy.deepcopy(model.state_dict()))
+    done = 0
+    while done < iters:
+        n = min(chunk, iters - done)
+        opt = torch.optim.LBFGS(
+            model.parameters(),
+            lr=1.0,
+            max_iter=n,
+            max_eval=int(n * 1.25),
+            history_size=history_size,
+            tolerance_grad=1e-12,
+            tolerance_change=1e-16,
+            line_search_fn="strong_wolfe",
+        )
+
+        def closure() -> torch.Tensor:
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn()
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        k = opt.state[opt._params[0]].get("n_iter", 0)
+        done += n
+        loss = float(loss_fn().item())
+        extra = f"  {monitor()}" if monitor else ""
+        log(f"{label} {done:6d}  loss {loss:.3e}{extra}")
+        if math.isfinite(loss) and loss < best[0]:
+            best = (loss, copy.deepcopy(model.state_dict()))
+        if not math.isfinite(loss) or k < min(10, n):
+            break
+    model.load_state_dict(best[1])
+    return best[0]
