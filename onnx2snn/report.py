@@ -109,7 +109,7 @@ def build_report(imported, result, points: dict[str, np.ndarray], timing: dict[s
     steps = [r.quantisation_step(T) for r in result.calibration.readouts.values()]
     if any(steps):
         validation["readout_quantisation_step"] = max(steps)
-    macs = sum(a.fan_in * a.width * ann[a.input].size / a.fan_in for a in structure.affines)
+    macs = sum(a.width * ann[a.input].size for a in structure.affines)     # fan_in·width per input row
     snn_synops, ann_macs = synops / samples, macs / samples
     return {
         "model": imported.path.name,
