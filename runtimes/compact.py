@@ -42,6 +42,9 @@ class CompactLayer:
         self.signed = bool(neg.any())
         self._neg_spike = -self.neg_amp
         self._zero = np.zeros((), dtype)
+        # both sides can never fire at once: s = A+·[u >= a·θ+] - A-·[u <= -a·θ-] needs no select
+        self._exclusive = not np.any(self.pos_thr <= self.neg_thr)
+        self._one_per_unit = self.M == n and bool(np.all(self.unit == np.arange(n)))
 
     def initial_membrane(self, rows: int) -> np.ndarray:
         return np.broadcast_to(self.v0, (rows, self.M)).copy()
@@ -55,14 +58,23 @@ class CompactLayer:
     def step(self, v: np.ndarray, x: np.ndarray) -> np.ndarray:
         """Advance membranes ``v`` [N, M] in place by inputs ``x`` = ``drive(z)``; returns spikes [N, M]."""
         v += x
-        s = np.where(v >= self.pos_thr, self.pos_amp, self._zero)
-        if self.signed:
-            s = np.where(v <= self.neg_thr, self._neg_spike, s)
+        if self._exclusive:                            # masks times amplitudes: ~3x faster than selects
+            s = (v >= self.pos_thr) * self.pos_amp
+            if self.signed:
+                s -= (v <= self.neg_thr) * self.neg_amp
+        else:
+            s = np.where(v >= self.pos_thr, self.pos_amp, self._zero)
+            if self.signed:
+                s = np.where(v <= self.neg_thr, self._neg_spike, s)
         v -= s
         return s
 
     def decode(self, s: np.ndarray) -> np.ndarray:
         """Unit values [N, n] from spikes (or rates) [N, M]."""
+        if self._one_per_unit:                          # one neuron per unit: no gather needed
+            out = s * self.weight
+            out += self.offset
+            return out
         out = np.broadcast_to(self.offset, (s.shape[0], self.n)).copy()
         if self.M:
             out[:, self.has_neurons] += np.add.reduceat(s * self.weight, self.starts, axis=1)
