@@ -25,6 +25,7 @@ METHODS = {
     "refit+advanced": dict(calibration="refit+advanced"),
     "refit, mse θ": dict(calibration="refit", threshold="mse"),
     "refit, floor neuron + θ/2T shift": dict(calibration="refit", neuron="floor", shift=True, v0=0.0),
+    "finetune (end-to-end, default)": dict(calibration="finetune"),
     "paper preset": dict(calibration="advanced", threshold="max", neuron="floor", readout="spiking"),
 }
 

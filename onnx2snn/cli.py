@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--report-json", help="write the machine-readable report here")
     convert.add_argument("--pieces", type=_pieces, default=None,
                          help="neurons per unit: 1 = one signed neuron (papers), K > 1 = PWL, auto (default)")
-    convert.add_argument("--calibration", help="none, light, potential, advanced, refit, combined with +")
+    convert.add_argument("--calibration", help="none, light, potential, advanced, refit, finetune, combined with + "
+                         "(default: finetune for --pieces 1, refit otherwise)")
     convert.add_argument("--threshold", default=None, help="max (default), percentile:P or mse")
     convert.add_argument("--neuron", choices=["round", "floor"], default=None, help="neuron model (default round)")
     convert.add_argument("--readout", choices=["analog", "spiking"], default=None, help="readout (default analog)")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from ..errors import CalibrationError
 from .thresholds import parse_threshold
 
-METHODS = ("none", "light", "potential", "advanced", "refit")
+METHODS = ("none", "light", "potential", "advanced", "refit", "finetune")
 DEFAULT_MAX_PIECES = 32
 
 
@@ -15,7 +15,7 @@ DEFAULT_MAX_PIECES = 32
 class ConversionOptions:
     """``pieces``: 1 = one signed neuron per unit (the papers' method), K > 1 = PWL expansion with at most
     K pieces per unit, "auto" = PWL with pieces chosen per unit.  ``calibration``: methods combined with
-    '+', None = the best for ``pieces``."""
+    '+', None = ``default_methods``."""
 
     timesteps: int = 32
     pieces: int | str = "auto"
@@ -39,7 +39,7 @@ class ConversionOptions:
             raise CalibrationError(f"unknown neuron {self.neuron!r}; use round or floor")
         if self.readout not in ("analog", "spiking"):
             raise CalibrationError(f"unknown readout {self.readout!r}; use analog or spiking")
-        methods = self.calibration if self.calibration is not None else ("refit",)
+        methods = self.calibration if self.calibration is not None else self.default_methods
         if isinstance(methods, str):
             methods = tuple(methods.split("+"))
         unknown = [m for m in methods if m not in METHODS]
@@ -51,6 +51,12 @@ class ConversionOptions:
             raise CalibrationError(f"tolerance must be in (0, 1), got {self.tolerance}")
         if self.readout_enlargement <= 0:
             raise CalibrationError(f"readout enlargement must be positive, got {self.readout_enlargement}")
+
+    @property
+    def default_methods(self) -> tuple[str, ...]:
+        """The best calibration for ``pieces`` (benchmarks/results/calibration.md, accuracy.md): the
+        end-to-end fit for one neuron per unit, the closed-form refit for the PWL expansion."""
+        return ("finetune",) if self.pieces == 1 else ("refit",)
 
     @property
     def max_pieces(self) -> int:

@@ -30,6 +30,7 @@ from ..expansion import expand
 from .budget import budget_pieces, output_sensitivities
 from ..structure import SpikingLayer, Structure
 from .advanced import MIN_POINTS, advanced_calibration
+from .finetune import MIN_POINTS as FINETUNE_MIN_POINTS, finetune
 from .layer import ConvertedLayer, LayerTrace, simulate_layer
 from .options import ConversionOptions
 from .refit import refit_affine, refit_decode
@@ -78,6 +79,8 @@ def calibrate(structure: Structure, ann: dict[str, np.ndarray], options: Convers
         feeds_spiking = any(other.upstream == len(traces) for other in structure.layers)
         traces.append(simulate_layer(inputs, layers[-1], T, static, rates=not feeds_spiking))
         _check_finite(layers[-1], spec.name)
+    if "finetune" in options.methods:
+        layers, traces = _finetune(structure, layers, traces, ann, options, rng)
     readouts = {a.name: _readout(a, traces[structure.upstream_of(a)], ann, options) for a in structure.readouts}
     pieces = [l.neurons.live.sum(axis=1) if options.max_pieces > 1 else np.ones(l.neurons.shape[0], int)
               for l in layers]
@@ -109,6 +112,27 @@ def _calibrate_layer(spec: SpikingLayer, inputs, static: bool, traces, ann, opti
     return layer
 
 
+def _finetune(structure: Structure, layers, traces, ann, options: ConversionOptions, rng):
+    """End-to-end fit of all layers (``finetune.py``) from the layer-by-layer result; returns the new
+    layers and their traces on all calibration points."""
+    T = options.timesteps
+    specs = structure.layers
+    upstream = [spec.upstream for spec in specs]
+    static = [_flat(ann[spec.affine.input]) if spec.upstream is None else None for spec in specs]
+    readouts = []
+    for affine in structure.readouts:
+        up = structure.upstream_of(affine)
+        target = _flat(ann[affine.output])
+        readouts.append((*refit_affine(traces[up].mean, target), up, target))
+    layers, _ = finetune(layers, upstream, static, readouts, T, rng)
+    traces = []
+    for k, spec in enumerate(specs):
+        inputs = static[k] if spec.upstream is None else traces[spec.upstream].series
+        traces.append(simulate_layer(inputs, layers[k], T, spec.upstream is None))
+        _check_finite(layers[k], spec.name)
+    return layers, traces
+
+
 def _flat(a: np.ndarray) -> np.ndarray:
     """[..., n] → [N, n] (rank-3 exports and separable axes alike)."""
     return a.reshape(-1, a.shape[-1])
@@ -120,6 +144,8 @@ def _check_points(spec: SpikingLayer, count: int, options: ConversionOptions) ->
         needed = max(needed, spec.affine.fan_in + 1)
     if "advanced" in options.methods:
         needed = max(needed, MIN_POINTS)
+    if "finetune" in options.methods:
+        needed = max(needed, FINETUNE_MIN_POINTS)
     if count < needed:
         raise CalibrationError(f"layer '{spec.name}': calibration with {'+'.join(options.methods) or 'none'} "
                                f"needs at least {needed} calibration points, got {count}; raise --samples")
@@ -169,7 +195,7 @@ def _correct(layer: ConvertedLayer, rate: np.ndarray, h_ann: np.ndarray, options
 def _readout(affine, trace: LayerTrace, ann, options: ConversionOptions) -> SpikingReadout:
     target = _flat(ann[affine.output])
     weight, bias = affine.weight, affine.bias
-    if "refit" in options.methods or "advanced" in options.methods:
+    if {"refit", "advanced", "finetune"} & set(options.methods):
         # for a linear readout the advanced objective E|ū·W + b - y|² is least squares: solved exactly
         weight, bias = refit_affine(trace.mean, target)
     if options.readout == "analog":

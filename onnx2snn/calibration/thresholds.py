@@ -4,7 +4,7 @@ One signed IF neuron per unit approximates clip(z, -θ-, θ+), quantised to θ/T
 
 * ``max``: θ+ = max h, θ- = -min h over the calibration set (the activation's exact range; the papers');
 * ``percentile:P``: θ+ = P-th percentile of h, θ- = -(100-P)-th percentile;
-* ``mse``: θ± = q·max z± with q from a search minimising
+* ``mse``: θ± = q·max z± (or the ``max`` thresholds) from a search minimising
   min_{a,c} E|h(z) - (a·Q_θ(z) + c)|², Q_θ the T-step rate of the neuron itself (simulated exactly),
   with the decode gain a and offset c fitted by least squares (the next layer's refit absorbs them anyway).
 
@@ -86,7 +86,8 @@ def signed_neurons(lo: np.ndarray, hi: np.ndarray, neuron: str, v0_fraction: flo
 
 def mse_neurons(z: np.ndarray, h: np.ndarray, timesteps: int, neuron: str, scope: str = "neuron",
                 v0_fraction: float | None = None, shift: bool = False, rng: np.random.Generator | None = None):
-    """Search θ± = q·max z± minimising the best affine fit of h by the neuron's exact T-step rate.
+    """Search θ± minimising the best affine fit of h by the neuron's exact T-step rate, among
+    θ± = q·max z± (q in ``MSE_CANDIDATES``) and the ``max`` thresholds θ+ = max h, θ- = -min h.
 
     Returns (NeuronParams, decode gain a [n], decode offset c [n]).
     """
@@ -94,26 +95,24 @@ def mse_neurons(z: np.ndarray, h: np.ndarray, timesteps: int, neuron: str, scope
         pick = (rng or np.random.default_rng(0)).choice(z.shape[0], MSE_POINTS, replace=False)
         z, h = z[pick], h[pick]
     top, bottom = np.maximum(z.max(axis=0), 0.0), np.maximum(-z.min(axis=0), 0.0)
-    best = np.full(z.shape[1], np.inf)
-    chosen = np.zeros((3, z.shape[1]))                      # q, a, c per unit
-    errors_by_q = []
-    for q in MSE_CANDIDATES:
-        params = signed_neurons(-q * bottom, q * top, neuron, v0_fraction, timesteps if shift else None)
-        rate = simulate_constant(z, params, timesteps)[0][..., 0]
-        a, c, err = _affine_fit(rate, h)
-        errors_by_q.append(err)
-        if scope == "neuron":
-            better = err < best
-            best = np.where(better, err, best)
-            chosen[:, better] = np.stack([np.full(better.sum(), q), a[better], c[better]])
+    candidates = [activation_range(h, "max", scope)] + [(-q * bottom, q * top) for q in MSE_CANDIDATES]
+
+    def fit(lo, hi):
+        params = signed_neurons(lo, hi, neuron, v0_fraction, timesteps if shift else None)
+        return _affine_fit(simulate_constant(z, params, timesteps)[0][..., 0], h)
+
+    fits = [fit(lo, hi) for lo, hi in candidates]              # (a, c, error) per candidate
+    errors = np.stack([err for _, _, err in fits])             # [candidates, n]
     if scope == "layer":
-        q = MSE_CANDIDATES[int(np.argmin([e.sum() for e in errors_by_q]))]
-        params = signed_neurons(-q * bottom, q * top, neuron, v0_fraction, timesteps if shift else None)
-        a, c, _ = _affine_fit(simulate_constant(z, params, timesteps)[0][..., 0], h)
-        chosen = np.stack([np.full(z.shape[1], q), a, c])
-    params = signed_neurons(-chosen[0] * bottom, chosen[0] * top, neuron, v0_fraction,
-                            timesteps if shift else None)
-    return params, chosen[1].astype(z.dtype), chosen[2].astype(z.dtype)
+        best = np.full(z.shape[1], int(np.argmin(errors.sum(axis=1))))
+    else:
+        best = np.argmin(errors, axis=0)
+    units = np.arange(z.shape[1])
+    pick = lambda k: np.stack([fits[c][k] for c in range(len(fits))])[best, units]
+    lo = np.stack([c[0] for c in candidates])[best, units]
+    hi = np.stack([c[1] for c in candidates])[best, units]
+    params = signed_neurons(lo, hi, neuron, v0_fraction, timesteps if shift else None)
+    return params, pick(0).astype(z.dtype), pick(1).astype(z.dtype)
 
 
 def _affine_fit(x: np.ndarray, y: np.ndarray):
