@@ -95,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--backend", default="numpy", help="numpy (default), snntorch, onnxruntime")
     run.add_argument("-o", "--output", help="Y.npy (single output) or Y.npz (default: beside the artifact)")
     run.add_argument("-T", "--timesteps", type=_positive, help="override the artifact's T")
+    run.add_argument("--lowpass", choices=("dct", "fft"), help="low-pass filter the outputs along their grid "
+                     "axes (DCT, or FFT with mirror extension), for outputs on a regular grid")
+    run.add_argument("--cutoff", default="auto", type=_cutoff, help="fraction of the modes kept per grid axis, "
+                     "or auto (default): chosen against the ANN's outputs")
+    run.add_argument("--ann", help="the original network, reference for --cutoff auto and for the errors "
+                     "printed (default: the artifact's source model beside it, if present)")
 
     inspect = sub.add_parser("inspect", help="what would be converted, what stays analog and why")
     inspect.add_argument("model")
@@ -244,6 +250,8 @@ def _run(args) -> int:
         raise UsageError(f"onnx2snn run: the model has {len(snn.output_names)} outputs; give -o Y.npz")
     report = lambda done, total: total > 1 and _progress(f"simulated {done}/{total} chunks of points")
     result = snn.run(inputs, progress=report)
+    if args.lowpass:
+        result = _lowpass(args, snn, inputs, result)
     if output.suffix == ".npz":
         atomic_write(output, lambda tmp: _save_npz(tmp, result))
     else:
@@ -251,6 +259,44 @@ def _run(args) -> int:
     shapes = ", ".join(f"{k} {list(v.shape)}" for k, v in result.items())
     print(f"wrote {output}  ({shapes}; T={snn.timesteps}, backend {args.backend})")
     return EXIT_OK
+
+
+def _lowpass(args, snn, inputs: dict, result: dict) -> dict:
+    from .ann import run_ann
+    from .importer import import_model
+    from .lowpass import filter_outputs
+    from runtimes.network import metadata
+    ann_path = Path(args.ann) if args.ann else None
+    source = metadata(snn.model).get("onnx2snn.source")
+    if ann_path is None and source and (Path(args.model).parent / source).is_file():
+        ann_path = Path(args.model).parent / source
+    reference = None
+    if ann_path is not None:
+        ann = run_ann(import_model(ann_path).model, snn.check_inputs(inputs), source=str(ann_path))
+        reference = {name: ann[name] for name in result}
+    elif args.cutoff is None:
+        raise UsageError("onnx2snn run: --cutoff auto needs the original network; give --ann MODEL.onnx "
+                         "or a cut-off fraction")
+    filtered, info = filter_outputs(snn.model, result, args.lowpass, args.cutoff, reference)
+    for name, item in info.items():
+        line = f"low-pass {args.lowpass} on {name} (axes {item['axes']}): kept {item['kept_fraction']:.3g} of the modes"
+        if "rel_l2_before" in item:
+            line += (f"; rel L2 vs ANN {item['rel_l2_before']:.3e} before, {item['rel_l2_after']:.3e} after "
+                     f"({ann_path.name})")
+        print(line)
+    return filtered
+
+
+def _cutoff(text: str) -> float | None:
+    if text == "auto":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"cut-off must be auto or a fraction in (0, 1], got {text!r}")
+    return value
 
 
 def _save_npy(tmp: Path, array: np.ndarray) -> None:
