@@ -33,12 +33,18 @@ def session_options():
     return options
 
 
-def ann_session(model: onnx.ModelProto, extra_outputs: list[str] = (), source: str | None = None):
-    """An onnxruntime session (one thread) that also returns the intermediate tensors ``extra_outputs``.
+def ann_session(model: onnx.ModelProto, extra_outputs: list[str] = (), source: str | None = None,
+                graph_outputs: bool = True):
+    """An onnxruntime session (one thread) that also returns the intermediate tensors ``extra_outputs``
+    (only those with ``graph_outputs=False``: a separable network's grid outputs are then never formed).
 
     ``source`` (the model's file), if given, starts every error message."""
     import onnxruntime as ort
     model = onnx.ModelProto.FromString(model.SerializeToString())
+    if not graph_outputs:
+        kept = [o for o in model.graph.output if o.name in extra_outputs]
+        del model.graph.output[:]
+        model.graph.output.extend(kept)
     present = {o.name for o in model.graph.output}
     types = _tensor_types(model) if extra_outputs else {}
     fallback = model.graph.input[0].type.tensor_type.elem_type
@@ -64,12 +70,12 @@ def _tensor_types(model: onnx.ModelProto) -> dict[str, int]:
 
 
 def run_ann(model: onnx.ModelProto, feeds: dict[str, np.ndarray], extra_outputs: list[str] = (),
-            session=None, source: str | None = None) -> dict[str, np.ndarray]:
-    """All graph outputs and ``extra_outputs`` of the ANN at ``feeds``, by tensor name.
+            session=None, source: str | None = None, graph_outputs: bool = True) -> dict[str, np.ndarray]:
+    """All graph outputs (unless ``graph_outputs=False``) and ``extra_outputs`` of the ANN at ``feeds``.
 
     Raises ``ModelError`` when onnxruntime fails or any returned float tensor holds NaN or Inf (the
     network is not finite on these inputs, so there is nothing to calibrate or compare against)."""
-    session = session or ann_session(model, list(extra_outputs), source)
+    session = session or ann_session(model, list(extra_outputs), source, graph_outputs)
     prefix = f"{source}: " if source else ""
     names = [o.name for o in session.get_outputs()]
     try:

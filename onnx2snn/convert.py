@@ -19,7 +19,7 @@ from .calibration import Calibration, ConversionOptions, calibrate
 from .domain import Domain, format_domain
 from .errors import ModelError
 from .importer import ImportedModel, import_model
-from .inputs import calibration_inputs, resolve_domain, validation_inputs
+from .inputs import calibration_inputs, is_grid_model, resolve_domain, validation_inputs
 from .report import build_report
 from .rewrite import build_artifact
 from .saving import save_model
@@ -75,7 +75,8 @@ def convert(model: str | os.PathLike, domain: Domain | str | None = None, timest
     say(f"{len(structure.layers)} spiking layer(s), {len(structure.analog)} analog node(s); running the ANN "
         f"on calibration points")
     feeds = calibration_inputs(imported, box, calib, samples, np.random.default_rng(seed))
-    ann = run_ann(imported.model, feeds, _tensors_needed(structure), source=imported.path)
+    ann = run_ann(imported.model, feeds, _tensors_needed(structure), source=imported.path,
+                  graph_outputs=not is_grid_model(imported))        # a grid of 4096^d points is never needed
     imported_at = time.perf_counter()
     say(f"calibrating (T={options.timesteps}, pieces={options.pieces}, "
         f"calibration={'+'.join(options.methods) or 'none'})")

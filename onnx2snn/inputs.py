@@ -92,7 +92,18 @@ def calibration_inputs(imported: ImportedModel, box: Domain, calib, samples: int
     return check_arrays(imported, calib, what)
 
 
+def is_grid_model(imported: ImportedModel) -> bool:
+    """Several inputs whose leading (batch) dimensions are distinct or unnamed: a separable network, whose
+    outputs live on the grid formed by its inputs (size Π N_a), not on N shared rows."""
+    leading = [shape[0] if len(shape) >= 2 else 1 for shape in imported.input_shapes.values()]
+    named = [d for d in leading if isinstance(d, str)]
+    return len(leading) > 1 and len(set(named)) == len(named) and all(not isinstance(d, int) for d in leading)
+
+
 def validation_inputs(imported: ImportedModel, box: Domain, count: int, rng: np.random.Generator):
+    """``count`` domain points; for a grid model ⌈count^(1/d)⌉ per axis, so the grid has about ``count``."""
+    if is_grid_model(imported):
+        count = max(2, int(np.ceil(count ** (1.0 / len(imported.input_shapes)) - 1e-9)))
     return sample_domain(box, imported.input_shapes, count, rng, imported.dtype)
 
 

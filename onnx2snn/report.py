@@ -19,6 +19,7 @@ import numpy as np
 from .ann import run_ann
 from .errors import CalibrationError
 from .exact import EXACT, exact_solution
+from .inputs import is_grid_model
 
 META_PROBLEM = "onnx2snn.problem"
 
@@ -48,13 +49,22 @@ def count_points(model, outputs: dict[str, np.ndarray]) -> int:
 def exact_reference(imported, points: dict[str, np.ndarray], outputs: dict[str, np.ndarray],
                     names: list[str]) -> np.ndarray | None:
     """The exact solution at ``points``, flattened like ``flatten_outputs``, for a model whose metadata
-    names a known problem (``onnx2snn.problem``) and that maps one input [N, d] to outputs whose sizes
-    add up to the solution's [N, m]; else None."""
-    problem = imported.metadata.get(META_PROBLEM)
-    if problem not in EXACT or len(points) != 1:
+    names a known problem (``onnx2snn.problem``, optionally suffixed ``_separable``) and that maps one
+    input [N, d] (or, separable, d inputs [N_a, 1] spanning a grid, axes in input order) to outputs whose
+    sizes add up to the solution's [N, m]; else None."""
+    problem = imported.metadata.get(META_PROBLEM, "")
+    problem = problem if problem in EXACT else problem.removesuffix("_separable")
+    if problem not in EXACT:
         return None
-    x = next(iter(points.values()))
-    solution = exact_solution(problem, x.reshape(-1, x.shape[-1]))
+    if len(points) == 1:
+        x = next(iter(points.values()))
+        x = x.reshape(-1, x.shape[-1])
+    elif is_grid_model(imported) and all(p.size == p.shape[0] for p in points.values()):
+        axes = np.meshgrid(*[p.ravel() for p in points.values()], indexing="ij")   # separable: Π_a N_a points
+        x = np.stack([a.ravel() for a in axes], axis=1)
+    else:
+        return None
+    solution = exact_solution(problem, x)
     if sum(outputs[n].size for n in names) != solution.size:
         return None
     if len(names) == 1:
