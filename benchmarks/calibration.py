@@ -1,10 +1,12 @@
 """The papers' conversion and calibration methods, one signed IF neuron per unit (``--pieces 1``), on the
 shipped Poisson and Burgers PINNs: every method × T ∈ {8, …, 256}.
 
-    OMP_NUM_THREADS=1 python benchmarks/calibration.py [--fresh]
+    OMP_NUM_THREADS=1 python benchmarks/calibration.py [--fresh] [--every-model]
 
 Writes ``benchmarks/results/calibration.jsonl`` (a row per conversion, appended as they finish; rows already
-there are skipped unless --fresh) and ``benchmarks/results/calibration.md``.  Errors are relative L2 on 2048
+there are skipped unless --fresh) and ``benchmarks/results/calibration.md``.  ``--every-model`` instead
+converts every shipped model and test fixture with the default for one neuron per unit at T=32
+(``calibration_models.jsonl``, the last table of ``calibration.md``).  Errors are relative L2 on 2048
 validation points that were not used for calibration.
 """
 
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import sys
 
-from common import RESULTS, ROOT, TIMESTEPS, append, convert_row, load_rows, pivot_table
+from common import RESULTS, ROOT, TIMESTEPS, append, convert_row, fmt, load_rows, pivot_table
 
 MODELS = [ROOT / "models" / "poisson1d.onnx", ROOT / "models" / "burgers.onnx"]
 METHODS = {
@@ -30,7 +32,23 @@ METHODS = {
 }
 
 
+def every_model() -> None:
+    """Default one-neuron-per-unit conversion (finetune) at T=32 of every shipped model and fixture."""
+    path = RESULTS / "calibration_models.jsonl"
+    done = {r["model"] for r in load_rows(path)}
+    for model in sorted((ROOT / "models").glob("*.onnx")) + sorted((ROOT / "tests" / "fixtures").glob("*.onnx")):
+        if model.stem in done:
+            continue
+        row = convert_row(model, "finetune (default)", pieces=1, timesteps=32)
+        append(path, row)
+        print(f"{model.stem:28s} {'+'.join(row['activations']):14s} snn-ann {row['rel_l2_snn_vs_ann']:.3e}", flush=True)
+
+
 def main() -> None:
+    if "--every-model" in sys.argv:
+        every_model()
+        write_markdown(load_rows(RESULTS / "calibration.jsonl"))
+        return
     path = RESULTS / "calibration.jsonl"
     if "--fresh" in sys.argv and path.exists():
         path.unlink()
@@ -58,6 +76,14 @@ def write_markdown(rows: list[dict]) -> None:
             "## Spike rate", "", pivot_table(rows, "spike_rate", models, methods), "",
             "## Spikes per sample", "", pivot_table(rows, "spikes_per_sample", models, methods), "",
             "## Calibration time (s)", "", pivot_table(rows, "calibrate_s", models, methods), ""]
+    every = load_rows(RESULTS / "calibration_models.jsonl")
+    if every:
+        text += ["## Every shipped model and fixture, one neuron per unit, default calibration (finetune), T=32",
+                 "", "| model | activations | SNN vs ANN | SNN vs exact | spikes/sample | calibration (s) |",
+                 "|---|---|---|---|---|---|"]
+        text += [f"| {r['model']} | {'+'.join(r['activations'])} | {fmt(r['rel_l2_snn_vs_ann'])} | "
+                 f"{fmt(r['rel_l2_snn_vs_exact'])} | {fmt(r['spikes_per_sample'])} | {r['calibrate_s']:.1f} |"
+                 for r in every] + [""]
     (RESULTS / "calibration.md").write_text("\n".join(text))
 
 

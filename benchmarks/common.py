@@ -36,6 +36,7 @@ def convert_row(model: Path, label: str, validation_points: int = 2048, **option
         "calibrate_s": report["timing_s"]["calibrate"], "convert_s": report["timing_s"]["convert"],
         "wall_s": time.perf_counter() - started,
         "neurons": sum(l["spiking_neurons"] for l in report["layers"]),
+        "activations": sorted({l["activation"] for l in report["layers"]}),
     }
 
 
