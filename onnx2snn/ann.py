@@ -45,6 +45,7 @@ def ann_session(model: onnx.ModelProto, extra_outputs: list[str] = (), source: s
         kept = [o for o in model.graph.output if o.name in extra_outputs]
         del model.graph.output[:]
         model.graph.output.extend(kept)
+        _keep_nodes_needed_for(model.graph, set(extra_outputs))     # onnxruntime would run them all
     present = {o.name for o in model.graph.output}
     types = _tensor_types(model) if extra_outputs else {}
     fallback = model.graph.input[0].type.tensor_type.elem_type
@@ -58,6 +59,17 @@ def ann_session(model: onnx.ModelProto, extra_outputs: list[str] = (), source: s
                                     providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own exception types
         raise ModelError(f"{prefix}onnxruntime cannot load the model: {first_line(e)}") from None
+
+
+def _keep_nodes_needed_for(graph: onnx.GraphProto, names: set[str]) -> None:
+    """Drop the nodes that no tensor in ``names`` depends on (graph nodes are in topological order)."""
+    needed, kept = set(names), []
+    for node in reversed(graph.node):
+        if needed.intersection(node.output):
+            kept.append(node)
+            needed.update(node.input)
+    del graph.node[:]
+    graph.node.extend(reversed(kept))
 
 
 def _tensor_types(model: onnx.ModelProto) -> dict[str, int]:

@@ -23,7 +23,8 @@ def problem_of(name: str) -> str:
     return {p.key: p.value for p in onnx.load(MODELS / name).metadata_props}["onnx2snn.problem"]
 # measured misses of issue 4's T=32 target (benchmarks/results/accuracy.md); strict: a fix makes them pass
 MISSED = {"burgers.onnx": "5.5e-3 > 5e-3 at T=32 (issue 4 target missed)",
-          "diffusion_reaction.onnx": "5.7e-3 > 5e-3 at T=32 (issue 4 target missed)"}
+          "diffusion_reaction.onnx": "5.7e-3 > 5e-3 at T=32 (issue 4 target missed)",
+          "wave.onnx": "1.2e-2 > 5e-3 at T=32 (issue 4 target missed; every unit at the 32-piece cap)"}
 
 
 def ann_outputs_on_grid(name: str, points_per_axis: int, rng):
