@@ -265,9 +265,10 @@ def _lowpass(args, snn, inputs: dict, result: dict) -> dict:
     from .ann import run_ann
     from .importer import import_model
     from .lowpass import filter_outputs
+    from runtimes import spec
     from runtimes.network import metadata
     ann_path = Path(args.ann) if args.ann else None
-    source = metadata(snn.model).get("onnx2snn.source")
+    source = metadata(snn.model).get(spec.META_SOURCE)
     if ann_path is None and source and (Path(args.model).parent / source).is_file():
         ann_path = Path(args.model).parent / source
     reference = None

@@ -7,14 +7,15 @@ the ANN's activation h(z_ANN) [N, n]::
 
 The forward value r is the exact T-step simulation (the same neuron code the runtime executes); the
 gradient passes straight through the quantiser: ∂r/∂z̄ ≈ g'(z̄), the slope of the unquantised response
-g (``layer.static_response``) at the mean current z̄ = ū_in·W + b.  Adam with a cosine learning-rate
-schedule (from ``lr`` to 0) and decoupled weight decay λ, on minibatches.
+g (``layer.static_response``) at the mean current z̄ = ū_in·W + b.  Adam (``adam.py``) with a cosine
+learning-rate schedule (from ``lr`` to 0) and decoupled weight decay λ, on minibatches.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from .adam import Adam
 from .layer import ConvertedLayer, simulate_layer, static_response
 
 ITERATIONS = 120
@@ -31,9 +32,7 @@ def advanced_calibration(layer: ConvertedLayer, inputs: np.ndarray, static: bool
     """Returns ``layer`` with (W, b) fitted; ``target`` is h(z_ANN) [N, n]."""
     N = target.shape[0]
     params = [layer.weight.astype(np.float64), layer.bias.astype(np.float64)]
-    moments = [[np.zeros_like(p), np.zeros_like(p)] for p in params]
-    beta1, beta2, eps = 0.9, 0.999, 1e-8
-    scale = [max(float(np.abs(p).mean()), 1e-3) for p in params]   # step sizes relative to the weights
+    adam = Adam(params, decay=[weight_decay, 0.0])          # decoupled weight decay (AdamW) on W only
     for step in range(1, iterations + 1):
         idx = rng.choice(N, min(batch, N), replace=False)
         x = inputs[idx] if static else inputs[:, idx]
@@ -42,16 +41,5 @@ def advanced_calibration(layer: ConvertedLayer, inputs: np.ndarray, static: bool
         mean_in = (x if static else x.mean(axis=0)).astype(np.float64)
         _, slope = static_response(mean_in @ params[0] + params[1], current)
         grad_z = 2.0 * (rate - target[idx]) * slope / len(idx)
-        grads = [mean_in.T @ grad_z, grad_z.sum(axis=0)]
-        rate_now = lr * 0.5 * (1 + np.cos(np.pi * (step - 1) / iterations))
-        for k, (p, g) in enumerate(zip(params, grads)):
-            m, v = moments[k]
-            m *= beta1
-            m += (1 - beta1) * g
-            v *= beta2
-            v += (1 - beta2) * g * g
-            update = (m / (1 - beta1 ** step)) / (np.sqrt(v / (1 - beta2 ** step)) + eps)
-            if k == 0:
-                p -= rate_now * weight_decay * p           # decoupled weight decay (AdamW)
-            p -= rate_now * scale[k] * update
+        adam.step([mean_in.T @ grad_z, grad_z.sum(axis=0)], lr * 0.5 * (1 + np.cos(np.pi * (step - 1) / iterations)))
     return layer.with_(weight=params[0].astype(layer.weight.dtype), bias=params[1].astype(layer.bias.dtype))

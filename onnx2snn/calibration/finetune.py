@@ -18,7 +18,7 @@ unquantised response (``layer.static_response``), so with δ_l = ∂L/∂ū_l
 
     δz_l = δ_l ⊙ g_l'(z̄_l),   ∂L/∂W_l = ū_up(l)ᵀ·δz_l,   ∂L/∂b_l = Σ_N δz_l,   δ_up(l) += δz_l·W_lᵀ.
 
-Adam with a cosine schedule on minibatches; step sizes are relative to each tensor's mean magnitude.
+Adam (``adam.py``) with a cosine schedule on minibatches.
 The thresholds stay those of the layer-by-layer pass.  Finally each readout is refit exactly by least
 squares on all calibration points (for a linear readout that is the optimum of L given the layers).
 """
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .adam import Adam
 from .layer import ConvertedLayer, simulate_layer, static_response
 
 ITERATIONS = 600
@@ -35,40 +36,20 @@ LEARNING_RATE = 1e-2
 MIN_POINTS = 64
 
 
-class _Adam:
-    """Adam with bias correction on a list of arrays (updated in place), steps scaled per tensor."""
-
-    def __init__(self, params: list[np.ndarray], lr: float, beta1=0.9, beta2=0.999, eps=1e-8):
-        self.params, self.lr, self.b1, self.b2, self.eps = params, lr, beta1, beta2, eps
-        self.m = [np.zeros_like(p) for p in params]
-        self.v = [np.zeros_like(p) for p in params]
-        self.scale = [max(float(np.abs(p).mean()), 1e-3) for p in params]
-        self.t = 0
-
-    def step(self, grads: list[np.ndarray], lr: float) -> None:
-        self.t += 1
-        for p, g, m, v, s in zip(self.params, grads, self.m, self.v, self.scale):
-            m *= self.b1
-            m += (1 - self.b1) * g
-            v *= self.b2
-            v += (1 - self.b2) * g * g
-            p -= lr * s * (m / (1 - self.b1 ** self.t)) / (np.sqrt(v / (1 - self.b2 ** self.t)) + self.eps)
-
-
 def finetune(layers: list[ConvertedLayer], upstream: list[int | None], static_inputs: list[np.ndarray | None],
              readouts: list[tuple[np.ndarray, np.ndarray, int, np.ndarray]], timesteps: int,
              rng: np.random.Generator, iterations: int = ITERATIONS, batch: int = BATCH,
-             lr: float = LEARNING_RATE) -> tuple[list[ConvertedLayer], list[tuple[np.ndarray, np.ndarray]]]:
-    """Fit all (W, b) end to end.
+             lr: float = LEARNING_RATE) -> list[ConvertedLayer]:
+    """Fit all (W, b) end to end; returns the fitted layers (the caller refits the readouts exactly).
 
     ``layers`` in topological order, ``upstream[l]`` the index of the layer feeding layer l (None: static
-    input ``static_inputs[l]`` [N, m]); ``readouts`` = (W [m, p], b [p], upstream index, target y^ANN [N, p]).
-    Returns the fitted layers and readout affines (W, b)."""
+    input ``static_inputs[l]`` [N, m]); ``readouts`` = (W [m, p], b [p], upstream index, target y^ANN [N, p]),
+    trained alongside."""
     N = readouts[0][3].shape[0]
     weights = [l.weight.astype(np.float64) for l in layers] + [r[0].astype(np.float64) for r in readouts]
     biases = [l.bias.astype(np.float64) for l in layers] + [r[1].astype(np.float64) for r in readouts]
     norms = [max(float(np.mean(r[3].astype(np.float64) ** 2)), 1e-30) for r in readouts]
-    adam = _Adam(weights + biases, lr)
+    adam = Adam(weights + biases)
     L = len(layers)
 
     def current(l: int) -> ConvertedLayer:
@@ -102,4 +83,4 @@ def finetune(layers: list[ConvertedLayer], upstream: list[int | None], static_in
             if up is not None:
                 delta[up] += dz @ weights[l].T
         adam.step(grads_w + grads_b, lr * 0.5 * (1 + np.cos(np.pi * step / iterations)))
-    return [current(l) for l in range(L)], [(weights[L + o], biases[L + o]) for o in range(len(readouts))]
+    return [current(l) for l in range(L)]

@@ -19,9 +19,6 @@ from runtimes.compact import CompactLayer
 from runtimes.neuron import NeuronParams
 
 
-TIME_BLOCK_ELEMENTS = 1 << 22     # currents [steps, N, n] computed per matmul (16 MiB in float32)
-
-
 @dataclass
 class ConvertedLayer:
     weight: np.ndarray          # [m, n]
@@ -66,11 +63,8 @@ def simulate_layer(inputs: np.ndarray, layer: ConvertedLayer, timesteps: int, st
     total = np.zeros((N, compact.M), dtype=dtype) if rates else None
     v = compact.initial_membrane(N)
     x_static = compact.drive(inputs @ layer.weight + layer.bias) if static else None
-    block = max(1, TIME_BLOCK_ELEMENTS // max(N * n, 1))      # steps whose currents one matmul computes
     for t in range(timesteps):
-        if not static and t % block == 0:                     # one BLAS call for several steps
-            z_block = inputs[t:t + block] @ layer.weight + layer.bias
-        x = x_static if static else compact.drive(z_block[t % block])
+        x = x_static if static else compact.drive(inputs[t] @ layer.weight + layer.bias)
         s = compact.step(v, x)
         if rates:
             total += s

@@ -124,7 +124,7 @@ def _finetune(structure: Structure, layers, traces, ann, options: ConversionOpti
         up = structure.upstream_of(affine)
         target = _flat(ann[affine.output])
         readouts.append((*refit_affine(traces[up].mean, target), up, target))
-    layers, _ = finetune(layers, upstream, static, readouts, T, rng)
+    layers = finetune(layers, upstream, static, readouts, T, rng)
     traces = []
     for k, spec in enumerate(specs):
         inputs = static[k] if spec.upstream is None else traces[spec.upstream].series
