@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from runtimes.compact import CompactLayer
+from runtimes.compact import CompactLayer, block_rows
 from runtimes.neuron import NeuronParams
 
 
@@ -54,22 +54,28 @@ def simulate_layer(inputs: np.ndarray, layer: ConvertedLayer, timesteps: int, st
                    rates: bool = False) -> LayerTrace:
     """Run ``layer`` for T steps on ``inputs`` (static [N, m] or series [T, N, m]).
 
-    Returns the decoded series, or with ``rates=True`` only the neurons' rates (no decoding)."""
+    Returns the decoded series, or with ``rates=True`` only the neurons' rates (no decoding).  Points are
+    independent, so they run in blocks of rows whose membranes stay in the CPU cache for all T steps
+    (``block_rows``): 3-4x faster than stepping all N rows at once.  Same semantics; the block's matrix
+    product may round differently in the last bit, which can flip a spike sitting exactly at a threshold."""
     n = layer.neurons.shape[0]
     N = inputs.shape[0] if static else inputs.shape[1]
     dtype = layer.weight.dtype
     compact = CompactLayer(layer.neurons, layer.decode_weight, layer.decode_offset, dtype)
     series = None if rates else np.empty((timesteps, N, n), dtype=dtype)
     total = np.zeros((N, compact.M), dtype=dtype) if rates else None
-    v = compact.initial_membrane(N)
-    x_static = compact.drive(inputs @ layer.weight + layer.bias) if static else None
-    for t in range(timesteps):
-        x = x_static if static else compact.drive(inputs[t] @ layer.weight + layer.bias)
-        s = compact.step(v, x)
-        if rates:
-            total += s
-        else:
-            series[t] = compact.decode(s)
+    step = block_rows(compact.M)
+    for a in range(0, N, step):
+        rows = slice(a, min(a + step, N))
+        v = compact.initial_membrane(rows.stop - rows.start)
+        x_static = compact.drive(inputs[rows] @ layer.weight + layer.bias) if static else None
+        for t in range(timesteps):
+            x = x_static if static else compact.drive(inputs[t, rows] @ layer.weight + layer.bias)
+            s = compact.step(v, x)
+            if rates:
+                total[rows] += s
+            else:
+                series[t, rows] = compact.decode(s)
     return LayerTrace(series=series, rates=None if total is None else total / timesteps, compact=compact)
 
 
