@@ -25,6 +25,7 @@ class SpikingLayer:
     activation: Activation
     consumers: list[Affine] = field(default_factory=list)
     upstream: int | None = None     # index of the spiking layer that feeds ``affine``, if any
+    read_directly: bool = False     # h(z) is also read by a non-affine node or is a graph output
 
     @property
     def name(self) -> str:
@@ -79,6 +80,9 @@ def analyse(model: onnx.ModelProto) -> Structure:
     structure = Structure(layers=layers, readouts=[], analog=[], affines=affines)
     for layer in layers:
         layer.upstream = structure.upstream_of(layer.affine)
+        first_nodes = {id(c.nodes[0]) for c in layer.consumers}
+        layer.read_directly = layer.activation.output in g.outputs or any(
+            id(n) not in first_nodes for n in g.consumers.get(layer.activation.output, []))
     layer_affines = {id(l.affine) for l in layers}
     seen = set()
     for layer in layers:

@@ -5,9 +5,11 @@ clipped identity g(z) cannot do where h is curved; the next layer can only partl
 objective is the network's output, so the layers may redistribute that shape error among themselves
 (the SNN becomes the hard-tanh-like network g that best reproduces the ANN's function):
 
-    L(θ) = Σ_o ‖y_o(θ) - y_o^ANN‖² / ‖y_o^ANN‖²      over the readouts o (relative squared error)
+    L(θ) = Σ_o ‖y_o(θ) - y_o^ANN‖² / ‖y_o^ANN‖²  +  Σ_{l read directly} ‖ū_l(θ) - h_l^ANN‖² / ‖h_l^ANN‖²
 
-with θ = {(W_l, b_l)} of every spiking layer and readout.  Forward values are the exact T-step simulation
+over the readouts o (relative squared errors), plus the decoded values of every layer that analog nodes
+read as they are (a residual connection, a graph output): nothing downstream can repair those, so they
+must stay the activation's values.  θ = {(W_l, b_l)} of every spiking layer and readout.  Forward values are the exact T-step simulation
 (``simulate_layer``: the runtime's neuron code) of each layer l fed by the simulated series of its
 upstream layer; with the decoded mean ū_l the forward pass is, exactly,
 
@@ -38,17 +40,19 @@ MIN_POINTS = 64
 
 def finetune(layers: list[ConvertedLayer], upstream: list[int | None], static_inputs: list[np.ndarray | None],
              readouts: list[tuple[np.ndarray, np.ndarray, int, np.ndarray]], timesteps: int,
-             rng: np.random.Generator, iterations: int = ITERATIONS, batch: int = BATCH,
+             rng: np.random.Generator, held: dict[int, np.ndarray] | None = None, iterations: int = ITERATIONS, batch: int = BATCH,
              lr: float = LEARNING_RATE) -> list[ConvertedLayer]:
     """Fit all (W, b) end to end; returns the fitted layers (the caller refits the readouts exactly).
 
     ``layers`` in topological order, ``upstream[l]`` the index of the layer feeding layer l (None: static
     input ``static_inputs[l]`` [N, m]); ``readouts`` = (W [m, p], b [p], upstream index, target y^ANN [N, p]),
-    trained alongside."""
+    trained alongside; ``held`` = {layer index: h^ANN [N, n]} for the layers read directly."""
+    held = held or {}
     N = readouts[0][3].shape[0]
     weights = [l.weight.astype(np.float64) for l in layers] + [r[0].astype(np.float64) for r in readouts]
     biases = [l.bias.astype(np.float64) for l in layers] + [r[1].astype(np.float64) for r in readouts]
     norms = [max(float(np.mean(r[3].astype(np.float64) ** 2)), 1e-30) for r in readouts]
+    held_norms = {l: max(float(np.mean(h.astype(np.float64) ** 2)), 1e-30) for l, h in held.items()}
     adam = Adam(weights + biases)
     L = len(layers)
 
@@ -74,6 +78,8 @@ def finetune(layers: list[ConvertedLayer], upstream: list[int | None], static_in
             dy = 2.0 * (y - target[idx]) / (len(idx) * target.shape[1] * norms[o])
             grads_w[k], grads_b[k] = means[up].T @ dy, dy.sum(axis=0)
             delta[up] += dy @ weights[k].T
+        for l, target in held.items():
+            delta[l] += 2.0 * (means[l] - target[idx]) / (len(idx) * target.shape[1] * held_norms[l])
         for l in reversed(range(L)):
             up = upstream[l]
             u_in = static_inputs[l][idx].astype(np.float64) if up is None else means[up]

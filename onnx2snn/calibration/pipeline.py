@@ -124,7 +124,8 @@ def _finetune(structure: Structure, layers, traces, ann, options: ConversionOpti
         up = structure.upstream_of(affine)
         target = _flat(ann[affine.output])
         readouts.append((*refit_affine(traces[up].mean, target), up, target))
-    layers = finetune(layers, upstream, static, readouts, T, rng)
+    held = {k: _flat(ann[spec.activation.output]) for k, spec in enumerate(specs) if spec.read_directly}
+    layers = finetune(layers, upstream, static, readouts, T, rng, held)
     traces = []
     for k, spec in enumerate(specs):
         inputs = static[k] if spec.upstream is None else traces[spec.upstream].series
