@@ -16,7 +16,7 @@ from tolerances import MODEL_ANN_VS_EXACT, MODEL_DEFAULT_T32
 SHIPPED = ["poisson1d.onnx", "diffusion_reaction.onnx", "wave.onnx", "burgers.onnx", "spinn_burgers.onnx",
            "spinn_beltrami.onnx"]
 NAMES = [name for name in SHIPPED if (MODELS / name).exists()]
-# trained outside PyTorch; their default conversion is tested in test_framework_models.py
+# trained outside PyTorch (tf2onnx, jax2onnx)
 FRAMEWORK_TRAINED = ["poisson1d_keras.onnx", "poisson1d_jax.onnx"]
 
 
@@ -24,9 +24,9 @@ def problem_of(name: str) -> str:
     """The model's ``onnx2snn.problem`` (``_separable`` for separable networks)."""
     return {p.key: p.value for p in onnx.load(MODELS / name).metadata_props}["onnx2snn.problem"]
 # measured misses of issue 4's T=32 target (benchmarks/results/accuracy.md); strict: a fix makes them pass
-MISSED = {"burgers.onnx": "5.5e-3 > 5e-3 at T=32 (issue 4 target missed)",
-          "diffusion_reaction.onnx": "5.7e-3 > 5e-3 at T=32 (issue 4 target missed)",
-          "wave.onnx": "1.2e-2 > 5e-3 at T=32 (issue 4 target missed; every unit at the 32-piece cap)"}
+MISSED = {"wave.onnx": "6.0e-3 > 5e-3 at T=32 (issue 4 target missed)"}
+# Burgers' error is heavy-tailed (85 % of it next to the shock): 2048-point estimates range 2.2e-3 to 5.9e-3
+VALIDATION_POINTS = 16384
 
 
 def ann_outputs_on_grid(name: str, points_per_axis: int, rng):
@@ -59,9 +59,9 @@ def test_ann_is_accurate_against_the_exact_solution(name):
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=MISSED[n]))
-                                  if n in MISSED else n for n in NAMES])
+                                  if n in MISSED else n for n in NAMES + FRAMEWORK_TRAINED])
 def test_default_conversion_meets_the_target(name):
-    report = onnx2snn.convert(MODELS / name).report       # 2048 validation points, as in the benchmarks
+    report = onnx2snn.convert(MODELS / name, validation_points=VALIDATION_POINTS).report
     validation = report["validation"]
     assert validation["rel_l2_ann_vs_exact"] <= MODEL_ANN_VS_EXACT[problem_of(name)]
     # the SNN is as close to the exact solution as to the ANN, up to the ANN's own error

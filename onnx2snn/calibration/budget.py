@@ -14,6 +14,12 @@ the first term the rounding error of the partly-active piece (uniform in ±(r_j/
 h_j on the data), the second the interpolation error, measured at K₀ = 4 pieces and scaled as (K₀/K)².
 Per layer, pieces minimise Σ_j K_j (spikes grow with K) subject to (Σ_j e_j²)^½ ≤ τ/√L, L the number of
 spiking layers, solved exactly for the Lagrangian  K_j = argmin_K e_j(K)² + λ·K  with λ by bisection.
+
+The model is static: it ignores that a layer fed by spikes sees a current that fluctuates from step to step,
+which makes neurons next to a piece's rails fire early or late (on Burgers the real error is twice the one
+with time-averaged inputs).  ``calibrate`` therefore measures the real output error E of a first pass on the
+calibration points and, if E > τ, allocates again with the sensitivities scaled by E / E_pred (E_pred the
+model's prediction for the first pass), the cap doubled and no unit below its first-pass pieces.
 """
 
 from __future__ import annotations
@@ -61,14 +67,19 @@ def _derivative(layer, z: np.ndarray) -> np.ndarray:
 
 
 def budget_pieces(activation, lo: np.ndarray, hi: np.ndarray, spread: np.ndarray, sensitivity: np.ndarray,
-                  timesteps: int, tolerance: float, max_pieces: int) -> np.ndarray:
-    """Pieces per unit [n] meeting ``tolerance`` (this layer's share of the relative output error)."""
+                  timesteps: int, tolerance: float, max_pieces: int,
+                  least: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """Pieces per unit [n] meeting ``tolerance`` (this layer's share of the relative output error), at least
+    ``least`` [n] if given, and the layer's predicted error (Σ_j e_j(K_j)²)^½ with them (above
+    ``tolerance`` when the cap binds)."""
     knots = curvature_knots(activation, lo, hi, INTERPOLATION_REFERENCE)
     interp = interpolation_error(activation, knots)
     K = np.arange(1, max_pieces + 1, dtype=np.float64)[None, :]
     quant = (spread[:, None] / K) ** 2 / (12.0 * timesteps ** 2)
     curve = (interp[:, None] * (INTERPOLATION_REFERENCE / K) ** 2) ** 2
     error = (sensitivity[:, None] ** 2) * (quant + curve)           # [n, K_max]
+    if least is not None:
+        error = np.where(K < np.minimum(least, max_pieces)[:, None], np.inf, error)
     target = tolerance ** 2
 
     def choose(lam: float) -> np.ndarray:
@@ -77,15 +88,17 @@ def budget_pieces(activation, lo: np.ndarray, hi: np.ndarray, spread: np.ndarray
     def total(pieces: np.ndarray) -> float:
         return float(error[np.arange(len(pieces)), pieces - 1].sum())
 
+    lo_lam, hi_lam = 0.0, float(error[np.isfinite(error)].max()) + 1.0
     if total(choose(0.0)) > target:            # even K_max everywhere misses: spend the cap
-        return choose(0.0)
-    lo_lam, hi_lam = 0.0, float(error.max()) + 1.0
-    if total(choose(hi_lam)) <= target:        # one piece per unit already meets it
-        return choose(hi_lam)
-    for _ in range(60):
-        mid = 0.5 * (lo_lam + hi_lam)
-        if total(choose(mid)) <= target:
-            lo_lam = mid
-        else:
-            hi_lam = mid
-    return choose(lo_lam)
+        chosen = choose(0.0)
+    elif total(choose(hi_lam)) <= target:      # one piece per unit already meets it
+        chosen = choose(hi_lam)
+    else:
+        for _ in range(60):
+            mid = 0.5 * (lo_lam + hi_lam)
+            if total(choose(mid)) <= target:
+                lo_lam = mid
+            else:
+                hi_lam = mid
+        chosen = choose(lo_lam)
+    return chosen, float(np.sqrt(total(chosen)))

@@ -64,21 +64,21 @@ class Calibration:
 
 
 def calibrate(structure: Structure, ann: dict[str, np.ndarray], options: ConversionOptions) -> Calibration:
-    """``ann`` holds the ANN's tensors at the calibration points (affine inputs/outputs, activations)."""
-    T = options.timesteps
-    rng = np.random.default_rng(options.seed)
-    layers: list[ConvertedLayer] = []
-    traces: list[LayerTrace] = []
+    """``ann`` holds the ANN's tensors at the calibration points (affine inputs/outputs, activations).
+
+    With ``--pieces auto``, a first pass allocates pieces from the error budget (``budget.py``); if its real
+    output error on the calibration points exceeds the tolerance, a second pass allocates again with the
+    budget's sensitivities scaled by real / predicted error, twice the cap and no unit below its first-pass
+    pieces."""
     sensitivity = output_sensitivities(structure, ann) if options.pieces == "auto" else None
-    share = options.tolerance / np.sqrt(len(structure.layers))      # each layer's part of the budget
-    for k, spec in enumerate(structure.layers):
-        static = spec.upstream is None
-        inputs = _flat(ann[spec.affine.input]) if static else traces[spec.upstream].series
-        budget = None if sensitivity is None else (sensitivity[k], share)
-        layers.append(_calibrate_layer(spec, inputs, static, traces, ann, options, rng, budget))
-        feeds_spiking = any(other.upstream == len(traces) for other in structure.layers)
-        traces.append(simulate_layer(inputs, layers[-1], T, static, rates=not feeds_spiking))
-        _check_finite(layers[-1], spec.name)
+    layers, traces, predicted = _calibrate_layers(structure, ann, options, sensitivity, options.max_pieces)
+    if sensitivity is not None:
+        error = _output_error(structure, traces, ann)
+        if error > options.tolerance and predicted > 0:
+            scaled = [s * (error / predicted) for s in sensitivity]
+            least = [l.neurons.live.sum(axis=1) for l in layers]
+            layers, traces, _ = _calibrate_layers(structure, ann, options, scaled, 2 * options.max_pieces, least)
+    rng = np.random.default_rng(options.seed)
     if "finetune" in options.methods:
         layers, traces = _finetune(structure, layers, traces, ann, options, rng)
     readouts = {a.name: _readout(a, traces[structure.upstream_of(a)], ann, options) for a in structure.readouts}
@@ -87,8 +87,46 @@ def calibrate(structure: Structure, ann: dict[str, np.ndarray], options: Convers
     return Calibration(layers=layers, readouts=readouts, pieces=pieces)
 
 
+def _calibrate_layers(structure: Structure, ann, options: ConversionOptions, sensitivity, max_pieces: int,
+                      least: list[np.ndarray] | None = None):
+    """Every spiking layer in topological order (see the module docstring); returns the layers, their
+    traces on the calibration points and the budget's predicted output error (0 without a budget)."""
+    T = options.timesteps
+    rng = np.random.default_rng(options.seed)
+    layers: list[ConvertedLayer] = []
+    traces: list[LayerTrace] = []
+    share = options.tolerance / np.sqrt(len(structure.layers))      # each layer's part of the budget
+    predicted = []
+    for k, spec in enumerate(structure.layers):
+        static = spec.upstream is None
+        inputs = _flat(ann[spec.affine.input]) if static else traces[spec.upstream].series
+        budget = None if sensitivity is None else (sensitivity[k], share, max_pieces,
+                                                   None if least is None else least[k])
+        layer, layer_predicted = _calibrate_layer(spec, inputs, static, traces, ann, options, rng, budget)
+        layers.append(layer)
+        predicted.append(layer_predicted)
+        feeds_spiking = any(other.upstream == len(traces) for other in structure.layers)
+        traces.append(simulate_layer(inputs, layers[-1], T, static, rates=not feeds_spiking))
+        _check_finite(layers[-1], spec.name)
+    return layers, traces, float(np.sqrt(np.sum(np.square(predicted))))
+
+
+def _output_error(structure: Structure, traces: list[LayerTrace], ann) -> float:
+    """Real relative output error of the SNN on the calibration points, readouts refit by least squares:
+    (Σ_m E|y_m - y_m^ANN|² / E|y_m^ANN|²)^½ over output columns m, the quantity the budget predicts."""
+    total = 0.0
+    for affine in structure.readouts:
+        mean = traces[structure.upstream_of(affine)].mean
+        target = _flat(ann[affine.output]).astype(np.float64)
+        weight, bias = refit_affine(mean, target)
+        error = mean.astype(np.float64) @ weight + bias - target
+        total += float(np.sum(np.mean(error ** 2, axis=0) / (np.mean(target ** 2, axis=0) + 1e-30)))
+    return float(np.sqrt(total))
+
+
 def _calibrate_layer(spec: SpikingLayer, inputs, static: bool, traces, ann, options: ConversionOptions,
-                     rng, budget=None) -> ConvertedLayer:
+                     rng, budget=None) -> tuple[ConvertedLayer, float]:
+    """One layer, and its predicted output error from the budget (0 without one)."""
     T = options.timesteps
     weight, bias = spec.affine.weight, spec.affine.bias
     z_ann, h_ann = _flat(ann[spec.activation.input]), _flat(ann[spec.activation.output])
@@ -97,7 +135,7 @@ def _calibrate_layer(spec: SpikingLayer, inputs, static: bool, traces, ann, opti
         weight, bias = refit_affine(traces[spec.upstream].mean, z_ann)
     mean_in = inputs if static else traces[spec.upstream].mean
     z_snn = mean_in @ weight + bias                     # the mean current the neurons will see
-    layer = _neurons(spec, weight, bias, z_snn, h_ann, options, rng, budget)
+    layer, predicted = _neurons(spec, weight, bias, z_snn, h_ann, options, rng, budget)
     if "advanced" in options.methods:
         layer = advanced_calibration(layer, inputs, static, h_ann, T, rng)
     if "refit" in options.methods and layer.neurons.shape[1] > 1:
@@ -109,7 +147,7 @@ def _calibrate_layer(spec: SpikingLayer, inputs, static: bool, traces, ann, opti
         layer = layer.with_(decode_weight=decode_weight, decode_offset=offset)
     if "light" in options.methods or "potential" in options.methods:
         layer = _correct(layer, simulate_layer(inputs, layer, T, static, rates=True).mean, h_ann, options)
-    return layer
+    return layer, predicted
 
 
 def _finetune(structure: Structure, layers, traces, ann, options: ConversionOptions, rng):
@@ -153,28 +191,29 @@ def _check_points(spec: SpikingLayer, count: int, options: ConversionOptions) ->
 
 
 def _neurons(spec: SpikingLayer, weight, bias, z_snn, h_ann, options: ConversionOptions, rng,
-             budget=None) -> ConvertedLayer:
+             budget=None) -> tuple[ConvertedLayer, float]:
+    """The layer's neurons and decode, and the budget's predicted error for them (0 without a budget)."""
     n, dtype = spec.width, weight.dtype
     if options.max_pieces == 1:
         method, scope = parse_threshold(options.threshold)
         if method == "mse":
             neurons, gain, offset = mse_neurons(z_snn, h_ann, options.timesteps, options.neuron, scope,
                                                 options.v0, options.shift, rng)
-            return ConvertedLayer(weight, bias, neurons, gain[:, None].astype(dtype), offset.astype(dtype))
+            return ConvertedLayer(weight, bias, neurons, gain[:, None].astype(dtype), offset.astype(dtype)), 0.0
         lo, hi = activation_range(h_ann, method, scope)
         neurons = signed_neurons(lo, hi, options.neuron, options.v0, options.timesteps if options.shift else None)
-        return ConvertedLayer(weight, bias, neurons, np.ones((n, 1), dtype), np.zeros(n, dtype))
+        return ConvertedLayer(weight, bias, neurons, np.ones((n, 1), dtype), np.zeros(n, dtype)), 0.0
     lo, hi = z_snn.min(axis=0), z_snn.max(axis=0)
     pad = np.maximum(RANGE_MARGIN * (hi - lo), 1e-3 * (1.0 + np.abs(lo) + np.abs(hi)))
     lo, hi = (lo - pad).astype(dtype), (hi + pad).astype(dtype)
-    pieces = options.max_pieces
+    pieces, predicted = options.max_pieces, 0.0
     if budget is not None:
-        sensitivity, share = budget
+        sensitivity, share, max_pieces, least = budget
         spread = (h_ann.max(axis=0) - h_ann.min(axis=0)).astype(np.float64)
-        pieces = budget_pieces(spec.activation, lo, hi, spread, sensitivity, options.timesteps, share,
-                               options.max_pieces)
+        pieces, predicted = budget_pieces(spec.activation, lo, hi, spread, sensitivity, options.timesteps, share,
+                                          max_pieces, least)
     found = expand(spec.activation, lo, hi, pieces, np.median(z_snn, axis=0), z_snn)
-    return ConvertedLayer(weight, bias, found.neurons, found.decode_weight, found.decode_offset)
+    return ConvertedLayer(weight, bias, found.neurons, found.decode_weight, found.decode_offset), predicted
 
 
 def _correct(layer: ConvertedLayer, rate: np.ndarray, h_ann: np.ndarray, options: ConversionOptions):
