@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--preset", choices=["paper"], help="the papers' pipeline: --pieces 1 --threshold max "
                          "--neuron floor --calibration advanced --readout spiking (explicit options win)")
     convert.add_argument("--tolerance", type=float, default=None,
-                         help="--pieces auto: relative output error budget that sets the pieces per unit (default 4e-3)")
+                         help="--pieces auto: relative output error budget that sets the pieces per unit "
+                              "(default 4e-3·(32/T)^½: 4e-3 at T=32, 2e-3 at T=128)")
     convert.add_argument("--v0", type=float, default=None, metavar="FRACTION",
                          help="initial potential as a fraction of θ (default 0 for round, 0.5 for floor)")
     convert.add_argument("--shift", action="store_true", help="Deng & Gu's θ/(2T) bias shift (floor neurons)")

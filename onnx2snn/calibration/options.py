@@ -9,6 +9,7 @@ from .thresholds import parse_threshold
 
 METHODS = ("none", "light", "potential", "advanced", "refit", "finetune")
 DEFAULT_MAX_PIECES = 32
+DEFAULT_TOLERANCE_T32 = 4e-3
 
 
 @dataclass
@@ -27,7 +28,7 @@ class ConversionOptions:
     v0: float | None = None            # initial potential as a fraction of θ (None: 0 round, 1/2 floor)
     shift: bool = False                # Deng & Gu's θ/(2T) bias shift (for floor neurons)
     readout_enlargement: float = 1.5   # spiking readout: θ_out = enlargement × calibrated output range
-    tolerance: float = 4e-3            # --pieces auto: relative output error budget (calibration/budget.py)
+    tolerance: float | None = None     # --pieces auto: relative output error budget (calibration/budget.py)
     methods: tuple[str, ...] = field(init=False, default=())
 
     def __post_init__(self):
@@ -47,6 +48,8 @@ class ConversionOptions:
             raise CalibrationError(f"unknown calibration method(s) {unknown}; use {'+'.join(METHODS)}")
         self.methods = tuple(m for m in methods if m != "none")
         parse_threshold(self.threshold)
+        if self.tolerance is None:
+            self.tolerance = default_tolerance(self.timesteps)
         if not 0 < self.tolerance < 1:
             raise CalibrationError(f"tolerance must be in (0, 1), got {self.tolerance}")
         if self.readout_enlargement <= 0:
@@ -61,3 +64,12 @@ class ConversionOptions:
     @property
     def max_pieces(self) -> int:
         return DEFAULT_MAX_PIECES if self.pieces == "auto" else int(self.pieces)
+
+
+def default_tolerance(timesteps: int) -> float:
+    """The default error budget of ``--pieces auto``: τ(T) = 4e-3·(32/T)^½.
+
+    A unit's rounding error falls as 1/(K·T) and its spikes grow as K·T, so at a fixed τ more time steps
+    would only buy fewer pieces at the same error and the same spikes.  With τ ∝ T^(-½), spending 4x the
+    steps halves the error and doubles the spikes."""
+    return DEFAULT_TOLERANCE_T32 * (32.0 / timesteps) ** 0.5
