@@ -57,6 +57,16 @@ class SpikingReadout:
 
 
 @dataclass
+class LayerBudget:
+    """One layer's part of the ``--pieces auto`` budget (``budget.budget_pieces``)."""
+
+    sensitivity: np.ndarray            # [n] output sensitivity per unit
+    share: float                       # the layer's share of the tolerance
+    max_pieces: int
+    least: np.ndarray | None = None    # [n] pieces per unit from a first pass, if any
+
+
+@dataclass
 class Calibration:
     layers: list[ConvertedLayer]
     readouts: dict[str, SpikingReadout]                     # by readout affine name
@@ -100,8 +110,8 @@ def _calibrate_layers(structure: Structure, ann, options: ConversionOptions, sen
     for k, spec in enumerate(structure.layers):
         static = spec.upstream is None
         inputs = _flat(ann[spec.affine.input]) if static else traces[spec.upstream].series
-        budget = None if sensitivity is None else (sensitivity[k], share, max_pieces,
-                                                   None if least is None else least[k])
+        budget = None if sensitivity is None else LayerBudget(sensitivity[k], share, max_pieces,
+                                                              None if least is None else least[k])
         layer, layer_predicted = _calibrate_layer(spec, inputs, static, traces, ann, options, rng, budget)
         layers.append(layer)
         predicted.append(layer_predicted)
@@ -125,7 +135,7 @@ def _output_error(structure: Structure, traces: list[LayerTrace], ann) -> float:
 
 
 def _calibrate_layer(spec: SpikingLayer, inputs, static: bool, traces, ann, options: ConversionOptions,
-                     rng, budget=None) -> tuple[ConvertedLayer, float]:
+                     rng, budget: LayerBudget | None = None) -> tuple[ConvertedLayer, float]:
     """One layer, and its predicted output error from the budget (0 without one)."""
     T = options.timesteps
     weight, bias = spec.affine.weight, spec.affine.bias
@@ -191,7 +201,7 @@ def _check_points(spec: SpikingLayer, count: int, options: ConversionOptions) ->
 
 
 def _neurons(spec: SpikingLayer, weight, bias, z_snn, h_ann, options: ConversionOptions, rng,
-             budget=None) -> tuple[ConvertedLayer, float]:
+             budget: LayerBudget | None = None) -> tuple[ConvertedLayer, float]:
     """The layer's neurons and decode, and the budget's predicted error for them (0 without a budget)."""
     n, dtype = spec.width, weight.dtype
     if options.max_pieces == 1:
@@ -208,10 +218,9 @@ def _neurons(spec: SpikingLayer, weight, bias, z_snn, h_ann, options: Conversion
     lo, hi = (lo - pad).astype(dtype), (hi + pad).astype(dtype)
     pieces, predicted = options.max_pieces, 0.0
     if budget is not None:
-        sensitivity, share, max_pieces, least = budget
         spread = (h_ann.max(axis=0) - h_ann.min(axis=0)).astype(np.float64)
-        pieces, predicted = budget_pieces(spec.activation, lo, hi, spread, sensitivity, options.timesteps, share,
-                                          max_pieces, least)
+        pieces, predicted = budget_pieces(spec.activation, lo, hi, spread, budget.sensitivity, options.timesteps,
+                                          budget.share, budget.max_pieces, budget.least)
     found = expand(spec.activation, lo, hi, pieces, np.median(z_snn, axis=0), z_snn)
     return ConvertedLayer(weight, bias, found.neurons, found.decode_weight, found.decode_offset), predicted
 
