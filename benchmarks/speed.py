@@ -41,8 +41,8 @@ sys.path.insert(0, str(ROOT))
 
 import onnx2snn  # noqa: E402
 from runtimes import spec  # noqa: E402
+from runtimes.network import SpikingNetwork  # noqa: E402
 from runtimes.numpy_ref import NumpyRuntime  # noqa: E402
-from runtimes.onnxruntime_backend import OnnxRuntimeRuntime  # noqa: E402
 
 MODELS = [("poisson1d", ROOT / "models" / "poisson1d.onnx"),
           ("torch_tanh_gemm", ROOT / "tests" / "fixtures" / "torch_tanh_gemm.onnx")]
@@ -129,20 +129,21 @@ def main() -> int:
             feeds = {name: np.asarray([lo + (hi - lo) * rng.random(points) for lo, hi in boxes], np.float32).T.copy()
                      for name, boxes in result.domain.items()}
             live, dense = neurons(result.model)
-            backends = [("numpy", lambda m: NumpyRuntime(m, T)),
-                        ("onnxruntime", lambda m: OnnxRuntimeRuntime(m, T))]
+            # as users run them: SpikingNetwork, which steps cache-sized chunks of points on a CPU
+            backends = [("numpy", lambda m: SpikingNetwork(m, "numpy", T)),
+                        ("onnxruntime", lambda m: SpikingNetwork(m, "onnxruntime", T))]
             if SnnTorchRuntime is not None:
-                backends.append(("snntorch-cpu", lambda m: SnnTorchRuntime(m, T)))
+                backends.append(("snntorch-cpu", lambda m: SpikingNetwork(m, "snntorch", T)))
                 if cuda:
-                    backends.append(("snntorch-cuda", lambda m: SnnTorchRuntime(m, T, device="cuda")))
+                    backends.append(("snntorch-cuda", lambda m: SpikingNetwork(m, "snntorch", T, device="cuda")))
             reference = None
             for backend, make in backends:
                 runtime = make(result.model)
                 small = {k: v[:16] for k, v in feeds.items()}
-                runtime.run(small)                                 # warm-up (compilation, sessions)
+                runtime.run_with_stats(small)                      # warm-up (compilation, sessions)
                 ann_before = time_ann(session, feeds)
                 started = time.perf_counter()
-                out = runtime.run(feeds)
+                out = runtime.run_with_stats(feeds)
                 if backend == "snntorch-cuda":
                     torch.cuda.synchronize()
                 seconds = time.perf_counter() - started
