@@ -138,23 +138,7 @@ def train(
 
     if before_lbfgs is not None:
         before_lbfgs()
-    opt = torch.optim.LBFGS(
-        model.parameters(),
-        lr=1.0,
-        max_iter=lbfgs_chunk,
-        max_eval=int(lbfgs_chunk * 1.25),
-        history_size=history_size,
-        tolerance_grad=1e-12,
-        tolerance_change=1e-16,
-        line_search_fn="strong_wolfe",
-    )
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad(set_to_none=True)
-        loss = loss_fn()
-        loss.backward()
-        return loss
-
+    opt, closure = _lbfgs(model, loss_fn, lbfgs_chunk, history_size)
     best = (float(loss_fn().item()), copy.deepcopy(model.state_dict()))
     done = 0
     while done < lbfgs_iters:
@@ -382,6 +366,28 @@ def onnx_predict_multi(path: Path, feeds: dict[str, np.ndarray]) -> list[np.ndar
     return [o.astype(np.float64) for o in outs]
 
 
+def _lbfgs(model: torch.nn.Module, loss_fn: Callable[[], torch.Tensor], max_iter: int, history_size: int):
+    """The L-BFGS optimizer every schedule here uses (strong Wolfe, tolerances off) and its closure."""
+    opt = torch.optim.LBFGS(
+        model.parameters(),
+        lr=1.0,
+        max_iter=max_iter,
+        max_eval=int(max_iter * 1.25),
+        history_size=history_size,
+        tolerance_grad=1e-12,
+        tolerance_change=1e-16,
+        line_search_fn="strong_wolfe",
+    )
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn()
+        loss.backward()
+        return loss
+
+    return opt, closure
+
+
 def lbfgs_restarted(
     model: torch.nn.Module,
     loss_fn: Callable[[], torch.Tensor],
@@ -404,23 +410,7 @@ def lbfgs_restarted(
     done = 0
     while done < iters:
         n = min(chunk, iters - done)
-        opt = torch.optim.LBFGS(
-            model.parameters(),
-            lr=1.0,
-            max_iter=n,
-            max_eval=int(n * 1.25),
-            history_size=history_size,
-            tolerance_grad=1e-12,
-            tolerance_change=1e-16,
-            line_search_fn="strong_wolfe",
-        )
-
-        def closure() -> torch.Tensor:
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn()
-            loss.backward()
-            return loss
-
+        opt, closure = _lbfgs(model, loss_fn, n, history_size)
         opt.step(closure)
         k = opt.state[opt._params[0]].get("n_iter", 0)
         done += n
