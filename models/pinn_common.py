@@ -17,7 +17,6 @@ import copy
 import math
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -25,6 +24,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
 import torch
+
+from script_common import Log, rel_l2  # noqa: F401  (re-exported: the scripts import them from here)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # so that the scripts can import onnx2snn.exact without install
@@ -71,25 +72,6 @@ def n_params(model: torch.nn.Module) -> int:
 def grad(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """``d(sum y)/dx`` with the graph kept (for residuals built from derivatives)."""
     return torch.autograd.grad(y, x, torch.ones_like(y), create_graph=True)[0]
-
-
-def rel_l2(y: np.ndarray, ref: np.ndarray) -> float:
-    """``||y - ref||_2 / ||ref||_2`` over all entries."""
-    y, ref = np.asarray(y, np.float64).ravel(), np.asarray(ref, np.float64).ravel()
-    return float(np.linalg.norm(y - ref) / np.linalg.norm(ref))
-
-
-class Log:
-    """Prints with the elapsed wall time."""
-
-    def __init__(self) -> None:
-        self.t0 = time.perf_counter()
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.t0
-
-    def __call__(self, msg: str) -> None:
-        print(f"[{self.elapsed():7.1f}s] {msg}", flush=True)
 
 
 def train(

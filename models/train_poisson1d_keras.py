@@ -32,10 +32,8 @@ code (only ``onnx2snn/exact.py``, loaded by path).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import math
 import os
-import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -54,6 +52,8 @@ import scipy  # noqa: E402
 import scipy.optimize  # noqa: E402
 import tf2onnx  # noqa: E402
 
+from script_common import Log, load_exact, rel_l2  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "poisson1d_keras.onnx"
 SEED = 0
@@ -64,30 +64,6 @@ LBFGS_ITERS = 3000
 OPSET, IR_VERSION = 17, 10
 DOMAIN, PROBLEM = "x=-1:1", "poisson1d"
 TARGET = 1e-3
-
-
-def load_exact():
-    """``onnx2snn/exact.py`` by path (numpy + scipy only), so the venv needs no onnx2snn install."""
-    spec = importlib.util.spec_from_file_location("onnx2snn_exact", HERE.parent / "onnx2snn" / "exact.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def rel_l2(y, ref) -> float:
-    y, ref = np.asarray(y, np.float64).ravel(), np.asarray(ref, np.float64).ravel()
-    return float(np.linalg.norm(y - ref) / np.linalg.norm(ref))
-
-
-class Log:
-    def __init__(self) -> None:
-        self.t0 = time.perf_counter()
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.t0
-
-    def __call__(self, msg: str) -> None:
-        print(f"[{self.elapsed():7.1f}s] {msg}", flush=True)
 
 
 def build_model(dtype: str) -> keras.Sequential:
