@@ -40,8 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import onnx2snn  # noqa: E402
-from runtimes import spec  # noqa: E402
-from runtimes.network import SpikingNetwork  # noqa: E402
+from runtimes.network import SpikingNetwork, neuron_counts  # noqa: E402
 from runtimes.numpy_ref import NumpyRuntime  # noqa: E402
 
 MODELS = [("poisson1d", ROOT / "models" / "poisson1d.onnx"),
@@ -66,19 +65,6 @@ def time_ann(session: ort.InferenceSession, feeds: dict, repeats: int = 15) -> l
         session.run(None, feeds)
         times.append(time.perf_counter() - started)
     return times
-
-
-def neurons(model: onnx.ModelProto) -> tuple[int, int]:
-    """(live neurons, dense [n, K] slots including θ = inf padding) per point of an artifact."""
-    inits = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
-    dense = live = 0
-    for node in model.graph.node:
-        if node.domain == spec.DOMAIN and node.op_type == spec.IF_OP:
-            signed = next((onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == "signed"), 1)
-            theta_pos, theta_neg = inits[node.input[spec.IF_THETA_POS]], inits[node.input[spec.IF_THETA_NEG]]
-            dense += theta_pos.size
-            live += int((np.isfinite(theta_pos) | (np.isfinite(theta_neg) if signed else False)).sum())
-    return live, dense
 
 
 def compare(reference, result) -> dict:
@@ -128,7 +114,7 @@ def main() -> int:
             rng = np.random.default_rng(0)
             feeds = {name: np.asarray([lo + (hi - lo) * rng.random(points) for lo, hi in boxes], np.float32).T.copy()
                      for name, boxes in result.domain.items()}
-            live, dense = neurons(result.model)
+            live, dense = neuron_counts(result.model)
             # as users run them: SpikingNetwork, which steps cache-sized chunks of points on a CPU
             backends = [("numpy", lambda m: SpikingNetwork(m, "numpy", T)),
                         ("onnxruntime", lambda m: SpikingNetwork(m, "onnxruntime", T))]

@@ -144,21 +144,29 @@ class SpikingNetwork:
 
 def _block_rows(model: onnx.ModelProto, backend: str, options: dict) -> int:
     """Points per chunk that keep a CPU backend's membranes in cache for all T steps: ``block_rows`` of
-    the artifact's live neurons for numpy and onnxruntime, ``TORCH_CPU_ROWS`` for snnTorch on CPU, no
-    limit on a GPU.  Measured on poisson1d (10,000 points, T = 32, one thread): the default conversion
-    steps 3x faster in numpy and 1.4x in onnxruntime than in 4096-row chunks; one neuron per unit 1.7x."""
+    the artifact's live neurons for numpy and onnxruntime, ``TORCH_CPU_ROWS`` for snnTorch on CPU, and
+    ``CHUNK_ROWS`` (no further limit) on a GPU.  ``benchmarks/speed.py`` on poisson1d (10,000 points,
+    T = 32, one thread), before and after: numpy 5.6x faster per step on the default conversion and 1.6x
+    with one neuron per unit, onnxruntime 1.4x on the default conversion."""
     if backend == "snntorch":
         return TORCH_CPU_ROWS if str(options.get("device", "cpu")).startswith("cpu") else CHUNK_ROWS
+    return block_rows(neuron_counts(model)[0])
+
+
+def neuron_counts(model: onnx.ModelProto) -> tuple[int, int]:
+    """(live neurons, dense [n, K] slots including θ = inf padding) per point of an artifact, summed over
+    its IF nodes whose thresholds are initializers."""
     initializers = {t.name: t for t in model.graph.initializer}
-    neurons = 0
+    live = dense = 0
     for node in model.graph.node:
         if node.domain == spec.DOMAIN and node.op_type == spec.IF_OP:
             thresholds = [initializers.get(node.input[i]) for i in (spec.IF_THETA_POS, spec.IF_THETA_NEG)]
             if None not in thresholds:
                 signed = next((a.i for a in node.attribute if a.name == "signed"), 1)
                 pos, neg = (numpy_helper.to_array(t) for t in thresholds)
-                neurons += int(live_mask(pos, neg, bool(signed)).sum())
-    return block_rows(neurons)
+                live += int(live_mask(pos, neg, bool(signed)).sum())
+                dense += pos.size
+    return live, dense
 
 
 def _concatenate(parts: list[RunResult]) -> RunResult:

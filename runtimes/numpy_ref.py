@@ -22,7 +22,7 @@ from .compact import CompactLayer
 from .errors import ArtifactError
 from .fusion import FusedLayer, find_fusable
 from .neuron import fire, live_mask
-from .schedule import run_static, schedule
+from .schedule import PlannedNode, run_static, schedule
 
 
 @dataclass
@@ -97,7 +97,7 @@ class NumpyRuntime:
         result.outputs = {name: values[name] for name in self.output_names}
         return result
 
-    def _run_stage(self, stage: list[_Node], values: dict, T: int, spikes: dict) -> None:
+    def _run_stage(self, stage: list[PlannedNode | _FusedNode], values: dict, T: int, spikes: dict) -> None:
         local = dict(values)
         membrane = {id(n): values[n.inputs[spec.IF_MEMBRANE]] for n in stage if n.kind == spec.IF_OP}
         sums: dict[int, np.ndarray] = {}
