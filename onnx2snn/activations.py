@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from .errors import ModelError
+from .errors import ModelError, first_line
 from .graph_index import GraphIndex
 
 ELEMENTWISE = {
@@ -69,7 +69,7 @@ class Activation:
         on the whole calibrated range, not only at the data)."""
         import onnxruntime as ort
 
-        from .ann import first_line, session_options
+        from .ann import session_options
         z = np.ascontiguousarray(z, dtype=self.dtype)
         where = f"activation '{self.name}' ({self.kind})"
         session = self._sessions.get((z.dtype, z.shape[1]))

@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import onnx
 from onnx import helper
 
-from .errors import ModelError
+from .errors import ModelError, first_line
 
 
 def magnitude_limit(dtype) -> float:
     """Largest magnitude accepted in inputs and intermediate tensors: √(max of the dtype), 1.8e19 for
     float32, so that squares, sums over samples and T-step accumulations in calibration cannot overflow."""
     return float(np.sqrt(np.finfo(dtype).max))
-
-
-def first_line(e: BaseException) -> str:
-    """The first non-empty line of an (onnxruntime) error, without the C++ source location and signature
-    onnxruntime puts before some messages."""
-    line = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
-    return re.sub(r"/onnxruntime_src/\S+:\d+ .*?\) (?=[A-Z])", "", line, count=1)
 
 
 def session_options():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runtimes.errors import ArtifactError, InputError, Onnx2SnnError
+from runtimes.errors import ArtifactError, InputError, Onnx2SnnError, first_line  # noqa: F401
 
 
 class ModelError(Onnx2SnnError):

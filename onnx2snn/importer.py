@@ -19,7 +19,7 @@ from onnx import numpy_helper
 
 from runtimes.loading import MAX_FILE_BYTES, load_onnx
 
-from .errors import ModelError
+from .errors import ModelError, first_line
 
 MAX_PARAMETERS = 50_000_000      # weights and constants, counted from their declared shapes
 MAX_NODES = 100_000              # nodes, those of subgraphs included
@@ -58,7 +58,7 @@ def import_model(path: str | os.PathLike, *, max_parameters: int | None = None, 
         first = next((line for line in str(e).splitlines() if line.strip()), "invalid model")
         raise ModelError(f"{path}: invalid ONNX model: {first}") from None
     except Exception as e:  # last resort: the checker's C++ side raises other types on malformed protos
-        raise ModelError(f"{path}: invalid ONNX model ({type(e).__name__}: {_first_line(e)})") from None
+        raise ModelError(f"{path}: invalid ONNX model ({type(e).__name__}: {first_line(e)})") from None
     _check_empty_names(model, path)
     _check_finite(model, path)
     _check_value_types(model, path)
@@ -75,8 +75,6 @@ def import_model(path: str | os.PathLike, *, max_parameters: int | None = None, 
                          batched_inputs=batched)
 
 
-def _first_line(e: BaseException) -> str:
-    return next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
 
 
 def _graphs(graph: onnx.GraphProto):
@@ -131,7 +129,7 @@ def _tensor_array(tensor: onnx.TensorProto, path: Path, label: str) -> np.ndarra
     except (ValueError, TypeError, KeyError, IndexError, UnicodeDecodeError) as e:
         raise ModelError(f"{path}: {label} does not hold the data its type "
                          f"{onnx.TensorProto.DataType.Name(tensor.data_type)} and shape {list(tensor.dims)} "
-                         f"declare ({type(e).__name__}: {_first_line(e)})") from None
+                         f"declare ({type(e).__name__}: {first_line(e)})") from None
 
 
 def _check_finite(model: onnx.ModelProto, path: Path) -> None:
@@ -246,7 +244,7 @@ def _canonicalise(model: onnx.ModelProto, path: Path) -> onnx.ModelProto:
                     seen.add(node.name)
             out = gs.export_onnx(graph)
     except Exception as e:  # last resort: onnx-graphsurgeon raises many types on malformed graphs
-        raise ModelError(f"{path}: cannot read the graph ({type(e).__name__}: {_first_line(e)})") from None
+        raise ModelError(f"{path}: cannot read the graph ({type(e).__name__}: {first_line(e)})") from None
     for kept, original in ((out.graph.input, model.graph.input), (out.graph.output, model.graph.output)):
         declared = {v.name: v for v in original}    # onnx-graphsurgeon may drop declared shapes
         for k, value in enumerate(kept):

@@ -13,7 +13,7 @@ from runtimes import spec
 
 from .ann import magnitude_limit
 from .domain import Domain, normalise_domain, sample_domain
-from .errors import DomainError
+from .errors import DomainError, first_line
 from .importer import ImportedModel
 
 
@@ -120,7 +120,7 @@ def load_arrays(path: Path, names: list[str]) -> dict[str, np.ndarray]:
         try:
             loaded = np.load(f, allow_pickle=False)
         except unreadable as e:
-            raise DomainError(f"{path}: not a readable .npy/.npz file ({_first_line(e)})") from None
+            raise DomainError(f"{path}: not a readable .npy/.npz file ({first_line(e)})") from None
         if isinstance(loaded, np.ndarray):
             if len(names) != 1:
                 raise DomainError(f"{path}: the model has inputs {names}; give an .npz keyed by input name")
@@ -131,12 +131,10 @@ def load_arrays(path: Path, names: list[str]) -> dict[str, np.ndarray]:
                 try:
                     arrays[key] = loaded[key]
                 except unreadable as e:
-                    raise DomainError(f"{path}: array '{key}' is not readable ({_first_line(e)})") from None
+                    raise DomainError(f"{path}: array '{key}' is not readable ({first_line(e)})") from None
             return arrays
 
 
-def _first_line(e: BaseException) -> str:
-    return next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
 
 
 def check_arrays(imported: ImportedModel, arrays: dict[str, np.ndarray], what: str) -> dict[str, np.ndarray]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 class Onnx2SnnError(Exception):
     """Base of every error a user can cause; the CLI prints its message on one line and exits 1."""
@@ -13,3 +15,10 @@ class ArtifactError(Onnx2SnnError):
 
 class InputError(Onnx2SnnError):
     """Run inputs (arrays, names, shapes, dtypes) do not match the model."""
+
+
+def first_line(e: BaseException) -> str:
+    """The first non-empty line of an (onnxruntime) error, without the C++ source location and signature
+    onnxruntime puts before some messages."""
+    line = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
+    return re.sub(r"/onnxruntime_src/\S+:\d+ .*?\) (?=[A-Z])", "", line, count=1)
