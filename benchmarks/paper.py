@@ -1,7 +1,8 @@
 """The paper's table side by side with ours, per shipped PINN: the papers' pipeline (``--preset paper``) and
 our default conversion at T = 32 and 128, against the exact solution and the ANN, with spike rates next to
 the paper's, synaptic operations, the energy estimate, conversion time, and the DCT low-pass of the
-output on a regular grid (error vs exact before and after).
+output on a regular grid (error vs exact before and after).  Training time of plain vs separable PINNs
+is measured by ``training_time.py`` (it needs torch and the training code of ``models/``).
 
     OMP_NUM_THREADS=1 python benchmarks/paper.py [--fresh] [MODEL.onnx ...]
 

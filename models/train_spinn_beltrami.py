@@ -17,7 +17,7 @@ einsums of them), plus mean squared errors of all four fields against the exact 
 initial slice ``t = 0`` and on the six faces of the cube (random axis points, exact values).  Adam
 (5000 steps, lr 1e-3, x0.3 at 2500 and 4166) on ``12^3 x 6`` grids redrawn every step, then 3000
 L-BFGS iterations (strong Wolfe) on a fixed ``16^3 x 8`` grid.  Seeded, float64, one thread.
-``train_beltrami_pinn_timing.py`` times the same residual for this network and a plain 4-input PINN.
+``benchmarks/training_time.py`` times the same residual for this network and a plain 4-input PINN.
 
     OMP_NUM_THREADS=1 python models/train_spinn_beltrami.py
 """
