@@ -56,12 +56,17 @@ class CompactLayer:
         # both sides can never fire at once: s = A+·[u >= a·θ+] - A-·[u <= -a·θ-] needs no select
         self._exclusive = not np.any(self.pos_thr <= self.neg_thr)
         self._one_per_unit = self.M == n and bool(np.all(self.unit == np.arange(n)))
+        # one neuron per unit with w = 1, c = 0 (the default one-neuron conversion): the spikes are the values
+        self._identity_decode = (self._one_per_unit and bool(np.all(self.weight == 1))
+                                 and bool(np.all(self.offset == 0)))
 
     def initial_membrane(self, rows: int) -> np.ndarray:
         return np.broadcast_to(self.v0, (rows, self.M)).copy()
 
     def drive(self, z: np.ndarray) -> np.ndarray:
         """The per-neuron input x = z[:, unit] + β [N, M] (compute once when z is constant)."""
+        if self._one_per_unit:                          # unit = identity: no gather
+            return z + self.bias
         x = np.take(z, self.unit, axis=1)
         x += self.bias
         return x
@@ -81,7 +86,9 @@ class CompactLayer:
         return s
 
     def decode(self, s: np.ndarray) -> np.ndarray:
-        """Unit values [N, n] from spikes (or rates) [N, M]."""
+        """Unit values [N, n] from spikes (or rates) [N, M]; may return ``s`` itself (identity decode)."""
+        if self._identity_decode:
+            return s
         if self._one_per_unit:                          # one neuron per unit: no gather needed
             out = s * self.weight
             out += self.offset
