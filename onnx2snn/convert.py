@@ -16,6 +16,7 @@ from runtimes.network import SpikingNetwork
 
 from .ann import ann_session, run_ann
 from .calibration import Calibration, ConversionOptions, calibrate
+from .calibration.tail import output_tail
 from .domain import Domain, format_domain
 from .errors import ModelError
 from .importer import ImportedModel, import_model
@@ -80,7 +81,8 @@ def convert(model: str | os.PathLike, domain: Domain | str | None = None, timest
     imported_at = time.perf_counter()
     say(f"calibrating (T={options.timesteps}, pieces={options.pieces}, "
         f"calibration={'+'.join(options.methods) or 'none'})")
-    result_calibration = calibrate(structure, ann, options)
+    tail = output_tail(imported.model, structure, ann, feeds) if "finetune" in options.methods else None
+    result_calibration = calibrate(structure, ann, options, tail)
     calibrated_at = time.perf_counter()
     metadata = {
         spec.META_FORMAT: spec.FORMAT_VERSION, spec.META_TIMESTEPS: str(options.timesteps),

@@ -34,6 +34,7 @@ from .finetune import MIN_POINTS as FINETUNE_MIN_POINTS, finetune
 from .layer import ConvertedLayer, LayerTrace, simulate_layer
 from .options import ConversionOptions
 from .refit import refit_affine, refit_decode
+from .tail import OutputTail, refit_through_tail
 from .thresholds import activation_range, mse_neurons, parse_threshold, signed_neurons
 
 RANGE_MARGIN = 0.05
@@ -73,8 +74,10 @@ class Calibration:
     pieces: list[np.ndarray] = field(default_factory=list)  # pieces per unit, per layer
 
 
-def calibrate(structure: Structure, ann: dict[str, np.ndarray], options: ConversionOptions) -> Calibration:
-    """``ann`` holds the ANN's tensors at the calibration points (affine inputs/outputs, activations).
+def calibrate(structure: Structure, ann: dict[str, np.ndarray], options: ConversionOptions,
+              tail: OutputTail | None = None) -> Calibration:
+    """``ann`` holds the ANN's tensors at the calibration points (affine inputs/outputs, activations);
+    ``tail``, if any, linearises the analog nodes after the SNN for ``finetune`` (``tail.py``).
 
     With ``--pieces auto``, a first pass allocates pieces from the error budget (``budget.py``); if its real
     output error on the calibration points exceeds the tolerance, a second pass allocates again with the
@@ -89,9 +92,11 @@ def calibrate(structure: Structure, ann: dict[str, np.ndarray], options: Convers
             least = [l.neurons.live.sum(axis=1) for l in layers]
             layers, traces, _ = _calibrate_layers(structure, ann, options, scaled, 2 * options.max_pieces, least)
     rng = np.random.default_rng(options.seed)
+    fitted = {}
     if "finetune" in options.methods:
-        layers, traces = _finetune(structure, layers, traces, ann, options, rng)
-    readouts = {a.name: _readout(a, traces[structure.upstream_of(a)], ann, options) for a in structure.readouts}
+        layers, traces, fitted = _finetune(structure, layers, traces, ann, options, rng, tail)
+    readouts = {a.name: _readout(a, traces[structure.upstream_of(a)], ann, options, fitted.get(a.name))
+                for a in structure.readouts}
     pieces = [l.neurons.live.sum(axis=1) if options.max_pieces > 1 else np.ones(l.neurons.shape[0], int)
               for l in layers]
     return Calibration(layers=layers, readouts=readouts, pieces=pieces)
@@ -160,9 +165,10 @@ def _calibrate_layer(spec: SpikingLayer, inputs, static: bool, traces, ann, opti
     return layer, predicted
 
 
-def _finetune(structure: Structure, layers, traces, ann, options: ConversionOptions, rng):
+def _finetune(structure: Structure, layers, traces, ann, options: ConversionOptions, rng, tail):
     """End-to-end fit of all layers (``finetune.py``) from the layer-by-layer result; returns the new
-    layers and their traces on all calibration points."""
+    layers, their traces on all calibration points, and with a ``tail`` the fitted readout affines by name
+    (without one the readouts are refit exactly afterwards)."""
     T = options.timesteps
     specs = structure.layers
     upstream = [spec.upstream for spec in specs]
@@ -173,13 +179,22 @@ def _finetune(structure: Structure, layers, traces, ann, options: ConversionOpti
         target = _flat(ann[affine.output])
         readouts.append((*refit_affine(traces[up].mean, target), up, target))
     held = {k: _flat(ann[spec.activation.output]) for k, spec in enumerate(specs) if spec.read_directly}
-    layers = finetune(layers, upstream, static, readouts, T, rng, held)
+    layers, affines = finetune(layers, upstream, static, readouts, T, rng, held, tail)
     traces = []
     for k, spec in enumerate(specs):
         inputs = static[k] if spec.upstream is None else traces[spec.upstream].series
         traces.append(simulate_layer(inputs, layers[k], T, spec.upstream is None))
         _check_finite(layers[k], spec.name)
-    return layers, traces
+    if tail is None:
+        return layers, traces, {}
+    inputs, held_means = [traces[r[2]].mean for r in readouts], [traces[k].mean for k in sorted(held)]
+    exact = refit_through_tail(inputs, [r[3] for r in readouts], [m - held[k] for k, m in zip(sorted(held), held_means)], tail)
+
+    def error(affines) -> float:          # the real output error, the tail run exactly
+        return tail.output_error([u @ w + b for u, (w, b) in zip(inputs, affines)] + held_means)
+
+    best = affines if exact is None or error(affines) <= error(exact) else exact
+    return layers, traces, {a.name: affine for a, affine in zip(structure.readouts, best)}
 
 
 def _flat(a: np.ndarray) -> np.ndarray:
@@ -241,10 +256,14 @@ def _correct(layer: ConvertedLayer, rate: np.ndarray, h_ann: np.ndarray, options
     return layer
 
 
-def _readout(affine, trace: LayerTrace, ann, options: ConversionOptions) -> SpikingReadout:
+def _readout(affine, trace: LayerTrace, ann, options: ConversionOptions, fitted=None) -> SpikingReadout:
+    """The readout's affine (``fitted`` by finetune through a tail, else refit or the original) and,
+    for a spiking readout, its output neurons."""
     target = _flat(ann[affine.output])
     weight, bias = affine.weight, affine.bias
-    if {"refit", "advanced", "finetune"} & set(options.methods):
+    if fitted is not None:
+        weight, bias = (a.astype(affine.weight.dtype) for a in fitted)
+    elif {"refit", "advanced", "finetune"} & set(options.methods):
         # for a linear readout the advanced objective E|ū·W + b - y|² is least squares: solved exactly
         weight, bias = refit_affine(trace.mean, target)
     if options.readout == "analog":

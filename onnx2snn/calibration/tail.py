@@ -1,0 +1,160 @@
+"""The analog tail: how the graph outputs depend, to first order, on the values the SNN delivers.
+
+The SNN hands the analog part of the graph its *boundary* values b: the outputs of the readouts and the
+decoded activations of the layers read directly (a residual ``Add``, a graph output).  Everything after
+them (``tanh`` of a readout, a skip connection, a hard boundary-condition factor x(1-x)·NN) is evaluated
+on them, so the output error is, to first order,
+
+    y_m(x) - y_m^ANN(x) ≈ Σ_w J[x, w, m]·(b_w(x) - b_w^ANN(x)),    J[x, w, m] = ∂y_m/∂b_w at b^ANN(x)
+
+for every calibration point x.  ``finetune`` minimises this linearised output error instead of fitting
+each boundary value separately: only the combinations of boundary errors that reach the outputs count
+(a scalar output behind a 16-unit residual layer constrains one combination of the 16 errors, not 16).
+
+J comes from central differences through onnxruntime on the tail subgraph (``onnx.utils.Extractor`` on
+the shape-inferred model:
+boundary tensors and graph inputs in, graph outputs out), step h_w = 1e-3·rms(b_w), 2·W runs on the
+calibration points.  ``output_tail`` returns None, and ``finetune`` keeps its per-boundary loss, where
+the tail is the identity (every boundary value is a graph output), where points do not map one to one
+onto output rows (separable grids), where J would exceed ``MAX_ELEMENTS``, or where the tail cannot be
+extracted or run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import onnx
+
+from ..structure import Structure
+
+MAX_ELEMENTS = 1 << 24          # J [N, W, P] in float64: 128 MiB
+RELATIVE_STEP = 1e-3
+
+
+@dataclass
+class OutputTail:
+    """``boundary`` tensor names in the order of J's w axis (readout outputs, then layers read directly,
+    each contributing its last-axis width); ``jacobian`` J [N, W, P]; ``outputs`` y^ANN [N, P];
+    ``evaluate``: boundary values [N, w] in that order → the graph outputs [N, P] (the exact tail)."""
+
+    boundary: list[str]
+    jacobian: np.ndarray
+    outputs: np.ndarray
+    evaluate: Callable[[list[np.ndarray]], np.ndarray]
+
+    def output_error(self, values: list[np.ndarray]) -> float:
+        """(Σ_m E|y_m - y_m^ANN|² / E|y_m^ANN|²)^½ with the tail run exactly on ``values``."""
+        error = self.evaluate(values) - self.outputs
+        return float(np.sqrt(np.sum(np.mean(error ** 2, axis=0) / np.maximum(np.mean(self.outputs ** 2, axis=0), 1e-30))))
+
+
+def boundary_tensors(structure: Structure) -> list[str]:
+    """Readout outputs, then the activation outputs of the layers read directly (layer order)."""
+    return [a.output for a in structure.readouts] + [l.activation.output for l in structure.layers if l.read_directly]
+
+
+def output_tail(model: onnx.ModelProto, structure: Structure, ann: dict[str, np.ndarray],
+                feeds: dict[str, np.ndarray]) -> OutputTail | None:
+    """J of the graph outputs with respect to the boundary values at the calibration points (see above)."""
+    boundary = boundary_tensors(structure)
+    outputs = [o.name for o in model.graph.output]
+    if set(boundary) == set(outputs) or any(name not in ann for name in boundary + outputs):
+        return None
+    rows = {ann[name].reshape(-1, ann[name].shape[-1]).shape[0] for name in boundary + outputs}
+    widths = [ann[name].shape[-1] for name in boundary]
+    if len(rows) != 1:
+        return None
+    try:
+        run = _tail_runner(model, boundary, outputs)
+        base = {name: ann[name] for name in boundary}
+        base.update(feeds)
+        y0 = run(base)
+        if y0.size * sum(widths) > MAX_ELEMENTS:
+            return None
+        columns = []
+        for name, width in zip(boundary, widths):
+            value = ann[name]
+            scale = np.sqrt(np.mean(np.square(value.astype(np.float64)), axis=tuple(range(value.ndim - 1)))) + 1e-6
+            for w in range(width):
+                step = RELATIVE_STEP * scale[w]
+                shifted = []
+                for sign in (1.0, -1.0):
+                    moved = value.copy()
+                    moved[..., w] += value.dtype.type(sign * step)
+                    shifted.append(run({**base, name: moved}))
+                columns.append((shifted[0] - shifted[1]) / (2.0 * step))
+    except Exception:  # noqa: BLE001 - any failure of extraction or onnxruntime: keep the per-boundary loss
+        return None
+    jacobian = np.stack(columns, axis=1)                       # [N, W, P]
+    if not np.all(np.isfinite(jacobian)):
+        return None
+
+    def evaluate(values: list[np.ndarray]) -> np.ndarray:
+        moved = dict(base)
+        for name, value in zip(boundary, values):
+            moved[name] = value.reshape(ann[name].shape).astype(ann[name].dtype)
+        return run(moved)
+
+    return OutputTail(boundary=boundary, jacobian=jacobian, outputs=y0, evaluate=evaluate)
+
+
+def _tail_runner(model: onnx.ModelProto, boundary: list[str], outputs: list[str]):
+    """A function {tensor: value} → graph outputs flattened to [N, P] (float64), via onnxruntime."""
+    import onnxruntime as ort
+
+    from ..ann import session_options
+
+    inputs = boundary + [i.name for i in model.graph.input if i.name not in boundary]
+    tail = onnx.utils.Extractor(onnx.shape_inference.infer_shapes(model)).extract_model(inputs, outputs)
+    session = ort.InferenceSession(tail.SerializeToString(), session_options(), providers=["CPUExecutionProvider"])
+    needed = [i.name for i in session.get_inputs()]
+
+    def run(values: dict[str, np.ndarray]) -> np.ndarray:
+        result = session.run(outputs, {name: values[name] for name in needed})
+        N = values[boundary[0]].reshape(-1, values[boundary[0]].shape[-1]).shape[0]
+        return np.concatenate([np.asarray(r, np.float64).reshape(N, -1) for r in result], axis=1)
+
+    return run
+
+
+def refit_through_tail(inputs: list[np.ndarray], targets: list[np.ndarray], held_errors: list[np.ndarray],
+                       tail: OutputTail, ridge: float = 1e-8) -> list[tuple[np.ndarray, np.ndarray]] | None:
+    """Readout affines (W_o, b_o) minimising the linearised output error, given the layers (closed form).
+
+    With ũ_o = [u_o, 1] the readout inputs [N, m_o + 1], Θ_o = [W_o; b_o] and the boundary errors
+    e_o = ũ_o·Θ_o - y_o^ANN (readouts) and e_h (``held_errors``: the layers read directly, fixed here),
+
+        r[x, m] = Σ_o Σ_{i,w} J[x, w_o, m]·ũ_o[x, i]·Θ_o[i, w]  -  Σ_o Σ_w J[x, w_o, m]·y_o[x, w]  +  Σ_h J·e_h
+
+    is linear in Θ: least squares over the rows (x, m), each output m scaled by 1/rms(y_m), with a ridge
+    ``ridge``·tr(AᵀA)/U.  Returns None if the system has more than ``MAX_ELEMENTS`` entries."""
+    N, _, P = tail.jacobian.shape
+    scale = 1.0 / np.sqrt(np.maximum(np.mean(tail.outputs ** 2, axis=0), 1e-30))          # [P]
+    J = tail.jacobian * scale                                                              # [N, W, P]
+    blocks, offset, rhs = [], 0, np.zeros((N, P))
+    for u, y in zip(inputs, targets):
+        p = y.shape[1]
+        Jo = J[:, offset:offset + p]
+        extended = np.concatenate([u.astype(np.float64), np.ones((N, 1))], axis=1)         # [N, m + 1]
+        blocks.append(np.einsum("xwm,xi->xmiw", Jo, extended).reshape(N * P, -1))
+        rhs += np.einsum("xwm,xw->xm", Jo, y.astype(np.float64))
+        offset += p
+    for e in held_errors:
+        rhs -= np.einsum("xwm,xw->xm", J[:, offset:offset + e.shape[1]], e.astype(np.float64))
+        offset += e.shape[1]
+    if N * P * sum(b.shape[1] for b in blocks) > MAX_ELEMENTS:
+        return None
+    A = np.concatenate(blocks, axis=1)
+    gram = A.T @ A
+    gram += ridge * np.trace(gram) / len(gram) * np.eye(len(gram))
+    theta = np.linalg.solve(gram, A.T @ rhs.reshape(-1))
+    fitted, start = [], 0
+    for u, y in zip(inputs, targets):
+        size = (u.shape[1] + 1) * y.shape[1]
+        block = theta[start:start + size].reshape(u.shape[1] + 1, y.shape[1])
+        fitted.append((block[:-1], block[-1]))
+        start += size
+    return fitted

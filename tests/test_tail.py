@@ -1,0 +1,88 @@
+"""The analog tail after the SNN: its Jacobian, and finetune fitting the graph outputs through it."""
+
+import sys
+
+import numpy as np
+import pytest
+from onnx import numpy_helper
+
+import onnx2snn
+from conftest import FIXTURES
+from onnx2snn.ann import run_ann
+from onnx2snn.calibration import tail as tail_module
+from onnx2snn.calibration.tail import boundary_tensors, output_tail
+from onnx2snn.convert import _tensors_needed
+from onnx2snn.importer import import_model
+from onnx2snn.inputs import calibration_inputs, resolve_domain
+from onnx2snn.structure import analyse
+
+RESIDUAL = FIXTURES / "torch_residual.onnx"      # u = W_out·(h1 + tanh(W_hid·h1 + b_hid)) + b_out
+
+
+def _tail(path, points=256):
+    imported = import_model(path)
+    structure = analyse(imported.model)
+    feeds = calibration_inputs(imported, resolve_domain(imported, None), None, points, np.random.default_rng(0))
+    ann = run_ann(imported.model, feeds, _tensors_needed(structure))
+    return imported, structure, ann, output_tail(imported.model, structure, ann, feeds)
+
+
+def test_jacobian_of_a_residual_tail_matches_the_closed_form():
+    """∂u/∂z_hid = W_out·tanh'(z_hid) and ∂u/∂h1 = W_out, from the fixture's own weights."""
+    imported, structure, ann, tail = _tail(RESIDUAL)
+    weights = {t.name: numpy_helper.to_array(t) for t in imported.model.graph.initializer}
+    w_out = weights["out.weight"].astype(np.float64)[0]                      # Gemm transB: [1, 16]
+    z_hid = ann[tail.boundary[0]].astype(np.float64)
+    assert tail.boundary == boundary_tensors(structure) == ["/hid/Gemm_output_0", "/Tanh_output_0"]
+    expected = np.concatenate([w_out * (1 - np.tanh(z_hid) ** 2), np.broadcast_to(w_out, z_hid.shape)], axis=1)
+    # float32 central differences: output resolution ~6e-8·|u| over a step of 1e-3·rms(b) → ~1e-4 absolute
+    np.testing.assert_allclose(tail.jacobian[:, :, 0], expected, rtol=2e-3, atol=1e-3 * np.abs(w_out).max())
+    assert tail.output_error([ann[name] for name in tail.boundary]) < 1e-6      # the exact tail at b^ANN
+
+
+def test_plain_mlp_has_no_tail():
+    """Every boundary value is a graph output: finetune's own loss is already the output error."""
+    assert _tail(FIXTURES / "torch_tanh_gemm.onnx")[3] is None
+
+
+def test_finetune_through_the_tail_beats_fitting_each_boundary_value(monkeypatch):
+    """On the residual fixture only one combination of the 16 first-layer errors reaches the scalar output;
+    fitting each unit to tanh separately left 0.11 at T=32 (the tail: 0.063)."""
+    options = dict(pieces=1, samples=2048, validation_points=2048, timesteps=32)
+    with_tail = onnx2snn.convert(RESIDUAL, **options).report["validation"]["rel_l2_snn_vs_ann"]
+    monkeypatch.setattr(sys.modules["onnx2snn.convert"], "output_tail", lambda *args: None)
+    without = onnx2snn.convert(RESIDUAL, **options).report["validation"]["rel_l2_snn_vs_ann"]
+    assert with_tail < 0.75 * without
+
+
+def test_closed_form_readout_refit_minimises_the_linearised_error():
+    """refit_through_tail solves the least squares exactly: perturbing its solution never lowers the
+    linearised output error."""
+    _, structure, ann, tail = _tail(FIXTURES / "torch_normalised_hardbc.onnx", points=512)
+    assert tail is not None and len(structure.readouts) == 1
+    readout = structure.readouts[0]
+    u = ann[readout.input].reshape(-1, ann[readout.input].shape[-1]).astype(np.float64)
+    u = u + np.random.default_rng(1).normal(scale=0.05, size=u.shape)        # inputs an SNN might deliver
+    y = ann[readout.output].reshape(len(u), -1).astype(np.float64)
+    (w, b), = tail_module.refit_through_tail([u], [y], [], tail, ridge=0.0)
+    norms = np.mean(tail.outputs ** 2, axis=0)
+
+    def linearised(w, b):
+        r = np.einsum("xw,xwm->xm", u @ w + b - y, tail.jacobian)
+        return float(np.sum(np.mean(r ** 2, axis=0) / norms))
+
+    best = linearised(w, b)
+    rng = np.random.default_rng(2)
+    for _ in range(5):
+        assert linearised(w + 1e-3 * rng.normal(size=w.shape), b) >= best
+        assert linearised(w, b + 1e-3 * rng.normal(size=b.shape)) >= best
+
+
+@pytest.mark.parametrize("name", ["torch_separable.onnx"])
+def test_grid_models_keep_the_per_boundary_loss(name):
+    """A separable model's outputs are a grid over the axes' points: no row-wise tail."""
+    imported = import_model(FIXTURES / name)
+    structure = analyse(imported.model)
+    feeds = calibration_inputs(imported, resolve_domain(imported, None), None, 64, np.random.default_rng(0))
+    ann = run_ann(imported.model, feeds, _tensors_needed(structure), graph_outputs=False)
+    assert output_tail(imported.model, structure, ann, feeds) is None
