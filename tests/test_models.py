@@ -24,7 +24,7 @@ def problem_of(name: str) -> str:
     """The model's ``onnx2snn.problem`` (``_separable`` for separable networks)."""
     return {p.key: p.value for p in onnx.load(MODELS / name).metadata_props}["onnx2snn.problem"]
 # measured misses of issue 4's T=32 target (benchmarks/results/accuracy.md); strict: a fix makes them pass
-MISSED = {"wave.onnx": "6.0e-3 > 5e-3 at T=32 (issue 4 target missed)"}
+MISSED: dict[str, str] = {}     # name → measured miss, as a strict xfail
 # Burgers' error is heavy-tailed (85 % of it next to the shock): 2048-point estimates range 2.2e-3 to 5.9e-3
 VALIDATION_POINTS = 16384
 
