@@ -9,7 +9,7 @@ from typing import Callable
 
 import onnx
 
-from .errors import ModelError, OutputPathError
+from .errors import ModelError, OutputPathError, first_line
 
 
 def check_output_path(path: str | os.PathLike, source: str | os.PathLike | None = None) -> Path:
@@ -43,5 +43,5 @@ def save_model(model: onnx.ModelProto, path: str | os.PathLike, source: str | os
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as e:
-        raise ModelError(f"internal error: the artifact fails onnx.checker: {str(e).splitlines()[0]}") from None
+        raise ModelError(f"internal error: the artifact fails onnx.checker: {first_line(e)}") from None
     return atomic_write(path, lambda tmp: tmp.write_bytes(model.SerializeToString()))

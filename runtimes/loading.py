@@ -11,7 +11,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError
 from onnx import external_data_helper
 
-from .errors import Onnx2SnnError
+from .errors import Onnx2SnnError, first_line
 
 MAX_FILE_BYTES = 2 * 1024 ** 3      # protobuf cannot parse more than 2 GiB anyway
 
@@ -40,7 +40,7 @@ def load_onnx(path: str | os.PathLike, error: type[Onnx2SnnError] = Onnx2SnnErro
     try:
         model = onnx.load(str(path), load_external_data=False)
     except (DecodeError, ValueError, RuntimeError, OSError) as e:
-        raise error(f"{path}: not a valid ONNX file ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'unreadable'})") from None
+        raise error(f"{path}: not a valid ONNX file ({type(e).__name__}: {first_line(e)})") from None
     if not model.HasField("graph") or (not model.graph.node and not model.graph.output):
         raise error(f"{path}: not a valid ONNX model (no graph; the file may be truncated or not ONNX)")
     where = _non_text_field(model)
@@ -107,4 +107,4 @@ def _load_external_data(model: onnx.ModelProto, path: Path, error: type[Onnx2Snn
         try:
             external_data_helper.load_external_data_for_model(model, str(folder))
         except (OSError, ValueError) as e:
-            raise error(f"{path}: cannot read external data ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+            raise error(f"{path}: cannot read external data ({first_line(e)})") from None

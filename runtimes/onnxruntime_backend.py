@@ -48,7 +48,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from . import spec
-from .errors import ArtifactError
+from .errors import ArtifactError, first_line
 from .numpy_ref import RunResult, SpikeCounts
 from .padfree import PadFreeLayer, find_padfree_layers
 from .rows import chunk_size, chunks, row_inputs
@@ -465,7 +465,7 @@ class OnnxRuntimeRuntime:
                                                                providers=self.providers)
             except Exception as e:  # noqa: BLE001 - onnxruntime raises several types
                 raise ArtifactError(f"onnxruntime cannot load the standard-ONNX variant: "
-                                    f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+                                    f"{first_line(e)}") from None
         return self._sessions[T]
 
     def run(self, inputs: dict[str, np.ndarray], timesteps: int | None = None) -> RunResult:
@@ -495,4 +495,4 @@ class OnnxRuntimeRuntime:
         try:
             return session.run(names, feeds)
         except Exception as e:  # noqa: BLE001 - onnxruntime's exceptions name the failing node
-            raise ArtifactError(f"onnxruntime: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+            raise ArtifactError(f"onnxruntime: {first_line(e)}") from None

@@ -42,7 +42,7 @@ import torch
 from onnx import helper, numpy_helper
 
 from . import spec
-from .errors import ArtifactError
+from .errors import ArtifactError, first_line
 from .neuron import live_mask
 from .numpy_ref import RunResult, SpikeCounts
 from .padfree import PadFreeLayer, find_padfree_layers
@@ -402,7 +402,7 @@ class _Stage(torch.nn.Module):
                         outs, out_owned = f([env[i] for i in n.inputs], free)
                     except RuntimeError as e:
                         raise ArtifactError(f"node '{n.name}' ({n.proto.op_type}) failed in torch: "
-                                            f"{str(e).splitlines()[0]}") from None
+                                            f"{first_line(e)}") from None
                     if n.proto.op_type in _VIEWS or n.proto.op_type == "ReduceSum":
                         owned.discard(n.inputs[0])      # the output may share the input's storage
                     for name, tensor, own in zip(n.outputs, outs, out_owned):
