@@ -80,12 +80,14 @@ def output_tail(model: onnx.ModelProto, structure: Structure, ann: dict[str, np.
             scale = np.sqrt(np.mean(np.square(value.astype(np.float64)), axis=tuple(range(value.ndim - 1)))) + 1e-6
             for w in range(width):
                 step = RELATIVE_STEP * scale[w]
-                shifted = []
+                shifted, moved_to = [], []
                 for sign in (1.0, -1.0):
                     moved = value.copy()
                     moved[..., w] += value.dtype.type(sign * step)
                     shifted.append(run({**base, name: moved}))
-                columns.append((shifted[0] - shifted[1]) / (2.0 * step))
+                    moved_to.append(moved[..., w].reshape(-1, 1).astype(np.float64))
+                # divide by the perturbation actually made (value ± step rounds in float32)
+                columns.append((shifted[0] - shifted[1]) / (moved_to[0] - moved_to[1]))
     except Exception:  # noqa: BLE001 - any failure of extraction or onnxruntime: keep the per-boundary loss
         return None
     jacobian = np.stack(columns, axis=1)                       # [N, W, P]
