@@ -84,7 +84,8 @@ def finetune(layers: list[ConvertedLayer], upstream: list[int | None], static_in
         delta = [np.zeros_like(m) for m in means]
         grads_w = [None] * len(weights)
         grads_b = [None] * len(biases)
-        errors = [means[up] @ weights[L + o] + biases[L + o] - target[idx] for o, (_, _, up, target) in enumerate(readouts)]
+        errors = [means[up] @ weights[L + o] + biases[L + o] - target[idx]
+                  for o, (_, _, up, target) in enumerate(readouts)]
         errors += [means[l] - target[idx] for l, target in held.items()]
         if tail is None:
             scales = [len(idx) * target.shape[1] * norm for (*_, target), norm in zip(readouts, norms)]

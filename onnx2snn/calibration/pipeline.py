@@ -192,7 +192,8 @@ def _finetune(structure: Structure, layers, traces, ann, options: ConversionOpti
     if tail is None:
         return layers, traces, {}
     inputs, held_means = [traces[r[2]].mean for r in readouts], [traces[k].mean for k in sorted(held)]
-    exact = refit_through_tail(inputs, [r[3] for r in readouts], [m - held[k] for k, m in zip(sorted(held), held_means)], tail)
+    held_errors = [m - held[k] for k, m in zip(sorted(held), held_means)]
+    exact = refit_through_tail(inputs, [r[3] for r in readouts], held_errors, tail)
 
     def error(affines) -> float:          # the real output error, the tail run exactly
         return tail.output_error([u @ w + b for u, (w, b) in zip(inputs, affines)] + held_means)

@@ -48,7 +48,8 @@ class OutputTail:
     def output_error(self, values: list[np.ndarray]) -> float:
         """(Σ_m E|y_m - y_m^ANN|² / E|y_m^ANN|²)^½ with the tail run exactly on ``values``."""
         error = self.evaluate(values) - self.outputs
-        return float(np.sqrt(np.sum(np.mean(error ** 2, axis=0) / np.maximum(np.mean(self.outputs ** 2, axis=0), 1e-30))))
+        norms = np.maximum(np.mean(self.outputs ** 2, axis=0), 1e-30)
+        return float(np.sqrt(np.sum(np.mean(error ** 2, axis=0) / norms)))
 
 
 def boundary_tensors(structure: Structure) -> list[str]:
@@ -129,7 +130,8 @@ def refit_through_tail(inputs: list[np.ndarray], targets: list[np.ndarray], held
     With ũ_o = [u_o, 1] the readout inputs [N, m_o + 1], Θ_o = [W_o; b_o] and the boundary errors
     e_o = ũ_o·Θ_o - y_o^ANN (readouts) and e_h (``held_errors``: the layers read directly, fixed here),
 
-        r[x, m] = Σ_o Σ_{i,w} J[x, w_o, m]·ũ_o[x, i]·Θ_o[i, w]  -  Σ_o Σ_w J[x, w_o, m]·y_o[x, w]  +  Σ_h J·e_h
+        r[x, m] = Σ_o Σ_{i,w} J[x, w_o, m]·ũ_o[x, i]·Θ_o[i, w]  -  Σ_o Σ_w J[x, w_o, m]·y_o[x, w]
+                  +  Σ_h Σ_w J[x, w_h, m]·e_h[x, w]
 
     is linear in Θ: least squares over the rows (x, m), each output m scaled by 1/rms(y_m), with a ridge
     ``ridge``·tr(AᵀA)/U.  Returns None if the system has more than ``MAX_ELEMENTS`` entries."""
