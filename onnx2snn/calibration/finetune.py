@@ -114,7 +114,6 @@ def finetune(layers: list[ConvertedLayer], upstream: list[int | None], static_in
 def _tail_gradients(errors: list[np.ndarray], tail: OutputTail, idx: np.ndarray) -> list[np.ndarray]:
     """∂L/∂e for the boundary errors e [B, w] of the linearised output loss (module docstring)."""
     J = tail.jacobian[idx]                                             # [B, W, P]
-    norms = np.maximum(np.mean(tail.outputs ** 2, axis=0), 1e-30)      # [P]
     residual = np.einsum("bw,bwp->bp", np.concatenate(errors, axis=1), J)
-    grad = 2.0 * np.einsum("bp,bwp->bw", residual / norms, J) / (len(idx) * len(norms))
+    grad = 2.0 * np.einsum("bp,bwp->bw", residual / tail.norms, J) / (len(idx) * len(tail.norms))
     return np.split(grad, np.cumsum([e.shape[1] for e in errors])[:-1], axis=1)

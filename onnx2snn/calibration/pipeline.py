@@ -191,8 +191,8 @@ def _finetune(structure: Structure, layers, traces, ann, options: ConversionOpti
         _check_finite(layers[k], spec.name)
     if tail is None:
         return layers, traces, {}
-    inputs, held_means = [traces[r[2]].mean for r in readouts], [traces[k].mean for k in sorted(held)]
-    held_errors = [m - held[k] for k, m in zip(sorted(held), held_means)]
+    inputs, held_means = [traces[r[2]].mean for r in readouts], [traces[k].mean for k in held]
+    held_errors = [m - h for m, h in zip(held_means, held.values())]
     exact = refit_through_tail(inputs, [r[3] for r in readouts], held_errors, tail)
 
     def error(affines) -> float:          # the real output error, the tail run exactly

@@ -12,9 +12,8 @@ each boundary value separately: only the combinations of boundary errors that re
 (a scalar output behind a 16-unit residual layer constrains one combination of the 16 errors, not 16).
 
 J comes from central differences through onnxruntime on the tail subgraph (``onnx.utils.Extractor`` on
-the shape-inferred model:
-boundary tensors and graph inputs in, graph outputs out), step h_w = 1e-3·rms(b_w), 2·W runs on the
-calibration points.  ``output_tail`` returns None, and ``finetune`` keeps its per-boundary loss, where
+the shape-inferred model: boundary tensors and graph inputs in, graph outputs out), step
+h_w = 1e-3·rms(b_w), 2·W runs on the calibration points.  ``output_tail`` returns None, and ``finetune`` keeps its per-boundary loss, where
 the tail is the identity (every boundary value is a graph output), where points do not map one to one
 onto output rows (separable grids), where J would exceed ``MAX_ELEMENTS``, or where the tail cannot be
 extracted or run.
@@ -23,6 +22,7 @@ extracted or run.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Callable
 
 import numpy as np
@@ -45,11 +45,15 @@ class OutputTail:
     outputs: np.ndarray
     evaluate: Callable[[list[np.ndarray]], np.ndarray]
 
+    @cached_property
+    def norms(self) -> np.ndarray:
+        """E_x |y_m^ANN|² per output m [P], the scale of the relative error."""
+        return np.maximum(np.mean(self.outputs ** 2, axis=0), 1e-30)
+
     def output_error(self, values: list[np.ndarray]) -> float:
         """(Σ_m E|y_m - y_m^ANN|² / E|y_m^ANN|²)^½ with the tail run exactly on ``values``."""
         error = self.evaluate(values) - self.outputs
-        norms = np.maximum(np.mean(self.outputs ** 2, axis=0), 1e-30)
-        return float(np.sqrt(np.sum(np.mean(error ** 2, axis=0) / norms)))
+        return float(np.sqrt(np.sum(np.mean(error ** 2, axis=0) / self.norms)))
 
 
 def boundary_tensors(structure: Structure) -> list[str]:
@@ -136,8 +140,9 @@ def refit_through_tail(inputs: list[np.ndarray], targets: list[np.ndarray], held
     is linear in Θ: least squares over the rows (x, m), each output m scaled by 1/rms(y_m), with a ridge
     ``ridge``·tr(AᵀA)/U.  Returns None if the system has more than ``MAX_ELEMENTS`` entries."""
     N, _, P = tail.jacobian.shape
-    scale = 1.0 / np.sqrt(np.maximum(np.mean(tail.outputs ** 2, axis=0), 1e-30))          # [P]
-    J = tail.jacobian * scale                                                              # [N, W, P]
+    if N * P * sum((u.shape[1] + 1) * y.shape[1] for u, y in zip(inputs, targets)) > MAX_ELEMENTS:
+        return None
+    J = tail.jacobian / np.sqrt(tail.norms)                                                # [N, W, P]
     blocks, offset, rhs = [], 0, np.zeros((N, P))
     for u, y in zip(inputs, targets):
         p = y.shape[1]
@@ -149,8 +154,6 @@ def refit_through_tail(inputs: list[np.ndarray], targets: list[np.ndarray], held
     for e in held_errors:
         rhs -= np.einsum("xwm,xw->xm", J[:, offset:offset + e.shape[1]], e.astype(np.float64))
         offset += e.shape[1]
-    if N * P * sum(b.shape[1] for b in blocks) > MAX_ELEMENTS:
-        return None
     A = np.concatenate(blocks, axis=1)
     gram = A.T @ A
     gram += ridge * np.trace(gram) / len(gram) * np.eye(len(gram))
