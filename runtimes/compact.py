@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import kernels
 from .neuron import NeuronParams
 
 CACHE_BYTES = 1 << 18       # per-core cache a block of membranes should fit (L2 is 2 MiB/core here)
@@ -50,6 +51,7 @@ class CompactLayer:
         counts = np.bincount(self.unit, minlength=n)
         self.has_neurons = counts > 0
         self.starts = (np.cumsum(counts) - counts)[self.has_neurons]
+        self.first = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)    # unit j: [first_j, first_j+1)
         self.signed = bool(neg.any())
         self._neg_spike = -self.neg_amp
         self._zero = np.zeros((), dtype)
@@ -59,6 +61,9 @@ class CompactLayer:
         # one neuron per unit with w = 1, c = 0 (the default one-neuron conversion): the spikes are the values
         self._identity_decode = (self._one_per_unit and bool(np.all(self.weight == 1))
                                  and bool(np.all(self.offset == 0)))
+        self._packed = np.ascontiguousarray(np.stack([self.bias, self.pos_thr, self.pos_amp, self.neg_thr,
+                                                      self.neg_amp, self.weight]).reshape(6, self.M))
+        self._no_bias = np.zeros(n, dtype)
 
     def initial_membrane(self, rows: int) -> np.ndarray:
         return np.broadcast_to(self.v0, (rows, self.M)).copy()
@@ -84,6 +89,28 @@ class CompactLayer:
                 s = np.where(v <= self.neg_thr, self._neg_spike, s)
         v -= s
         return s
+
+    def advance(self, v: np.ndarray, z: np.ndarray, out: np.ndarray | None = None,
+                rates: np.ndarray | None = None, pre_bias: np.ndarray | None = None) -> int:
+        """One step from the unit currents ``z`` [N, n] (plus ``pre_bias`` [n], the affine's bias, if
+        given): ``v`` [N, M] advanced in place, the decoded values written to ``out`` [N, n] (if given),
+        the spikes added to ``rates`` [N, M] (if given); returns the number of non-zero spikes.
+        ``drive`` + ``step`` + ``decode`` fused into one compiled loop (``kernels``), or composed in numpy
+        where numba is missing."""
+        if pre_bias is None:
+            pre_bias = self._no_bias
+        arrays = (z, v) + tuple(a for a in (out, rates) if a is not None)
+        if kernels.available and all(a.flags.c_contiguous for a in arrays) and z.dtype == v.dtype:
+            dummy = v[:0]
+            return kernels.advance(z, pre_bias, v, self.first, self._packed, self.offset,
+                                   dummy if out is None else out, dummy if rates is None else rates,
+                                   out is not None, rates is not None, self._one_per_unit)
+        s = self.step(v, self.drive(z + pre_bias))
+        if out is not None:
+            out[...] = self.decode(s)
+        if rates is not None:
+            rates += s
+        return int(np.count_nonzero(s))
 
     def decode(self, s: np.ndarray) -> np.ndarray:
         """Unit values [N, n] from spikes (or rates) [N, M]; may return ``s`` itself (identity decode)."""

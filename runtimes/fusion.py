@@ -1,7 +1,8 @@
-"""Fusion of ``IF → Mul(w) → ReduceSum(-1) → Add(c)`` (an IF layer and its decode) into one compact kernel.
+"""Fusion of ``[Add(b) →] IF → Mul(w) → ReduceSum(-1) → Add(c)`` (an IF layer, its decode and the bias
+of the affine feeding it) into one compact kernel.
 
 The converter writes every spiking layer in this form; executing it as one ``compact.CompactLayer`` skips
-padding neurons and the [N, n, K] temporaries, with results identical to running the four nodes.
+padding neurons and the [N, n, K] temporaries, with results identical to running the nodes.
 """
 
 from __future__ import annotations
@@ -19,20 +20,25 @@ from .neuron import NeuronParams
 @dataclass
 class FusedLayer:
     name: str                       # the IF node's name (spike counts are reported under it)
-    current: str                    # input tensor [..., n]
+    current: str                    # input tensor [..., n] (before ``pre_bias``)
     output: str                     # decoded unit values [..., n]
-    nodes: list[onnx.NodeProto]     # the four fused nodes
+    nodes: list[onnx.NodeProto]     # the fused nodes, the IF node first
     params: NeuronParams
     decode_weight: np.ndarray
     decode_offset: np.ndarray
+    pre_bias: np.ndarray | None = None      # [n]: the fused bias Add before the IF node, if any
 
     def compact(self, dtype) -> CompactLayer:
         return CompactLayer(self.params, self.decode_weight, self.decode_offset, dtype)
+
+    def bias(self, dtype) -> np.ndarray | None:
+        return None if self.pre_bias is None else self.pre_bias.astype(dtype)
 
 
 def find_fusable(nodes: list[onnx.NodeProto], initializers: dict[str, np.ndarray],
                  graph_outputs: set[str]) -> list[FusedLayer]:
     consumers: dict[str, list[onnx.NodeProto]] = {}
+    producer = {name: node for node in nodes for name in node.output}
     for node in nodes:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
@@ -62,13 +68,30 @@ def find_fusable(nodes: list[onnx.NodeProto], initializers: dict[str, np.ndarray
         if len(shape) != 2 or any(np.shape(p) not in (shape, ()) for p in (v0, bias, theta_neg, weight)) \
                 or np.shape(offset) not in ((shape[0],), ()):
             continue
+        current, fused, pre_bias = node.input[0], [node, mul, reduce, add], None
+        bias_add = _bias_add(producer.get(current), shape[0], initializers)
+        if bias_add is not None and only(current) is node:
+            current, pre_bias = bias_add
+            fused.append(producer[node.input[0]])
         found.append(FusedLayer(
-            name=node.name or node.output[0], current=node.input[0], output=add.output[0],
-            nodes=[node, mul, reduce, add],
+            name=node.name or node.output[0], current=current, output=add.output[0], nodes=fused,
             params=NeuronParams(bias=bias, theta_pos=theta_pos, theta_neg=theta_neg, v0=v0,
                                 signed=bool(attrs.get("signed", 1)), fire_fraction=float(attrs.get("fire_fraction", 0.5))),
-            decode_weight=np.broadcast_to(weight, shape), decode_offset=np.broadcast_to(offset, (shape[0],))))
+            decode_weight=np.broadcast_to(weight, shape), decode_offset=np.broadcast_to(offset, (shape[0],)),
+            pre_bias=pre_bias))
     return found
+
+
+def _bias_add(node: onnx.NodeProto | None, n: int,
+              initializers: dict[str, np.ndarray]) -> tuple[str, np.ndarray] | None:
+    """(x, b) if ``node`` is ``Add(x, b)`` or ``Add(b, x)`` with b a constant [n] (the affine's bias)."""
+    if node is None or node.op_type != "Add" or node.domain not in ("", "ai.onnx"):
+        return None
+    for k in (0, 1):
+        b = initializers.get(node.input[1 - k])
+        if b is not None and node.input[k] not in initializers and b.shape == (n,):
+            return node.input[k], b
+    return None
 
 
 def _last_axis(node: onnx.NodeProto, initializers: dict[str, np.ndarray]) -> bool:

@@ -101,7 +101,7 @@ class NumpyRuntime:
         local = dict(values)
         membrane = {id(n): values[n.inputs[spec.IF_MEMBRANE]] for n in stage if n.kind == spec.IF_OP}
         sums: dict[int, np.ndarray] = {}
-        fused = {}     # per fused node: (compact layer, membrane [rows, M], constant drive or None, shape)
+        fused = {}     # per fused node: (compact layer, membrane [rows, M], constant current or None, bias, shape)
         for n in stage:
             if n.kind == "fused":
                 fused[id(n)] = None            # built at the first step, when the current's shape is known
@@ -114,16 +114,25 @@ class NumpyRuntime:
                 if n.kind == "fused":
                     z = local[n.inputs[0]]
                     if fused[id(n)] is None:
-                        compact = n.compact(z.dtype)
-                        rows = z.reshape(-1, z.shape[-1])
-                        static = n.inputs[0] in values
-                        fused[id(n)] = (compact, compact.initial_membrane(rows.shape[0]),
-                                        compact.drive(rows) if static else None, z.shape)
+                        compact, bias = n.compact(z.dtype), n.layer.bias(z.dtype)
+                        shape = z.shape[:-1] + (compact.n,)
+                        constant = None
+                        if n.inputs[0] in values:       # a constant current: the bias added once
+                            constant = np.ascontiguousarray((z if bias is None else z + bias).reshape(-1, compact.n))
+                            bias = None
+                        fused[id(n)] = (compact, compact.initial_membrane(int(np.prod(shape[:-1]))), constant,
+                                        bias, shape)
                         spikes[n.name].neurons = compact.M
-                    compact, v, drive, shape = fused[id(n)]
-                    s = compact.step(v, drive if drive is not None else compact.drive(z.reshape(-1, shape[-1])))
-                    spikes[n.name].events += int(np.count_nonzero(s))
-                    local[n.outputs[0]] = compact.decode(s).reshape(shape)
+                    compact, v, constant, bias, shape = fused[id(n)]
+                    if constant is not None:
+                        rows = constant
+                    elif z.shape[-1] == compact.n:
+                        rows = np.ascontiguousarray(z.reshape(-1, compact.n))
+                    else:                               # the bias Add broadcasts [..., 1] to [..., n]
+                        rows, bias = np.ascontiguousarray((z + bias).reshape(-1, compact.n)), None
+                    out = np.empty((rows.shape[0], compact.n), compact.weight.dtype)
+                    spikes[n.name].events += compact.advance(v, rows, out=out, pre_bias=bias)
+                    local[n.outputs[0]] = out.reshape(shape)
                 elif n.kind == spec.IF_OP:
                     z = local[n.inputs[spec.IF_CURRENT]]
                     u = membrane[id(n)] + (z[..., None] + local[n.inputs[spec.IF_BIAS]])
@@ -143,7 +152,7 @@ class NumpyRuntime:
                 values[n.outputs[0]] = sums[id(n)] / np.asarray(T, sums[id(n)].dtype)
             elif n.kind == "fused":
                 count = spikes[n.name]
-                count.batch = int(np.prod(fused[id(n)][3][:-1], dtype=np.int64))
+                count.batch = int(np.prod(fused[id(n)][4][:-1], dtype=np.int64))
                 count.timesteps = T
             elif n.kind == spec.IF_OP:
                 count = spikes[n.name]

@@ -68,14 +68,10 @@ def simulate_layer(inputs: np.ndarray, layer: ConvertedLayer, timesteps: int, st
     for a in range(0, N, step):
         rows = slice(a, min(a + step, N))
         v = compact.initial_membrane(rows.stop - rows.start)
-        x_static = compact.drive(inputs[rows] @ layer.weight + layer.bias) if static else None
+        z_static = np.ascontiguousarray(inputs[rows] @ layer.weight + layer.bias) if static else None
         for t in range(timesteps):
-            x = x_static if static else compact.drive(inputs[t, rows] @ layer.weight + layer.bias)
-            s = compact.step(v, x)
-            if rates:
-                total[rows] += s
-            else:
-                series[t, rows] = compact.decode(s)
+            z = z_static if static else inputs[t, rows] @ layer.weight + layer.bias
+            compact.advance(v, z, out=None if rates else series[t, rows], rates=total[rows] if rates else None)
     return LayerTrace(series=series, rates=None if total is None else total / timesteps, compact=compact)
 
 
