@@ -64,9 +64,17 @@ class CompactLayer:
         self._packed = np.ascontiguousarray(np.stack([self.bias, self.pos_thr, self.pos_amp, self.neg_thr,
                                                       self.neg_amp, self.weight]).reshape(6, self.M))
         self._no_bias = np.zeros(n, dtype)
+        # several neurons per unit: membranes stored [M, points], so the compiled loops run along points
+        self.columns = kernels.available and not self._one_per_unit
 
     def initial_membrane(self, rows: int) -> np.ndarray:
-        return np.broadcast_to(self.v0, (rows, self.M)).copy()
+        """Membranes of ``rows`` points, [rows, M], or [M, rows] where ``columns`` (see ``by_point``)."""
+        v = np.broadcast_to(self.v0, (rows, self.M))
+        return np.array(v.T, order="C") if self.columns else v.copy()
+
+    def by_point(self, a: np.ndarray) -> np.ndarray:
+        """The [rows, M] view of an array in the membranes' layout (membranes, rates from ``advance``)."""
+        return a.T if self.columns else a
 
     def drive(self, z: np.ndarray) -> np.ndarray:
         """The per-neuron input x = z[:, unit] + β [N, M] (compute once when z is constant)."""
@@ -93,23 +101,31 @@ class CompactLayer:
     def advance(self, v: np.ndarray, z: np.ndarray, out: np.ndarray | None = None,
                 rates: np.ndarray | None = None, pre_bias: np.ndarray | None = None) -> int:
         """One step from the unit currents ``z`` [N, n] (plus ``pre_bias`` [n], the affine's bias, if
-        given): ``v`` [N, M] advanced in place, the decoded values written to ``out`` [N, n] (if given),
-        the spikes added to ``rates`` [N, M] (if given); returns the number of non-zero spikes.
-        ``drive`` + ``step`` + ``decode`` fused into one compiled loop (``kernels``), or composed in numpy
-        where numba is missing."""
+        given): membranes ``v`` (from ``initial_membrane``) advanced in place, the decoded values written
+        to ``out`` [N, n] (if given), the spikes added to ``rates`` (if given; the layout of ``v``);
+        returns the number of non-zero spikes.  ``drive`` + ``step`` + ``decode`` fused into one compiled
+        loop (``kernels``), or composed in numpy where numba is missing."""
         if pre_bias is None:
             pre_bias = self._no_bias
-        arrays = (z, v) + tuple(a for a in (out, rates) if a is not None)
-        if kernels.available and all(a.flags.c_contiguous for a in arrays) and z.dtype == v.dtype:
+        if kernels.available and z.dtype == v.dtype:
             dummy = v[:0]
-            return kernels.advance(z, pre_bias, v, self.first, self._packed, self.offset,
+            if self.columns:
+                z_t = np.ascontiguousarray(z.T)
+                out_t = dummy if out is None else np.empty((self.n, z.shape[0]), v.dtype)
+                events = kernels.advance_columns(z_t, pre_bias, v, self.first, self._packed, self.offset, out_t,
+                                                 dummy if rates is None else rates, out is not None,
+                                                 rates is not None)
+                if out is not None:
+                    out[...] = out_t.T
+                return events
+            return kernels.advance(np.ascontiguousarray(z), pre_bias, v, self.first, self._packed, self.offset,
                                    dummy if out is None else out, dummy if rates is None else rates,
                                    out is not None, rates is not None, self._one_per_unit)
-        s = self.step(v, self.drive(z + pre_bias))
+        s = self.step(self.by_point(v), self.drive(z + pre_bias))
         if out is not None:
             out[...] = self.decode(s)
         if rates is not None:
-            rates += s
+            self.by_point(rates)[...] += s
         return int(np.count_nonzero(s))
 
     def decode(self, s: np.ndarray) -> np.ndarray:

@@ -27,23 +27,25 @@ def _layer(rng, n, K, signed, fraction, dtype):
        fraction=st.sampled_from([0.5, 1.0, 0.3]), dtype=st.sampled_from([np.float32, np.float64]),
        with_bias=st.booleans())
 def test_compiled_step_equals_numpy(seed, n, K, signed, fraction, dtype, with_bias):
-    """Same membranes and spikes bit for bit; decoded values equal up to the order of the decode's sum."""
+    """Same membranes and spikes bit for bit; decoded values equal up to the order of the decode's sum
+    (both layouts: one neuron per unit, points by rows; several, points by columns)."""
     rng = np.random.default_rng(seed)
     layer = _layer(rng, n, K, signed, fraction, dtype)
     N, T = 7, 12
     pre_bias = rng.normal(0, 0.5, n).astype(dtype) if with_bias else None
-    v_fast, v_ref = layer.initial_membrane(N), layer.initial_membrane(N)
-    rates_fast, rates_ref = np.zeros((N, layer.M), dtype), np.zeros((N, layer.M), dtype)
+    v_fast = layer.initial_membrane(N)                   # [M, N] for several neurons per unit
+    v_ref = layer.by_point(layer.initial_membrane(N)).copy()
+    rates_fast, rates_ref = np.zeros_like(v_fast), np.zeros((N, layer.M), dtype)
     for _ in range(T):
         z = rng.normal(0, 1.0, (N, n)).astype(dtype)
         out = np.empty((N, n), dtype)
         events = layer.advance(v_fast, z, out=out, rates=rates_fast, pre_bias=pre_bias)
         s = layer.step(v_ref, layer.drive(z if pre_bias is None else z + pre_bias))
         rates_ref += s
-        np.testing.assert_array_equal(v_fast, v_ref)
+        np.testing.assert_array_equal(layer.by_point(v_fast), v_ref)
         assert events == np.count_nonzero(s)
         np.testing.assert_allclose(out, layer.decode(s), rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-6)
-    np.testing.assert_array_equal(rates_fast, rates_ref)
+    np.testing.assert_array_equal(layer.by_point(rates_fast), rates_ref)
 
 
 def test_one_neuron_per_unit_takes_the_elementwise_path():

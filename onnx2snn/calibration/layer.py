@@ -64,15 +64,21 @@ def simulate_layer(inputs: np.ndarray, layer: ConvertedLayer, timesteps: int, st
     compact = CompactLayer(layer.neurons, layer.decode_weight, layer.decode_offset, dtype)
     series = None if rates else np.empty((timesteps, N, n), dtype=dtype)
     total = np.zeros((N, compact.M), dtype=dtype) if rates else None
+    m = inputs.shape[-1]
+    z = (inputs.reshape(-1, m) @ layer.weight + layer.bias).reshape(inputs.shape[:-1] + (n,))   # one BLAS call
     step = block_rows(compact.M)
     for a in range(0, N, step):
         rows = slice(a, min(a + step, N))
         v = compact.initial_membrane(rows.stop - rows.start)
-        z_static = np.ascontiguousarray(inputs[rows] @ layer.weight + layer.bias) if static else None
+        counts = np.zeros_like(v) if rates else None
         for t in range(timesteps):
-            z = z_static if static else inputs[t, rows] @ layer.weight + layer.bias
-            compact.advance(v, z, out=None if rates else series[t, rows], rates=total[rows] if rates else None)
-    return LayerTrace(series=series, rates=None if total is None else total / timesteps, compact=compact)
+            compact.advance(v, z[rows] if static else z[t, rows], out=None if rates else series[t, rows],
+                            rates=counts)
+        if rates:
+            total[rows] = compact.by_point(counts)
+    if rates:
+        total /= timesteps                  # in place: a new [N, M] array costs more than the division
+    return LayerTrace(series=series, rates=total, compact=compact)
 
 
 def static_response(z: np.ndarray, layer: ConvertedLayer) -> tuple[np.ndarray, np.ndarray]:
