@@ -9,7 +9,9 @@ form keeps the M live neurons in unit order, so a step costs O(N·M) instead of 
     v'  = u - s
     y_j = c_j + Σ_{m ∈ unit j} w_m · s_m           (decode; units without live neurons give c_j)
 
-Semantics are exactly those of ``neuron.if_step`` followed by the decode ops of ``spec``.
+Semantics are exactly those of ``neuron.if_step`` followed by the decode ops of ``spec``.  ``drive``,
+``step`` and ``decode`` are the numpy definition; ``advance`` runs the three as one compiled loop
+(``kernels``) with the same spikes, and is what calibration and the numpy runtime call.
 """
 
 from __future__ import annotations
@@ -69,8 +71,9 @@ class CompactLayer:
 
     def initial_membrane(self, rows: int) -> np.ndarray:
         """Membranes of ``rows`` points, [rows, M], or [M, rows] where ``columns`` (see ``by_point``)."""
-        v = np.broadcast_to(self.v0, (rows, self.M))
-        return np.array(v.T, order="C") if self.columns else v.copy()
+        if self.columns:
+            return np.broadcast_to(self.v0[:, None], (self.M, rows)).copy()
+        return np.broadcast_to(self.v0, (rows, self.M)).copy()
 
     def by_point(self, a: np.ndarray) -> np.ndarray:
         """The [rows, M] view of an array in the membranes' layout (membranes, rates from ``advance``)."""

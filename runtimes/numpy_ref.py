@@ -101,7 +101,7 @@ class NumpyRuntime:
         local = dict(values)
         membrane = {id(n): values[n.inputs[spec.IF_MEMBRANE]] for n in stage if n.kind == spec.IF_OP}
         sums: dict[int, np.ndarray] = {}
-        fused = {}     # per fused node: (compact layer, membrane [rows, M], constant current or None, bias, shape)
+        fused = {}     # per fused node: (compact layer, membranes, constant current or None, bias, shape)
         for n in stage:
             if n.kind == "fused":
                 fused[id(n)] = None            # built at the first step, when the current's shape is known
