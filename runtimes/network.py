@@ -12,7 +12,7 @@ from onnx import numpy_helper
 
 from . import rows, spec
 from .errors import ArtifactError, InputError
-from .compact import block_rows
+from .compact import block_rows, compiled_block_rows
 from .loading import load_onnx
 from .neuron import live_mask
 from .numpy_ref import NumpyRuntime, RunResult, SpikeCounts
@@ -144,13 +144,14 @@ class SpikingNetwork:
 
 def _block_rows(model: onnx.ModelProto, backend: str, options: dict) -> int:
     """Points per chunk that keep a CPU backend's membranes in cache for all T steps: ``block_rows`` of
-    the artifact's live neurons for numpy and onnxruntime, ``TORCH_CPU_ROWS`` for snnTorch on CPU, and
+    the artifact's live neurons for onnxruntime (``compiled_block_rows`` for numpy), ``TORCH_CPU_ROWS`` for snnTorch on CPU, and
     ``CHUNK_ROWS`` (no further limit) on a GPU.  ``benchmarks/speed.py`` on poisson1d (10,000 points,
     T = 32, one thread), before and after: numpy 5.6x faster per step on the default conversion and 1.6x
     with one neuron per unit, onnxruntime 1.4x on the default conversion."""
     if backend == "snntorch":
         return TORCH_CPU_ROWS if str(options.get("device", "cpu")).startswith("cpu") else CHUNK_ROWS
-    return block_rows(neuron_counts(model)[0])
+    live = neuron_counts(model)[0]
+    return compiled_block_rows(live) if backend == "numpy" else block_rows(live)
 
 
 def neuron_counts(model: onnx.ModelProto) -> tuple[int, int]:

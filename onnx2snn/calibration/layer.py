@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from runtimes.compact import CompactLayer, block_rows
+from runtimes.compact import CompactLayer, compiled_block_rows
 from runtimes.neuron import NeuronParams
 
 
@@ -56,8 +56,9 @@ def simulate_layer(inputs: np.ndarray, layer: ConvertedLayer, timesteps: int, st
 
     Returns the decoded series, or with ``rates=True`` only the neurons' rates (no decoding).  Points are
     independent, so they run in blocks of rows whose membranes stay in the CPU cache for all T steps
-    (``block_rows``): 3-4x faster than stepping all N rows at once.  Same semantics; the block's matrix
-    product may round differently in the last bit, which can flip a spike sitting exactly at a threshold."""
+    (``compiled_block_rows``): 3-4x faster than stepping all N rows at once.  Same semantics; the
+    block's matrix product may round differently in the last bit, which can flip a spike sitting exactly
+    at a threshold."""
     n = layer.neurons.shape[0]
     N = inputs.shape[0] if static else inputs.shape[1]
     dtype = layer.weight.dtype
@@ -66,7 +67,7 @@ def simulate_layer(inputs: np.ndarray, layer: ConvertedLayer, timesteps: int, st
     total = np.zeros((N, compact.M), dtype=dtype) if rates else None
     m = inputs.shape[-1]
     z = (inputs.reshape(-1, m) @ layer.weight + layer.bias).reshape(inputs.shape[:-1] + (n,))   # one BLAS call
-    step = block_rows(compact.M)
+    step = compiled_block_rows(compact.M)
     for a in range(0, N, step):
         rows = slice(a, min(a + step, N))
         v = compact.initial_membrane(rows.stop - rows.start)
