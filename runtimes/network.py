@@ -144,8 +144,8 @@ class SpikingNetwork:
 
 def _block_rows(model: onnx.ModelProto, backend: str, options: dict) -> int:
     """Points per chunk that keep a CPU backend's membranes in cache for all T steps: ``block_rows`` of
-    the artifact's live neurons for onnxruntime (``compiled_block_rows`` for numpy), ``TORCH_CPU_ROWS`` for snnTorch on CPU, and
-    ``CHUNK_ROWS`` (no further limit) on a GPU.  ``benchmarks/speed.py`` on poisson1d (10,000 points,
+    the artifact's live neurons for onnxruntime (``compiled_block_rows`` for numpy), ``TORCH_CPU_ROWS``
+    for snnTorch on CPU, and ``CHUNK_ROWS`` (no further limit) on a GPU.  ``benchmarks/speed.py`` on poisson1d (10,000 points,
     T = 32, one thread), before and after: numpy 5.6x faster per step on the default conversion and 1.6x
     with one neuron per unit, onnxruntime 1.4x on the default conversion."""
     if backend == "snntorch":

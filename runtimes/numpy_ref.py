@@ -118,7 +118,8 @@ class NumpyRuntime:
                         shape = z.shape[:-1] + (compact.n,)
                         constant = None
                         if n.inputs[0] in values:       # a constant current: the bias added once
-                            constant = np.ascontiguousarray((z if bias is None else z + bias).reshape(-1, compact.n))
+                            z = z if bias is None else z + bias
+                            constant = np.ascontiguousarray(np.broadcast_to(z, shape).reshape(-1, compact.n))
                             bias = None
                         fused[id(n)] = (compact, compact.initial_membrane(int(np.prod(shape[:-1]))), constant,
                                         bias, shape)
@@ -128,8 +129,9 @@ class NumpyRuntime:
                         rows = constant
                     elif z.shape[-1] == compact.n:
                         rows = np.ascontiguousarray(z.reshape(-1, compact.n))
-                    else:                               # the bias Add broadcasts [..., 1] to [..., n]
-                        rows, bias = np.ascontiguousarray((z + bias).reshape(-1, compact.n)), None
+                    else:                               # a current [..., 1] broadcast to the n units
+                        z = z if bias is None else z + bias
+                        rows, bias = np.ascontiguousarray(np.broadcast_to(z, shape).reshape(-1, compact.n)), None
                     out = np.empty((rows.shape[0], compact.n), compact.weight.dtype)
                     spikes[n.name].events += compact.advance(v, rows, out=out, pre_bias=bias)
                     local[n.outputs[0]] = out.reshape(shape)

@@ -10,7 +10,7 @@ from runtimes.network import SpikingNetwork
 
 
 def _artifact(W1, b1, theta_pos, theta_neg, v0, W2, b2, T, fraction=0.5, post_square=False):
-    n = W1.shape[1]
+    n = theta_pos.shape[0]
     f = lambda a, name: numpy_helper.from_array(np.asarray(a, np.float32), name)
     nodes = [
         helper.make_node("MatMul", ["x", "W1"], ["xw"]),
@@ -120,6 +120,19 @@ def test_fused_kernel_equals_the_four_nodes():
         np.testing.assert_allclose(fused.outputs["u"], plain.outputs["u"], rtol=1e-6, atol=1e-7)
         assert {k: v.events for k, v in fused.spikes.items()} == {k: v.events for k, v in plain.spikes.items()}
         assert {k: v.neurons for k, v in fused.spikes.items()} == {k: v.neurons for k, v in plain.spikes.items()}
+
+
+def test_fused_kernel_broadcasts_a_one_column_current():
+    """A current [N, 1] plus a bias [n] (the spec broadcasts it to the n units) runs fused as unfused."""
+    from runtimes.numpy_ref import NumpyRuntime
+    rng = np.random.default_rng(3)
+    theta = rng.uniform(0.2, 1.0, (3, 1))
+    model = _artifact(rng.normal(size=(2, 1)), rng.normal(size=3), theta, theta, theta / 2,
+                      rng.normal(size=(3, 2)), np.zeros(2), T=8)
+    x = {"x": rng.uniform(-1, 1, (20, 2)).astype(np.float32)}
+    fused, plain = NumpyRuntime(model, 8).run(x), NumpyRuntime(model, 8, fuse=False).run(x)
+    np.testing.assert_allclose(fused.outputs["y"], plain.outputs["y"], rtol=1e-6, atol=1e-7)
+    assert fused.spikes["if1"].events == plain.spikes["if1"].events > 0
 
 
 def test_chunked_run_equals_one_batch():
