@@ -76,6 +76,7 @@ class CompactLayer:
                                                       self.neg_amp, self.weight]).reshape(6, self.M))
         self._no_bias = np.zeros(n, dtype)
         # several neurons per unit: membranes stored [M, points], so the compiled loops run along points
+        # (kernels.advance_columns); one per unit: [points, n] (kernels.advance)
         self.columns = kernels.available and not self._one_per_unit
 
     def initial_membrane(self, rows: int) -> np.ndarray:
@@ -130,9 +131,9 @@ class CompactLayer:
                 if out is not None:
                     out[...] = out_t.T
                 return events
-            return kernels.advance(np.ascontiguousarray(z), pre_bias, v, self.first, self._packed, self.offset,
+            return kernels.advance(np.ascontiguousarray(z), pre_bias, v, self._packed, self.offset,
                                    dummy if out is None else out, dummy if rates is None else rates,
-                                   out is not None, rates is not None, self._one_per_unit)
+                                   out is not None, rates is not None)
         s = self.step(self.by_point(v), self.drive(z + pre_bias))
         if out is not None:
             out[...] = self.decode(s)

@@ -10,11 +10,12 @@ For each point r and unit j, over the unit's live neurons m ∈ [first_j, first_
 
 the same float operations, in the same order per neuron, as the artifact's ``Add`` followed by
 ``CompactLayer.drive``, ``step`` and ``decode`` in numpy (only the decode's sum of several neurons may
-round differently in the last bit).  numpy's version makes ~8
-passes over [N, M] arrays per step; this one reads and writes each membrane once.  Measured on one
-thread (float32, T=32): 10,000 points × 100 units with one neuron each ~0.7 ms per step vs numpy 5.4 ms;
-a PWL layer of 7,000 neurons on 37 points 0.34 ms vs 0.8-1.1 ms.  Without numba, ``available`` is
-False and the numpy version runs.
+round differently in the last bit).  numpy's version makes ~8 passes over [N, M] arrays per step; these
+read and write each membrane once.  ``advance`` is for one neuron per unit (points by rows),
+``advance_columns`` for several (membranes [M, points]).  Measured on one thread (float32): 10,000
+points × 100 units with one neuron each ~0.7 ms per step vs numpy 5.4 ms; a PWL layer of 7,000 neurons
+on 37 points ~0.14 ms vs numpy 0.8-1.1 ms.  Without numba, ``available`` is False and the numpy
+version runs.
 """
 
 from __future__ import annotations
@@ -32,59 +33,44 @@ available = njit is not None
 BIAS, POS_THR, POS_AMP, NEG_THR, NEG_AMP, WEIGHT = range(6)     # rows of the packed per-neuron parameters
 
 
-def _advance(z, pre_bias, v, first, neuron, offset, out, rates, decode, accumulate, one_per_unit):
-    """z [N, n] with ``pre_bias`` [n] still to add (the affine's bias, 0 if already added), v [N, M]
-    (updated in place), first [n+1], ``neuron`` [6, M] (rows BIAS … WEIGHT), offset [n]; writes y into
-    ``out`` [N, n] if ``decode``, adds spikes to ``rates`` [N, M] if ``accumulate``; returns the number
-    of non-zero spikes.  Per point, three loops without branches (gather, fire, decode), which LLVM
-    vectorises; with ``one_per_unit`` (M = n, neuron m of unit m) gather and decode are elementwise."""
+def _advance(z, pre_bias, v, neuron, offset, out, rates, decode, accumulate):
+    """One neuron per unit (M = n, neuron m of unit m), points by rows: z [N, n] with ``pre_bias`` [n]
+    still to add (the affine's bias, 0 if already added), v [N, n] (updated in place), ``neuron`` [6, n]
+    (rows BIAS … WEIGHT), offset [n]; writes y into ``out`` [N, n] if ``decode``, adds spikes to
+    ``rates`` [N, n] if ``accumulate``; returns the number of non-zero spikes.  Per point, elementwise
+    loops without branches, which LLVM vectorises."""
     N, n = z.shape
-    M = v.shape[1]
     zero = v.dtype.type(0)
     bias, pos_thr, pos_amp = neuron[BIAS], neuron[POS_THR], neuron[POS_AMP]
     neg_thr, neg_amp, weight = neuron[NEG_THR], neuron[NEG_AMP], neuron[WEIGHT]
-    x = np.empty(M, v.dtype)
-    s = np.empty(M, v.dtype)
+    s = np.empty(n, v.dtype)
     events = 0
     for r in range(N):
-        if one_per_unit:
-            for m in range(M):
-                x[m] = (z[r, m] + pre_bias[m]) + bias[m]
-        else:
-            for j in range(n):
-                zj = z[r, j] + pre_bias[j]
-                for m in range(first[j], first[j + 1]):
-                    x[m] = zj + bias[m]
         count = 0
-        for m in range(M):
-            u = v[r, m] + x[m]
+        for m in range(n):
+            u = v[r, m] + ((z[r, m] + pre_bias[m]) + bias[m])
             sm = pos_amp[m] if u >= pos_thr[m] else zero
             sm = -neg_amp[m] if u <= neg_thr[m] else sm
             v[r, m] = u - sm
             s[m] = sm
             count += np.int32(1) if sm != zero else np.int32(0)
-        if decode and one_per_unit:
-            for m in range(M):
-                out[r, m] = offset[m] + weight[m] * s[m]
-        elif decode:
-            for j in range(n):
-                total = zero
-                for m in range(first[j], first[j + 1]):
-                    total += weight[m] * s[m]
-                out[r, j] = offset[j] + total
         events += count
+        if decode:
+            for m in range(n):
+                out[r, m] = offset[m] + weight[m] * s[m]
         if accumulate:
-            for m in range(M):
+            for m in range(n):
                 rates[r, m] += s[m]
     return events
 
 
 def _advance_columns(z, pre_bias, v, first, neuron, offset, out, rates, decode, accumulate):
-    """The same step with points along the last axis: z [n, N], v [M, N], out [n, N], rates [M, N].
+    """Several neurons per unit, points along the last axis: z [n, N], v [M, N], out [n, N], rates [M, N],
+    unit j's neurons ``first[j]:first[j+1]``, the rest as in ``_advance``.
 
     Each neuron's parameters are then scalars and the loops over points vectorise with no gather, and
-    the decode's per-unit sum runs as independent sums across points (same order per point: neuron by
-    neuron, then the offset), 2-3x faster than ``_advance`` for a PWL layer of thousands of neurons."""
+    the decode's per-unit sum runs as independent sums across points (per point neuron by neuron, then
+    the offset): 2-4x faster than a loop over each point's neurons for a PWL layer of thousands."""
     n, N = z.shape
     zero = v.dtype.type(0)
     zb = np.empty(N, v.dtype)

@@ -118,9 +118,7 @@ class NumpyRuntime:
                         shape = z.shape[:-1] + (compact.n,)
                         constant = None
                         if n.inputs[0] in values:       # a constant current: the bias added once
-                            z = z if bias is None else z + bias
-                            constant = np.ascontiguousarray(np.broadcast_to(z, shape).reshape(-1, compact.n))
-                            bias = None
+                            constant, bias = _unit_rows(z, bias, shape), None
                         fused[id(n)] = (compact, compact.initial_membrane(int(np.prod(shape[:-1]))), constant,
                                         bias, shape)
                         spikes[n.name].neurons = compact.M
@@ -130,8 +128,7 @@ class NumpyRuntime:
                     elif z.shape[-1] == compact.n:
                         rows = np.ascontiguousarray(z.reshape(-1, compact.n))
                     else:                               # a current [..., 1] broadcast to the n units
-                        z = z if bias is None else z + bias
-                        rows, bias = np.ascontiguousarray(np.broadcast_to(z, shape).reshape(-1, compact.n)), None
+                        rows, bias = _unit_rows(z, bias, shape), None
                     out = np.empty((rows.shape[0], compact.n), compact.weight.dtype)
                     spikes[n.name].events += compact.advance(v, rows, out=out, pre_bias=bias)
                     local[n.outputs[0]] = out.reshape(shape)
@@ -160,3 +157,9 @@ class NumpyRuntime:
                 count = spikes[n.name]
                 count.batch = int(np.prod(local[n.inputs[spec.IF_CURRENT]].shape[:-1], dtype=np.int64))
                 count.timesteps = T
+
+
+def _unit_rows(z: np.ndarray, bias: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
+    """The current z (+ bias) broadcast to ``shape`` [..., n], as contiguous rows [points, n]."""
+    z = z if bias is None else z + bias
+    return np.ascontiguousarray(np.broadcast_to(z, shape).reshape(-1, shape[-1]))
