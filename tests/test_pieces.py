@@ -5,7 +5,8 @@ import numpy as np
 import onnx2snn
 from conftest import FIXTURES
 from onnx2snn.calibration.budget import budget_pieces
-from onnx2snn.calibration.options import ConversionOptions
+from onnx2snn.expansion import fitted_interpolation_error
+from onnx2snn.calibration.options import DEFAULT_MAX_PIECES, ConversionOptions
 
 TANH = FIXTURES / "torch_tanh_gemm.onnx"
 
@@ -14,26 +15,42 @@ def test_budget_spends_pieces_on_sensitive_curved_units_and_respects_a_floor():
     lo, hi = np.full(4, -3.0), np.full(4, 3.0)
     spread = np.full(4, 2.0)
     sensitivity = np.array([0.0, 0.1, 1.0, 10.0])
-    pieces, predicted = budget_pieces(np.tanh, lo, hi, spread, sensitivity, 32, 5e-2, 32)
+    currents = np.random.default_rng(0).uniform(-3.0, 3.0, (1000, 4))
+    pieces, predicted = budget_pieces(np.tanh, lo, hi, currents, spread, sensitivity, 32, 5e-2, 32)
     assert pieces[0] == 1 and np.all(np.diff(pieces) > 0) and pieces[3] < 32      # interior: λ > 0
     assert predicted <= 5e-2
-    capped, predicted_capped = budget_pieces(np.tanh, lo, hi, spread, sensitivity, 32, 1e-4, 32)
+    capped, predicted_capped = budget_pieces(np.tanh, lo, hi, currents, spread, sensitivity, 32, 1e-4, 32)
     assert np.all(capped[1:] == 32) and predicted_capped > 1e-4                     # the cap binds: said so
-    floored, _ = budget_pieces(np.tanh, lo, hi, spread, sensitivity, 32, 5e-2, 32, least=np.full(4, 8))
-    assert np.all(floored >= 8) and np.all(floored >= pieces)
+    floored, predicted_floored = budget_pieces(np.tanh, lo, hi, currents, spread, sensitivity, 32, 5e-2, 32,
+                                               least=np.full(4, 8))
+    assert np.all(floored >= 8) and predicted_floored <= 5e-2
+
+
+def test_fitted_interpolation_error_is_the_least_squares_pwl_residual():
+    """One piece: the residual of the best line (numpy.polyfit) to h at the samples; two pieces with a knot
+    at 0 fit |z| exactly; for a parabola the error falls as 1/K² with uniform knots."""
+    z = np.random.default_rng(0).uniform(-1.0, 1.0, (4000, 1))
+    line = np.polyfit(z[:, 0], np.exp(z[:, 0]), 1)
+    expected = np.sqrt(np.mean((np.polyval(line, z[:, 0]) - np.exp(z[:, 0])) ** 2))
+    assert np.isclose(fitted_interpolation_error(np.exp, np.array([[-1.0], [1.0]]), z)[0], expected, rtol=1e-6)
+    assert fitted_interpolation_error(np.abs, np.array([[-1.0], [0.0], [1.0]]), z)[0] < 1e-6
+    knots = lambda k: np.linspace(-1.0, 1.0, k + 1)[:, None]
+    errors = [fitted_interpolation_error(np.square, knots(k), z)[0] for k in (4, 8)]
+    assert np.isclose(errors[0] / errors[1], 4.0, rtol=0.05)
 
 
 def test_a_missed_budget_allocates_again_beyond_the_first_cap():
-    """With a budget the first pass (≤ 32 pieces) cannot meet, each measured pass doubles the cap (32, 64,
-    128) and the SNN gets closer to the ANN than the fixed 32-piece expansion."""
+    """With a budget the first pass (≤ DEFAULT_MAX_PIECES pieces) cannot meet, each measured pass doubles
+    the cap and the SNN gets closer to the ANN than the fixed 32-piece expansion."""
     options = dict(timesteps=16, samples=1024, validation_points=1024)
     auto = onnx2snn.convert(TANH, pieces="auto", tolerance=1e-4, **options)
     fixed = onnx2snn.convert(TANH, pieces=32, **options)
-    assert max(int(p.max()) for p in auto.calibration.pieces) > 64
+    assert max(int(p.max()) for p in auto.calibration.pieces) > DEFAULT_MAX_PIECES
     assert auto.report["validation"]["rel_l2_snn_vs_ann"] < fixed.report["validation"]["rel_l2_snn_vs_ann"]
 
 
-def test_default_tolerance_falls_with_timesteps():
-    assert ConversionOptions(timesteps=32).tolerance == 4e-3
-    assert np.isclose(ConversionOptions(timesteps=128).tolerance, 2e-3)
+def test_default_tolerance_is_the_promised_error_with_a_margin():
+    assert np.isclose(ConversionOptions(timesteps=32).tolerance, 0.8 * 5e-3)
+    assert np.isclose(ConversionOptions(timesteps=128).tolerance, 0.8 * 2e-3)
+    assert 0.8 * 5e-3 < ConversionOptions(timesteps=16).tolerance < 0.8 * 5e-3 * 2
     assert ConversionOptions(timesteps=128, tolerance=1e-2).tolerance == 1e-2

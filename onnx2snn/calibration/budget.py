@@ -11,22 +11,28 @@ Predicted error of unit j with K pieces, as seen at the outputs (RMS):
     e_j(K)² = s_j² · ( (r_j / K)² / (12·T²)  +  I_j(K)² )
 
 the first term the rounding error of the partly-active piece (uniform in ±(r_j/K)/(2T), r_j the range of
-h_j on the data), the second the interpolation error, measured at K₀ = 4 pieces and scaled as (K₀/K)².
+h_j on the data), the second the interpolation error I_j(K₀) at K₀ = 4 pieces, scaled as (K₀/K)²: the RMS
+residual of the least-squares PWL fit at the unit's calibration currents (``fitted_interpolation_error``),
+which is what the decode refit leaves (on wave the interpolant's max overstated it 4-5x, measured per layer,
+and the allocation bought pieces where rounding, not interpolation, was the error).
 Per layer, pieces minimise Σ_j K_j (spikes grow with K) subject to (Σ_j e_j²)^½ ≤ τ/√L, L the number of
 spiking layers, solved exactly for the Lagrangian  K_j = argmin_K e_j(K)² + λ·K  with λ by bisection.
 
-The model is static: it ignores that a layer fed by spikes sees a current that fluctuates from step to step,
-which makes neurons next to a piece's rails fire early or late (on Burgers the real error is twice the one
-with time-averaged inputs).  ``calibrate`` therefore measures the real output error E of a first pass on the
-calibration points and, if E > τ, allocates again with the sensitivities scaled by E / E_pred (E_pred the
-model's prediction for the first pass), the cap doubled and no unit below its first-pass pieces.
+Measured per layer on wave (T=32 and 128) the two terms match the simulation: the rounding term the
+decoded error u - g(z̄) (g the layer's exact PWL response to its time-averaged current z̄, fluctuations of
+the spiking input included) within 0.8-1.3x, the fitted interpolation term g(z̄) - h(z̄).  What the model
+misses is how unit errors combine at the outputs: they are correlated (units share their inputs) and
+propagate through later layers, so the real output error is 0.7-1.7x the prediction depending on the
+network.  ``calibrate`` therefore measures the real output error E of a pass on the calibration points
+and, if E > τ, allocates again with the sensitivities scaled by E / E_pred (E_pred the prediction for
+that pass), the cap doubled and no unit below its pieces in that pass.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..expansion import curvature_knots, interpolation_error
+from ..expansion import curvature_knots, fitted_interpolation_error
 from ..structure import Structure
 
 SENSITIVITY_POINTS = 1024
@@ -66,14 +72,15 @@ def _derivative(layer, z: np.ndarray) -> np.ndarray:
     return (layer.activation(z + eps).astype(np.float64) - layer.activation(z - eps)) / (2 * eps)
 
 
-def budget_pieces(activation, lo: np.ndarray, hi: np.ndarray, spread: np.ndarray, sensitivity: np.ndarray,
-                  timesteps: int, tolerance: float, max_pieces: int,
+def budget_pieces(activation, lo: np.ndarray, hi: np.ndarray, currents: np.ndarray, spread: np.ndarray,
+                  sensitivity: np.ndarray, timesteps: int, tolerance: float, max_pieces: int,
                   least: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """Pieces per unit [n] meeting ``tolerance`` (this layer's share of the relative output error), at least
     ``least`` [n] if given, and the layer's predicted error (Σ_j e_j(K_j)²)^½ with them (above
-    ``tolerance`` when the cap binds)."""
-    knots = curvature_knots(activation, lo, hi, INTERPOLATION_REFERENCE)
-    interp = interpolation_error(activation, knots)
+    ``tolerance`` when the cap binds).  ``currents`` [N, n]: the units' calibration inputs."""
+    currents = currents[:SENSITIVITY_POINTS]
+    knots = curvature_knots(activation, lo, hi, INTERPOLATION_REFERENCE, currents)
+    interp = fitted_interpolation_error(activation, knots, currents)
     K = np.arange(1, max_pieces + 1, dtype=np.float64)[None, :]
     quant = (spread[:, None] / K) ** 2 / (12.0 * timesteps ** 2)
     curve = (interp[:, None] * (INTERPOLATION_REFERENCE / K) ** 2) ** 2
