@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import onnx
 
 from .activations import Activation, find_activation
@@ -49,6 +50,17 @@ class Structure:
     readouts: list[Affine]
     analog: list[AnalogNode]
     affines: list[Affine]
+    contracted: set[str] = field(default_factory=set)   # readouts whose columns an Einsum contracts
+
+    def relative_scale(self, affine: Affine, y) -> np.ndarray:
+        """The scale of a readout's relative error, per column [width], from its ANN values y [N, width]:
+        each column's RMS (every output field counts relative to its own size), or for a ``contracted``
+        readout (the features f_r of a separable network, y = Σ_r f_r(x)·g_r(t)) the RMS over all columns,
+        since a feature's error reaches the output weighted by its partner's size, not by its own."""
+        squares = np.mean(np.square(y, dtype=np.float64), axis=0)
+        if affine.name in self.contracted:
+            squares = np.full_like(squares, squares.mean())
+        return np.sqrt(squares) + 1e-12
 
     def upstream_of(self, affine: Affine) -> int | None:
         """Index of the spiking layer whose activation output is ``affine``'s input, if any."""
@@ -90,6 +102,7 @@ def analyse(model: onnx.ModelProto) -> Structure:
             if id(c) not in layer_affines and id(c) not in seen:
                 structure.readouts.append(c)
                 seen.add(id(c))
+    structure.contracted = {a.name for a in structure.readouts if _reaches_einsum(a.output, g)}
     spiking_nodes = {id(n) for l in layers for n in l.affine.nodes + l.activation.nodes}
     spiking_nodes |= {id(n) for a in structure.readouts for n in a.nodes}
     affine_of = {id(n): a for a in affines for n in a.nodes}
@@ -106,3 +119,16 @@ def analyse(model: onnx.ModelProto) -> Structure:
             reason = f"{node.op_type} is not an affine layer or a pointwise activation (evaluated on decoded values)"
         structure.analog.append(AnalogNode(node.name, node.op_type, reason))
     return structure
+
+
+def _reaches_einsum(name: str, g: GraphIndex) -> bool:
+    """Whether tensor ``name`` flows into an ``Einsum`` node (through any nodes)."""
+    todo, seen = [name], set()
+    while todo:
+        for node in g.consumers.get(todo.pop(), []):
+            if node.op_type == "Einsum":
+                return True
+            if id(node) not in seen:
+                seen.add(id(node))
+                todo.extend(node.output)
+    return False

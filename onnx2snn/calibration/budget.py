@@ -1,7 +1,7 @@
 """Pieces per unit from an error budget (``--pieces auto``): spikes go where the output needs accuracy.
 
 Output sensitivity of unit j of spiking layer l (back-propagated through the ANN, averaged over the
-calibration points, each output scaled by its RMS so the budget is relative)::
+calibration points, each output scaled by its RMS so the budget is relative, ``Structure.relative_scale``)::
 
     δ_l = W_c·(h'(z_c) ⊙ δ_c)  summed over consumer layers c,  δ_readout = W_readout / rms(y)
     s_j = ( E_x Σ_m δ_l[x, j, m]² )^½
@@ -56,8 +56,7 @@ def output_sensitivities(structure: Structure, ann: dict[str, np.ndarray]) -> li
         delta = np.zeros((N, layer.width, total))
         for consumer in layer.consumers:
             if consumer.name in columns:
-                y = flat(ann[consumer.output]).astype(np.float64)
-                scale = np.sqrt(np.mean(y ** 2, axis=0)) + 1e-12
+                scale = structure.relative_scale(consumer, flat(ann[consumer.output]))
                 delta[:, :, columns[consumer.name]] += (consumer.weight / scale)[None]
             elif id(consumer) in index and deltas[index[id(consumer)]] is not None:
                 nxt = structure.layers[index[id(consumer)]]

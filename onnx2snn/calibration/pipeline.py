@@ -83,18 +83,26 @@ def calibrate(structure: Structure, ann: dict[str, np.ndarray], options: Convers
     With ``--pieces auto``, a first pass allocates pieces from the error budget (``budget.py``); while the
     real output error on the calibration points exceeds the tolerance (at most ``AUTO_PASSES`` passes), the
     next pass allocates again with the budget's sensitivities scaled by real / predicted error, twice the
-    previous cap and no unit below its pieces in the previous pass."""
+    previous cap and no unit below its pieces in the previous pass.  The pass with the lowest real error is
+    kept: more pieces can make it worse (on Burgers at T=128, 1.80e-3, 2.05e-3, 2.39e-3 in three passes:
+    narrow pieces in the last hidden layer cannot follow its spiking input's step-to-step fluctuation)."""
     sensitivity = output_sensitivities(structure, ann) if options.pieces == "auto" else None
     cap = options.max_pieces
     layers, traces, predicted = _calibrate_layers(structure, ann, options, sensitivity, cap)
-    for _ in range(AUTO_PASSES - 1 if sensitivity is not None else 0):
+    if sensitivity is not None:
         error = _output_error(structure, traces, ann)
-        if error <= options.tolerance or predicted <= 0:
-            break
-        sensitivity = [s * (error / predicted) for s in sensitivity]
-        least = [l.neurons.live.sum(axis=1) for l in layers]
-        cap *= 2
-        layers, traces, predicted = _calibrate_layers(structure, ann, options, sensitivity, cap, least)
+        best = (error, layers, traces)
+        for _ in range(AUTO_PASSES - 1):
+            if error <= options.tolerance or predicted <= 0:
+                break
+            sensitivity = [s * (error / predicted) for s in sensitivity]
+            least = [l.neurons.live.sum(axis=1) for l in layers]
+            cap *= 2
+            layers, traces, predicted = _calibrate_layers(structure, ann, options, sensitivity, cap, least)
+            error = _output_error(structure, traces, ann)
+            if error < best[0]:
+                best = (error, layers, traces)
+        _, layers, traces = best
     rng = np.random.default_rng(options.seed)
     fitted = {}
     if "finetune" in options.methods:
@@ -132,14 +140,15 @@ def _calibrate_layers(structure: Structure, ann, options: ConversionOptions, sen
 
 def _output_error(structure: Structure, traces: list[LayerTrace], ann) -> float:
     """Real relative output error of the SNN on the calibration points, readouts refit by least squares:
-    (Σ_m E|y_m - y_m^ANN|² / E|y_m^ANN|²)^½ over output columns m, the quantity the budget predicts."""
+    (Σ_m E|y_m - y_m^ANN|² / s_m²)^½ over readout columns m (s_m from ``Structure.relative_scale``), the
+    quantity the budget predicts."""
     total = 0.0
     for affine in structure.readouts:
         mean = traces[structure.upstream_of(affine)].mean
         target = _flat(ann[affine.output]).astype(np.float64)
         weight, bias = refit_affine(mean, target)
         error = mean.astype(np.float64) @ weight + bias - target
-        total += float(np.sum(np.mean(error ** 2, axis=0) / (np.mean(target ** 2, axis=0) + 1e-30)))
+        total += float(np.sum(np.mean(error ** 2, axis=0) / structure.relative_scale(affine, target) ** 2))
     return float(np.sqrt(total))
 
 
