@@ -1,11 +1,13 @@
 """``--pieces auto``: the error budget (calibration/budget.py) and its measured further passes."""
 
 import numpy as np
+import onnx
 
 import onnx2snn
 from conftest import FIXTURES
 from onnx2snn.calibration.budget import budget_pieces
 from onnx2snn.expansion import fitted_interpolation_error
+from onnx2snn.structure import analyse
 from onnx2snn.calibration.options import DEFAULT_MAX_PIECES, ConversionOptions
 
 TANH = FIXTURES / "torch_tanh_gemm.onnx"
@@ -54,3 +56,18 @@ def test_default_tolerance_is_the_promised_error_with_a_margin():
     assert np.isclose(ConversionOptions(timesteps=128).tolerance, 0.8 * 2e-3)
     assert 0.8 * 5e-3 < ConversionOptions(timesteps=16).tolerance < 0.8 * 5e-3 * 2
     assert ConversionOptions(timesteps=128, tolerance=1e-2).tolerance == 1e-2
+
+
+def test_separable_features_count_relative_to_all_columns_of_their_readout():
+    """Readouts contracted by an Einsum (the per-axis features of a separable network) share one scale
+    across their columns; other multi-column readouts (here sliced into two graph outputs) keep one scale
+    per column."""
+    separable = analyse(onnx.load(FIXTURES / "torch_separable.onnx"))
+    multi = analyse(onnx.load(FIXTURES / "torch_multi_io.onnx"))
+    assert separable.contracted == {a.name for a in separable.readouts} and len(separable.readouts) == 2
+    assert multi.contracted == set()
+    y = np.array([[3.0, 0.0], [-3.0, 0.4], [3.0, -0.4], [-3.0, 0.0]])
+    per_column = multi.relative_scale(multi.readouts[0], y)
+    assert np.allclose(per_column, [3.0, np.sqrt(0.08)], rtol=1e-9)
+    shared = separable.relative_scale(separable.readouts[0], y)
+    assert np.allclose(shared, np.sqrt((9.0 + 0.08) / 2), rtol=1e-9)
