@@ -20,12 +20,15 @@ spiking layers, solved exactly for the Lagrangian  K_j = argmin_K e_j(K)² + λ�
 
 Measured per layer on wave (T=32 and 128) the two terms match the simulation: the rounding term the
 decoded error u - g(z̄) (g the layer's exact PWL response to its time-averaged current z̄, fluctuations of
-the spiking input included) within 0.8-1.3x, the fitted interpolation term g(z̄) - h(z̄).  What the model
-misses is how unit errors combine at the outputs: they are correlated (units share their inputs) and
-propagate through later layers, so the real output error is 0.7-1.7x the prediction depending on the
-network.  ``calibrate`` therefore measures the real output error E of a pass on the calibration points
-and, if E > τ, allocates again with the sensitivities scaled by E / E_pred (E_pred the prediction for
-that pass), the cap doubled and no unit below its pieces in that pass.
+the spiking input included) within 0.8-1.3x, the fitted interpolation term g(z̄) - h(z̄); so did Burgers'
+first three layers, but in its last hidden layer u - g(z̄) is 5x the rounding term and grows with the
+pieces (very sensitive units with a wide tanh range, whose narrow central pieces cannot follow the input's
+step-to-step fluctuation; not modelled). What the model also misses is how unit errors combine at the
+outputs: they are correlated (units share their inputs) and propagate through later layers, so the real
+output error is 0.7-1.7x the prediction depending on the network. ``calibrate`` therefore measures the
+real output error E of a pass on the calibration points and, if E > τ, allocates again with the
+sensitivities scaled by E / E_pred (E_pred the prediction for that pass), the cap doubled and no unit
+below its pieces in that pass.
 """
 
 from __future__ import annotations
