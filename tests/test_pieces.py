@@ -6,9 +6,9 @@ import onnx
 import onnx2snn
 from conftest import FIXTURES
 from onnx2snn.calibration.budget import budget_pieces
+from onnx2snn.calibration.options import DEFAULT_MAX_PIECES, ConversionOptions
 from onnx2snn.expansion import fitted_interpolation_error
 from onnx2snn.structure import analyse
-from onnx2snn.calibration.options import DEFAULT_MAX_PIECES, ConversionOptions
 
 TANH = FIXTURES / "torch_tanh_gemm.onnx"
 

@@ -38,14 +38,14 @@ import numpy as np
 from ..expansion import curvature_knots, fitted_interpolation_error
 from ..structure import Structure
 
-SENSITIVITY_POINTS = 1024
+MODEL_POINTS = 1024          # calibration points the budget's sensitivities and error model are measured on
 INTERPOLATION_REFERENCE = 4
 
 
 def output_sensitivities(structure: Structure, ann: dict[str, np.ndarray]) -> list[np.ndarray]:
     """s_l [n_l] for every spiking layer (see the module docstring)."""
     flat = lambda a: a.reshape(-1, a.shape[-1])
-    rows = min(flat(ann[structure.layers[0].activation.input]).shape[0], SENSITIVITY_POINTS)
+    rows = min(flat(ann[structure.layers[0].activation.input]).shape[0], MODEL_POINTS)
     columns: dict[str, slice] = {}
     total = 0
     for readout in structure.readouts:
@@ -80,7 +80,7 @@ def budget_pieces(activation, lo: np.ndarray, hi: np.ndarray, currents: np.ndarr
     """Pieces per unit [n] meeting ``tolerance`` (this layer's share of the relative output error), at least
     ``least`` [n] if given, and the layer's predicted error (Σ_j e_j(K_j)²)^½ with them (above
     ``tolerance`` when the cap binds).  ``currents`` [N, n]: the units' calibration inputs."""
-    currents = currents[:SENSITIVITY_POINTS]
+    currents = currents[:MODEL_POINTS]
     knots = curvature_knots(activation, lo, hi, INTERPOLATION_REFERENCE, currents)
     interp = fitted_interpolation_error(activation, knots, currents)
     K = np.arange(1, max_pieces + 1, dtype=np.float64)[None, :]
