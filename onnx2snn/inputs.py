@@ -75,11 +75,12 @@ def _features(imported: ImportedModel, name: str) -> int | None:
 
 def calibration_inputs(imported: ImportedModel, box: Domain, calib, samples: int,
                        rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """``calib`` (array, dict, or path to .npy/.npz) if given, else ``samples`` uniform domain points."""
+    """``calib`` (array, dict, or path to .npy/.npz) if given, else ``samples`` domain points from a
+    scrambled Sobol sequence (``domain.sample_domain``)."""
     if calib is None:
         if not isinstance(samples, int) or samples < 1:
             raise DomainError(f"samples must be a positive integer, got {samples!r}")
-        return sample_domain(box, imported.input_shapes, samples, rng, imported.dtype)
+        return sample_domain(box, imported.input_shapes, samples, rng, imported.dtype, design="sobol")
     what = "calibration data"
     if isinstance(calib, (str, os.PathLike)):
         what = f"calibration data {calib}"

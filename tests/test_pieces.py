@@ -28,6 +28,20 @@ def test_budget_spends_pieces_on_sensitive_curved_units_and_respects_a_floor():
     assert np.all(floored >= 8) and predicted_floored <= 5e-2
 
 
+def test_a_doubled_rounding_weight_doubles_the_pieces_of_rounding_limited_units():
+    """Identity activation: no interpolation error, so e_j(K) = w·s_j·r_j/(K·T·√12) and meeting the same
+    tolerance takes w times the pieces (up to rounding K to an integer)."""
+    lo, hi = np.full(3, -1.0), np.full(3, 1.0)
+    spread, sensitivity = np.full(3, 2.0), np.array([0.5, 1.0, 2.0])
+    currents = np.random.default_rng(0).uniform(-1.0, 1.0, (500, 3))
+    identity = lambda z: z
+    once, predicted_once = budget_pieces(identity, lo, hi, currents, spread, sensitivity, 32, 2e-3, 128)
+    twice, predicted_twice = budget_pieces(identity, lo, hi, currents, spread, sensitivity, 32, 2e-3, 128,
+                                           rounding_weight=2.0)
+    assert np.all(np.abs(twice - 2 * once) <= 2) and twice.sum() > 1.8 * once.sum()
+    assert predicted_once <= 2e-3 and predicted_twice <= 2e-3
+
+
 def test_fitted_interpolation_error_is_the_least_squares_pwl_residual():
     """One piece: the residual of the best line (numpy.polyfit) to h at the samples; two pieces with a knot
     at 0 fit |z| exactly; for a parabola the error falls as 1/K² with uniform knots."""

@@ -27,7 +27,7 @@ from runtimes.neuron import NeuronParams
 
 from ..errors import CalibrationError
 from ..expansion import expand
-from .budget import budget_pieces, output_sensitivities
+from .budget import STATIC_ROUNDING_WEIGHT, budget_pieces, output_sensitivities
 from ..structure import SpikingLayer, Structure
 from .advanced import MIN_POINTS, advanced_calibration
 from .finetune import MIN_POINTS as FINETUNE_MIN_POINTS, finetune
@@ -249,7 +249,8 @@ def _neurons(spec: SpikingLayer, weight, bias, z_snn, h_ann, options: Conversion
     if budget is not None:
         spread = (h_ann.max(axis=0) - h_ann.min(axis=0)).astype(np.float64)
         pieces, predicted = budget_pieces(spec.activation, lo, hi, z_snn, spread, budget.sensitivity,
-                                          options.timesteps, budget.share, budget.max_pieces, budget.least)
+                                          options.timesteps, budget.share, budget.max_pieces, budget.least,
+                                          STATIC_ROUNDING_WEIGHT if spec.upstream is None else 1.0)
     found = expand(spec.activation, lo, hi, pieces, np.median(z_snn, axis=0), z_snn)
     return ConvertedLayer(weight, bias, found.neurons, found.decode_weight, found.decode_offset), predicted
 
