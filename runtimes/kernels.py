@@ -39,7 +39,7 @@ def _advance(z, pre_bias, v, neuron, offset, out, rates, decode, accumulate):
     (rows BIAS … WEIGHT), offset [n]; writes y into ``out`` [N, n] if ``decode``, adds spikes to
     ``rates`` [N, n] if ``accumulate``; returns the number of non-zero spikes.  Per point, elementwise
     loops without branches, which LLVM vectorises."""
-    N, n = z.shape
+    N, n = v.shape              # n from the membrane: the loops then vectorise (from z: 7x slower)
     zero = v.dtype.type(0)
     bias, pos_thr, pos_amp = neuron[BIAS], neuron[POS_THR], neuron[POS_AMP]
     neg_thr, neg_amp, weight = neuron[NEG_THR], neuron[NEG_AMP], neuron[WEIGHT]
