@@ -84,8 +84,9 @@ def calibrate(structure: Structure, ann: dict[str, np.ndarray], options: Convers
     real output error on the calibration points exceeds the tolerance (at most ``AUTO_PASSES`` passes), the
     next pass allocates again with the budget's sensitivities scaled by real / predicted error, twice the
     previous cap and no unit below its pieces in the previous pass.  The pass with the lowest real error is
-    kept: more pieces can make it worse (on Burgers at T=128, 1.80e-3, 2.05e-3, 2.39e-3 in three passes:
-    narrow pieces in the last hidden layer cannot follow its spiking input's step-to-step fluctuation)."""
+    kept: more pieces can make it worse (on Burgers at T=128, before the first layer's rounding weight of
+    ``budget.py``: 1.80e-3, 2.05e-3, 2.39e-3 in three passes, the passes adding pieces to the last hidden
+    layer, whose narrow pieces fire on its spiking input's step-to-step fluctuation)."""
     sensitivity = output_sensitivities(structure, ann) if options.pieces == "auto" else None
     cap = options.max_pieces
     layers, traces, predicted = _calibrate_layers(structure, ann, options, sensitivity, cap)
