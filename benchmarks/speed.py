@@ -195,8 +195,7 @@ def _markdown(rows: list[dict], environment: dict, profiles: dict, cuda: bool) -
               "dominate.  onnxruntime runs the standard-ONNX rewrite (one op per elementwise operation) and "
               "snnTorch its torch ops, so neither has the fused loop.  The machine is a shared 2-vCPU VM: the ANN "
               "pass is timed right before and after each SNN run and the cost uses their mean, but single numbers "
-              "can move by "
-              "~20 %.", "", "snnTorch on CUDA: " + (f"measured on {environment['cuda']} (rows `snntorch-cuda`)." if cuda else
+              "can move by ~20 %.", "", "snnTorch on CUDA: " + (f"measured on {environment['cuda']} (rows `snntorch-cuda`)." if cuda else
                                           "not measured — CUDA is not available on this machine "
                                           "(`torch.cuda.is_available()` is false); run this script on a GPU "
                                           "machine to add the `snntorch-cuda` rows (neuron updates/s)."), ""]

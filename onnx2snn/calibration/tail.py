@@ -13,10 +13,10 @@ each boundary value separately: only the combinations of boundary errors that re
 
 J comes from central differences through onnxruntime on the tail subgraph (``onnx.utils.Extractor`` on
 the shape-inferred model: boundary tensors and graph inputs in, graph outputs out), step
-h_w = 1e-3·rms(b_w), 2·W runs on the calibration points.  ``output_tail`` returns None, and ``finetune`` keeps its per-boundary loss, where
-the tail is the identity (every boundary value is a graph output), where points do not map one to one
-onto output rows (separable grids), where J would exceed ``MAX_ELEMENTS``, or where the tail cannot be
-extracted or run.
+h_w = 1e-3·rms(b_w), 2·W runs on the calibration points.  ``output_tail`` returns None, and ``finetune``
+keeps its per-boundary loss, where the tail is the identity (every boundary value is a graph output),
+where points do not map one to one onto output rows (separable grids), where J would exceed
+``MAX_ELEMENTS``, or where the tail cannot be extracted or run.
 """
 
 from __future__ import annotations
