@@ -9,7 +9,12 @@ process: the ANN pass is timed just before and after each backend run, and
 Also reported: neuron updates per second (live neurons × points advanced per second; θ = inf padding is
 not a neuron, although numpy computes it), and each backend's agreement with numpy (spike counts,
 relative L2 of the outputs).  Targets: numpy and onnxruntime <= 1.0, snnTorch CPU <= 3.0.  snnTorch on
-CUDA is measured when CUDA is available.
+CUDA is measured when CUDA is available (backend ``snntorch-cuda``); ``--large N`` adds, for each GPU
+backend, a run of N points at T = 128 with its peak GPU memory (bounded by the chunking of
+``SpikingNetwork``; ``--large-models``).  On a GPU machine, e.g.:
+
+    python benchmarks/speed.py --backends numpy,snntorch-cuda --points 100000 \
+        --models poisson1d,burgers,diffusion_reaction,wave --large 1000000 --name speed_cuda
 
     OMP_NUM_THREADS=1 python benchmarks/speed.py [--points 10000] [--timesteps 32] [--out benchmarks/results]
 """
@@ -43,8 +48,14 @@ import onnx2snn  # noqa: E402
 from runtimes.network import SpikingNetwork, neuron_counts  # noqa: E402
 from runtimes.numpy_ref import NumpyRuntime  # noqa: E402
 
-MODELS = [("poisson1d", ROOT / "models" / "poisson1d.onnx"),
-          ("torch_tanh_gemm", ROOT / "tests" / "fixtures" / "torch_tanh_gemm.onnx")]
+MODELS = {"poisson1d": ROOT / "models" / "poisson1d.onnx",
+          "torch_tanh_gemm": ROOT / "tests" / "fixtures" / "torch_tanh_gemm.onnx",
+          "burgers": ROOT / "models" / "burgers.onnx",
+          "diffusion_reaction": ROOT / "models" / "diffusion_reaction.onnx",
+          "wave": ROOT / "models" / "wave.onnx"}
+DEFAULT_MODELS = "poisson1d,torch_tanh_gemm"
+BACKENDS = ("numpy", "onnxruntime", "snntorch-cpu", "snntorch-cuda")
+LARGE_TIMESTEPS = 128
 CONVERSIONS = [("default", {}), ("pieces=1", {"pieces": 1})]
 TARGETS = {"numpy": 1.0, "onnxruntime": 1.0, "snntorch-cpu": 3.0}
 
@@ -96,7 +107,18 @@ def main() -> int:
     parser.add_argument("--points", type=int, default=10_000)
     parser.add_argument("--timesteps", type=int, default=32)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--models", default=DEFAULT_MODELS, help=f"comma-separated, of {', '.join(MODELS)}")
+    parser.add_argument("--backends", default=",".join(BACKENDS),
+                        help="comma-separated; the first is the reference of the agreement column")
+    parser.add_argument("--large", type=int, default=0, help=f"points of a T={LARGE_TIMESTEPS} run per GPU backend")
+    parser.add_argument("--large-models", default="poisson1d", help="models of the --large runs (default poisson1d)")
+    parser.add_argument("--name", default="speed", help="results file stem (default speed: speed.md, speed.json)")
     args = parser.parse_args()
+    models = [m.strip() for m in args.models.split(",")]
+    wanted = [b.strip() for b in args.backends.split(",")]
+    unknown = [m for m in models if m not in MODELS] + [b for b in wanted if b not in BACKENDS]
+    if unknown:
+        parser.error(f"unknown model(s) or backend(s): {', '.join(unknown)}")
     try:
         import torch
 
@@ -106,8 +128,15 @@ def main() -> int:
     except ImportError:
         torch, SnnTorchRuntime, cuda = None, None, False
     T, points = args.timesteps, args.points
-    rows, profiles = [], {}
-    for model_name, path in MODELS:
+    makers = {"numpy": lambda m, t: SpikingNetwork(m, "numpy", t),
+              "onnxruntime": lambda m, t: SpikingNetwork(m, "onnxruntime", t),
+              "snntorch-cpu": lambda m, t: SpikingNetwork(m, "snntorch", t),
+              "snntorch-cuda": lambda m, t: SpikingNetwork(m, "snntorch", t, device="cuda")}
+    runnable = {"snntorch-cpu": SnnTorchRuntime is not None, "snntorch-cuda": cuda}
+    backends = [b for b in wanted if runnable.get(b, True)]
+    rows, large, profiles = [], [], {}
+    for model_name in models:
+        path = MODELS[model_name]
         session = ann_session(path)
         for conversion, options in CONVERSIONS:
             result = onnx2snn.convert(path, timesteps=T, validate=False, **options)
@@ -116,15 +145,9 @@ def main() -> int:
                      for name, boxes in result.domain.items()}
             live, dense = neuron_counts(result.model)
             # as users run them: SpikingNetwork, which steps cache-sized chunks of points on a CPU
-            backends = [("numpy", lambda m: SpikingNetwork(m, "numpy", T)),
-                        ("onnxruntime", lambda m: SpikingNetwork(m, "onnxruntime", T))]
-            if SnnTorchRuntime is not None:
-                backends.append(("snntorch-cpu", lambda m: SpikingNetwork(m, "snntorch", T)))
-                if cuda:
-                    backends.append(("snntorch-cuda", lambda m: SpikingNetwork(m, "snntorch", T, device="cuda")))
             reference = None
-            for backend, make in backends:
-                runtime = make(result.model)
+            for backend in backends:
+                runtime = makers[backend](result.model, T)
                 small = {k: v[:16] for k, v in feeds.items()}
                 runtime.run_with_stats(small)                      # warm-up (compilation, sessions)
                 ann_before = time_ann(session, feeds)
@@ -145,17 +168,47 @@ def main() -> int:
                 row.update(compare(reference, out))
                 row["meets_target"] = None if row["target"] is None else row["cost_ann_passes"] <= row["target"]
                 rows.append(row)
-            if model_name == "poisson1d":
+            if args.large and model_name in args.large_models.split(",") and any(b.endswith("cuda") for b in backends):
+                large += _large_runs(path, options, model_name, conversion, args.large,
+                                     [b for b in backends if b.endswith("cuda")], makers, torch)
+            if model_name == "poisson1d" and "numpy" in backends:
                 profiles[f"{model_name}/{conversion}"] = numpy_profile(result.model, feeds)
     environment = {"python": platform.python_version(), "numpy": np.__version__, "onnxruntime": ort.__version__,
                    "torch": torch.__version__ if torch else None, "cpu": _cpu(), "threads": 1,
                    "cuda": torch.cuda.get_device_name() if cuda else None}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "speed.json").write_text(json.dumps({"environment": environment, "results": rows,
-                                                     "numpy_profile": profiles}, indent=2) + "\n")
-    (args.out / "speed.md").write_text(_markdown(rows, environment, profiles, cuda))
-    sys.stdout.write((args.out / "speed.md").read_text())
+    (args.out / f"{args.name}.json").write_text(json.dumps({"environment": environment, "results": rows,
+                                                            "large": large, "numpy_profile": profiles},
+                                                           indent=2) + "\n")
+    (args.out / f"{args.name}.md").write_text(_markdown(rows, large, environment, profiles, cuda))
+    sys.stdout.write((args.out / f"{args.name}.md").read_text())
     return 0
+
+
+def _large_runs(path: Path, options: dict, model_name: str, conversion: str, points: int, backends: list[str],
+                makers: dict, torch) -> list[dict]:
+    """``points`` domain points at T = LARGE_TIMESTEPS on each GPU backend: time, peak GPU memory."""
+    result = onnx2snn.convert(path, timesteps=LARGE_TIMESTEPS, validate=False, **options)
+    rng = np.random.default_rng(1)
+    feeds = {name: np.asarray([lo + (hi - lo) * rng.random(points) for lo, hi in boxes], np.float32).T.copy()
+             for name, boxes in result.domain.items()}
+    live, _ = neuron_counts(result.model)
+    out = []
+    for backend in backends:
+        network = makers[backend](result.model, LARGE_TIMESTEPS)
+        network.run_with_stats({k: v[:16] for k, v in feeds.items()})
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        started = time.perf_counter()
+        run = network.run_with_stats(feeds)
+        torch.cuda.synchronize()
+        seconds = time.perf_counter() - started
+        out.append({"model": model_name, "conversion": conversion, "backend": backend, "points": points,
+                    "timesteps": LARGE_TIMESTEPS, "chunk_rows": network._block_rows, "seconds": seconds,
+                    "peak_gpu_gib": torch.cuda.max_memory_allocated() / 2**30,
+                    "neuron_updates_per_s": live * points * LARGE_TIMESTEPS / seconds,
+                    "outputs_finite": bool(all(np.isfinite(v).all() for v in run.outputs.values()))})
+    return out
 
 
 def _cpu() -> str:
@@ -168,7 +221,7 @@ def _cpu() -> str:
     return platform.processor() or "unknown"
 
 
-def _markdown(rows: list[dict], environment: dict, profiles: dict, cuda: bool) -> str:
+def _markdown(rows: list[dict], large: list[dict], environment: dict, profiles: dict, cuda: bool) -> str:
     lines = ["# SNN step cost vs one ANN forward pass", "",
              f"One SNN time step, in onnxruntime forward passes of the original ANN on the same "
              f"{rows[0]['points']:,}-point batch; T = {rows[0]['timesteps']}; one thread "
@@ -199,6 +252,15 @@ def _markdown(rows: list[dict], environment: dict, profiles: dict, cuda: bool) -
                                           "not measured — CUDA is not available on this machine "
                                           "(`torch.cuda.is_available()` is false); run this script on a GPU "
                                           "machine to add the `snntorch-cuda` rows (neuron updates/s)."), ""]
+    if large:
+        lines += [f"Bounded memory on the GPU: {large[0]['points']:,} points at T = {large[0]['timesteps']}, run by "
+                  "`SpikingNetwork` in chunks of points sized to the free GPU memory:", "",
+                  "| model | conversion | backend | chunk (points) | time (s) | peak GPU memory (GiB) "
+                  "| neuron updates/s | outputs finite |", "|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['model']} | {r['conversion']} | {r['backend']} | {r['chunk_rows']:,} | {r['seconds']:.1f} | "
+                  f"{r['peak_gpu_gib']:.1f} | {r['neuron_updates_per_s']:.2e} | {'yes' if r['outputs_finite'] else 'NO'} |"
+                  for r in large]
+        lines.append("")
     for key, rows_ in profiles.items():
         lines += [f"Where the numpy runtime's time goes ({key}, cProfile own time, T = 4):", ""]
         lines += [f"* {share:6.1%}  {where}" for where, share in rows_]

@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--input", action="append", required=True, metavar="[NAME=]X.npy",
                      help="input array; NAME=X.npy per input for several inputs")
     run.add_argument("--backend", default="numpy", help="numpy (default), snntorch, onnxruntime")
+    run.add_argument("--device", help="torch device of --backend snntorch: cpu (default), cuda, cuda:1, ...")
     run.add_argument("-o", "--output", help="Y.npy (single output) or Y.npz (default: beside the artifact)")
     run.add_argument("-T", "--timesteps", type=_positive, help="override the artifact's T")
     run.add_argument("--lowpass", choices=("dct", "fft"), help="low-pass filter the outputs along their grid "
@@ -233,7 +234,10 @@ def _parse_inputs(items: list[str]) -> dict[str, Path] | Path:
 def _run(args) -> int:
     import runtimes
     from .inputs import load_arrays
-    snn = runtimes.load(args.model, backend=args.backend, timesteps=args.timesteps)
+    if args.device and args.backend != "snntorch":
+        raise UsageError(f"onnx2snn run: --device is for --backend snntorch, not {args.backend}")
+    options = {"device": args.device} if args.device else {}
+    snn = runtimes.load(args.model, backend=args.backend, timesteps=args.timesteps, **options)
     spec = _parse_inputs(args.input)
     if isinstance(spec, Path):
         inputs = load_arrays(spec, list(snn.inputs))

@@ -18,8 +18,7 @@ from .neuron import live_mask
 from .numpy_ref import NumpyRuntime, RunResult, SpikeCounts
 
 BACKENDS = ("numpy", "snntorch", "onnxruntime")
-CHUNK_ROWS = 4096      # points per chunk of a row-wise run: bounded memory for any number of points
-TORCH_CPU_ROWS = 1024  # snnTorch on CPU: larger blocks leave cache, smaller ones pay per-op overhead
+CHUNK_ROWS = 4096      # at most this many points per chunk of a row-wise run on a CPU: bounded memory
 # The Python packages each backend imports (checked lazily) and how to install them.
 _REQUIRES = {"numpy": ((), ""), "snntorch": (("torch", "snntorch"), "pip install torch snntorch"),
              "onnxruntime": (("onnxruntime",), "pip install onnxruntime")}
@@ -80,19 +79,19 @@ class SpikingNetwork:
         self.inputs = {i.name: i for i in model.graph.input if i.name not in inits}
         self.output_names = [o.name for o in model.graph.output]
         self._row_inputs: list[str] | None = None
-        self._block_rows = _block_rows(model, backend, options)
+        self._block_rows = _block_rows(model, backend, self._runtime)
 
     def run(self, inputs: dict[str, np.ndarray] | np.ndarray, timesteps: int | None = None,
-            chunk_rows: int = CHUNK_ROWS, progress: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:
+            chunk_rows: int | None = None, progress: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:
         return self.run_with_stats(inputs, timesteps, chunk_rows, progress).outputs
 
     def run_with_stats(self, inputs: dict[str, np.ndarray] | np.ndarray, timesteps: int | None = None,
-                       chunk_rows: int = CHUNK_ROWS, progress: Callable[[int, int], None] | None = None) -> RunResult:
+                       chunk_rows: int | None = None, progress: Callable[[int, int], None] | None = None) -> RunResult:
         """Decoded outputs and spike counts.  A row-wise artifact (``rows.row_inputs``) runs in chunks of
-        at most ``chunk_rows`` points, so memory stays bounded for any number of points, and on CPU of at
-        most the backend's cache-sized block (``_block_rows``); ``progress(done, total)`` is called after
-        each chunk."""
-        chunk_rows = min(chunk_rows, self._block_rows)
+        at most the backend's block of points (``_block_rows``: cache-sized on a CPU, memory-sized on a
+        GPU) and at most ``chunk_rows``, so memory stays bounded for any number of points;
+        ``progress(done, total)`` is called after each chunk."""
+        chunk_rows = self._block_rows if chunk_rows is None else min(chunk_rows, self._block_rows)
         feeds = self.check_inputs(inputs)
         if self._row_inputs is None:
             self._row_inputs = rows.row_inputs(self.model) or []
@@ -142,16 +141,17 @@ class SpikingNetwork:
         return checked
 
 
-def _block_rows(model: onnx.ModelProto, backend: str, options: dict) -> int:
-    """Points per chunk that keep a CPU backend's membranes in cache for all T steps: ``block_rows`` of
-    the artifact's live neurons for onnxruntime (``compiled_block_rows`` for numpy), ``TORCH_CPU_ROWS``
-    for snnTorch on CPU, and ``CHUNK_ROWS`` (no further limit) on a GPU.  ``benchmarks/speed.py`` on poisson1d (10,000 points,
-    T = 32, one thread), before and after: numpy 5.6x faster per step on the default conversion and 1.6x
-    with one neuron per unit, onnxruntime 1.4x on the default conversion."""
+def _block_rows(model: onnx.ModelProto, backend: str, runtime) -> int:
+    """Points per chunk.  On a CPU, at most ``CHUNK_ROWS`` and few enough to keep the membranes in cache
+    for all T steps: ``block_rows`` of the artifact's live neurons for onnxruntime (``compiled_block_rows``
+    for numpy; ``benchmarks/speed.py`` on poisson1d, 10,000 points, T = 32, one thread, before and after:
+    numpy 5.6x faster per step on the default conversion and 1.6x with one neuron per unit, onnxruntime
+    1.4x on the default conversion).  snnTorch sizes its own (``SnnTorchRuntime.block_rows``: cache-sized
+    on a CPU, memory-sized on a GPU)."""
+    live, dense = neuron_counts(model)
     if backend == "snntorch":
-        return TORCH_CPU_ROWS if str(options.get("device", "cpu")).startswith("cpu") else CHUNK_ROWS
-    live = neuron_counts(model)[0]
-    return compiled_block_rows(live) if backend == "numpy" else block_rows(live)
+        return runtime.block_rows(dense)
+    return min(CHUNK_ROWS, compiled_block_rows(live) if backend == "numpy" else block_rows(live))
 
 
 def neuron_counts(model: onnx.ModelProto) -> tuple[int, int]:

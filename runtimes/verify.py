@@ -86,7 +86,7 @@ def verify(model: onnx.ModelProto | str | os.PathLike, inputs: dict[str, np.ndar
 
     ``options`` maps a backend name to keyword options of its runtime (e.g. ``{"snntorch": {"device":
     "cuda"}}``).  A requested backend that is not installed is skipped; one that fails to run counts as a
-    mismatch with its error in ``problems``."""
+    mismatch with its error in ``problems``.  snnTorch also runs on CUDA where a GPU is available (``_runs``)."""
     if not isinstance(model, onnx.ModelProto):
         model = load_onnx(model, ArtifactError)
     options = options or {}
@@ -103,12 +103,10 @@ def verify(model: onnx.ModelProto | str | os.PathLike, inputs: dict[str, np.ndar
                           reference_seconds=time.perf_counter() - started,
                           reference_events={k: v.events for k, v in reference.spikes.items()},
                           skipped=[b for b in wanted if b not in installed])
-    for backend in wanted:
-        if backend not in installed:
-            continue
-        check = BackendCheck(backend=backend, ok=True)
+    for label, backend, backend_options in _runs(wanted, installed, options):
+        check = BackendCheck(backend=label, ok=True)
         try:
-            net = SpikingNetwork(model, backend, timesteps=reference_net.timesteps, **options.get(backend, {}))
+            net = SpikingNetwork(model, backend, timesteps=reference_net.timesteps, **backend_options)
             started = time.perf_counter()
             result = net.run_with_stats(feeds)
             check.seconds = time.perf_counter() - started
@@ -116,9 +114,20 @@ def verify(model: onnx.ModelProto | str | os.PathLike, inputs: dict[str, np.ndar
             check.ok, check.problems = False, [str(e)]
         else:
             _compare(reference, result, check, rtol, spike_rtol)
-        report.backends[backend] = check
+        report.backends[label] = check
         report.ok &= check.ok
     return report
+
+
+def _runs(wanted: list[str], installed: set[str], options: dict[str, dict]) -> list[tuple[str, str, dict]]:
+    """(label, backend, runtime options) of each run: every wanted installed backend, and snnTorch once
+    more on CUDA ("snntorch-cuda") where a GPU is available and no device was asked for."""
+    runs = [(b, b, options.get(b, {})) for b in wanted if b in installed]
+    if "snntorch" in installed and "snntorch" in wanted and "device" not in options.get("snntorch", {}):
+        import torch
+        if torch.cuda.is_available():
+            runs.append(("snntorch-cuda", "snntorch", {**options.get("snntorch", {}), "device": "cuda"}))
+    return runs
 
 
 def _compare(reference: RunResult, result: RunResult, check: BackendCheck, rtol: float, spike_rtol: float) -> None:

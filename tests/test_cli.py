@@ -62,6 +62,28 @@ def test_convert_options_and_run(model, tmp_path, capsys):
     assert code == 0 and not np.allclose(np.load(tmp_path / "y2.npy"), np.load(tmp_path / "y.npy"))
 
 
+def test_run_on_a_torch_device(model, tmp_path, capsys):
+    """--device picks snnTorch's device; its outputs are numpy's (same spikes); misuse is one line."""
+    pytest.importorskip("snntorch")
+    import torch
+    assert run_cli(capsys, model, "-T", 8, "--pieces", 1, *FAST)[0] == 0
+    np.save(tmp_path / "x.npy", np.random.default_rng(1).uniform(-1, 1, (50, 2)).astype(np.float32))
+    artifact, x = tmp_path / "pinn.snn.onnx", tmp_path / "x.npy"
+    assert run_cli(capsys, "run", artifact, "--input", x, "-o", tmp_path / "numpy.npy")[0] == 0
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    for device in devices:
+        code, out, err = run_cli(capsys, "run", artifact, "--input", x, "--backend", "snntorch", "--device", device,
+                                 "-o", tmp_path / f"{device}.npy")
+        assert code == 0, err
+        np.testing.assert_allclose(np.load(tmp_path / f"{device}.npy"), np.load(tmp_path / "numpy.npy"),
+                                   rtol=0, atol=1e-5)
+    code, _, err = run_cli(capsys, "run", artifact, "--input", x, "--device", "cpu")
+    assert code == 2 and "--device is for --backend snntorch" in err
+    if not torch.cuda.is_available():
+        code, _, err = run_cli(capsys, "run", artifact, "--input", x, "--backend", "snntorch", "--device", "cuda")
+        assert code == 1 and "CUDA is not available" in err and len(err.strip().splitlines()) == 1
+
+
 def test_run_multi_output_writes_npz(tmp_path, capsys):
     path = tmp_path / "multi.onnx"
     shutil.copy(FIXTURES / "torch_multi_io.onnx", path)
@@ -189,8 +211,12 @@ def test_verify_runs_every_installed_backend(model, tmp_path, capsys):
                              "--report-json", tmp_path / "v.json")
     assert code == 0, err
     import runtimes
+    expected = set(runtimes.available_backends()) - {"numpy"}
+    if "snntorch" in expected:
+        import torch
+        expected |= {"snntorch-cuda"} if torch.cuda.is_available() else set()
     report = json.loads((tmp_path / "v.json").read_text())
-    assert report["ok"] and set(report["backends"]) == set(runtimes.available_backends()) - {"numpy"}
+    assert report["ok"] and set(report["backends"]) == expected
     assert "agree" in out
 
 
