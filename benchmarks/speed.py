@@ -246,12 +246,18 @@ def _markdown(rows: list[dict], large: list[dict], environment: dict, profiles: 
               "point (pieces=1) the matrix products alone are about as costly as the whole ANN pass, so the step "
               "stays above 1.0; with the default conversion's thousands of neurons per point the neuron updates "
               "dominate.  onnxruntime runs the standard-ONNX rewrite (one op per elementwise operation) and "
-              "snnTorch its torch ops, so neither has the fused loop.  The machine is a shared 2-vCPU VM: the ANN "
-              "pass is timed right before and after each SNN run and the cost uses their mean, but single numbers "
-              "can move by ~20 %.", "", "snnTorch on CUDA: " + (f"measured on {environment['cuda']} (rows `snntorch-cuda`)." if cuda else
-                                          "not measured — CUDA is not available on this machine "
-                                          "(`torch.cuda.is_available()` is false); run this script on a GPU "
-                                          "machine to add the `snntorch-cuda` rows (neuron updates/s)."), ""]
+              "snnTorch its torch ops, so neither has the fused loop.  The ANN pass is timed right before and "
+              "after each SNN run and the cost uses their mean; on a shared machine single numbers can move by "
+              "~20 %.", ""]
+    if cuda:
+        lines += [f"snnTorch on CUDA: measured on {environment['cuda']} (rows `snntorch-cuda`).  Their cost column "
+                  "divides a GPU step by a one-thread CPU pass of the ANN, so it compares devices, not methods; "
+                  "neuron updates/s is the GPU's figure.  Each step runs about ten torch kernels per IF group "
+                  "(integrate, two comparisons, amplitudes, reset, decode), none fused, on chunks of points "
+                  "sized to the free GPU memory (`SnnTorchRuntime.block_rows`).", ""]
+    else:
+        lines += ["snnTorch on CUDA: not measured here — `torch.cuda.is_available()` is false; "
+                  "`benchmarks/results/speed_cuda.md` holds the GPU run (see this script's docstring).", ""]
     if large:
         lines += [f"Bounded memory on the GPU: {large[0]['points']:,} points at T = {large[0]['timesteps']}, run by "
                   "`SpikingNetwork` in chunks of points sized to the free GPU memory:", "",

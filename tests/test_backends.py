@@ -155,10 +155,11 @@ def test_missing_torch_is_a_one_line_error(artifacts, monkeypatch):
 def test_verify_report(artifacts):
     result = artifacts["separable_pwl"]
     report = verify(result.model, _inputs(result))
-    assert report.ok and set(report.backends) == {"snntorch", "onnxruntime"} and not report.skipped
+    expected = {"snntorch", "onnxruntime"} | ({"snntorch-cuda"} if torch.cuda.is_available() else set())
+    assert report.ok and set(report.backends) == expected and not report.skipped
     for check in report.backends.values():
         assert check.ok and max(check.rel_l2.values()) <= BACKEND_WITH_FLIPS and check.seconds > 0
-    assert len(report.lines()) == 3
+    assert len(report.lines()) == 1 + len(expected)
     # a wrong artifact is caught: the same graph with a different threshold, run as "onnxruntime"
     broken = onnx.ModelProto()
     broken.CopyFrom(result.model)
