@@ -624,8 +624,9 @@ FOUND = {   # id: (model bytes, calibration, expected words on stderr (None: suc
     "calibration_near_float32_max": (lambda: BASES["torch_tanh_gemm"], CAL * 3e38, "beyond 1.84e+19"),
     "calibration_float64_overflow": (lambda: BASES["torch_tanh_gemm"], CAL.astype(np.float64) * 1e300,
                                      "beyond 1.84e+19"),
+    # refit: finetune fits the tail run exactly and keeps this readout away from 0 (finite everywhere)
     "snn_output_not_finite": (lambda: _edited("torch_multi_io", _reciprocal_of_readout), None,
-                              "the SNN computes NaN or Inf in output", SPIKING_READOUT),
+                              "the SNN computes NaN or Inf in output", (*SPIKING_READOUT, "--calibration", "refit")),
     "calibration_empty_file": (lambda: BASES["torch_tanh_gemm"], b"", "not a readable .npy/.npz file"),
     "calibration_complex": (lambda: BASES["torch_tanh_gemm"], CAL.astype(np.complex64), "not real numbers"),
 }

@@ -86,3 +86,31 @@ def test_grid_models_keep_the_per_boundary_loss(name):
     feeds = calibration_inputs(imported, resolve_domain(imported, None), None, 64, np.random.default_rng(0))
     ann = run_ann(imported.model, feeds, _tensors_needed(structure), graph_outputs=False)
     assert output_tail(imported.model, structure, ann, feeds) is None
+
+
+def test_finetune_fits_the_exact_tail_not_its_linearisation(monkeypatch):
+    """Long finetuning against the linearised tail drifts where tanh bends (its objective falls, the real
+    error does not); against the tail run exactly it keeps improving.  Measured at 6,000 iterations, seeds
+    0-2: exact 0.040, linearised 0.055-0.059."""
+    import functools
+
+    from onnx2snn.calibration import finetune, pipeline
+    monkeypatch.setattr(pipeline, "finetune", functools.partial(finetune.finetune, iterations=6000))
+    options = dict(pieces=1, samples=2048, validation_points=2048, timesteps=32)
+    exact = onnx2snn.convert(RESIDUAL, **options).report["validation"]["rel_l2_snn_vs_ann"]
+
+    def linearised_tail(model, structure, ann, feeds):
+        tail = output_tail(model, structure, ann, feeds)
+        b_ann = np.concatenate([ann[n].reshape(len(tail.outputs), -1) for n in tail.boundary], axis=1)
+        exact_evaluate = tail.evaluate
+
+        def evaluate(values, rows=None):          # y^ANN + J·(b - b^ANN) for finetune's batches
+            if rows is None:
+                return exact_evaluate(values)
+            moved = np.concatenate(values, axis=1) - b_ann[rows]
+            return tail.outputs[rows] + np.einsum("bw,bwp->bp", moved, tail.jacobian[rows])
+        tail.evaluate = evaluate
+        return tail
+    monkeypatch.setattr(sys.modules["onnx2snn.convert"], "output_tail", linearised_tail)
+    linearised = onnx2snn.convert(RESIDUAL, **options).report["validation"]["rel_l2_snn_vs_ann"]
+    assert exact < 0.85 * linearised

@@ -38,12 +38,13 @@ RELATIVE_STEP = 1e-3
 class OutputTail:
     """``boundary`` tensor names in the order of J's w axis (readout outputs, then layers read directly,
     each contributing its last-axis width); ``jacobian`` J [N, W, P]; ``outputs`` y^ANN [N, P];
-    ``evaluate``: boundary values [N, w] in that order → the graph outputs [N, P] (the exact tail)."""
+    ``evaluate``: boundary values [N, w] in that order → the graph outputs [N, P] (the exact tail); with
+    ``rows``, values [len(rows), w] of those points only → their outputs [len(rows), P]."""
 
     boundary: list[str]
     jacobian: np.ndarray
     outputs: np.ndarray
-    evaluate: Callable[[list[np.ndarray]], np.ndarray]
+    evaluate: Callable[..., np.ndarray]
 
     @cached_property
     def norms(self) -> np.ndarray:
@@ -99,11 +100,16 @@ def output_tail(model: onnx.ModelProto, structure: Structure, ann: dict[str, np.
     if not np.all(np.isfinite(jacobian)):
         return None
 
-    def evaluate(values: list[np.ndarray]) -> np.ndarray:
+    def evaluate(values: list[np.ndarray], rows: np.ndarray | None = None) -> np.ndarray:
         moved = dict(base)
         for name, value in zip(boundary, values):
+            if rows is not None:                  # the other points keep their ANN values
+                full = ann[name].reshape(-1, ann[name].shape[-1]).copy()
+                full[rows] = value
+                value = full
             moved[name] = value.reshape(ann[name].shape).astype(ann[name].dtype)
-        return run(moved)
+        y = run(moved)
+        return y if rows is None else y[rows]
 
     return OutputTail(boundary=boundary, jacobian=jacobian, outputs=y0, evaluate=evaluate)
 
