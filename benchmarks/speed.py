@@ -263,9 +263,9 @@ def _markdown(rows: list[dict], large: list[dict], environment: dict, profiles: 
                   "`SpikingNetwork` in chunks of points sized to the free GPU memory:", "",
                   "| model | conversion | backend | chunk (points) | time (s) | peak GPU memory (GiB) "
                   "| neuron updates/s | outputs finite |", "|---|---|---|---|---|---|---|---|"]
-        lines += [f"| {r['model']} | {r['conversion']} | {r['backend']} | {r['chunk_rows']:,} | {r['seconds']:.1f} | "
-                  f"{r['peak_gpu_gib']:.1f} | {r['neuron_updates_per_s']:.2e} | {'yes' if r['outputs_finite'] else 'NO'} |"
-                  for r in large]
+        lines += [f"| {r['model']} | {r['conversion']} | {r['backend']} | {r['chunk_rows']:,} | {r['seconds']:.1f} "
+                  f"| {r['peak_gpu_gib']:.1f} | {r['neuron_updates_per_s']:.2e} "
+                  f"| {'yes' if r['outputs_finite'] else 'NO'} |" for r in large]
         lines.append("")
     for key, rows_ in profiles.items():
         lines += [f"Where the numpy runtime's time goes ({key}, cProfile own time, T = 4):", ""]

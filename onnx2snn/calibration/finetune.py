@@ -18,10 +18,10 @@ b = (y_o, ū_l),
 
 with J = ∂y/∂b held at b^ANN (P outputs), so only the error combinations that reach the outputs count;
 where y(b) is not finite (a reciprocal of a readout that reaches 0) the linearisation J·(b - b^ANN)
-stands in for y(b) - y^ANN.  Minimising
-the linearised error Σ_w J·(b_w - b_w^ANN) instead lets long runs drift where the tail is not linear
-(the residual fixture, whose hidden pre-activation goes through tanh: after 20,000 iterations the
-linearised error was 1.3e-2 and the real one 3.4e-2; with the exact tail 1.4e-2 on fresh points).
+stands in for y(b) - y^ANN.  Minimising the linearised error Σ_w J·(b_w - b_w^ANN) instead lets long
+runs drift where the tail is not linear (the residual fixture, whose hidden pre-activation goes through
+tanh: after 20,000 iterations the linearised error was 1.3e-2 and the real one 3.4e-2; with the exact
+tail 1.4e-2 on fresh points).
 
 θ = {(W_l, b_l)} of every spiking layer and readout.  Forward values are the exact T-step simulation
 (``simulate_layer``: the runtime's neuron code) of each layer l fed by the simulated series of its
@@ -109,7 +109,8 @@ def finetune(layers: list[ConvertedLayer], upstream: list[int | None], static_in
         return [np.where(np.isfinite(exact), exact, linear)]    # the linearisation where y(b) is not finite
 
     def loss(idx: np.ndarray) -> float:
-        return sum(float(np.mean(r ** 2 / n)) for r, n in zip(residuals(boundary_values(forward(idx)[1]), idx), scales))
+        residual = residuals(boundary_values(forward(idx)[1]), idx)
+        return sum(float(np.mean(r ** 2 / n)) for r, n in zip(residual, scales))
 
     every = np.arange(N)
     best = (loss(every), [w.copy() for w in weights], [b.copy() for b in biases])

@@ -7,9 +7,10 @@ on them, so the output error is, to first order,
 
     y_m(x) - y_m^ANN(x) ≈ Σ_w J[x, w, m]·(b_w(x) - b_w^ANN(x)),    J[x, w, m] = ∂y_m/∂b_w at b^ANN(x)
 
-for every calibration point x.  ``finetune`` minimises this linearised output error instead of fitting
-each boundary value separately: only the combinations of boundary errors that reach the outputs count
-(a scalar output behind a 16-unit residual layer constrains one combination of the 16 errors, not 16).
+for every calibration point x.  ``finetune`` minimises the output error (the tail run exactly by
+``evaluate``, J for its gradient) instead of fitting each boundary value separately: only the combinations
+of boundary errors that reach the outputs count (a scalar output behind a 16-unit residual layer
+constrains one combination of the 16 errors, not 16).
 
 J comes from central differences through onnxruntime on the tail subgraph (``onnx.utils.Extractor`` on
 the shape-inferred model: boundary tensors and graph inputs in, graph outputs out), step
