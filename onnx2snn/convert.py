@@ -59,7 +59,8 @@ def convert(model: str | os.PathLike, domain: Domain | str | None = None, timest
 
     ``domain``: {input: [(lo, hi) per feature]} or the text form (default: the model's metadata);
     ``calib``: calibration inputs (array, dict by input name, or a .npy/.npz path), else ``samples``
-    uniform domain points; further options (``v0``, ``shift``, ``readout_enlargement``) and their meaning:
+    uniform domain points; further options (``v0``, ``shift``, ``readout_enlargement``, ``tolerance``,
+    ``finetune_iterations``) and their meaning:
     ``ConversionOptions``.  ``progress``, if given, receives one line per stage (the library never prints).
     """
     options = ConversionOptions(timesteps=timesteps, pieces=pieces, calibration=calibration,

@@ -62,6 +62,17 @@ def test_convert_options_and_run(model, tmp_path, capsys):
     assert code == 0 and not np.allclose(np.load(tmp_path / "y2.npy"), np.load(tmp_path / "y.npy"))
 
 
+def test_finetune_iterations_reach_the_calibration(model, tmp_path, capsys):
+    """--finetune-iterations sets the end-to-end fit's steps: one step leaves the layer-by-layer result."""
+    errors = {}
+    for steps in (1, 600):
+        code, _, err = run_cli(capsys, model, "--pieces", 1, "--finetune-iterations", steps, "-o",
+                               tmp_path / f"{steps}.snn.onnx", "--report-json", tmp_path / f"{steps}.json", *FAST)
+        assert code == 0, err
+        errors[steps] = json.loads((tmp_path / f"{steps}.json").read_text())["validation"]["rel_l2_snn_vs_ann"]
+    assert errors[600] < 0.7 * errors[1]
+
+
 def test_run_on_a_torch_device(model, tmp_path, capsys):
     """--device picks snnTorch's device; its outputs are numpy's (same spikes); misuse is one line."""
     pytest.importorskip("snntorch")
@@ -186,7 +197,8 @@ def test_output_paths(model, tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pinn.onnx"]
 
 
-@pytest.mark.parametrize("args", [["-T", "0"], ["-T", "-3"], ["--pieces", "0"], ["--neuron", "ceil"], []])
+@pytest.mark.parametrize("args", [["-T", "0"], ["-T", "-3"], ["--pieces", "0"], ["--neuron", "ceil"],
+                                  ["--finetune-iterations", "0"], []])
 def test_usage_errors_exit_2(model, capsys, args):
     argv = [model, *args] if args else []
     code, _, err = run_cli(capsys, *argv)

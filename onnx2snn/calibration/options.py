@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import CalibrationError
+from .finetune import ITERATIONS
 from .thresholds import parse_threshold
 
 METHODS = ("none", "light", "potential", "advanced", "refit", "finetune")
@@ -32,6 +33,7 @@ class ConversionOptions:
     shift: bool = False                # Deng & Gu's θ/(2T) bias shift (for floor neurons)
     readout_enlargement: float = 1.5   # spiking readout: θ_out = enlargement × calibrated output range
     tolerance: float | None = None     # --pieces auto: relative output error budget (calibration/budget.py)
+    finetune_iterations: int = ITERATIONS   # Adam steps of the end-to-end calibration (finetune.py)
     methods: tuple[str, ...] = field(init=False, default=())
 
     def __post_init__(self):
@@ -55,6 +57,8 @@ class ConversionOptions:
             self.tolerance = default_tolerance(self.timesteps)
         if not 0 < self.tolerance < 1:
             raise CalibrationError(f"tolerance must be in (0, 1), got {self.tolerance}")
+        if not isinstance(self.finetune_iterations, int) or self.finetune_iterations < 1:
+            raise CalibrationError(f"finetune iterations must be a positive integer, got {self.finetune_iterations!r}")
         if self.readout_enlargement <= 0:
             raise CalibrationError(f"readout enlargement must be positive, got {self.readout_enlargement}")
 
