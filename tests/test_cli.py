@@ -69,7 +69,9 @@ def test_finetune_iterations_reach_the_calibration(model, tmp_path, capsys):
         code, _, err = run_cli(capsys, model, "--pieces", 1, "--finetune-iterations", steps, "-o",
                                tmp_path / f"{steps}.snn.onnx", "--report-json", tmp_path / f"{steps}.json", *FAST)
         assert code == 0, err
-        errors[steps] = json.loads((tmp_path / f"{steps}.json").read_text())["validation"]["rel_l2_snn_vs_ann"]
+        report = json.loads((tmp_path / f"{steps}.json").read_text())
+        assert report["calibration"] == "finetune" and report["finetune_iterations"] == steps
+        errors[steps] = report["validation"]["rel_l2_snn_vs_ann"]
     assert errors[600] < 0.7 * errors[1]
 
 
