@@ -17,6 +17,7 @@ import onnx
 import onnx_graphsurgeon as gs
 from onnx import numpy_helper
 
+from runtimes import spec
 from runtimes.loading import MAX_FILE_BYTES, load_onnx
 
 from .errors import ModelError, first_line
@@ -52,6 +53,9 @@ def import_model(path: str | os.PathLike, *, max_parameters: int | None = None, 
     max_file_bytes = MAX_FILE_BYTES if max_file_bytes is None else max_file_bytes
     model = load_onnx(path, ModelError, max_bytes=max_file_bytes,
                       before_external_data=lambda m: _check_sizes(m, path, max_parameters, max_nodes))
+    if any(n.domain == spec.DOMAIN for n in model.graph.node):
+        raise ModelError(f"{path}: already a spiking artifact written by onnx2snn; run it with "
+                         f"'onnx2snn run' or check it with 'onnx2snn verify'")
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as e:

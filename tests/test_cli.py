@@ -75,6 +75,13 @@ def test_finetune_iterations_reach_the_calibration(model, tmp_path, capsys):
     assert errors[600] < 0.7 * errors[1]
 
 
+def test_converting_an_artifact_again_says_what_it_is(model, tmp_path, capsys):
+    assert run_cli(capsys, model, "--pieces", 1, "-T", 8, *FAST)[0] == 0
+    code, _, err = run_cli(capsys, tmp_path / "pinn.snn.onnx", "-o", tmp_path / "again.onnx", *FAST)
+    assert code == 1 and "already a spiking artifact written by onnx2snn" in err
+    assert len(err.strip().splitlines()) <= 2 and not (tmp_path / "again.onnx").exists()
+
+
 def test_run_on_a_torch_device(model, tmp_path, capsys):
     """--device picks snnTorch's device; its outputs are numpy's (same spikes); misuse is one line."""
     pytest.importorskip("snntorch")
