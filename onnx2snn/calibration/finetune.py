@@ -103,10 +103,13 @@ def finetune(layers: list[ConvertedLayer], upstream: list[int | None], static_in
         errors = [v - t[idx] for v, t in zip(values, targets)]
         if tail is None:
             return errors
-        linear = np.einsum("bw,bwp->bp", np.concatenate(errors, axis=1), tail.jacobian[idx])
         with np.errstate(all="ignore"):
             exact = tail.evaluate(values, idx) - tail.outputs[idx]
-        return [np.where(np.isfinite(exact), exact, linear)]    # the linearisation where y(b) is not finite
+        finite = np.isfinite(exact)
+        if finite.all():
+            return [exact]
+        linear = np.einsum("bw,bwp->bp", np.concatenate(errors, axis=1), tail.jacobian[idx])
+        return [np.where(finite, exact, linear)]    # the linearisation where y(b) is not finite
 
     def loss(idx: np.ndarray) -> float:
         residual = residuals(boundary_values(forward(idx)[1]), idx)

@@ -58,7 +58,8 @@ class ConversionOptions:
         if not 0 < self.tolerance < 1:
             raise CalibrationError(f"tolerance must be in (0, 1), got {self.tolerance}")
         if not isinstance(self.finetune_iterations, int) or self.finetune_iterations < 1:
-            raise CalibrationError(f"finetune iterations must be a positive integer, got {self.finetune_iterations!r}")
+            raise CalibrationError(f"finetune iterations must be a positive integer, "
+                                   f"got {self.finetune_iterations!r}")
         if self.readout_enlargement <= 0:
             raise CalibrationError(f"readout enlargement must be positive, got {self.readout_enlargement}")
 
