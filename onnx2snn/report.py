@@ -126,8 +126,9 @@ def build_report(imported, result, points: dict[str, np.ndarray], timing: dict[s
         "timesteps": T,
         "pieces": result.options.pieces,
         "calibration": "+".join(result.options.methods) or "none",
-        **({"finetune_iterations": result.options.finetune_iterations} if "finetune" in result.options.methods
-           else {}),
+        **({"finetune_iterations": result.options.finetune_iterations,
+            "finetune_analog_iterations": result.options.finetune_analog_iterations}
+           if "finetune" in result.options.methods else {}),
         "neuron": result.options.neuron,
         "readout": result.options.readout,
         "validation": validation,

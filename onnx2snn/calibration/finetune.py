@@ -34,9 +34,22 @@ unquantised response (``layer.static_response``), so with δ_l = ∂L/∂ū_l
 
     δz_l = δ_l ⊙ g_l'(z̄_l),   ∂L/∂W_l = ū_up(l)ᵀ·δz_l,   ∂L/∂b_l = Σ_N δz_l,   δ_up(l) += δz_l·W_lᵀ.
 
-Adam (``adam.py``) with a cosine schedule on minibatches; every ``EVALUATE_EVERY`` iterations L is
-evaluated on all calibration points and the best parameters are kept, so a run never ends on an iterate
-worse than one it passed.
+Two phases, each Adam (``adam.py``) with its own cosine schedule on minibatches:
+
+1. *noisy analog fit* (``ANALOG_PER_ITERATION`` × iterations): the forward values are the unquantised
+   responses plus independent noise standing in for the quantisation, ū_l = g_l(z̄_l) + q_l·ξ with
+   ξ ~ U(-Q/2, Q/2) per point and unit and q_l = √(Σ_k (w_k·θ+_k / T)²) the unit's decode quantum (one
+   spike's worth of its value), so the gradients are exact and an iteration costs no simulation.  The
+   noise teaches the network to be insensitive to each unit's quantisation error, which a fit of the
+   noiseless hard-tanh network is not: on the wave model (T = 32) the noiseless fit reaches L = 8e-5
+   yet 2.5e-3 once quantised.  Q = ``NOISE_WIDTH`` = 2 (noise up to one quantum either way, twice the
+   rounding error of a constant input: downstream of spiking layers the final membrane ranges wider);
+   residual fixture, 10,000 analog + 600 quantised iterations, seeds 0-2: rel L2 0.053 (Q = 0), 0.041
+   (Q = 1), 0.031-0.034 (Q = 2), 0.031-0.034 (Q = 3).
+2. *quantised fit* (``iterations``): the exact T-step simulation with the straight-through backward
+   above.  Every ``EVALUATE_EVERY`` iterations L is evaluated on all calibration points and the best
+   parameters are kept (the layer-by-layer result and the analog phase's end included), so a run never
+   ends on an iterate worse than one it passed.
 The thresholds stay those of the layer-by-layer pass.  Without a tail, each readout is then refit exactly
 by least squares on all calibration points (for a linear readout that is the optimum of L given the
 layers); with one, the caller keeps whichever gives the lower real output error of these fitted readouts
@@ -52,6 +65,8 @@ from .layer import ConvertedLayer, simulate_layer, static_response
 from .tail import OutputTail
 
 ITERATIONS = 600
+ANALOG_PER_ITERATION = 16   # noisy analog iterations per quantised one (phase 1)
+NOISE_WIDTH = 2.0           # Q: the analog phase's noise is U(-Q/2, Q/2) decode quanta
 BATCH = 256
 LEARNING_RATE = 1e-2
 MIN_POINTS = 64
@@ -61,14 +76,15 @@ EVALUATE_EVERY = 100    # iterations between evaluations of L on all points; the
 def finetune(layers: list[ConvertedLayer], upstream: list[int | None], static_inputs: list[np.ndarray | None],
              readouts: list[tuple[np.ndarray, np.ndarray, int, np.ndarray]], timesteps: int,
              rng: np.random.Generator, held: dict[int, np.ndarray] | None = None, tail: OutputTail | None = None,
-             iterations: int = ITERATIONS, batch: int = BATCH,
-             lr: float = LEARNING_RATE) -> tuple[list[ConvertedLayer], list[tuple[np.ndarray, np.ndarray]]]:
+             iterations: int = ITERATIONS, batch: int = BATCH, lr: float = LEARNING_RATE,
+             analog_iterations: int | None = None) -> tuple[list[ConvertedLayer], list[tuple[np.ndarray, np.ndarray]]]:
     """Fit all (W, b) end to end; returns the fitted layers and readout affines (W, b).
 
     ``layers`` in topological order, ``upstream[l]`` the index of the layer feeding layer l (None: static
     input ``static_inputs[l]`` [N, m]); ``readouts`` = (W [m, p], b [p], upstream index, target y^ANN [N, p]),
     trained alongside; ``held`` = {layer index: h^ANN [N, n]} for the layers read directly; ``tail``: J
-    over the boundary values in the order readouts, then ``held`` by layer index (``tail.boundary_tensors``)."""
+    over the boundary values in the order readouts, then ``held`` by layer index (``tail.boundary_tensors``);
+    ``analog_iterations``: phase 1's length (default ``ANALOG_PER_ITERATION · iterations``)."""
     held = dict(sorted((held or {}).items()))
     N = readouts[0][3].shape[0]
     weights = [l.weight.astype(np.float64) for l in layers] + [r[0].astype(np.float64) for r in readouts]
@@ -77,22 +93,31 @@ def finetune(layers: list[ConvertedLayer], upstream: list[int | None], static_in
     # E|y|² per readout and held layer (relative errors); with a tail E|y_m|² per graph output m
     scales = [tail.norms] if tail is not None else [max(float(np.mean(t.astype(np.float64) ** 2)), 1e-30)
                                                     for t in targets]
-    adam = Adam(weights + biases)
     L = len(layers)
 
     def current(l: int) -> ConvertedLayer:
         return layers[l].with_(weight=weights[l].astype(layers[l].weight.dtype),
                                bias=biases[l].astype(layers[l].bias.dtype))
 
-    def forward(idx: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        series, means = [], []
+    quanta = [_decode_quantum(layer, timesteps) for layer in layers]
+
+    def forward(idx: np.ndarray, analog: bool = False) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Decoded means ū_l [B, n] of the batch and the slopes g_l'(z̄_l) at z̄_l = ū_up(l)·W_l + b_l: from
+        the T-step simulation, or with ``analog`` from the noisy unquantised response (phase 1)."""
+        series, means, slopes = [], [], []
         for l in range(L):
             static = upstream[l] is None
-            x = static_inputs[l][idx] if static else series[upstream[l]]
-            trace = simulate_layer(x, current(l), timesteps, static)
-            series.append(trace.series)
-            means.append(trace.mean.astype(np.float64))
-        return series, means
+            u_in = static_inputs[l][idx].astype(np.float64) if static else means[upstream[l]]
+            value, slope = static_response(u_in @ weights[l] + biases[l], current(l))
+            if analog:
+                means.append(value + quanta[l] * (NOISE_WIDTH * (rng.random(value.shape) - 0.5)))
+            else:
+                trace = simulate_layer(static_inputs[l][idx] if static else series[upstream[l]], current(l),
+                                       timesteps, static)
+                series.append(trace.series)
+                means.append(trace.mean.astype(np.float64))
+            slopes.append(slope)
+        return means, slopes
 
     def boundary_values(means: list[np.ndarray]) -> list[np.ndarray]:
         return [means[up] @ weights[L + o] + biases[L + o] for o, (_, _, up, _) in enumerate(readouts)] + \
@@ -112,14 +137,22 @@ def finetune(layers: list[ConvertedLayer], upstream: list[int | None], static_in
         return [np.where(finite, exact, linear)]    # the linearisation where y(b) is not finite
 
     def loss(idx: np.ndarray) -> float:
-        residual = residuals(boundary_values(forward(idx)[1]), idx)
+        residual = residuals(boundary_values(forward(idx)[0]), idx)
         return sum(float(np.mean(r ** 2 / n)) for r, n in zip(residual, scales))
 
     every = np.arange(N)
     best = (loss(every), [w.copy() for w in weights], [b.copy() for b in biases])
-    for step in range(iterations):
+
+    def keep_if_best() -> None:
+        nonlocal best
+        value = loss(every)
+        if value < best[0]:
+            best = (value, [w.copy() for w in weights], [b.copy() for b in biases])
+
+    def iterate(adam: Adam, rate: float, analog: bool) -> None:
+        """One Adam step on a random batch (forward, the backward of the module docstring)."""
         idx = np.sort(rng.choice(N, min(batch, N), replace=False))
-        series, means = forward(idx)
+        means, slopes = forward(idx, analog)
         delta = [np.zeros_like(m) for m in means]
         grads_w = [None] * len(weights)
         grads_b = [None] * len(biases)
@@ -138,16 +171,22 @@ def finetune(layers: list[ConvertedLayer], upstream: list[int | None], static_in
         for l in reversed(range(L)):
             up = upstream[l]
             u_in = static_inputs[l][idx].astype(np.float64) if up is None else means[up]
-            _, slope = static_response(u_in @ weights[l] + biases[l], current(l))
-            dz = delta[l] * slope
+            dz = delta[l] * slopes[l]
             grads_w[l], grads_b[l] = u_in.T @ dz, dz.sum(axis=0)
             if up is not None:
                 delta[up] += dz @ weights[l].T
-        adam.step(grads_w + grads_b, lr * 0.5 * (1 + np.cos(np.pi * step / iterations)))
-        if (step + 1) % EVALUATE_EVERY == 0 or step + 1 == iterations:
-            value = loss(every)
-            if value < best[0]:
-                best = (value, [w.copy() for w in weights], [b.copy() for b in biases])
+        adam.step(grads_w + grads_b, rate)
+
+    analog_iterations = ANALOG_PER_ITERATION * iterations if analog_iterations is None else analog_iterations
+    phases = [(True, analog_iterations), (False, iterations)]
+    for analog, length in phases:
+        adam = Adam(weights + biases)
+        for step in range(length):
+            iterate(adam, lr * 0.5 * (1 + np.cos(np.pi * step / length)), analog)
+            if not analog and ((step + 1) % EVALUATE_EVERY == 0 or step + 1 == length):
+                keep_if_best()
+        if analog and length:
+            keep_if_best()
     weights[:], biases[:] = best[1], best[2]
     return [current(l) for l in range(L)], [(weights[L + o], biases[L + o]) for o in range(len(readouts))]
 
@@ -158,3 +197,10 @@ def _tail_gradients(residual: np.ndarray, tail: OutputTail, idx: np.ndarray, wid
     J = tail.jacobian[idx]                                             # [B, W, P]
     grad = 2.0 * np.einsum("bp,bwp->bw", residual / tail.norms, J) / residual.size
     return np.split(grad, np.cumsum(widths)[:-1], axis=1)
+
+
+def _decode_quantum(layer: ConvertedLayer, timesteps: int) -> np.ndarray:
+    """q [n]: one spike's worth of each unit's decoded value, √(Σ_k (w_k·θ+_k / T)²) over its live
+    neurons (θ+ = inf padding counts 0)."""
+    theta = np.where(np.isfinite(layer.neurons.theta_pos), layer.neurons.theta_pos, 0.0)
+    return np.sqrt(np.sum((layer.decode_weight * theta / timesteps) ** 2, axis=1))

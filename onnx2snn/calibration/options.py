@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import CalibrationError
-from .finetune import ITERATIONS
+from .finetune import ANALOG_PER_ITERATION, ITERATIONS
 from .thresholds import parse_threshold
 
 METHODS = ("none", "light", "potential", "advanced", "refit", "finetune")
@@ -33,7 +33,7 @@ class ConversionOptions:
     shift: bool = False                # Deng & Gu's θ/(2T) bias shift (for floor neurons)
     readout_enlargement: float = 1.5   # spiking readout: θ_out = enlargement × calibrated output range
     tolerance: float | None = None     # --pieces auto: relative output error budget (calibration/budget.py)
-    finetune_iterations: int = ITERATIONS   # Adam steps of the end-to-end calibration (finetune.py)
+    finetune_iterations: int = ITERATIONS   # quantised Adam steps of the end-to-end calibration (finetune.py)
     methods: tuple[str, ...] = field(init=False, default=())
 
     def __post_init__(self):
@@ -62,6 +62,11 @@ class ConversionOptions:
                                    f"got {self.finetune_iterations!r}")
         if self.readout_enlargement <= 0:
             raise CalibrationError(f"readout enlargement must be positive, got {self.readout_enlargement}")
+
+    @property
+    def finetune_analog_iterations(self) -> int:
+        """The noisy analog steps that precede the quantised ones (``finetune.py``, phase 1)."""
+        return ANALOG_PER_ITERATION * self.finetune_iterations
 
     @property
     def default_methods(self) -> tuple[str, ...]:

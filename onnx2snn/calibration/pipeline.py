@@ -194,7 +194,8 @@ def _finetune(structure: Structure, layers, traces, ann, options: ConversionOpti
         readouts.append((*refit_affine(traces[up].mean, target), up, target))
     held = {k: _flat(ann[spec.activation.output]) for k, spec in enumerate(specs) if spec.read_directly}
     layers, affines = finetune(layers, upstream, static, readouts, T, rng, held, tail,
-                               iterations=options.finetune_iterations)
+                               iterations=options.finetune_iterations,
+                               analog_iterations=options.finetune_analog_iterations)
     traces = []
     for k, spec in enumerate(specs):
         inputs = static[k] if spec.upstream is None else traces[spec.upstream].series
