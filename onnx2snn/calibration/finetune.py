@@ -44,8 +44,22 @@ Two phases, each Adam (``adam.py``) with its own cosine schedule on minibatches:
    noiseless hard-tanh network is not: on the wave model (T = 32) the noiseless fit reaches L = 8e-5
    yet 2.5e-3 once quantised.  Q = ``NOISE_WIDTH`` = 2 (noise up to one quantum either way, twice the
    rounding error of a constant input: downstream of spiking layers the final membrane ranges wider);
-   residual fixture, 10,000 analog + 600 quantised iterations, seeds 0-2: rel L2 0.053 (Q = 0), 0.041
-   (Q = 1), 0.031-0.034 (Q = 2), 0.031-0.034 (Q = 3).
+   residual fixture, 10,000 analog + 600 quantised iterations, T = 32: rel L2 0.053-0.054 (Q = 0, seeds
+   0-2), 0.039 (Q = 1, seed 0), 0.030-0.034 (Q = 2, seeds 0-2; 0.031-0.033 with Q = 3 or with 30,000
+   analog iterations).  Phase 1's length matters on larger networks: wave (4x100), Q = 2: 0.041-0.045
+   after 4,800 analog iterations, 0.034 after 9,600.  Its learning rate (``ANALOG_LEARNING_RATE``, those
+   numbers at 1e-2), 600 quantised iterations after 9,600 analog, T = 32:
+
+   ============  ======  ======  ======  =====
+   phase 1 lr     1e-2    3e-2    1e-1   3e-1
+   ============  ======  ======  ======  =====
+   wave           0.034   0.024   0.037  0.175 (diverged: the layer-by-layer result kept)
+   residual       0.033   0.031   0.022  0.013
+   tf_tanh_mlp    0.017   0.016   0.017  0.050
+   ============  ======  ======  ======  =====
+
+   3e-2 (the wave's first layer, 2 inputs with high-frequency features, diverges at larger rates; small
+   networks would gain from larger ones).
 2. *quantised fit* (``iterations``): the exact T-step simulation with the straight-through backward
    above.  Every ``EVALUATE_EVERY`` iterations L is evaluated on all calibration points and the best
    parameters are kept (the layer-by-layer result and the analog phase's end included), so a run never
@@ -69,6 +83,7 @@ ANALOG_PER_ITERATION = 16   # noisy analog iterations per quantised one (phase 1
 NOISE_WIDTH = 2.0           # Q: the analog phase's noise is U(-Q/2, Q/2) decode quanta
 BATCH = 256
 LEARNING_RATE = 1e-2
+ANALOG_LEARNING_RATE = 3e-2     # phase 1's (module docstring)
 MIN_POINTS = 64
 EVALUATE_EVERY = 100    # iterations between evaluations of L on all points; the best parameters are kept
 
@@ -84,7 +99,8 @@ def finetune(layers: list[ConvertedLayer], upstream: list[int | None], static_in
     input ``static_inputs[l]`` [N, m]); ``readouts`` = (W [m, p], b [p], upstream index, target y^ANN [N, p]),
     trained alongside; ``held`` = {layer index: h^ANN [N, n]} for the layers read directly; ``tail``: J
     over the boundary values in the order readouts, then ``held`` by layer index (``tail.boundary_tensors``);
-    ``analog_iterations``: phase 1's length (default ``ANALOG_PER_ITERATION · iterations``)."""
+    ``iterations`` and ``lr``: phase 2's; ``analog_iterations``: phase 1's length (default
+    ``ANALOG_PER_ITERATION · iterations``, learning rate ``ANALOG_LEARNING_RATE``)."""
     held = dict(sorted((held or {}).items()))
     N = readouts[0][3].shape[0]
     weights = [l.weight.astype(np.float64) for l in layers] + [r[0].astype(np.float64) for r in readouts]
@@ -178,11 +194,10 @@ def finetune(layers: list[ConvertedLayer], upstream: list[int | None], static_in
         adam.step(grads_w + grads_b, rate)
 
     analog_iterations = ANALOG_PER_ITERATION * iterations if analog_iterations is None else analog_iterations
-    phases = [(True, analog_iterations), (False, iterations)]
-    for analog, length in phases:
+    for analog, length, rate in [(True, analog_iterations, ANALOG_LEARNING_RATE), (False, iterations, lr)]:
         adam = Adam(weights + biases)
         for step in range(length):
-            iterate(adam, lr * 0.5 * (1 + np.cos(np.pi * step / length)), analog)
+            iterate(adam, rate * 0.5 * (1 + np.cos(np.pi * step / length)), analog)
             if not analog and ((step + 1) % EVALUATE_EVERY == 0 or step + 1 == length):
                 keep_if_best()
         if analog and length:
