@@ -63,7 +63,8 @@ def test_convert_options_and_run(model, tmp_path, capsys):
 
 
 def test_finetune_iterations_reach_the_calibration(model, tmp_path, capsys):
-    """--finetune-iterations sets the end-to-end fit's steps: one step leaves the layer-by-layer result."""
+    """--finetune-iterations sets the end-to-end fit's steps (and 16x as many noisy analog ones): one step
+    (16 analog) barely moves from the layer-by-layer result."""
     errors = {}
     for steps in (1, 600):
         code, _, err = run_cli(capsys, model, "--pieces", 1, "--finetune-iterations", steps, "-o",
@@ -71,6 +72,7 @@ def test_finetune_iterations_reach_the_calibration(model, tmp_path, capsys):
         assert code == 0, err
         report = json.loads((tmp_path / f"{steps}.json").read_text())
         assert report["calibration"] == "finetune" and report["finetune_iterations"] == steps
+        assert report["finetune_analog_iterations"] == 16 * steps
         errors[steps] = report["validation"]["rel_l2_snn_vs_ann"]
     assert errors[600] < 0.7 * errors[1]
 
