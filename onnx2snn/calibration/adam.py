@@ -6,7 +6,8 @@ For parameter p with gradient g at step t (β1 = 0.9, β2 = 0.999, ε = 1e-8)::
     p ← p - η·λ·p - η·s·(m / (1-β1^t)) / (√(v / (1-β2^t)) + ε)
 
 with η the step's learning rate (the caller's schedule), λ the decoupled weight decay of p (AdamW) and
-s = max(mean|p⁰|, 1e-3) the initial magnitude of p, so one learning rate suits weights of any scale.
+s = max(mean|p⁰|, 1e-3) the initial magnitude of p, so one learning rate suits weights of any scale
+(or s given per tensor by the caller: ``scale``).
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ class Adam:
     """Updates ``params`` (float arrays) in place; ``decay[k]`` is the weight decay of ``params[k]``."""
 
     def __init__(self, params: list[np.ndarray], decay: list[float] | None = None,
-                 beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8):
+                 beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8, scale: list[float] | None = None):
         self.params, self.b1, self.b2, self.eps = params, beta1, beta2, eps
         self.decay = decay or [0.0] * len(params)
         self.m = [np.zeros_like(p) for p in params]
         self.v = [np.zeros_like(p) for p in params]
-        self.scale = [max(float(np.abs(p).mean()), 1e-3) for p in params]
+        self.scale = scale or [max(float(np.abs(p).mean()), 1e-3) for p in params]
         self.t = 0
 
     def step(self, grads: list[np.ndarray], lr: float) -> None:

@@ -47,23 +47,45 @@ Two phases, each Adam (``adam.py``) with its own cosine schedule on minibatches:
    residual fixture, 10,000 analog + 600 quantised iterations, T = 32: rel L2 0.053-0.054 (Q = 0, seeds
    0-2), 0.039 (Q = 1, seed 0), 0.030-0.034 (Q = 2, seeds 0-2; 0.031-0.033 with Q = 3 or with 30,000
    analog iterations).  Phase 1's length matters on larger networks: wave (4x100), Q = 2: 0.041-0.045
-   after 4,800 analog iterations, 0.034 after 9,600.  Its learning rate (``ANALOG_LEARNING_RATE``, those
-   numbers at 1e-2), 600 quantised iterations after 9,600 analog, T = 32:
+   after 4,800 analog iterations, 0.034 after 9,600 (learning rate 1e-2).
 
-   ============  ======  ======  ======  =====
-   phase 1 lr     1e-2    3e-2    1e-1   3e-1
-   ============  ======  ======  ======  =====
-   wave           0.034   0.024   0.037  0.175 (diverged: the layer-by-layer result kept)
-   residual       0.033   0.031   0.022  0.013
-   tf_tanh_mlp    0.017   0.016   0.017  0.050
-   ============  ======  ======  ======  =====
+   Phase 1 runs twice from the layer-by-layer result, with two step-size rules, and the run that ends
+   with the lower L on all calibration points is kept (both lengths ``ANALOG_PER_ITERATION`` ×
+   iterations), because no one rule suits every network:
 
-   3e-2 (the wave's first layer, 2 inputs with high-frequency features, diverges at larger rates; small
-   networks would gain from larger ones).
+   * *relative*: Adam's steps relative to each tensor's mean magnitude (``adam.py``), learning rate
+     ``ANALOG_LEARNING_RATE``;
+   * *pre-activation*: each weight of layer l steps by about c / E_x‖u_l(x)‖₁ and each bias by c
+     (c = ``ANALOG_PREACTIVATION_STEP``, u_l the layer's input: the initial SNN's decoded values, or the
+     network inputs), so that a coherent step moves every pre-activation by at most about c, whatever
+     the layer's width and weight scale.
+
+   One rule alone, 600 quantised iterations after 9,600 analog, T = 32, rel L2 SNN vs ANN (seeds 0-2 for
+   the fixtures, seed 0 or 0-1 for the PINNs):
+
+   ==================  =============  ============  ============  ==================  =============
+   rule                wave 4x100     Poisson       Burgers       residual 2x16       tf_tanh_mlp
+   ==================  =============  ============  ============  ==================  =============
+   relative 1e-2       0.034          ..            ..            0.033               0.017
+   relative 3e-2       0.024          0.0062        0.0105        0.031-0.032         0.016
+   relative 1e-1       0.037          ..            ..            0.022               0.017
+   relative 3e-1       0.175 (div.)   ..            ..            0.013               0.050 (div.)
+   pre-act. c = 0.05   ..             ..            ..            0.019-0.020         0.013-0.015
+   pre-act. c = 0.1    0.032-0.034    0.0033        0.0102        0.014-0.015         0.012-0.013
+   pre-act. c = 0.2    ..             ..            ..            0.010-0.011         0.011-0.049
+   ==================  =============  ============  ============  ==================  =============
+
+   The wave's first layer (2 inputs, weights of magnitude ~8: high-frequency features) diverges under
+   large relative steps; the small networks and Poisson converge several times further under the
+   pre-activation rule, which the wave's hidden layers find too slow (with the relative rule at 3e-2
+   they step ~0.2 per pre-activation, Poisson's ~0.002-0.05).  An ℓ2 version (steps c / E‖u‖₂, the
+   incoherent estimate) was tried too: c = 0.04 gives the wave 0.024 but Poisson 0.018 and the
+   diffusion-reaction model 0.021 (0.0062 and 0.013 under the relative rule).  Running both costs a
+   second phase 1 (calibration time ~1.6x).
 2. *quantised fit* (``iterations``): the exact T-step simulation with the straight-through backward
    above.  Every ``EVALUATE_EVERY`` iterations L is evaluated on all calibration points and the best
-   parameters are kept (the layer-by-layer result and the analog phase's end included), so a run never
-   ends on an iterate worse than one it passed.
+   parameters are kept (it starts from the best of the layer-by-layer result and the two phase-1 runs),
+   so a run never ends on an iterate worse than one it passed.
 The thresholds stay those of the layer-by-layer pass.  Without a tail, each readout is then refit exactly
 by least squares on all calibration points (for a linear readout that is the optimum of L given the
 layers); with one, the caller keeps whichever gives the lower real output error of these fitted readouts
@@ -83,7 +105,8 @@ ANALOG_PER_ITERATION = 16   # noisy analog iterations per quantised one (phase 1
 NOISE_WIDTH = 2.0           # Q: the analog phase's noise is U(-Q/2, Q/2) decode quanta
 BATCH = 256
 LEARNING_RATE = 1e-2
-ANALOG_LEARNING_RATE = 3e-2     # phase 1's (module docstring)
+ANALOG_LEARNING_RATE = 3e-2     # phase 1's, steps relative to each tensor's magnitude (module docstring)
+ANALOG_PREACTIVATION_STEP = 0.1     # phase 1's other rule: steps of ~0.1 in each pre-activation (docstring)
 MIN_POINTS = 64
 EVALUATE_EVERY = 100    # iterations between evaluations of L on all points; the best parameters are kept
 
@@ -99,8 +122,8 @@ def finetune(layers: list[ConvertedLayer], upstream: list[int | None], static_in
     input ``static_inputs[l]`` [N, m]); ``readouts`` = (W [m, p], b [p], upstream index, target y^ANN [N, p]),
     trained alongside; ``held`` = {layer index: h^ANN [N, n]} for the layers read directly; ``tail``: J
     over the boundary values in the order readouts, then ``held`` by layer index (``tail.boundary_tensors``);
-    ``iterations`` and ``lr``: phase 2's; ``analog_iterations``: phase 1's length (default
-    ``ANALOG_PER_ITERATION · iterations``, learning rate ``ANALOG_LEARNING_RATE``)."""
+    ``iterations`` and ``lr``: phase 2's; ``analog_iterations``: the length of each of phase 1's two runs
+    (default ``ANALOG_PER_ITERATION · iterations``)."""
     held = dict(sorted((held or {}).items()))
     N = readouts[0][3].shape[0]
     weights = [l.weight.astype(np.float64) for l in layers] + [r[0].astype(np.float64) for r in readouts]
@@ -152,16 +175,18 @@ def finetune(layers: list[ConvertedLayer], upstream: list[int | None], static_in
         linear = np.einsum("bw,bwp->bp", np.concatenate(errors, axis=1), tail.jacobian[idx])
         return [np.where(finite, exact, linear)]    # the linearisation where y(b) is not finite
 
-    def loss(idx: np.ndarray) -> float:
-        residual = residuals(boundary_values(forward(idx)[0]), idx)
+    def loss(means: list[np.ndarray], idx: np.ndarray) -> float:
+        residual = residuals(boundary_values(means), idx)
         return sum(float(np.mean(r ** 2 / n)) for r, n in zip(residual, scales))
 
     every = np.arange(N)
-    best = (loss(every), [w.copy() for w in weights], [b.copy() for b in biases])
+    initial = forward(every)[0]
+    best = (loss(initial, every), [w.copy() for w in weights], [b.copy() for b in biases])
+    start = best
 
     def keep_if_best() -> None:
         nonlocal best
-        value = loss(every)
+        value = loss(forward(every)[0], every)
         if value < best[0]:
             best = (value, [w.copy() for w in weights], [b.copy() for b in biases])
 
@@ -193,16 +218,29 @@ def finetune(layers: list[ConvertedLayer], upstream: list[int | None], static_in
                 delta[up] += dz @ weights[l].T
         adam.step(grads_w + grads_b, rate)
 
-    analog_iterations = ANALOG_PER_ITERATION * iterations if analog_iterations is None else analog_iterations
-    for analog, length, rate in [(True, analog_iterations, ANALOG_LEARNING_RATE), (False, iterations, lr)]:
-        adam = Adam(weights + biases)
+    def restore(kept: tuple) -> None:
+        weights[:], biases[:] = [w.copy() for w in kept[1]], [b.copy() for b in kept[2]]
+
+    def run(length: int, rate: float, analog: bool, step_sizes: list[float] | None = None) -> None:
+        """``length`` Adam steps from the current parameters, cosine schedule from ``rate``."""
+        adam = Adam(weights + biases, scale=step_sizes)
         for step in range(length):
             iterate(adam, rate * 0.5 * (1 + np.cos(np.pi * step / length)), analog)
             if not analog and ((step + 1) % EVALUATE_EVERY == 0 or step + 1 == length):
                 keep_if_best()
-        if analog and length:
+
+    analog_iterations = ANALOG_PER_ITERATION * iterations if analog_iterations is None else analog_iterations
+    norms = [_l1_norm(static_inputs[l] if upstream[l] is None else initial[upstream[l]]) for l in range(L)] + \
+        [_l1_norm(initial[up]) for _, _, up, _ in readouts]
+    for step_sizes, rate in [(None, ANALOG_LEARNING_RATE),
+                             ([1.0 / n for n in norms] + [1.0] * len(biases), ANALOG_PREACTIVATION_STEP)]:
+        if analog_iterations:
+            restore(start)
+            run(analog_iterations, rate, True, step_sizes)
             keep_if_best()
-    weights[:], biases[:] = best[1], best[2]
+    restore(best)
+    run(iterations, lr, False)
+    restore(best)
     return [current(l) for l in range(L)], [(weights[L + o], biases[L + o]) for o in range(len(readouts))]
 
 
@@ -212,6 +250,11 @@ def _tail_gradients(residual: np.ndarray, tail: OutputTail, idx: np.ndarray, wid
     J = tail.jacobian[idx]                                             # [B, W, P]
     grad = 2.0 * np.einsum("bp,bwp->bw", residual / tail.norms, J) / residual.size
     return np.split(grad, np.cumsum(widths)[:-1], axis=1)
+
+
+def _l1_norm(values: np.ndarray) -> float:
+    """E_x ‖u(x)‖₁ of a layer's input u [N, m] (at least 1e-3)."""
+    return max(float(np.mean(np.sum(np.abs(values.astype(np.float64)), axis=1))), 1e-3)
 
 
 def _decode_quantum(layer: ConvertedLayer, timesteps: int) -> np.ndarray:

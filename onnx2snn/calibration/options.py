@@ -65,7 +65,8 @@ class ConversionOptions:
 
     @property
     def finetune_analog_iterations(self) -> int:
-        """The noisy analog steps that precede the quantised ones (``finetune.py``, phase 1)."""
+        """The noisy analog steps of each of the two step-size rules that precede the quantised steps
+        (``finetune.py``, phase 1)."""
         return ANALOG_PER_ITERATION * self.finetune_iterations
 
     @property
