@@ -84,9 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="--pieces auto: relative output error budget that sets the pieces per unit "
                               "(default 4e-3·(32/T)^0.66: 4e-3 at T=32, 1.6e-3 at T=128)")
     convert.add_argument("--finetune-iterations", type=_positive, default=None, metavar="N",
-                         help="quantised Adam steps of the end-to-end calibration (default 600), after 16x as "
-                              "many noisy analog ones; more lower the error at proportional cost (residual "
-                              "fixture, --pieces 1, T=32: 3.2e-2 at 600, 2.3e-2 at 1,500)")
+                         help="quantised Adam steps of the end-to-end calibration (default 600), after two runs of "
+                              "16x as many noisy analog ones; more lower the error at proportional cost "
+                              "(residual fixture, --pieces 1, T=32: 1.5e-2 at 600, 1.1e-2 at 1,500)")
     convert.add_argument("--v0", type=float, default=None, metavar="FRACTION",
                          help="initial potential as a fraction of θ (default 0 for round, 0.5 for floor)")
     convert.add_argument("--shift", action="store_true", help="Deng & Gu's θ/(2T) bias shift (floor neurons)")

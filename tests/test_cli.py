@@ -63,8 +63,8 @@ def test_convert_options_and_run(model, tmp_path, capsys):
 
 
 def test_finetune_iterations_reach_the_calibration(model, tmp_path, capsys):
-    """--finetune-iterations sets the end-to-end fit's steps (and 16x as many noisy analog ones): one step
-    (16 analog) barely moves from the layer-by-layer result."""
+    """--finetune-iterations sets the end-to-end fit's steps (after two runs of 16x as many noisy analog
+    ones): one step (16 analog per run) barely moves from the layer-by-layer result."""
     errors = {}
     for steps in (1, 600):
         code, _, err = run_cli(capsys, model, "--pieces", 1, "--finetune-iterations", steps, "-o",
