@@ -81,7 +81,7 @@ Two phases, each Adam (``adam.py``) with its own cosine schedule on minibatches:
    they step ~0.2 per pre-activation, Poisson's ~0.002-0.05).  An ℓ2 version (steps c / E‖u‖₂, the
    incoherent estimate) was tried too: c = 0.04 gives the wave 0.024 but Poisson 0.018 and the
    diffusion-reaction model 0.021 (0.0062 and 0.013 under the relative rule).  Running both costs a
-   second phase 1 (calibration time ~1.6x).
+   second phase 1 (calibration time 1.2-2x).
 2. *quantised fit* (``iterations``): the exact T-step simulation with the straight-through backward
    above.  Every ``EVALUATE_EVERY`` iterations L is evaluated on all calibration points and the best
    parameters are kept (it starts from the best of the layer-by-layer result and the two phase-1 runs),
