@@ -75,9 +75,8 @@ class CompactLayer:
         self._packed = np.ascontiguousarray(np.stack([self.bias, self.pos_thr, self.pos_amp, self.neg_thr,
                                                       self.neg_amp, self.weight]).reshape(6, self.M))
         self._no_bias = np.zeros(n, dtype)
-        # several neurons per unit: membranes stored [M, points], so the compiled loops run along points
-        # (kernels.advance_columns); one per unit: [points, n] (kernels.advance)
-        self.columns = kernels.available and not self._one_per_unit
+        # membranes stored [M, points], so the compiled loops run along points (kernels); numpy: [points, M]
+        self.columns = kernels.available
 
     def initial_membrane(self, rows: int) -> np.ndarray:
         """Membranes of ``rows`` points, [rows, M], or [M, rows] where ``columns`` (see ``by_point``)."""
@@ -122,18 +121,19 @@ class CompactLayer:
             pre_bias = self._no_bias
         if kernels.available and z.dtype == v.dtype:
             dummy = v[:0]
-            if self.columns:
-                z_t = np.ascontiguousarray(z.T)
-                out_t = dummy if out is None else np.empty((self.n, z.shape[0]), v.dtype)
+            z_t = np.ascontiguousarray(z.T)     # a view when z is F-ordered, as the numpy runtime keeps it
+            direct = out is not None and out.T.flags.c_contiguous
+            out_t = dummy if out is None else out.T if direct else np.empty((self.n, z.shape[0]), v.dtype)
+            rates_t = dummy if rates is None else rates
+            if self._one_per_unit:
+                events = kernels.advance_units(z_t, pre_bias, v, self._packed, self.offset, out_t, rates_t,
+                                               out is not None, rates is not None)
+            else:
                 events = kernels.advance_columns(z_t, pre_bias, v, self.first, self._packed, self.offset, out_t,
-                                                 dummy if rates is None else rates, out is not None,
-                                                 rates is not None)
-                if out is not None:
-                    out[...] = out_t.T
-                return events
-            return kernels.advance(np.ascontiguousarray(z), pre_bias, v, self._packed, self.offset,
-                                   dummy if out is None else out, dummy if rates is None else rates,
-                                   out is not None, rates is not None)
+                                                 rates_t, out is not None, rates is not None)
+            if out is not None and not direct:
+                out[...] = out_t.T
+            return events
         s = self.step(self.by_point(v), self.drive(z + pre_bias))
         if out is not None:
             out[...] = self.decode(s)

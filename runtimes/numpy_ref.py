@@ -17,7 +17,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from . import spec
+from . import kernels, spec
+from .chain import find_chain
 from .compact import CompactLayer
 from .errors import ArtifactError
 from .fusion import FusedLayer, find_fusable
@@ -67,9 +68,10 @@ class NumpyRuntime:
     """Executes an artifact (``onnx.ModelProto``) with numpy in the order of ``schedule``.
 
     With ``fuse`` (default), each IF node and its decode ops run as one compact kernel (``fusion``):
-    identical values, padding neurons skipped."""
+    identical values, padding neurons skipped; with ``chains`` (default) too, a stage that is a plain
+    chain of such layers and matrix products runs as one compiled loop (``chain``)."""
 
-    def __init__(self, model: onnx.ModelProto, timesteps: int, fuse: bool = True):
+    def __init__(self, model: onnx.ModelProto, timesteps: int, fuse: bool = True, chains: bool = True):
         self.model, self.timesteps = model, int(timesteps)
         graph = model.graph
         self.initializers = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
@@ -80,6 +82,14 @@ class NumpyRuntime:
         self.rounds = [(static, [_FusedNode(fused[id(n.proto)]) if id(n.proto) in fused else n
                                  for n in stage if id(n.proto) not in absorbed])
                        for static, stage in schedule(model)]
+        self.chains = [find_chain(stage, self.initializers) if fuse and chains else None
+                       for _, stage in self.rounds]
+
+    @property
+    def blocks_itself(self) -> bool:
+        """Whether every stage runs as a compiled chain, which steps cache-sized blocks of points itself."""
+        return kernels.available and all(chain is not None for chain, (_, stage) in zip(self.chains, self.rounds)
+                                         if stage)
 
     def run(self, inputs: dict[str, np.ndarray], timesteps: int | None = None) -> RunResult:
         T = int(timesteps or self.timesteps)
@@ -89,10 +99,10 @@ class NumpyRuntime:
         values.update(inputs)
         values[""] = None
         result = RunResult(outputs={})
-        for static, stage in self.rounds:
+        for (static, stage), chain in zip(self.rounds, self.chains):
             for node in static:
                 run_static(node, values)
-            if stage:
+            if stage and not (chain and chain.run(values, T, result.spikes, SpikeCounts)):
                 self._run_stage(stage, values, T, result.spikes)
         result.outputs = {name: values[name] for name in self.output_names}
         return result
@@ -118,7 +128,7 @@ class NumpyRuntime:
                         shape = z.shape[:-1] + (compact.n,)
                         constant = None
                         if n.inputs[0] in values:       # a constant current: the bias added once
-                            constant, bias = _unit_rows(z, bias, shape), None
+                            constant, bias = _unit_rows(z, bias, shape, compact.columns), None
                         fused[id(n)] = (compact, compact.initial_membrane(int(np.prod(shape[:-1]))), constant,
                                         bias, shape)
                         spikes[n.name].neurons = compact.M
@@ -126,10 +136,10 @@ class NumpyRuntime:
                     if constant is not None:
                         rows = constant
                     elif z.shape[-1] == compact.n:
-                        rows = np.ascontiguousarray(z.reshape(-1, compact.n))
+                        rows = z.reshape(-1, compact.n)
                     else:                               # a current [..., 1] broadcast to the n units
-                        rows, bias = _unit_rows(z, bias, shape), None
-                    out = np.empty((rows.shape[0], compact.n), compact.weight.dtype)
+                        rows, bias = _unit_rows(z, bias, shape, compact.columns), None
+                    out = _empty_rows(rows.shape[0], compact.n, compact.weight.dtype, compact.columns)
                     spikes[n.name].events += compact.advance(v, rows, out=out, pre_bias=bias)
                     local[n.outputs[0]] = out.reshape(shape)
                 elif n.kind == spec.IF_OP:
@@ -159,7 +169,15 @@ class NumpyRuntime:
                 count.timesteps = T
 
 
-def _unit_rows(z: np.ndarray, bias: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
-    """The current z (+ bias) broadcast to ``shape`` [..., n], as contiguous rows [points, n]."""
+def _unit_rows(z: np.ndarray, bias: np.ndarray | None, shape: tuple[int, ...], columns: bool) -> np.ndarray:
+    """The current z (+ bias) broadcast to ``shape`` [..., n], as rows [points, n] in the layout the
+    compact layer steps (``columns``: F-ordered, so that its transpose [n, points] is contiguous)."""
     z = z if bias is None else z + bias
-    return np.ascontiguousarray(np.broadcast_to(z, shape).reshape(-1, shape[-1]))
+    rows = np.broadcast_to(z, shape).reshape(-1, shape[-1])
+    return np.asfortranarray(rows) if columns else np.ascontiguousarray(rows)
+
+
+def _empty_rows(points: int, n: int, dtype, columns: bool) -> np.ndarray:
+    """An uninitialised [points, n] array, F-ordered for a ``columns`` compact layer (which then writes
+    its decoded values in place, and the next MatMul keeps the layout: ``ops``)."""
+    return np.empty((n, points), dtype).T if columns else np.empty((points, n), dtype)

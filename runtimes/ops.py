@@ -38,6 +38,16 @@ def _gemm(node: onnx.NodeProto) -> Kernel:
     return run
 
 
+def _matmul(x: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """A @ B, keeping A's layout for 2-D operands: an F-ordered A (the numpy runtime's spiking layers
+    write their values so, ``compact``) gives the F-ordered (Bᵀ·Aᵀ)ᵀ, so that the IF layer it feeds reads
+    its current [n, points] with no transposing copy.  Same products; BLAS may sum them in another order."""
+    a, b = x[0], x[1]
+    if a.ndim == 2 and b.ndim == 2 and a.flags.f_contiguous and not a.flags.c_contiguous:
+        return [np.matmul(b.T, a.T).T]
+    return [np.matmul(a, b)]
+
+
 def _reduce_sum(node: onnx.NodeProto, opset: int) -> Kernel:
     at = _attrs(node)
     keep = bool(at.get("keepdims", 1))
@@ -96,7 +106,7 @@ def make_kernel(node: onnx.NodeProto, opsets: dict[str, int]) -> Kernel:
         f = _UNARY[op]
         return lambda x: [f(x[0])]
     if op == "MatMul":
-        return lambda x: [np.matmul(x[0], x[1])]
+        return _matmul
     if op == "Gemm":
         return _gemm(node)
     if op == "ReduceSum":

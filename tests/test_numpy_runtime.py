@@ -2,6 +2,7 @@
 
 import numpy as np
 import onnx
+import pytest
 from onnx import helper, numpy_helper
 
 import runtimes
@@ -120,6 +121,32 @@ def test_fused_kernel_equals_the_four_nodes():
         np.testing.assert_allclose(fused.outputs["u"], plain.outputs["u"], rtol=1e-6, atol=1e-7)
         assert {k: v.events for k, v in fused.spikes.items()} == {k: v.events for k, v in plain.spikes.items()}
         assert {k: v.neurons for k, v in fused.spikes.items()} == {k: v.neurons for k, v in plain.spikes.items()}
+
+
+def test_compiled_chain_equals_the_interpreter():
+    """An MLP stage run as one compiled loop (``runtimes.chain``: several blocks of points, the last one
+    partial) gives the spike counts of the node-by-node interpreter exactly and its outputs up to the
+    summation order of the matrix products; float32 and float64, one neuron per unit and PWL layers."""
+    import onnx2snn
+    from conftest import FIXTURES
+    from runtimes import chain, kernels
+    from runtimes.numpy_ref import NumpyRuntime
+    if not kernels.available:
+        pytest.skip("numba is not installed")
+    for fixture, pieces in (("torch_sin", 1), ("torch_sin", 4), ("torch_float64", 3)):
+        model = onnx2snn.convert(FIXTURES / f"{fixture}.onnx", pieces=pieces, samples=256, validate=False).model
+        name = model.graph.input[0].name
+        dtype = np.float64 if fixture.endswith("64") else np.float32
+        x = {name: np.random.default_rng(0).uniform(-1, 1, (2 * chain.BLOCK_ROWS + 7, 1)).astype(dtype)}
+        compiled, plain = NumpyRuntime(model, 16), NumpyRuntime(model, 16, chains=False)
+        assert compiled.blocks_itself and not plain.blocks_itself
+        a, b = compiled.run(x), plain.run(x)
+        for output, value in b.outputs.items():
+            assert a.outputs[output].dtype == value.dtype and a.outputs[output].shape == value.shape
+            np.testing.assert_allclose(a.outputs[output], value, rtol=1e-5, atol=1e-6)
+        assert {k: v.events for k, v in a.spikes.items()} == {k: v.events for k, v in b.spikes.items()}
+        assert {k: (v.neurons, v.batch, v.timesteps) for k, v in a.spikes.items()} == \
+            {k: (v.neurons, v.batch, v.timesteps) for k, v in b.spikes.items()}
 
 
 def test_fused_kernel_broadcasts_a_one_column_current():

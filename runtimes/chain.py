@@ -1,0 +1,140 @@
+"""A stage that is a plain chain of spiking layers, run as one compiled loop (``kernels.run_chain``).
+
+The converter writes a spiking MLP as one stage of the numpy runtime (``numpy_ref``)::
+
+    L_0 → MatMul(W_1) → L_1 → MatMul(W_2) → … → L_{m-1} [→ MatMul(W_m)] [→ Add(b)] → Decode
+
+with every L_l a fused IF layer (``fusion``: the affine's bias, the IF node and its decode) whose current
+is the previous MatMul's output, every W a constant matrix and b a constant vector; the first layer's
+current is static (computed once, before the stage).  Such a stage runs as one numba call per chunk of
+points: the T-step loop, the layer steps and the matrix products (BLAS through ``np.dot``) with no
+Python in between.  Stepping the interpreter instead costs a few microseconds of Python and numba
+dispatch per node and step, which forces large blocks of points that leave the cache (poisson1d, one
+neuron per unit: ~1 ms of a ~9 ms step).
+
+The arithmetic is the interpreter's, operation for operation: x_0 = z + b_0 once, each layer's
+``advance_*`` kernel, z_{l+1} = W_{l+1}ᵀ·y_l (the interpreter computes the same product, ``ops._matmul``),
+Σ_t (x_m + b), then / T.  A stage of any other form runs in the interpreter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import kernels
+
+# Points per block (their state stays in cache through all T steps).  poisson1d, 10,000 points, T = 32, one
+# thread, ms per step with one neuron per unit / the default expansion: 32 rows 6.1 / 18.1, 64 rows 5.5 /
+# 16.0, 96 rows 5.7 / 16.0, 128 rows 7.0 / 19.1, 512 rows 7.6 / 22.2.
+BLOCK_ROWS = 64
+
+
+@dataclass
+class Chain:
+    """A stage of the chain form above: the fused layers (``numpy_ref._FusedNode``), the matrices between
+    them and after the last (``output_weight``, or None), the output bias (or None), the Decode node."""
+
+    layers: list
+    weights: list[np.ndarray]
+    output_weight: np.ndarray | None
+    output_bias: np.ndarray | None
+    decode: object
+    _prepared: dict = field(default_factory=dict)
+
+    def run(self, values: dict, timesteps: int, spikes: dict, counts) -> bool:
+        """Run the stage on ``values`` (the Decode's output written there; spike counts into ``spikes``,
+        ``counts()`` making a new ``SpikeCounts``); False, with nothing done, where the compiled loop does
+        not apply (numba missing, mixed dtypes, a current that is not a matrix [points, n_0 or 1])."""
+        z = values[self.layers[0].inputs[0]]
+        compact = [layer.compact(z.dtype) for layer in self.layers]
+        arguments = self._arguments(z.dtype)
+        if arguments is None or z.ndim != 2 or z.shape[-1] not in (1, compact[0].n):
+            return False
+        N, T = z.shape[0], int(timesteps)
+        bias = self.layers[0].layer.bias(z.dtype)
+        x0 = np.ascontiguousarray(np.broadcast_to(z if bias is None else z + bias, (N, compact[0].n)).T)
+        total = np.zeros((arguments[-1].shape[0], N), z.dtype)
+        events = np.zeros(len(compact), np.int64)
+        kernels.run_chain(x0, T, BLOCK_ROWS, *arguments[:-1], total, events)
+        values[self.decode.outputs[0]] = total.T / np.asarray(T, z.dtype)
+        for layer, c, count in zip(self.layers, compact, events):
+            record = spikes.setdefault(layer.name, counts())
+            record.events += int(count)
+            record.neurons, record.batch, record.timesteps = c.M, N, T
+        return True
+
+    def _arguments(self, dtype) -> tuple | None:
+        """``kernels.run_chain``'s per-layer arguments for ``dtype`` (cached), then an empty [n_out, 0]
+        array giving the output width; None where the compiled loop does not apply."""
+        if dtype not in self._prepared:
+            matrices = self.weights + ([self.output_weight] if self.output_weight is not None else [])
+            if not kernels.available or any(w.dtype != dtype for w in matrices) \
+                    or (self.output_bias is not None and self.output_bias.dtype != dtype):
+                self._prepared[dtype] = None
+                return None
+            compact = [layer.compact(dtype) for layer in self.layers]
+            transposed = [w.T for w in matrices]
+            if self.output_weight is None:
+                transposed.append(np.empty((compact[-1].n, 0), dtype))    # never read
+            pre_biases = [np.zeros(compact[0].n, dtype)] + [
+                np.zeros(c.n, dtype) if layer.layer.bias(dtype) is None else layer.layer.bias(dtype)
+                for layer, c in zip(self.layers[1:], compact[1:])]
+            n_out = transposed[-1].shape[0] if self.output_weight is not None else compact[-1].n
+            out_bias = np.zeros(n_out, dtype) if self.output_bias is None else self.output_bias
+            each = lambda arrays: tuple(np.require(a, requirements="CW") for a in arrays)   # numba: one type
+            self._prepared[dtype] = (
+                each(c._packed for c in compact), each(c.offset for c in compact), each(c.first for c in compact),
+                each(pre_biases), each(c.v0 for c in compact), np.array([c._one_per_unit for c in compact]),
+                each(transposed), self.output_weight is not None, np.require(out_bias, requirements="CW"),
+                self.output_bias is not None, np.empty((n_out, 0), dtype))
+        return self._prepared[dtype]
+
+
+def find_chain(stage: list, initializers: dict[str, np.ndarray]) -> Chain | None:
+    """The stage as a ``Chain``, or None if it is not exactly of that form (node kinds: "fused" for a
+    fused layer, "standard" with ``proto`` for MatMul/Add, the Decode's ``kind`` from ``spec``)."""
+    if not stage or stage[0].kind != "fused" or stage[-1].kind != "Decode":
+        return None
+    layers, weights, output_weight, output_bias = [stage[0]], [], None, None
+    current = stage[0].outputs[0]
+    k = 1
+    while k < len(stage) - 1:
+        n = stage[k]
+        if n.kind == "standard" and n.proto.op_type == "MatMul" and output_weight is None \
+                and n.inputs[0] == current and _matrix(initializers.get(n.inputs[1])):
+            w = initializers[n.inputs[1]]
+            nxt = stage[k + 1] if k + 1 < len(stage) - 1 else None
+            if nxt is not None and nxt.kind == "fused" and nxt.inputs[0] == n.outputs[0]:
+                weights.append(w)
+                layers.append(nxt)
+                current, k = nxt.outputs[0], k + 2
+                continue
+            output_weight, current, k = w, n.outputs[0], k + 1
+            continue
+        if n.kind == "standard" and n.proto.op_type == "Add" and k == len(stage) - 2 and output_bias is None:
+            other = [i for i in n.inputs if i != current]
+            b = initializers.get(other[0]) if len(other) == 1 and current in n.inputs else None
+            if b is None or np.ndim(b) > 1:
+                return None
+            output_bias, current, k = b, n.outputs[0], k + 1
+            continue
+        return None
+    if stage[-1].inputs[0] != current:
+        return None
+    sizes = [layer.layer.params.theta_pos.shape[0] for layer in layers]
+    if any(w.shape != (a, b) for w, a, b in zip(weights, sizes, sizes[1:])) \
+            or (output_weight is not None and output_weight.shape[0] != sizes[-1]):
+        return None
+    n_out = output_weight.shape[1] if output_weight is not None else sizes[-1]
+    if output_bias is not None and np.size(output_bias) not in (1, n_out):
+        return None
+    if output_bias is not None and np.size(output_bias) == 1:
+        output_bias = np.full(n_out, np.ravel(output_bias)[0], np.asarray(output_bias).dtype)
+    return Chain(layers, weights, output_weight, output_bias, stage[-1])
+
+
+def _matrix(w) -> bool:
+    return w is not None and np.ndim(w) == 2
+
