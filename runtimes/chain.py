@@ -46,19 +46,21 @@ class Chain:
     def run(self, values: dict, timesteps: int, spikes: dict, counts) -> bool:
         """Run the stage on ``values`` (the Decode's output written there; spike counts into ``spikes``,
         ``counts()`` making a new ``SpikeCounts``); False, with nothing done, where the compiled loop does
-        not apply (numba missing, mixed dtypes, a current that is not a matrix [points, n_0 or 1])."""
+        not apply (numba missing, mixed dtypes, a current that is not [..., n_0] or [..., 1])."""
         z = values[self.layers[0].inputs[0]]
         compact = [layer.compact(z.dtype) for layer in self.layers]
         arguments = self._arguments(z.dtype)
-        if arguments is None or z.ndim != 2 or z.shape[-1] not in (1, compact[0].n):
+        if arguments is None or z.ndim == 0 or z.shape[-1] not in (1, compact[0].n):
             return False
-        N, T = z.shape[0], int(timesteps)
+        points, T = z.shape[:-1], int(timesteps)          # any leading axes: every MatMul acts row by row
+        N = int(np.prod(points, dtype=np.int64))
         bias = self.layers[0].layer.bias(z.dtype)
-        x0 = np.ascontiguousarray(np.broadcast_to(z if bias is None else z + bias, (N, compact[0].n)).T)
-        total = np.zeros((arguments[-1].shape[0], N), z.dtype)
+        x0 = np.broadcast_to(z if bias is None else z + bias, points + (compact[0].n,)).reshape(N, -1)
+        n_out = arguments[-1].shape[0]
+        total = np.zeros((n_out, N), z.dtype)
         events = np.zeros(len(compact), np.int64)
-        kernels.run_chain(x0, T, BLOCK_ROWS, *arguments[:-1], total, events)
-        values[self.decode.outputs[0]] = total.T / np.asarray(T, z.dtype)
+        kernels.run_chain(np.ascontiguousarray(x0.T), T, BLOCK_ROWS, *arguments[:-1], total, events)
+        values[self.decode.outputs[0]] = (total.T / np.asarray(T, z.dtype)).reshape(points + (n_out,))
         for layer, c, count in zip(self.layers, compact, events):
             record = spikes.setdefault(layer.name, counts())
             record.events += int(count)

@@ -123,24 +123,30 @@ def test_fused_kernel_equals_the_four_nodes():
         assert {k: v.neurons for k, v in fused.spikes.items()} == {k: v.neurons for k, v in plain.spikes.items()}
 
 
-def test_compiled_chain_equals_the_interpreter():
+def test_compiled_chain_equals_the_interpreter(monkeypatch):
     """An MLP stage run as one compiled loop (``runtimes.chain``: several blocks of points, the last one
     partial) gives the spike counts of the node-by-node interpreter exactly and its outputs up to the
-    summation order of the matrix products; float32 and float64, one neuron per unit and PWL layers."""
+    summation order of the matrix products; float32 and float64, one neuron per unit and PWL layers,
+    points on one axis or two (rank-3 input)."""
     import onnx2snn
     from conftest import FIXTURES
     from runtimes import chain, kernels
     from runtimes.numpy_ref import NumpyRuntime
     if not kernels.available:
         pytest.skip("numba is not installed")
-    for fixture, pieces in (("torch_sin", 1), ("torch_sin", 4), ("torch_float64", 3)):
+    calls, run_chain = [], kernels.run_chain
+    monkeypatch.setattr(kernels, "run_chain", lambda *args: calls.append(args[0].shape) or run_chain(*args))
+    for fixture, pieces in (("torch_sin", 1), ("torch_sin", 4), ("torch_float64", 3), ("torch_tanh_rank3", 2)):
         model = onnx2snn.convert(FIXTURES / f"{fixture}.onnx", pieces=pieces, samples=256, validate=False).model
-        name = model.graph.input[0].name
+        name, dims = model.graph.input[0].name, model.graph.input[0].type.tensor_type.shape.dim
+        shape = (2 * chain.BLOCK_ROWS + 7,) + tuple(d.dim_value for d in dims[1:])
         dtype = np.float64 if fixture.endswith("64") else np.float32
-        x = {name: np.random.default_rng(0).uniform(-1, 1, (2 * chain.BLOCK_ROWS + 7, 1)).astype(dtype)}
+        x = {name: np.random.default_rng(0).uniform(-1, 1, shape).astype(dtype)}
         compiled, plain = NumpyRuntime(model, 16), NumpyRuntime(model, 16, chains=False)
         assert compiled.blocks_itself and not plain.blocks_itself
+        calls.clear()
         a, b = compiled.run(x), plain.run(x)
+        assert len(calls) == 1                      # the compiled loop ran (no fallback to the interpreter)
         for output, value in b.outputs.items():
             assert a.outputs[output].dtype == value.dtype and a.outputs[output].shape == value.shape
             np.testing.assert_allclose(a.outputs[output], value, rtol=1e-5, atol=1e-6)
