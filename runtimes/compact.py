@@ -37,8 +37,7 @@ def block_rows(neurons: int, cache_bytes: int = CACHE_BYTES, least: int = 32) ->
 def compiled_block_rows(neurons: int) -> int:
     """``block_rows`` for ``CompactLayer.advance``: with the compiled loop (``kernels``) fewer, larger
     blocks are faster (poisson1d, 10,000 points, T = 32, numpy step: 1.43 → 1.34 ANN passes with one
-    neuron per unit, 5.5 → 4.8 with the default expansion); onnxruntime's per-op passes are not (57.9 →
-    67.8 on the default expansion), so it keeps ``CACHE_BYTES``."""
+    neuron per unit, 5.5 → 4.8 with the default expansion)."""
     return block_rows(neurons, COMPILED_CACHE_BYTES if kernels.available else CACHE_BYTES)
 
 
