@@ -109,11 +109,11 @@ def _run_chain(x0, timesteps, block, packed, offsets, firsts, pre_biases, v0s, o
     """T steps of a chain of m spiking layers (``chain``), points along the last axis, in blocks of
     ``block`` points whose state stays in cache::
 
-        x_0 = x0 (constant),  y_l(t) = layer_l(x_l(t)),  x_{l+1}(t) = W_lᵀ·y_l(t),
+        x_0 = x0 (constant),  y_l(t) = layer_l(x_l(t)),  x_{l+1}(t) = W_{l+1}ᵀ·y_l(t),
         total += x_m(t) (+ b)          with x_m = y_{m-1} where the chain has no output matrix
 
     x0 [n_0, N]; per layer l (tuples of length m): ``packed`` [6, M_l], ``offsets`` [n_l], ``firsts``
-    [n_l + 1], ``pre_biases`` [n_l], ``v0s`` [M_l], ``one_per_unit[l]``, ``weights[l]`` = W_lᵀ
+    [n_l + 1], ``pre_biases`` [n_l], ``v0s`` [M_l], ``one_per_unit[l]``, ``weights[l]`` = W_{l+1}ᵀ
     [n_{l+1}, n_l] (the last one, the output matrix, used only if ``has_weight``); ``out_bias`` [n_out]
     (if ``has_bias``); ``total`` [n_out, N] accumulates Σ_t, ``events`` [m] the non-zero spikes.  Each
     layer step is ``advance_units`` / ``advance_columns``, each product one BLAS call (``np.dot``)."""
