@@ -45,7 +45,6 @@ sys.path.insert(0, str(ROOT))
 
 import onnx2snn  # noqa: E402
 from runtimes.network import SpikingNetwork, neuron_counts  # noqa: E402
-from runtimes.chain import BLOCK_ROWS  # noqa: E402
 from runtimes.numpy_ref import NumpyRuntime  # noqa: E402
 
 MODELS = {"poisson1d": ROOT / "models" / "poisson1d.onnx",
@@ -88,7 +87,7 @@ def compare(reference, result) -> dict:
 
 def products_time(model: onnx.ModelProto, points: int, repeats: int = 5) -> float | None:
     """Seconds per step of the matrix products alone in the numpy runtime's compiled chain
-    (``runtimes.chain``): the same BLAS products on blocks of ``chain.BLOCK_ROWS`` points in a compiled loop,
+    (``runtimes.chain``): the same BLAS products on the chain's blocks of points in a compiled loop,
     no neuron, best of ``repeats``; None where the artifact runs no single chain."""
     runtime = NumpyRuntime(model, 1)
     chains = [c for c in runtime.chains if c is not None]
@@ -97,9 +96,10 @@ def products_time(model: onnx.ModelProto, points: int, repeats: int = 5) -> floa
     chain = chains[0]
     matrices = [np.require(w.T, requirements="CW") for w in chain.weights + [chain.output_weight] if w is not None]
     rng = np.random.default_rng(0)
-    inputs = [rng.standard_normal((w.shape[1], BLOCK_ROWS)).astype(w.dtype) for w in matrices]
-    outputs = [np.empty((w.shape[0], BLOCK_ROWS), w.dtype) for w in matrices]
-    blocks = -(-points // BLOCK_ROWS)
+    rows = chain.block_rows
+    inputs = [rng.standard_normal((w.shape[1], rows)).astype(w.dtype) for w in matrices]
+    outputs = [np.empty((w.shape[0], rows), w.dtype) for w in matrices]
+    blocks = -(-points // rows)
     _products(tuple(matrices), tuple(inputs), tuple(outputs), 1)           # compile
     best = float("inf")
     for _ in range(repeats):
@@ -260,7 +260,7 @@ def _markdown(rows: list[dict], large: list[dict], environment: dict, cuda: bool
               "then multiply by W) plus one IF update per live neuron.  The numpy runtime runs an MLP's whole stage "
               "as one compiled loop (`runtimes/chain.py`, numba): the T steps, each layer's IF update, decode and "
               "bias in one pass over its membranes (`runtimes/kernels.py`, ~0.3 ns per update) and the BLAS "
-              "products, on blocks of 64 points that stay in cache, with no Python between steps.  The matrix "
+              "products, on blocks of 64-1,024 points that stay in cache, with no Python between steps.  The matrix "
               "products alone (same BLAS calls and blocks, no neuron, in ANN passes): " + "; ".join(floors) + ".  "
               "With the default expansion's ~10 live neurons per unit the updates dominate: poisson1d's 4,082 per "
               "point make 4·10⁷ per step on 10,000 points, about one ANN pass even at 0.2 ns each, on top of the "

@@ -25,10 +25,13 @@ import numpy as np
 
 from . import kernels
 
-# Points per block (their state stays in cache through all T steps).  poisson1d, 10,000 points, T = 32, one
-# thread, ms per step with one neuron per unit / the default expansion: 32 rows 6.1 / 18.1, 64 rows 5.5 /
-# 16.0, 96 rows 5.7 / 16.0, 128 rows 7.0 / 19.1, 512 rows 7.6 / 22.2.
-BLOCK_ROWS = 64
+# Points per block (their state stays in cache through all T steps): BLOCK_ELEMENTS / the widest layer's
+# units, within [MIN_BLOCK_ROWS, MAX_BLOCK_ROWS].  Measured, one thread, T = 32, ANN passes per step (or
+# ms) at 64 / 96-128 / 256 / 512 points: poisson1d (width 100) one neuron per unit 5.5 / 5.7-7.0 / – / 7.6 ms,
+# default 16.0 / 16.0-19.1 / – / 22.2 ms; burgers (width 40) default 5.07 / 4.69-4.83 / 4.99 / –;
+# torch_tanh_gemm (width 16) one neuron 0.84 / 0.70 / 0.64 / 0.64, default 5.09 / 4.62 / 3.72 / 3.80.
+BLOCK_ELEMENTS = 4096
+MIN_BLOCK_ROWS, MAX_BLOCK_ROWS = 64, 1024
 
 
 @dataclass
@@ -42,6 +45,12 @@ class Chain:
     output_bias: np.ndarray | None
     decode: object
     _prepared: dict = field(default_factory=dict)
+
+    @property
+    def block_rows(self) -> int:
+        """Points per block: ``BLOCK_ELEMENTS`` over the widest layer, clipped (see above)."""
+        widest = max(layer.layer.params.theta_pos.shape[0] for layer in self.layers)
+        return min(MAX_BLOCK_ROWS, max(MIN_BLOCK_ROWS, BLOCK_ELEMENTS // widest))
 
     def run(self, values: dict, timesteps: int, spikes: dict, counts) -> bool:
         """Run the stage on ``values`` (the Decode's output written there; spike counts into ``spikes``,
@@ -59,7 +68,7 @@ class Chain:
         n_out = arguments[-1].shape[0]
         total = np.zeros((n_out, N), z.dtype)
         events = np.zeros(len(compact), np.int64)
-        kernels.run_chain(np.ascontiguousarray(x0.T), T, BLOCK_ROWS, *arguments[:-1], total, events)
+        kernels.run_chain(np.ascontiguousarray(x0.T), T, self.block_rows, *arguments[:-1], total, events)
         values[self.decode.outputs[0]] = (total.T / np.asarray(T, z.dtype)).reshape(points + (n_out,))
         for layer, c, count in zip(self.layers, compact, events):
             record = spikes.setdefault(layer.name, counts())

@@ -130,7 +130,7 @@ def test_compiled_chain_equals_the_interpreter(monkeypatch):
     points on one axis or two (rank-3 input)."""
     import onnx2snn
     from conftest import FIXTURES
-    from runtimes import chain, kernels
+    from runtimes import kernels
     from runtimes.numpy_ref import NumpyRuntime
     if not kernels.available:
         pytest.skip("numba is not installed")
@@ -138,12 +138,13 @@ def test_compiled_chain_equals_the_interpreter(monkeypatch):
     monkeypatch.setattr(kernels, "run_chain", lambda *args: calls.append(args[0].shape) or run_chain(*args))
     for fixture, pieces in (("torch_sin", 1), ("torch_sin", 4), ("torch_float64", 3), ("torch_tanh_rank3", 2)):
         model = onnx2snn.convert(FIXTURES / f"{fixture}.onnx", pieces=pieces, samples=256, validate=False).model
-        name, dims = model.graph.input[0].name, model.graph.input[0].type.tensor_type.shape.dim
-        shape = (2 * chain.BLOCK_ROWS + 7,) + tuple(d.dim_value for d in dims[1:])
-        dtype = np.float64 if fixture.endswith("64") else np.float32
-        x = {name: np.random.default_rng(0).uniform(-1, 1, shape).astype(dtype)}
         compiled, plain = NumpyRuntime(model, 16), NumpyRuntime(model, 16, chains=False)
         assert compiled.blocks_itself and not plain.blocks_itself
+        block = next(c for c in compiled.chains if c is not None).block_rows
+        name, dims = model.graph.input[0].name, model.graph.input[0].type.tensor_type.shape.dim
+        shape = (2 * block + 7,) + tuple(d.dim_value for d in dims[1:])
+        dtype = np.float64 if fixture.endswith("64") else np.float32
+        x = {name: np.random.default_rng(0).uniform(-1, 1, shape).astype(dtype)}
         calls.clear()
         a, b = compiled.run(x), plain.run(x)
         assert len(calls) == 1                      # the compiled loop ran (no fallback to the interpreter)
