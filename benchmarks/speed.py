@@ -94,7 +94,7 @@ def products_time(model: onnx.ModelProto, points: int, repeats: int = 5) -> floa
     if not runtime.blocks_itself or len(chains) != 1:
         return None
     chain = chains[0]
-    matrices = [np.require(w.T, requirements="CW") for w in chain.weights + [chain.output_weight] if w is not None]
+    matrices = [np.require(w.T, requirements="CW") for w in chain.matrices]
     rng = np.random.default_rng(0)
     rows = chain.block_rows
     inputs = [rng.standard_normal((w.shape[1], rows)).astype(w.dtype) for w in matrices]
@@ -264,8 +264,8 @@ def _markdown(rows: list[dict], large: list[dict], environment: dict, cuda: bool
               "products alone (same BLAS calls and blocks, no neuron, in ANN passes): " + "; ".join(floors) + ".  "
               "With the default expansion's ~10 live neurons per unit the updates dominate: poisson1d's 4,082 per "
               "point make 4·10⁷ per step on 10,000 points, about one ANN pass even at 0.2 ns each, on top of the "
-              "products, so a dense step cannot reach 1.0 on this CPU.  onnxruntime runs the standard-ONNX rewrite (one op, one memory pass per elementwise "
-              "operation) and snnTorch its torch ops, so neither has the fused loop.  The ANN pass is timed right "
+              "products, so a dense step cannot reach 1.0 on this CPU.  onnxruntime runs the standard-ONNX rewrite "
+              "(one op, one memory pass per elementwise operation) and snnTorch its torch ops, so neither has the fused loop.  The ANN pass is timed right "
               "before and after each SNN run and the cost uses their mean; on a shared machine single numbers can "
               "move by ~20 %.", ""]
     if cuda:

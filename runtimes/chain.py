@@ -47,6 +47,11 @@ class Chain:
     _prepared: dict = field(default_factory=dict)
 
     @property
+    def matrices(self) -> list[np.ndarray]:
+        """The matrices in order: those between the layers, then the output matrix if any."""
+        return self.weights + ([self.output_weight] if self.output_weight is not None else [])
+
+    @property
     def block_rows(self) -> int:
         """Points per block: ``BLOCK_ELEMENTS`` over the widest layer, clipped (see above)."""
         widest = max(layer.layer.params.theta_pos.shape[0] for layer in self.layers)
@@ -62,13 +67,11 @@ class Chain:
         if arguments is None or z.ndim == 0 or z.shape[-1] not in (1, compact[0].n):
             return False
         points, T = z.shape[:-1], int(timesteps)          # any leading axes: every MatMul acts row by row
-        N = int(np.prod(points, dtype=np.int64))
-        bias = self.layers[0].layer.bias(z.dtype)
-        x0 = np.broadcast_to(z if bias is None else z + bias, points + (compact[0].n,)).reshape(N, -1)
-        n_out = arguments[-1].shape[0]
+        x0 = compact[0].unit_rows(z, self.layers[0].layer.bias(z.dtype))    # F-ordered [N, n_0]
+        N, n_out = x0.shape[0], arguments[-1].shape[0]
         total = np.zeros((n_out, N), z.dtype)
         events = np.zeros(len(compact), np.int64)
-        kernels.run_chain(np.ascontiguousarray(x0.T), T, self.block_rows, *arguments[:-1], total, events)
+        kernels.run_chain(x0.T, T, self.block_rows, *arguments[:-1], total, events)
         values[self.decode.outputs[0]] = (total.T / np.asarray(T, z.dtype)).reshape(points + (n_out,))
         for layer, c, count in zip(self.layers, compact, events):
             record = spikes.setdefault(layer.name, counts())
@@ -80,7 +83,7 @@ class Chain:
         """``kernels.run_chain``'s per-layer arguments for ``dtype`` (cached), then an empty [n_out, 0]
         array giving the output width; None where the compiled loop does not apply."""
         if dtype not in self._prepared:
-            matrices = self.weights + ([self.output_weight] if self.output_weight is not None else [])
+            matrices = self.matrices
             if not kernels.available or any(w.dtype != dtype for w in matrices) \
                     or (self.output_bias is not None and self.output_bias.dtype != dtype):
                 self._prepared[dtype] = None
@@ -89,9 +92,8 @@ class Chain:
             transposed = [w.T for w in matrices]
             if self.output_weight is None:
                 transposed.append(np.empty((compact[-1].n, 0), dtype))    # never read
-            pre_biases = [np.zeros(compact[0].n, dtype)] + [
-                np.zeros(c.n, dtype) if layer.layer.bias(dtype) is None else layer.layer.bias(dtype)
-                for layer, c in zip(self.layers[1:], compact[1:])]
+            biases = [layer.layer.bias(dtype) for layer in self.layers[1:]]     # the first is added to x_0
+            pre_biases = [np.zeros(c.n, dtype) if b is None else b for b, c in zip([None] + biases, compact)]
             n_out = transposed[-1].shape[0] if self.output_weight is not None else compact[-1].n
             out_bias = np.zeros(n_out, dtype) if self.output_bias is None else self.output_bias
             each = lambda arrays: tuple(np.require(a, requirements="CW") for a in arrays)   # numba: one type

@@ -83,6 +83,20 @@ class CompactLayer:
             return np.broadcast_to(self.v0[:, None], (self.M, rows)).copy()
         return np.broadcast_to(self.v0, (rows, self.M)).copy()
 
+    def unit_rows(self, z: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
+        """The current z (+ bias) [..., n or 1] broadcast to the n units, as rows [points, n] in the layout
+        ``advance`` reads without a copy (F-ordered where ``columns``: its transpose [n, points] is
+        contiguous)."""
+        z = z if bias is None else z + bias
+        rows = np.broadcast_to(z, z.shape[:-1] + (self.n,)).reshape(-1, self.n)
+        return np.asfortranarray(rows) if self.columns else np.ascontiguousarray(rows)
+
+    def empty_rows(self, points: int) -> np.ndarray:
+        """An uninitialised [points, n] array in the layout ``advance`` writes decoded values into directly
+        (F-ordered where ``columns``; the numpy runtime's next MatMul keeps that layout: ``ops``)."""
+        return np.empty((self.n, points), self.weight.dtype).T if self.columns \
+            else np.empty((points, self.n), self.weight.dtype)
+
     def by_point(self, a: np.ndarray) -> np.ndarray:
         """The [rows, M] view of an array in the membranes' layout (membranes, rates from ``advance``)."""
         return a.T if self.columns else a

@@ -150,8 +150,9 @@ def _block_rows(model: onnx.ModelProto, backend: str, runtime) -> int:
     for all T steps: ``block_rows`` of the artifact's live neurons (``ONNXRUNTIME_CACHE_BYTES`` for
     onnxruntime, ``compiled_block_rows`` for numpy; ``benchmarks/speed.py`` on poisson1d, 10,000 points,
     T = 32, one thread, before and after chunking: numpy 5.6x faster per step on the default conversion
-    and 1.6x with one neuron per unit, onnxruntime 1.4x on the default conversion); numpy runs whose every stage is a compiled chain block their points
-    themselves (``chain.Chain.block_rows``), so their chunks only bound memory.  snnTorch sizes its own
+    and 1.6x with one neuron per unit, onnxruntime 1.4x on the default conversion); numpy runs whose
+    every stage is a compiled chain block their points themselves (``chain.Chain.block_rows``), so their
+    chunks only bound memory.  snnTorch sizes its own
     (``SnnTorchRuntime.block_rows``: cache-sized on a CPU, memory-sized on a GPU)."""
     live, dense = neuron_counts(model)
     if backend == "snntorch":

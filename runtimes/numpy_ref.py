@@ -128,7 +128,7 @@ class NumpyRuntime:
                         shape = z.shape[:-1] + (compact.n,)
                         constant = None
                         if n.inputs[0] in values:       # a constant current: the bias added once
-                            constant, bias = _unit_rows(z, bias, shape, compact.columns), None
+                            constant, bias = compact.unit_rows(z, bias), None
                         fused[id(n)] = (compact, compact.initial_membrane(int(np.prod(shape[:-1]))), constant,
                                         bias, shape)
                         spikes[n.name].neurons = compact.M
@@ -138,8 +138,8 @@ class NumpyRuntime:
                     elif z.shape[-1] == compact.n:
                         rows = z.reshape(-1, compact.n)
                     else:                               # a current [..., 1] broadcast to the n units
-                        rows, bias = _unit_rows(z, bias, shape, compact.columns), None
-                    out = _empty_rows(rows.shape[0], compact.n, compact.weight.dtype, compact.columns)
+                        rows, bias = compact.unit_rows(z, bias), None
+                    out = compact.empty_rows(rows.shape[0])
                     spikes[n.name].events += compact.advance(v, rows, out=out, pre_bias=bias)
                     local[n.outputs[0]] = out.reshape(shape)
                 elif n.kind == spec.IF_OP:
@@ -168,16 +168,3 @@ class NumpyRuntime:
                 count.batch = int(np.prod(local[n.inputs[spec.IF_CURRENT]].shape[:-1], dtype=np.int64))
                 count.timesteps = T
 
-
-def _unit_rows(z: np.ndarray, bias: np.ndarray | None, shape: tuple[int, ...], columns: bool) -> np.ndarray:
-    """The current z (+ bias) broadcast to ``shape`` [..., n], as rows [points, n] in the layout the
-    compact layer steps (``columns``: F-ordered, so that its transpose [n, points] is contiguous)."""
-    z = z if bias is None else z + bias
-    rows = np.broadcast_to(z, shape).reshape(-1, shape[-1])
-    return np.asfortranarray(rows) if columns else np.ascontiguousarray(rows)
-
-
-def _empty_rows(points: int, n: int, dtype, columns: bool) -> np.ndarray:
-    """An uninitialised [points, n] array, F-ordered for a ``columns`` compact layer (which then writes
-    its decoded values in place, and the next MatMul keeps the layout: ``ops``)."""
-    return np.empty((n, points), dtype).T if columns else np.empty((points, n), dtype)

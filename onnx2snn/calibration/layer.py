@@ -72,7 +72,7 @@ def simulate_layer(inputs: np.ndarray, layer: ConvertedLayer, timesteps: int, st
         rows = slice(a, min(a + step, N))
         v = compact.initial_membrane(rows.stop - rows.start)
         counts = np.zeros_like(v) if rates else None
-        constant = _layout(z[rows], compact) if static else None     # transposed once, not every step
+        constant = compact.unit_rows(z[rows]) if static else None     # transposed once, not every step
         for t in range(timesteps):
             compact.advance(v, constant if static else z[t, rows], out=None if rates else series[t, rows],
                             rates=counts)
@@ -81,11 +81,6 @@ def simulate_layer(inputs: np.ndarray, layer: ConvertedLayer, timesteps: int, st
     if rates:
         total /= timesteps                  # in place: a new [N, M] array costs more than the division
     return LayerTrace(series=series, rates=total, compact=compact)
-
-
-def _layout(z: np.ndarray, compact: CompactLayer) -> np.ndarray:
-    """Currents [N, n] in the layout ``compact.advance`` reads without a copy (F-ordered for columns)."""
-    return np.asfortranarray(z) if compact.columns else z
 
 
 def static_response(z: np.ndarray, layer: ConvertedLayer) -> tuple[np.ndarray, np.ndarray]:
