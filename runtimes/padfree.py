@@ -5,16 +5,19 @@ dense [n, K] block of neurons, where units that need fewer than K pieces are pad
 θ = inf, which never fire.  For the default (piecewise-linear) conversion most of the block can be
 padding.  A padding neuron only ever contributes 0·w = 0 to its unit's sum, so a backend may drop it:
 group the units by their number of live neurons, rounded up to a power of two k (at most K: a few padding
-neurons stay, so that a layer has at most log2(K) + 1 groups), and per group run a dense [n_k, k] block
+neurons stay, so that a layer has at most log2(K) + 1 groups; a unit with no live neuron keeps one padding
+neuron in the k = 1 group).  The groups' [n_k, k] blocks, flattened row-major and concatenated, form one
+flat layer of M' = Σ n_k·k neurons, each fed by its own unit's current, which a backend runs as a layer
+of M' units with one neuron each::
 
-    z_k = z[..., units_k]                         (gather the group's currents)
-    s_k, v_k = IF(z_k; v0, β, θ+, θ- gathered)    (the same neurons, the same arithmetic, the same spikes)
-    y[..., units_k] = Σ_k w_k · s_k               (the decode, over the live neurons only)
+    x = z[..., neuron_units]                      (gather: each neuron's unit current)  [..., M']
+    s, v = IF(x; flat(v0), flat(β), flat(θ±))     (the same neurons, the same arithmetic, the same spikes)
+    y[..., units_k] = Σ_k (flat(w)·s)[group k viewed as [..., n_k, k]]     (the decode, per group)
 
-and units with no live neuron decode to 0.  The padding kept in a group still never fires and adds 0·w.
-The spikes and the event counts are exactly those of the dense layer; the decoded sum differs from numpy's only by the order of the (now shorter) sum.  Dense
-blocks per group (rather than one flat [M] vector of live neurons) keep every op a plain broadcast, with
-no scatter in the time loop.
+The padding kept in a group still never fires and adds 0·w.  The spikes and the event counts are exactly
+those of the dense layer; the decoded sum differs from numpy's only by the order of the (now shorter)
+sum.  Every neuron op is one op on the whole flat layer with a per-neuron [M'] parameter (a plain
+broadcast along the last axis); only the decode's sum runs per group, and nothing is scattered.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ class Group:
 @dataclass
 class PadFreeLayer:
     """An IF node whose spikes feed only ``Mul(w) → ReduceSum(-1)``: the nodes it replaces, the groups of
-    live neurons, the units with none (``empty``) and the IF's tensors [n, K] by input role."""
+    live neurons (every unit in exactly one) and the IF's tensors [n, K] by input role."""
 
     if_node: str
     mul_node: str
@@ -58,14 +61,27 @@ class PadFreeLayer:
     output: str
     weight: np.ndarray
     groups: list[Group]
-    empty: np.ndarray
     live: int
     tensors: dict[str, np.ndarray]      # v0, bias, theta_pos, theta_neg
 
     @property
     def order(self) -> np.ndarray:
-        """Unit order of ``concat(groups..., empty)``; ``inverse`` maps it back to 0..n-1."""
-        return np.concatenate([g.units for g in self.groups] + [self.empty]).astype(np.int64)
+        """Unit order of the groups' decoded values concatenated; ``inverse`` maps it back to 0..n-1."""
+        return np.concatenate([g.units for g in self.groups]).astype(np.int64)
+
+    @property
+    def neuron_units(self) -> np.ndarray:
+        """The unit of each neuron of the flat layer [M'] (whose current it reads)."""
+        return np.concatenate([np.repeat(g.units, g.k) for g in self.groups]).astype(np.int64)
+
+    @property
+    def sizes(self) -> list[int]:
+        """Neurons per group in the flat layer, n_k·k, in order."""
+        return [len(g.units) * g.k for g in self.groups]
+
+    def flat(self, array: np.ndarray) -> np.ndarray:
+        """A per-neuron [n, K] array in the flat layout, as a column [M', 1] (M' units, one neuron each)."""
+        return np.concatenate([g.gather(array).ravel() for g in self.groups])[:, None]
 
     @property
     def inverse(self) -> np.ndarray:
@@ -132,8 +148,8 @@ def find_padfree_layers(nodes: list[onnx.NodeProto], initializers: dict[str, np.
             continue
         groups = []
         counts = live.sum(axis=1)
-        width = np.array([0 if k == 0 else min(1 << (int(k) - 1).bit_length(), K) for k in counts])
-        for k in sorted(set(width.tolist()) - {0}):
+        width = np.array([min(1 << max(int(k) - 1, 0).bit_length(), K) for k in counts])
+        for k in sorted(set(width.tolist())):
             units = np.flatnonzero(width == k)
             slots = np.array([np.concatenate([np.flatnonzero(live[u]), np.flatnonzero(~live[u])])[:k] for u in units],
                              dtype=np.int64).reshape(len(units), k)
@@ -141,7 +157,7 @@ def find_padfree_layers(nodes: list[onnx.NodeProto], initializers: dict[str, np.
         found[node.name or node.output[0]] = PadFreeLayer(
             if_node=node.name or node.output[0], mul_node=mul.name or mul.output[0],
             reduce_node=reduce.name or reduce.output[0], output=reduce.output[0], weight=np.asarray(weight),
-            groups=groups, empty=np.flatnonzero(counts == 0).astype(np.int64), live=int(live.sum()),
+            groups=groups, live=int(live.sum()),
             tensors={"v0": np.asarray(v0), "bias": np.asarray(bias), "theta_pos": np.asarray(theta_pos),
                      "theta_neg": np.asarray(theta_neg)})
     return found

@@ -194,41 +194,40 @@ def _static_axes(n: PlannedNode, values: dict, opset: int) -> list[int] | None:
 
 class _PadFreeIF(torch.nn.Module):
     """An IF node and its decode ``Mul(w) → ReduceSum(-1)`` run padding-free (``runtimes.padfree``): one
-    ``SignedIF`` per group of units with the same number of live neurons."""
+    ``SignedIF`` over the flat layer of M' neurons, one row per neuron (current [M', P] for P points,
+    parameters [M', 1, 1]), fed by gathering rows of the transposed current; the decode summed per group
+    of units ([n_k, k, P] over k) into y [n, P], returned transposed."""
 
     def __init__(self, layer: PadFreeLayer, node: PlannedNode, values: dict, device: torch.device):
         super().__init__()
-        self.layer, self.device = layer, device
-        bias, theta_pos, theta_neg, v0 = (values[node.inputs[k]] for k in
+        self.layer = layer
+        bias, theta_pos, theta_neg, v0 = (layer.flat(values[node.inputs[k]])[:, :, None] for k in
                                           (spec.IF_BIAS, spec.IF_THETA_POS, spec.IF_THETA_NEG, spec.IF_MEMBRANE))
-        self.groups = []
-        for g in layer.groups:
-            neuron = SignedIF(g.gather(bias), g.gather(theta_pos), g.gather(theta_neg), node.signed,
-                              node.fire_fraction, name=f"{node.name}[k={g.k}]").to(device)
-            self.groups.append((g.k, torch.from_numpy(g.units).to(device), neuron,
-                                _to_torch(g.gather(v0), device), _to_torch(g.gather(layer.weight), device)))
-        self.empty = torch.from_numpy(layer.empty).to(device) if layer.empty.size else None
-        self.neurons = torch.nn.ModuleList([g[2] for g in self.groups])
+        self.neuron = SignedIF(bias, theta_pos, theta_neg, node.signed, node.fire_fraction,
+                               name=f"{node.name}[flat]").to(device)
+        self.v0, self.weight = _to_torch(v0, device), _to_torch(layer.flat(layer.weight), device)
+        self.neuron_units = torch.from_numpy(layer.neuron_units).to(device)
+        ends = np.cumsum(layer.sizes)
+        self.groups = [(int(end - size), int(end), g.k, torch.from_numpy(g.units).to(device))
+                       for g, size, end in zip(layer.groups, layer.sizes, ends)]
 
     def step(self, z: torch.Tensor, state: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """Decoded unit values Σ_k w·s [..., n] (a buffer reused every step) and the number of events."""
+        """Decoded unit values Σ_k w·s [..., n] (a transposed view of a buffer reused every step) and the
+        number of events."""
+        n = z.shape[-1]
+        columns = z.reshape(-1, n).t().contiguous()                                  # [n, P]
         y = state.get("y")
-        if y is None or y.shape != z.shape or y.dtype != z.dtype:
-            y = state["y"] = torch.empty_like(z)
-        if self.empty is not None:
-            y.index_fill_(-1, self.empty, 0)
-        events = None
-        for k, units, neuron, v0, w in self.groups:
-            mem, owned = state.get(("mem", k), v0), state.get(("owned", k), False)
-            spikes, state[("mem", k)], count = neuron.step_(z.index_select(-1, units), mem, owned,
-                                                            state.setdefault(("ws", k), {}))
-            state[("owned", k)] = True
-            weighted = spikes.mul_(w)
-            y.index_copy_(-1, units, weighted.squeeze(-1) if k == 1 else weighted.sum(-1))
-            events = count if events is None else events + count
-        if events is None:
-            events = torch.zeros((), device=self.device)
-        return y, events
+        if y is None or y.shape != columns.shape or y.dtype != z.dtype:
+            y = state["y"] = torch.empty_like(columns)
+        mem, owned = state.get("mem", self.v0), state.get("owned", False)
+        spikes, state["mem"], events = self.neuron.step_(columns.index_select(0, self.neuron_units), mem, owned,
+                                                         state.setdefault("ws", {}))
+        state["owned"] = True
+        weighted = spikes.squeeze(-1).mul_(self.weight)                     # [M', P]
+        for start, stop, k, units in self.groups:
+            piece = weighted[start:stop]
+            y.index_copy_(0, units, piece if k == 1 else piece.unflatten(0, (len(units), k)).sum(1))
+        return y.t().reshape(z.shape), events
 
 
 class _Stage(torch.nn.Module):
@@ -271,10 +270,10 @@ class _Stage(torch.nn.Module):
         self.neurons = torch.nn.ModuleList([f for kind, n, f, *_ in self.ops if kind in (spec.IF_OP, "padfree")])
         self.rows = _row_inputs(stage, values, opset, constants) if device.type == "cpu" else None
         if chunk_rows is None and self.rows is not None:
-            blocks = [[g.k * len(g.units) for g in padfree[n.name].groups] if n.name in padfree
-                      else [int(np.prod(values[n.inputs[spec.IF_THETA_POS]].shape))]
+            blocks = [sum(padfree[n.name].sizes) if n.name in padfree
+                      else int(np.prod(values[n.inputs[spec.IF_THETA_POS]].shape))
                       for n in stage if n.kind == spec.IF_OP]
-            chunk_rows = chunk_size(sum(map(sum, blocks)), sum(map(len, blocks)), CHUNK_NEURON_STATES, MIN_OP_ELEMENTS)
+            chunk_rows = chunk_size(sum(blocks), len(blocks), CHUNK_NEURON_STATES, MIN_OP_ELEMENTS)
         self.chunk_rows = chunk_rows
 
     # ----- kernels -------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ CASES = {   # name: (fixture, conversion options)
     "separable_pwl": ("torch_separable.onnx", {}),
     "separable_pieces1": ("torch_separable.onnx", {"pieces": 1}),
     "float64_pwl": ("jax_float64_tanh.onnx", {}),
+    "rank3_pwl": ("torch_tanh_rank3.onnx", {}),
     "float64_pieces1": ("jax_float64_tanh.onnx", {"pieces": 1}),
     "multi_io_pwl": ("torch_multi_io.onnx", {}),
     "hardbc_pieces1": ("torch_normalised_hardbc.onnx", {"pieces": 1}),
@@ -49,9 +50,10 @@ def _inputs(result, points=256, seed=0):
     for k, (name, boxes) in enumerate(result.domain.items()):
         lo, hi = np.array(boxes).T
         n = points - 64 * k if _separable(result) else points   # separable: different grid sizes
-        declared = next(i for i in result.model.graph.input if i.name == name).type.tensor_type.elem_type
-        dtype = onnx.helper.tensor_dtype_to_np_dtype(declared)
-        feeds[name] = (lo + (hi - lo) * rng.random((n, len(boxes)))).astype(dtype)
+        declared = next(i for i in result.model.graph.input if i.name == name).type.tensor_type
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(declared.elem_type)
+        middle = [d.dim_value or 1 for d in declared.shape.dim[1:-1]]      # rank > 2: e.g. [batch, 1, d]
+        feeds[name] = (lo + (hi - lo) * rng.random((n, *middle, len(boxes)))).astype(dtype)
     return feeds
 
 
@@ -88,7 +90,7 @@ def test_backends_agree_with_numpy(artifacts, name):
     _assert_agree(reference, chunked, f"{name}/onnxruntime-chunked")
 
 
-@pytest.mark.parametrize("name", ["tanh_pwl", "separable_pwl", "float64_pwl"])
+@pytest.mark.parametrize("name", ["tanh_pwl", "separable_pwl", "float64_pwl", "rank3_pwl"])
 def test_padding_free_layers_change_nothing(artifacts, name, monkeypatch):
     """Dropping θ = inf padding (runtimes.padfree) gives the same spikes as the dense layers."""
     from runtimes import padfree
@@ -109,6 +111,25 @@ def test_padding_free_layers_change_nothing(artifacts, name, monkeypatch):
         _assert_agree(reference, dense, f"{name}/{make.__name__}/dense")
         _assert_agree(reference, padfree, f"{name}/{make.__name__}/padfree")
         assert {k: v.events for k, v in dense.spikes.items()} == {k: v.events for k, v in padfree.spikes.items()}
+
+
+def test_opset_11_artifact_runs_in_every_backend(tmp_path, monkeypatch):
+    """An opset-11 source (no GreaterOrEqual yet, Split/ReduceSum axes as attributes) converts, and its
+    standard-ONNX variant, padding-free layers included, gives numpy's spikes."""
+    from runtimes import padfree
+    monkeypatch.setattr(padfree, "PADFREE_BELOW", 1.0)
+    model = onnx.load(FIXTURES / "torch_tanh_gemm.onnx")           # Gemm and Tanh only: the same at opset 11
+    for o in model.opset_import:
+        o.version = 11 if o.domain in ("", "ai.onnx") else o.version
+    onnx.checker.check_model(model)
+    onnx.save(model, tmp_path / "opset11.onnx")
+    result = onnx2snn.convert(tmp_path / "opset11.onnx", samples=1024, validate=False)
+    assert {o.version for o in result.model.opset_import if o.domain == ""} == {11}
+    feeds = _inputs(result)
+    reference = NumpyRuntime(result.model, 32).run(feeds)
+    for make in (SnnTorchRuntime, OnnxRuntimeRuntime):
+        got = make(result.model, 32).run(feeds)
+        _assert_agree(reference, got, f"opset11/{make.__name__}")
 
 
 @pytest.mark.parametrize("name", ["tanh_pwl", "separable_pieces1", "float64_pwl", "multi_io_pwl", "hardbc_pieces1"])
