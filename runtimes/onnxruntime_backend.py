@@ -161,7 +161,7 @@ def to_standard_onnx(model: onnx.ModelProto, timesteps: int, padfree: bool = Tru
             count = NEURONS_PREFIX + n.name
             nodes.append(helper.make_node("ReduceSum", [live_int], [count], name=count, keepdims=0))
             extra_outputs.append(helper.make_tensor_value_info(count, TensorProto.INT64, []))
-            n.block = _block(n, padfree_layers.get(n.name), const, fresh)
+            n.block = _block(n, padfree_layers.get(n.name), inits, const, fresh)
             # levels and amplitudes as the numpy neuron uses them, outside the loop
             _prepare_block(n.block, dtype, np_dtype, zero, nodes, const, fresh)
 
@@ -288,20 +288,26 @@ class _Block:
         self.name, self.current, self.v0, self.bias = name, current, v0, bias
         self.theta_pos, self.theta_neg, self.signed, self.fire_fraction = theta_pos, theta_neg, signed, fire_fraction
         self.spikes, self.membrane_out, self.gather, self.weight = spikes, membrane_out, gather, weight
+        self.zero_bias = False          # β is an all-zero initializer: x = z (no Add)
 
 
-def _block(n: PlannedNode, layer: PadFreeLayer | None, const, fresh) -> _Block:
+def _block(n: PlannedNode, layer: PadFreeLayer | None, inits: dict, const, fresh) -> _Block:
     if layer is None:
         membrane_out = n.outputs[spec.IF_MEMBRANE_OUT] if len(n.outputs) > 1 else ""
-        return _Block(n.name, n.inputs[spec.IF_CURRENT], n.inputs[spec.IF_MEMBRANE], n.inputs[spec.IF_BIAS],
-                      n.inputs[spec.IF_THETA_POS], n.inputs[spec.IF_THETA_NEG], n.signed, n.fire_fraction,
-                      n.outputs[spec.IF_SPIKES] or fresh(f"{n.name}/std/spikes"), membrane_out)
+        block = _Block(n.name, n.inputs[spec.IF_CURRENT], n.inputs[spec.IF_MEMBRANE], n.inputs[spec.IF_BIAS],
+                       n.inputs[spec.IF_THETA_POS], n.inputs[spec.IF_THETA_NEG], n.signed, n.fire_fraction,
+                       n.outputs[spec.IF_SPIKES] or fresh(f"{n.name}/std/spikes"), membrane_out)
+        bias = inits.get(n.inputs[spec.IF_BIAS])
+        block.zero_bias = bias is not None and not np.any(bias)
+        return block
     name = f"{n.name}/flat"
     tensors = {key: const(f"{name}/{key}", layer.flat(value)) for key, value in layer.tensors.items()}
-    return _Block(name, fresh(f"{name}/current"), tensors["v0"], tensors["bias"], tensors["theta_pos"],
-                  tensors["theta_neg"], n.signed, n.fire_fraction, fresh(f"{name}/spikes"),
-                  gather=const(f"{name}/neuron_units", layer.neuron_units),
-                  weight=const(f"{name}/decode_w", layer.flat(layer.weight)))
+    block = _Block(name, fresh(f"{name}/current"), tensors["v0"], tensors["bias"], tensors["theta_pos"],
+                   tensors["theta_neg"], n.signed, n.fire_fraction, fresh(f"{name}/spikes"),
+                   gather=const(f"{name}/neuron_units", layer.neuron_units),
+                   weight=const(f"{name}/decode_w", layer.flat(layer.weight)))
+    block.zero_bias = not np.any(layer.tensors["bias"])
+    return block
 
 
 def _flat_current(layer: PadFreeLayer, b: _Block, current: str, body: list, const, fresh) -> None:
@@ -396,7 +402,10 @@ def _if_body(b: _Block, v_in: str, v_out: str, c_in: str, c_out: str, body: list
         unsqueeze_last(b.current, z_col, z_col, body)
     else:           # a flat layer's current is already [M', P], one row per neuron
         z_col = b.current
-    body.append(helper.make_node("Add", [z_col, b.bias], [vz], name=vz))     # x = z + β
+    if b.zero_bias:     # z + 0 = z (up to the sign of a zero, which changes no comparison or spike)
+        vz = z_col
+    else:
+        body.append(helper.make_node("Add", [z_col, b.bias], [vz], name=vz))     # x = z + β
     body.append(helper.make_node("Add", [v_in, vz], [u], name=u))          # u = v + x
     pos, pos_f = fresh(f"{p}/fire_pos"), fresh(f"{p}/fire_pos_f")
     _compare("Greater", u, b.level_pos, pos, body, fresh, opset)

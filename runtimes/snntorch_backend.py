@@ -114,6 +114,7 @@ class SignedIF(snntorch.SpikingNeuron):
             snntorch.SpikingNeuron.instances.remove(self)
         self.name, self.signed, self.fire_fraction = name, bool(signed), float(fire_fraction)
         self.register_buffer("bias", torch.tensor(np.asarray(bias)))
+        self.zero_bias = not np.any(bias)
         self.register_buffer("threshold_neg", torch.tensor(level_neg))
         self.register_buffer("graded_neg", torch.tensor(amp_neg))
 
@@ -140,8 +141,10 @@ class SignedIF(snntorch.SpikingNeuron):
         ``mem`` is updated in place when ``owned`` (the runtime's own state, not v0).  Spikes are written
         into a buffer of ``workspace`` that is reused every step; ``events`` is the number of non-zero
         spikes (a 0-d tensor, so a CUDA run does not synchronise per step)."""
-        x = current.unsqueeze(-1) + self.bias                   # x = z + β, then u = v + x (spec order)
-        u = mem.add_(x) if owned and mem.shape == x.shape else mem + x
+        x = current.unsqueeze(-1)                               # x = z + β, then u = v + x (spec order);
+        if not self.zero_bias:                                  # z + 0 = z up to the sign of a zero
+            x = x + self.bias
+        u = mem.add_(x) if owned and mem.shape == torch.broadcast_shapes(mem.shape, x.shape) else mem + x
         spikes = workspace.get("spikes")
         if spikes is None or spikes.shape != u.shape:
             spikes = workspace["spikes"] = torch.empty_like(u)
