@@ -1,13 +1,14 @@
 """Cost of one SNN time step, in units of one onnxruntime forward pass of the original ANN.
 
 For each model and conversion (default piecewise-linear neurons, and ``pieces=1`` signed neurons) at
-T = 32, on the same batch of 10,000 domain points, one thread everywhere, measured side by side in one
-process: the ANN pass is timed just before and after each backend run, and
+T = 32, on the same batch of 10,000 domain points (a separable network: a grid of about as many, ⌈N^(1/d)⌉
+per axis), one thread everywhere, measured side by side in one process: the ANN pass is timed just before
+and after each backend run, and
 
     cost = (run time of the SNN for T steps / T) / (mean ANN forward pass time)
 
-Also reported: neuron updates per second (live neurons × points advanced per second; θ = inf padding is
-not a neuron, although numpy computes it), and each backend's agreement with numpy (spike counts,
+Also reported: neuron updates per second (Σ over IF layers of live neurons × rows advanced per second,
+from the run's own spike counts; θ = inf padding is not a neuron), and each backend's agreement with numpy (spike counts,
 relative L2 of the outputs).  Targets: numpy and onnxruntime <= 1.0, snnTorch CPU <= 3.0.  snnTorch on
 CUDA is measured when CUDA is available (backend ``snntorch-cuda``); ``--large N`` adds, for each GPU
 backend, a run of N points at T = 128 with its peak GPU memory (bounded by the chunking of
@@ -44,6 +45,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import onnx2snn  # noqa: E402
+from onnx2snn.importer import import_model  # noqa: E402
+from onnx2snn.inputs import validation_inputs  # noqa: E402
 from runtimes.network import SpikingNetwork, neuron_counts  # noqa: E402
 from runtimes.numpy_ref import NumpyRuntime  # noqa: E402
 
@@ -51,8 +54,13 @@ MODELS = {"poisson1d": ROOT / "models" / "poisson1d.onnx",
           "torch_tanh_gemm": ROOT / "tests" / "fixtures" / "torch_tanh_gemm.onnx",
           "burgers": ROOT / "models" / "burgers.onnx",
           "diffusion_reaction": ROOT / "models" / "diffusion_reaction.onnx",
-          "wave": ROOT / "models" / "wave.onnx"}
-DEFAULT_MODELS = "poisson1d,torch_tanh_gemm"
+          "wave": ROOT / "models" / "wave.onnx",
+          "poisson1d_jax": ROOT / "models" / "poisson1d_jax.onnx",
+          "poisson1d_keras": ROOT / "models" / "poisson1d_keras.onnx",
+          "spinn_burgers": ROOT / "models" / "spinn_burgers.onnx",
+          "spinn_beltrami": ROOT / "models" / "spinn_beltrami.onnx"}
+DEFAULT_MODELS = "poisson1d,burgers,diffusion_reaction,wave,poisson1d_jax,poisson1d_keras,spinn_burgers," \
+                 "spinn_beltrami,torch_tanh_gemm"
 BACKENDS = ("numpy", "onnxruntime", "snntorch-cpu", "snntorch-cuda")
 LARGE_TIMESTEPS = 128
 CONVERSIONS = [("default", {}), ("pieces=1", {"pieces": 1})]
@@ -152,11 +160,10 @@ def main() -> int:
     for model_name in models:
         path = MODELS[model_name]
         session = ann_session(path)
+        imported = import_model(path)
         for conversion, options in CONVERSIONS:
             result = onnx2snn.convert(path, timesteps=T, validate=False, **options)
-            rng = np.random.default_rng(0)
-            feeds = {name: np.asarray([lo + (hi - lo) * rng.random(points) for lo, hi in boxes], np.float32).T.copy()
-                     for name, boxes in result.domain.items()}
+            feeds = validation_inputs(imported, result.domain, points, np.random.default_rng(0))
             live, dense = neuron_counts(result.model)
             # as users run them: SpikingNetwork, which steps cache-sized chunks of points on a CPU
             reference = None
@@ -173,10 +180,12 @@ def main() -> int:
                 ann_after = time_ann(session, feeds)
                 ann = statistics.mean(statistics.median(t) for t in (ann_before, ann_after))
                 step = seconds / T
+                updates = sum(c.neurons * c.batch for c in out.spikes.values())      # per step
                 row = {"model": model_name, "conversion": conversion, "backend": backend, "points": points,
+                       "rows": {k: int(v.shape[0]) for k, v in feeds.items()},
                        "timesteps": T, "ann_ms": ann * 1e3, "step_ms": step * 1e3, "cost_ann_passes": step / ann,
                        "target": TARGETS.get(backend), "dense_neurons_per_point": dense,
-                       "live_neurons_per_point": live, "neuron_updates_per_s": live * points / step}
+                       "live_neurons_per_point": live, "neuron_updates_per_s": updates / step}
                 if reference is None:
                     reference = out
                 row.update(compare(reference, out))
@@ -204,10 +213,7 @@ def _large_runs(path: Path, options: dict, model_name: str, conversion: str, poi
                 makers: dict, torch) -> list[dict]:
     """``points`` domain points at T = LARGE_TIMESTEPS on each GPU backend: time, peak GPU memory."""
     result = onnx2snn.convert(path, timesteps=LARGE_TIMESTEPS, validate=False, **options)
-    rng = np.random.default_rng(1)
-    feeds = {name: np.asarray([lo + (hi - lo) * rng.random(points) for lo, hi in boxes], np.float32).T.copy()
-             for name, boxes in result.domain.items()}
-    live, _ = neuron_counts(result.model)
+    feeds = validation_inputs(import_model(path), result.domain, points, np.random.default_rng(1))
     out = []
     for backend in backends:
         network = makers[backend](result.model, LARGE_TIMESTEPS)
@@ -221,7 +227,8 @@ def _large_runs(path: Path, options: dict, model_name: str, conversion: str, poi
         out.append({"model": model_name, "conversion": conversion, "backend": backend, "points": points,
                     "timesteps": LARGE_TIMESTEPS, "chunk_rows": network._block_rows, "seconds": seconds,
                     "peak_gpu_gib": torch.cuda.max_memory_allocated() / 2**30,
-                    "neuron_updates_per_s": live * points * LARGE_TIMESTEPS / seconds,
+                    "neuron_updates_per_s": sum(c.neurons * c.batch for c in run.spikes.values())
+                    * LARGE_TIMESTEPS / seconds,
                     "outputs_finite": bool(all(np.isfinite(v).all() for v in run.outputs.values()))})
     return out
 
@@ -242,7 +249,9 @@ def _markdown(rows: list[dict], large: list[dict], environment: dict, cuda: bool
              f"{rows[0]['points']:,}-point batch; T = {rows[0]['timesteps']}; one thread "
              f"(OMP_NUM_THREADS=1, torch.set_num_threads(1), onnxruntime intra_op_num_threads=1); CPU: "
              f"{environment['cpu']}; numpy {environment['numpy']}, onnxruntime {environment['onnxruntime']}, "
-             f"torch {environment['torch']}.  Written by `benchmarks/speed.py`.", "",
+             f"torch {environment['torch']}.  A separable network (SPINN) runs on a grid of about as many points, "
+             f"⌈N^(1/d)⌉ rows per axis input; its neurons per point are per row, summed over the axis networks.  "
+             f"Written by `benchmarks/speed.py`.", "",
              "| model | conversion | neurons/point (live / dense) | ANN pass (ms) | backend | SNN step (ms) "
              "| cost (ANN passes) | target | neuron updates/s | agreement with numpy |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -250,7 +259,8 @@ def _markdown(rows: list[dict], large: list[dict], environment: dict, cuda: bool
         target = "–" if r["target"] is None else f"≤ {r['target']:.1f} {'✓' if r['meets_target'] else '✗'}"
         agree = "reference" if r["backend"] == "numpy" else \
             f"rel L2 {r['rel_l2_vs_numpy']:.1e}, {r['events_differing']} of {r['events']:,} events differ"
-        lines.append(f"| {r['model']} | {r['conversion']} | {r['live_neurons_per_point']} / "
+        grid = f" ({'×'.join(str(n) for n in r['rows'].values())} grid)" if len(r["rows"]) > 1 else ""
+        lines.append(f"| {r['model']}{grid} | {r['conversion']} | {r['live_neurons_per_point']} / "
                      f"{r['dense_neurons_per_point']} | {r['ann_ms']:.2f} | {r['backend']} | {r['step_ms']:.2f} | "
                      f"{r['cost_ann_passes']:.2f} | {target} | {r['neuron_updates_per_s']:.2e} | {agree} |")
     floors = [f"{r['model']} {r['conversion']} {r['products_ann_passes']:.2f}" for r in rows

@@ -16,8 +16,10 @@ of M' units with one neuron each::
 
 The padding kept in a group still never fires and adds 0·w.  The spikes and the event counts are exactly
 those of the dense layer; the decoded sum differs from numpy's only by the order of the (now shorter)
-sum.  Every neuron op is one op on the whole flat layer with a per-neuron [M'] parameter (a plain
-broadcast along the last axis); only the decode's sum runs per group, and nothing is scattered.
+sum.  Every neuron op is one op on the whole flat layer with a per-neuron parameter (a plain broadcast);
+only the decode's sum runs per group, and nothing is scattered.  The onnxruntime and snnTorch backends keep
+the points along the last axis, [M', P], so that the gather copies rows (one per neuron) rather than
+single elements.
 """
 
 from __future__ import annotations
