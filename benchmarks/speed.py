@@ -8,11 +8,11 @@ and after each backend run, and
     cost = (run time of the SNN for T steps / T) / (mean ANN forward pass time)
 
 Also reported: neuron updates per second (Σ over IF layers of live neurons × rows advanced per second,
-from the run's own spike counts; θ = inf padding is not a neuron), and each backend's agreement with numpy (spike counts,
-relative L2 of the outputs).  Targets: numpy and onnxruntime <= 1.0, snnTorch CPU <= 3.0.  snnTorch on
-CUDA is measured when CUDA is available (backend ``snntorch-cuda``); ``--large N`` adds, for each GPU
-backend, a run of N points at T = 128 with its peak GPU memory (bounded by the chunking of
-``SpikingNetwork``; ``--large-models``).  On a GPU machine, e.g.:
+from the run's own spike counts; θ = inf padding is not a neuron), and each backend's agreement with
+numpy (spike counts, relative L2 of the outputs).  Targets: numpy and onnxruntime <= 1.0, snnTorch CPU
+<= 3.0.  snnTorch on CUDA is measured when CUDA is available (backend ``snntorch-cuda``); ``--large N``
+adds, for each GPU backend, a run of N points at T = 128 with its peak GPU memory (bounded by the
+chunking of ``SpikingNetwork``; ``--large-models``).  On a GPU machine, e.g.:
 
     python benchmarks/speed.py --backends numpy,snntorch-cuda --points 100000 \
         --models poisson1d,burgers,diffusion_reaction,wave --large 1000000 --name speed_cuda
@@ -98,10 +98,10 @@ def products_time(model: onnx.ModelProto, points: int, repeats: int = 5) -> floa
     (``runtimes.chain``): the same BLAS products on the chain's blocks of points in a compiled loop,
     no neuron, best of ``repeats``; None where the artifact runs no single chain."""
     runtime = NumpyRuntime(model, 1)
-    chains = [c for c in runtime.chains if c is not None]
-    if not runtime.blocks_itself or len(chains) != 1:
+    stages = [chains for chains in runtime.chains if chains is not None]
+    if not runtime.blocks_itself or len(stages) != 1 or len(stages[0]) != 1:
         return None
-    chain = chains[0]
+    chain = stages[0][0]
     matrices = [np.require(w.T, requirements="CW") for w in chain.matrices]
     rng = np.random.default_rng(0)
     rows = chain.block_rows

@@ -6,11 +6,11 @@ The converter writes a spiking MLP as one stage of the numpy runtime (``numpy_re
 
 with every L_l a fused IF layer (``fusion``: the affine's bias, the IF node and its decode) whose current
 is the previous MatMul's output, every W a constant matrix and b a constant vector; the first layer's
-current is static (computed once, before the stage).  Such a stage runs as one numba call per chunk of
-points: the T-step loop, the layer steps and the matrix products (BLAS through ``np.dot``) with no
-Python in between.  Stepping the interpreter instead costs a few microseconds of Python and numba
-dispatch per node and step, which forces large blocks of points that leave the cache (poisson1d, one
-neuron per unit: ~1 ms of a ~9 ms step).
+current is static (computed once, before the stage).  A separable network's stage holds one such chain per
+input axis (``find_chains``).  Each chain runs as one numba call per chunk of points: the T-step loop, the
+layer steps and the matrix products (BLAS through ``np.dot``) with no Python in between.  Stepping the
+interpreter instead costs a few microseconds of Python and numba dispatch per node and step, which forces
+large blocks of points that leave the cache (poisson1d, one neuron per unit: ~1 ms of a ~9 ms step).
 
 The arithmetic is the interpreter's, operation for operation: x_0 = z + b_0 once, each layer's
 ``advance_*`` kernel, z_{l+1} = W_{l+1}ᵀ·y_l (the interpreter computes the same product, ``ops._matmul``),
@@ -57,15 +57,19 @@ class Chain:
         widest = max(layer.layer.params.theta_pos.shape[0] for layer in self.layers)
         return min(MAX_BLOCK_ROWS, max(MIN_BLOCK_ROWS, BLOCK_ELEMENTS // widest))
 
-    def run(self, values: dict, timesteps: int, spikes: dict, counts) -> bool:
-        """Run the stage on ``values`` (the Decode's output written there; spike counts into ``spikes``,
-        ``counts()`` making a new ``SpikeCounts``); False, with nothing done, where the compiled loop does
-        not apply (numba missing, mixed dtypes, a current that is not [..., n_0] or [..., 1])."""
+    def ready(self, values: dict) -> bool:
+        """Whether the compiled loop applies to the stage's first current in ``values`` (numba installed,
+        one dtype throughout, a current [..., n_0] or [..., 1])."""
+        z = values[self.layers[0].inputs[0]]
+        return self._arguments(z.dtype) is not None and z.ndim > 0 \
+            and z.shape[-1] in (1, self.layers[0].compact(z.dtype).n)
+
+    def run(self, values: dict, timesteps: int, spikes: dict, counts) -> None:
+        """Run the stage on ``values`` (``ready``; the Decode's output written there; spike counts into
+        ``spikes``, ``counts()`` making a new ``SpikeCounts``)."""
         z = values[self.layers[0].inputs[0]]
         compact = [layer.compact(z.dtype) for layer in self.layers]
         arguments = self._arguments(z.dtype)
-        if arguments is None or z.ndim == 0 or z.shape[-1] not in (1, compact[0].n):
-            return False
         points, T = z.shape[:-1], int(timesteps)          # any leading axes: every MatMul acts row by row
         x0 = compact[0].unit_rows(z, self.layers[0].layer.bias(z.dtype))    # F-ordered [N, n_0]
         N, n_out = x0.shape[0], arguments[-1].shape[0]
@@ -77,7 +81,6 @@ class Chain:
             record = spikes.setdefault(layer.name, counts())
             record.events += int(count)
             record.neurons, record.batch, record.timesteps = c.M, N, T
-        return True
 
     def _arguments(self, dtype) -> tuple | None:
         """``kernels.run_chain``'s per-layer arguments for ``dtype`` (cached), then an empty [n_out, 0]
@@ -103,6 +106,29 @@ class Chain:
                 each(transposed), self.output_weight is not None, np.require(out_bias, requirements="CW"),
                 self.output_bias is not None, np.empty((n_out, 0), dtype))
         return self._prepared[dtype]
+
+
+def find_chains(stage: list, initializers: dict[str, np.ndarray]) -> list[Chain] | None:
+    """The stage as independent chains, one per connected part of its dataflow (a separable network's
+    stage holds one MLP per input axis, their nodes interleaved), or None unless every part is a chain."""
+    part = list(range(len(stage)))          # union-find over the stage's nodes, joined by the tensors they pass
+
+    def root(k: int) -> int:
+        while part[k] != k:
+            part[k] = part[part[k]]
+            k = part[k]
+        return k
+
+    producer = {name: k for k, node in enumerate(stage) for name in node.outputs if name}
+    for k, node in enumerate(stage):
+        for name in node.inputs:
+            if name in producer:
+                part[root(k)] = root(producer[name])
+    parts: dict[int, list] = {}
+    for k, node in enumerate(stage):
+        parts.setdefault(root(k), []).append(node)
+    chains = [find_chain(nodes, initializers) for nodes in parts.values()]
+    return None if not chains or any(c is None for c in chains) else chains
 
 
 def find_chain(stage: list, initializers: dict[str, np.ndarray]) -> Chain | None:

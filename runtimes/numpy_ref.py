@@ -18,7 +18,7 @@ import onnx
 from onnx import numpy_helper
 
 from . import kernels, spec
-from .chain import find_chain
+from .chain import find_chains
 from .compact import CompactLayer
 from .errors import ArtifactError
 from .fusion import FusedLayer, find_fusable
@@ -68,8 +68,9 @@ class NumpyRuntime:
     """Executes an artifact (``onnx.ModelProto``) with numpy in the order of ``schedule``.
 
     With ``fuse`` (default), each IF node and its decode ops run as one compact kernel (``fusion``):
-    identical values, padding neurons skipped; with ``chains`` (default) too, a stage that is a plain
-    chain of such layers and matrix products runs as one compiled loop (``chain``)."""
+    identical values, padding neurons skipped; with ``chains`` (default) too, a stage made of plain
+    chains of such layers and matrix products (one, or one per axis of a separable network) runs as
+    compiled loops (``chain``)."""
 
     def __init__(self, model: onnx.ModelProto, timesteps: int, fuse: bool = True, chains: bool = True):
         self.model, self.timesteps = model, int(timesteps)
@@ -82,13 +83,13 @@ class NumpyRuntime:
         self.rounds = [(static, [_FusedNode(fused[id(n.proto)]) if id(n.proto) in fused else n
                                  for n in stage if id(n.proto) not in absorbed])
                        for static, stage in schedule(model)]
-        self.chains = [find_chain(stage, self.initializers) if fuse and chains else None
-                       for _, stage in self.rounds]
+        self.chains = [find_chains(stage, self.initializers) if fuse and chains else None
+                       for _, stage in self.rounds]         # per stage: its compiled chains, or None
 
     @property
     def blocks_itself(self) -> bool:
         """Whether every stage runs as a compiled chain, which steps cache-sized blocks of points itself."""
-        return kernels.available and all(chain is not None for chain, (_, stage) in zip(self.chains, self.rounds)
+        return kernels.available and all(chains is not None for chains, (_, stage) in zip(self.chains, self.rounds)
                                          if stage)
 
     def run(self, inputs: dict[str, np.ndarray], timesteps: int | None = None) -> RunResult:
@@ -99,10 +100,13 @@ class NumpyRuntime:
         values.update(inputs)
         values[""] = None
         result = RunResult(outputs={})
-        for (static, stage), chain in zip(self.rounds, self.chains):
+        for (static, stage), chains in zip(self.rounds, self.chains):
             for node in static:
                 run_static(node, values)
-            if stage and not (chain and chain.run(values, T, result.spikes, SpikeCounts)):
+            if chains and all(chain.ready(values) for chain in chains):
+                for chain in chains:
+                    chain.run(values, T, result.spikes, SpikeCounts)
+            elif stage:
                 self._run_stage(stage, values, T, result.spikes)
         result.outputs = {name: values[name] for name in self.output_names}
         return result

@@ -389,7 +389,8 @@ def _compare(op: str, a: str, b: str, out: str, body: list, fresh, opset: int) -
         body.append(helper.make_node(f"{op}OrEqual", [a, b], [out], name=out))
         return
     strict, equal = fresh(f"{out}/strict"), fresh(f"{out}/equal")
-    body += [helper.make_node(op, [a, b], [strict], name=strict), helper.make_node("Equal", [a, b], [equal], name=equal),
+    body += [helper.make_node(op, [a, b], [strict], name=strict),
+             helper.make_node("Equal", [a, b], [equal], name=equal),
              helper.make_node("Or", [strict, equal], [out], name=out)]
 
 

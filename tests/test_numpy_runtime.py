@@ -140,7 +140,7 @@ def test_compiled_chain_equals_the_interpreter(monkeypatch):
         model = onnx2snn.convert(FIXTURES / f"{fixture}.onnx", pieces=pieces, samples=256, validate=False).model
         compiled, plain = NumpyRuntime(model, 16), NumpyRuntime(model, 16, chains=False)
         assert compiled.blocks_itself and not plain.blocks_itself
-        block = next(c for c in compiled.chains if c is not None).block_rows
+        block = next(c for c in compiled.chains if c is not None)[0].block_rows
         name, dims = model.graph.input[0].name, model.graph.input[0].type.tensor_type.shape.dim
         shape = (2 * block + 7,) + tuple(d.dim_value for d in dims[1:])
         dtype = np.float64 if fixture.endswith("64") else np.float32
@@ -154,6 +154,35 @@ def test_compiled_chain_equals_the_interpreter(monkeypatch):
         assert {k: v.events for k, v in a.spikes.items()} == {k: v.events for k, v in b.spikes.items()}
         assert {k: (v.neurons, v.batch, v.timesteps) for k, v in a.spikes.items()} == \
             {k: (v.neurons, v.batch, v.timesteps) for k, v in b.spikes.items()}
+
+
+def test_separable_stage_runs_as_one_chain_per_axis(monkeypatch):
+    """A separable network's stage (one MLP per input axis, nodes interleaved) runs as one compiled chain
+    per axis, with the interpreter's spike counts and outputs."""
+    import onnx2snn
+    from conftest import FIXTURES
+    from runtimes import kernels
+    from runtimes.numpy_ref import NumpyRuntime
+    if not kernels.available:
+        pytest.skip("numba is not installed")
+    calls, run_chain = [], kernels.run_chain
+    monkeypatch.setattr(kernels, "run_chain", lambda *args: calls.append(args[0].shape) or run_chain(*args))
+    for pieces in (1, 3):
+        result = onnx2snn.convert(FIXTURES / "torch_separable.onnx", pieces=pieces, samples=256, validate=False)
+        compiled, plain = NumpyRuntime(result.model, 16), NumpyRuntime(result.model, 16, chains=False)
+        stages = [chains for chains in compiled.chains if chains]
+        assert compiled.blocks_itself and len(stages) == 1 and len(stages[0]) == len(result.domain) > 1
+        rng = np.random.default_rng(1)
+        x = {name: rng.uniform(lo, hi, (150 + 40 * k, 1)).astype(np.float32)
+             for k, (name, [(lo, hi)]) in enumerate(result.domain.items())}
+        calls.clear()
+        a, b = compiled.run(x), plain.run(x)
+        assert len(calls) == len(result.domain)
+        for output, value in b.outputs.items():
+            assert a.outputs[output].shape == value.shape
+            np.testing.assert_allclose(a.outputs[output], value, rtol=1e-5, atol=1e-6)
+        assert {k: (v.events, v.neurons, v.batch) for k, v in a.spikes.items()} == \
+            {k: (v.events, v.neurons, v.batch) for k, v in b.spikes.items()}
 
 
 def test_fused_kernel_broadcasts_a_one_column_current():
