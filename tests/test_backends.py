@@ -115,7 +115,7 @@ def test_padding_free_layers_change_nothing(artifacts, name, monkeypatch):
 
 def test_opset_11_artifact_runs_in_every_backend(tmp_path, monkeypatch):
     """An opset-11 source (no GreaterOrEqual yet, Split/ReduceSum axes as attributes) converts, and its
-    standard-ONNX variant, padding-free layers included, gives numpy's spikes."""
+    standard-ONNX variant, padding-free layers included, and snnTorch agree with numpy."""
     from runtimes import padfree
     monkeypatch.setattr(padfree, "PADFREE_BELOW", 1.0)
     model = onnx.load(FIXTURES / "torch_tanh_gemm.onnx")           # Gemm and Tanh only: the same at opset 11
