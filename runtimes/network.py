@@ -12,18 +12,13 @@ from onnx import numpy_helper
 
 from . import rows, spec
 from .errors import ArtifactError, InputError
-from .compact import block_rows, compiled_block_rows
+from .compact import compiled_block_rows
 from .loading import load_onnx
 from .neuron import live_mask
 from .numpy_ref import NumpyRuntime, RunResult, SpikeCounts
 
 BACKENDS = ("numpy", "snntorch", "onnxruntime")
 CHUNK_ROWS = 4096      # at most this many points per chunk of a row-wise run on a CPU: bounded memory
-# onnxruntime's chunks: about this many bytes of float32 membranes.  poisson1d, T = 32, one thread, µs per
-# point and step with the default expansion (4,082 live neurons per point): 16 rows (256 KiB) 51, 32 rows
-# 42, 64 rows (1 MiB) 37, 128 rows 39; with one neuron per unit 163 rows (256 KiB) to 655 rows: 2.5 either way;
-# with the flat padding-free layers (ms per step, ANN passes): 64 rows 34.0, 128 rows 33.9, 256 34.1, 512 35.0.
-ONNXRUNTIME_CACHE_BYTES = 1 << 20
 # The Python packages each backend imports (checked lazily) and how to install them.
 _REQUIRES = {"numpy": ((), ""), "snntorch": (("torch", "snntorch"), "pip install torch snntorch"),
              "onnxruntime": (("onnxruntime",), "pip install onnxruntime")}
@@ -148,13 +143,13 @@ class SpikingNetwork:
 
 def _block_rows(model: onnx.ModelProto, backend: str, runtime) -> int:
     """Points per chunk.  On a CPU, at most ``CHUNK_ROWS`` and few enough to keep the membranes in cache
-    for all T steps: ``block_rows`` of the artifact's live neurons (``ONNXRUNTIME_CACHE_BYTES`` for
-    onnxruntime, ``compiled_block_rows`` for numpy; ``benchmarks/speed.py`` on poisson1d, 10,000 points,
-    T = 32, one thread, before and after chunking: numpy 5.6x faster per step on the default conversion
-    and 1.6x with one neuron per unit, onnxruntime 1.4x on the default conversion); numpy runs whose
-    every stage is a compiled chain block their points themselves (``chain.Chain.block_rows``), so their
-    chunks only bound memory.  snnTorch sizes its own
-    (``SnnTorchRuntime.block_rows``: cache-sized on a CPU, memory-sized on a GPU)."""
+    for all T steps: ``compiled_block_rows`` of the artifact's live neurons for numpy (``benchmarks/speed.py``
+    on poisson1d, 10,000 points, T = 32, one thread, before and after chunking: numpy 5.6x faster per step
+    on the default conversion and 1.6x with one neuron per unit, onnxruntime 1.4x on the default
+    conversion); numpy runs whose every stage is a compiled chain block their points themselves
+    (``chain.Chain.block_rows``), so their chunks only bound memory.  onnxruntime and snnTorch size their
+    own (``OnnxRuntimeRuntime.chunk_rows``; ``SnnTorchRuntime.block_rows``: cache-sized on a CPU,
+    memory-sized on a GPU)."""
     live, dense = neuron_counts(model)
     if backend == "snntorch":
         return runtime.block_rows(dense)
@@ -162,7 +157,7 @@ def _block_rows(model: onnx.ModelProto, backend: str, runtime) -> int:
         return CHUNK_ROWS
     if backend == "numpy":
         return min(CHUNK_ROWS, compiled_block_rows(live))
-    return min(CHUNK_ROWS, block_rows(live, ONNXRUNTIME_CACHE_BYTES))
+    return min(CHUNK_ROWS, runtime.chunk_rows or CHUNK_ROWS)      # onnxruntime (0: it never chunks itself)
 
 
 def neuron_counts(model: onnx.ModelProto) -> tuple[int, int]:
