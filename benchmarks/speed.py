@@ -12,10 +12,12 @@ from the run's own spike counts; θ = inf padding is not a neuron), and each bac
 numpy (spike counts, relative L2 of the outputs).  Targets: numpy and onnxruntime <= 1.0, snnTorch CPU
 <= 3.0.  snnTorch on CUDA is measured when CUDA is available (backend ``snntorch-cuda``); ``--large N``
 adds, for each GPU backend, a run of N points at T = 128 with its peak GPU memory (bounded by the
-chunking of ``SpikingNetwork``; ``--large-models``).  On a GPU machine, e.g.:
+chunking of ``SpikingNetwork``; ``--large-models``).  ``--artifacts DIR`` reuses the converted models
+found there and writes the others (one-neuron conversions take ~90 s each on one CPU thread: convert
+beforehand, then carry DIR to the GPU machine).  On a GPU machine, e.g.:
 
     python benchmarks/speed.py --backends numpy,snntorch-cuda --points 100000 \
-        --models poisson1d,burgers,diffusion_reaction,wave --large 1000000 --name speed_cuda
+        --models poisson1d,burgers,diffusion_reaction,wave --large 1000000 --name speed_cuda --artifacts DIR
 
     OMP_NUM_THREADS=1 python benchmarks/speed.py [--points 10000] [--timesteps 32] [--out benchmarks/results]
 """
@@ -45,10 +47,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import onnx2snn  # noqa: E402
+from onnx2snn.domain import parse_domain  # noqa: E402
 from onnx2snn.importer import import_model  # noqa: E402
 from onnx2snn.inputs import validation_inputs  # noqa: E402
 from runtimes.network import SpikingNetwork, neuron_counts  # noqa: E402
 from runtimes.numpy_ref import NumpyRuntime  # noqa: E402
+from runtimes.spec import META_DOMAIN  # noqa: E402
 
 MODELS = {"poisson1d": ROOT / "models" / "poisson1d.onnx",
           "torch_tanh_gemm": ROOT / "tests" / "fixtures" / "torch_tanh_gemm.onnx",
@@ -135,6 +139,8 @@ def main() -> int:
     parser.add_argument("--large", type=int, default=0, help=f"points of a T={LARGE_TIMESTEPS} run per GPU backend")
     parser.add_argument("--large-models", default="poisson1d", help="models of the --large runs (default poisson1d)")
     parser.add_argument("--name", default="speed", help="results file stem (default speed: speed.md, speed.json)")
+    parser.add_argument("--artifacts", type=Path, default=None,
+                        help="folder of converted models: reused where present, written where not")
     args = parser.parse_args()
     models = [m.strip() for m in args.models.split(",")]
     wanted = [b.strip() for b in args.backends.split(",")]
@@ -162,13 +168,13 @@ def main() -> int:
         session = ann_session(path)
         imported = import_model(path)
         for conversion, options in CONVERSIONS:
-            result = onnx2snn.convert(path, timesteps=T, validate=False, **options)
-            feeds = validation_inputs(imported, result.domain, points, np.random.default_rng(0))
-            live, dense = neuron_counts(result.model)
+            snn, domain = converted(path, model_name, conversion, options, T, args.artifacts)
+            feeds = validation_inputs(imported, domain, points, np.random.default_rng(0))
+            live, dense = neuron_counts(snn)
             # as users run them: SpikingNetwork, which steps cache-sized chunks of points on a CPU
             reference = None
             for backend in backends:
-                runtime = makers[backend](result.model, T)
+                runtime = makers[backend](snn, T)
                 small = {k: v[:16] for k, v in feeds.items()}
                 runtime.run_with_stats(small)                      # warm-up (compilation, sessions)
                 ann_before = time_ann(session, feeds)
@@ -190,13 +196,13 @@ def main() -> int:
                     reference = out
                 row.update(compare(reference, out))
                 if backend == "numpy":
-                    products = products_time(result.model, points)
+                    products = products_time(snn, points)
                     row["products_ann_passes"] = None if products is None else products / ann
                 row["meets_target"] = None if row["target"] is None else row["cost_ann_passes"] <= row["target"]
                 rows.append(row)
             if args.large and model_name in args.large_models.split(",") and any(b.endswith("cuda") for b in backends):
                 large += _large_runs(path, options, model_name, conversion, args.large,
-                                     [b for b in backends if b.endswith("cuda")], makers, torch)
+                                     [b for b in backends if b.endswith("cuda")], makers, torch, args.artifacts)
     environment = {"python": platform.python_version(), "numpy": np.__version__, "onnxruntime": ort.__version__,
                    "torch": torch.__version__ if torch else None, "cpu": _cpu(), "threads": 1,
                    "cuda": torch.cuda.get_device_name() if cuda else None}
@@ -209,14 +215,30 @@ def main() -> int:
     return 0
 
 
+def converted(path: Path, model_name: str, conversion: str, options: dict, timesteps: int,
+              artifacts: Path | None) -> tuple[onnx.ModelProto, dict]:
+    """The SNN artifact and its domain: converted now, or read from ``artifacts`` where an earlier run
+    (or another machine: conversion runs on the CPU) left it, and written there where it did not."""
+    cached = None if artifacts is None else artifacts / f"{model_name}-{conversion.replace('=', '')}-T{timesteps}.snn.onnx"
+    if cached is not None and cached.exists():
+        snn = onnx.load(str(cached))
+        metadata = {p.key: p.value for p in snn.metadata_props}
+        return snn, parse_domain(metadata[META_DOMAIN])
+    result = onnx2snn.convert(path, timesteps=timesteps, validate=False, **options)
+    if cached is not None:
+        artifacts.mkdir(parents=True, exist_ok=True)
+        result.save(cached)
+    return result.model, result.domain
+
+
 def _large_runs(path: Path, options: dict, model_name: str, conversion: str, points: int, backends: list[str],
-                makers: dict, torch) -> list[dict]:
+                makers: dict, torch, artifacts: Path | None) -> list[dict]:
     """``points`` domain points at T = LARGE_TIMESTEPS on each GPU backend: time, peak GPU memory."""
-    result = onnx2snn.convert(path, timesteps=LARGE_TIMESTEPS, validate=False, **options)
-    feeds = validation_inputs(import_model(path), result.domain, points, np.random.default_rng(1))
+    snn, domain = converted(path, model_name, conversion, options, LARGE_TIMESTEPS, artifacts)
+    feeds = validation_inputs(import_model(path), domain, points, np.random.default_rng(1))
     out = []
     for backend in backends:
-        network = makers[backend](result.model, LARGE_TIMESTEPS)
+        network = makers[backend](snn, LARGE_TIMESTEPS)
         network.run_with_stats({k: v[:16] for k, v in feeds.items()})
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -281,8 +303,10 @@ def _markdown(rows: list[dict], large: list[dict], environment: dict, cuda: bool
     if cuda:
         lines += [f"snnTorch on CUDA: measured on {environment['cuda']} (rows `snntorch-cuda`).  Their cost column "
                   "divides a GPU step by a one-thread CPU pass of the ANN, so it compares devices, not methods; "
-                  "neuron updates/s is the GPU's figure.  Each step runs about ten torch kernels per IF group "
-                  "(integrate, two comparisons, amplitudes, reset, decode), none fused, on chunks of points "
+                  "neuron updates/s is the GPU's figure.  Each step runs about ten torch kernels per IF layer "
+                  "(integrate, two comparisons, amplitudes, reset, decode; one block of the layer's live neurons "
+                  "where less than half of its dense [units, pieces] grid is live, `runtimes/padfree.py`, then "
+                  "one decode sum per group of units with as many neurons), none fused, on chunks of points "
                   "sized to the free GPU memory (`SnnTorchRuntime.block_rows`).", ""]
     else:
         lines += ["snnTorch on CUDA: not measured here — `torch.cuda.is_available()` is false; "

@@ -25,11 +25,14 @@ def check_output_path(path: str | os.PathLike, source: str | os.PathLike | None 
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp)`` on a temporary file in the target folder, then rename it onto ``path``."""
+    """Call ``write(tmp)`` on a temporary file in the target folder, then rename it onto ``path``.
+    The file gets the mode of the file it replaces, else the one a plain ``open`` would give (0666 less
+    the umask; ``mkstemp`` alone would leave 0600)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -45,3 +48,9 @@ def save_model(model: onnx.ModelProto, path: str | os.PathLike, source: str | os
     except onnx.checker.ValidationError as e:
         raise ModelError(f"internal error: the artifact fails onnx.checker: {first_line(e)}") from None
     return atomic_write(path, lambda tmp: tmp.write_bytes(model.SerializeToString()))
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -1,7 +1,9 @@
 """The command line, called in-process: outputs, report keys, exit codes, and every bad input."""
 
 import json
+import os
 import shutil
+import stat
 
 import numpy as np
 import onnx
@@ -206,6 +208,22 @@ def test_output_paths(model, tmp_path, capsys):
     code, _, err = run_cli(capsys, model, "-o", tmp_path / "nope" / "out.onnx", *FAST)
     assert code == 1 and "does not exist" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pinn.onnx"]
+
+
+def test_written_files_get_the_mode_of_a_plain_open(tmp_path):
+    """Atomic writes go through mkstemp (mode 0600); the file must end up as open() would make it (0666
+    less the umask), or keep the mode of the file it replaces."""
+    from onnx2snn.saving import atomic_write
+    previous = os.umask(0o022)
+    try:
+        path = atomic_write(tmp_path / "a.snn.onnx", lambda tmp: tmp.write_bytes(b"first"))
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644
+        os.chmod(path, 0o640)
+        atomic_write(path, lambda tmp: tmp.write_bytes(b"second"))
+        assert stat.S_IMODE(path.stat().st_mode) == 0o640 and path.read_bytes() == b"second"
+    finally:
+        os.umask(previous)
+    assert [p.name for p in tmp_path.iterdir()] == ["a.snn.onnx"]
 
 
 @pytest.mark.parametrize("args", [["-T", "0"], ["-T", "-3"], ["--pieces", "0"], ["--neuron", "ceil"],
