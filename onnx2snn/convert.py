@@ -16,6 +16,7 @@ from runtimes.network import SpikingNetwork
 
 from .ann import ann_session, run_ann
 from .calibration import Calibration, ConversionOptions, calibrate
+from .calibration.grid_error import grid_error
 from .calibration.tail import output_tail
 from .domain import Domain, format_domain
 from .errors import ModelError
@@ -83,7 +84,9 @@ def convert(model: str | os.PathLike, domain: Domain | str | None = None, timest
     say(f"calibrating (T={options.timesteps}, pieces={options.pieces}, "
         f"calibration={'+'.join(options.methods) or 'none'})")
     tail = output_tail(imported.model, structure, ann, feeds) if "finetune" in options.methods else None
-    result_calibration = calibrate(structure, ann, options, tail)
+    grid = grid_error(imported.model, structure, ann, feeds) \
+        if options.pieces == "auto" and is_grid_model(imported) else None
+    result_calibration = calibrate(structure, ann, options, tail, grid)
     calibrated_at = time.perf_counter()
     metadata = {
         spec.META_FORMAT: spec.FORMAT_VERSION, spec.META_TIMESTEPS: str(options.timesteps),

@@ -117,6 +117,18 @@ def output_tail(model: onnx.ModelProto, structure: Structure, ann: dict[str, np.
 
 def _tail_runner(model: onnx.ModelProto, boundary: list[str], outputs: list[str]):
     """A function {tensor: value} → graph outputs flattened to [N, P] (float64), via onnxruntime."""
+    run_outputs = tail_outputs_runner(model, boundary, outputs)
+
+    def run(values: dict[str, np.ndarray]) -> np.ndarray:
+        N = values[boundary[0]].reshape(-1, values[boundary[0]].shape[-1]).shape[0]
+        return np.concatenate([r.reshape(N, -1) for r in run_outputs(values)], axis=1)
+
+    return run
+
+
+def tail_outputs_runner(model: onnx.ModelProto, boundary: list[str], outputs: list[str]):
+    """A function {tensor: value} → the graph outputs ``outputs`` as they come (float64), computed by
+    onnxruntime from the ``boundary`` tensors and the graph inputs (the tail subgraph)."""
     import onnxruntime as ort
 
     from ..ann import session_options
@@ -126,10 +138,8 @@ def _tail_runner(model: onnx.ModelProto, boundary: list[str], outputs: list[str]
     session = ort.InferenceSession(tail.SerializeToString(), session_options(), providers=["CPUExecutionProvider"])
     needed = [i.name for i in session.get_inputs()]
 
-    def run(values: dict[str, np.ndarray]) -> np.ndarray:
-        result = session.run(outputs, {name: values[name] for name in needed})
-        N = values[boundary[0]].reshape(-1, values[boundary[0]].shape[-1]).shape[0]
-        return np.concatenate([np.asarray(r, np.float64).reshape(N, -1) for r in result], axis=1)
+    def run(values: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return [np.asarray(r, np.float64) for r in session.run(outputs, {name: values[name] for name in needed})]
 
     return run
 
