@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from common import RESULTS, ROOT, TIMESTEPS, append, convert_row, fmt, load_rows, pivot_table
+from common import RESULTS, ROOT, TIMESTEPS, append, convert_row, fmt, load_rows, pivot_table, source_models
 
 METHODS = {
     "1 neuron/unit, refit": dict(pieces=1, calibration="refit"),
@@ -35,7 +35,7 @@ def targets() -> None:
     """Default conversion of every shipped model and fixture at the issue's two T, many validation points."""
     path = RESULTS / "accuracy_targets.jsonl"
     done = {(r["model"], r["timesteps"]) for r in load_rows(path)}
-    models = sorted((ROOT / "models").glob("*.onnx")) + sorted((ROOT / "tests" / "fixtures").glob("*.onnx"))
+    models = source_models(ROOT / "models") + source_models(ROOT / "tests" / "fixtures")
     for T in TARGETS:
         for model in models:
             if (model.stem, T) in done:
@@ -75,7 +75,7 @@ def main() -> None:
     path = RESULTS / "accuracy.jsonl"
     if "--fresh" in sys.argv and path.exists():
         path.unlink()
-    models = [Path(a) for a in sys.argv[1:] if a.endswith(".onnx")] or sorted((ROOT / "models").glob("*.onnx"))
+    models = [Path(a) for a in sys.argv[1:] if a.endswith(".onnx")] or source_models(ROOT / "models")
     done = {(r["model"], r["method"], r["timesteps"]) for r in load_rows(path)}
     # the default and the papers' method first at every T, then the fixed-K sweep (long runs may be cut off)
     order = [(label, T) for label in ("PWL auto (default)", "1 neuron/unit, refit") for T in TIMESTEPS]

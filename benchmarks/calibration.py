@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 
-from common import RESULTS, ROOT, TIMESTEPS, append, convert_row, fmt, load_rows, pivot_table
+from common import RESULTS, ROOT, TIMESTEPS, append, convert_row, fmt, load_rows, pivot_table, source_models
 
 MODELS = [ROOT / "models" / "poisson1d.onnx", ROOT / "models" / "burgers.onnx"]
 METHODS = {
@@ -36,7 +36,7 @@ def every_model() -> None:
     """Default one-neuron-per-unit conversion (finetune) at T=32 of every shipped model and fixture."""
     path = RESULTS / "calibration_models.jsonl"
     done = {r["model"] for r in load_rows(path)}
-    for model in sorted((ROOT / "models").glob("*.onnx")) + sorted((ROOT / "tests" / "fixtures").glob("*.onnx")):
+    for model in source_models(ROOT / "models") + source_models(ROOT / "tests" / "fixtures"):
         if model.stem in done:
             continue
         row = convert_row(model, "finetune (default)", pieces=1, timesteps=32)

@@ -20,6 +20,12 @@ import onnx2snn  # noqa: E402
 TIMESTEPS = (8, 16, 32, 64, 128, 256)
 
 
+def source_models(folder: Path) -> list[Path]:
+    """The ONNX models in ``folder``, without the SNN artifacts converted from them (``*.snn.onnx``, e.g.
+    the README's first command writes ``models/poisson1d.snn.onnx``)."""
+    return sorted(p for p in folder.glob("*.onnx") if not p.name.endswith(".snn.onnx"))
+
+
 def convert_row(model: Path, label: str, validation_points: int = 2048, **options) -> dict:
     started = time.perf_counter()
     result = onnx2snn.convert(model, validation_points=validation_points, **options)

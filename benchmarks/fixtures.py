@@ -8,7 +8,7 @@ per sample, against issue 4's targets (≤ 5e-3 at T=32, ≤ 2e-3 at T=128).
 
 from __future__ import annotations
 
-from common import RESULTS, ROOT, convert_row
+from common import RESULTS, ROOT, convert_row, source_models
 
 TARGETS = {32: 5e-3, 128: 2e-3}
 
@@ -17,7 +17,7 @@ def main() -> None:
     lines = ["# Golden fixtures, default conversion", "",
              "Written by `benchmarks/fixtures.py`; SNN vs ANN relative L2 on 1024 fresh validation points.", "",
              "| fixture | T=32 | spikes/sample | T=128 | spikes/sample |", "|---|---|---|---|---|"]
-    for path in sorted((ROOT / "tests" / "fixtures").glob("*.onnx")):
+    for path in source_models(ROOT / "tests" / "fixtures"):
         cells = []
         for T, target in TARGETS.items():
             row = convert_row(path, "default", validation_points=1024, timesteps=T)

@@ -1,7 +1,10 @@
 """``--pieces auto``: the error budget (calibration/budget.py) and its measured further passes."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import onnx
+import pytest
 
 import onnx2snn
 from conftest import FIXTURES
@@ -112,3 +115,31 @@ def test_separable_budget_holds_the_output_error_not_the_feature_error():
     (4.3e-3 > τ = 4e-3 at T=32, 318 neurons); measured through its Einsum it meets it."""
     result = onnx2snn.convert(FIXTURES / "torch_separable.onnx", timesteps=32, samples=1024, validation_points=1024)
     assert result.report["validation"]["rel_l2_snn_vs_ann"] <= result.options.tolerance
+
+
+@pytest.mark.parametrize("errors, kept", [
+    ([1e-3, 3e-3], 1),             # far below τ = 4e-3: a pass with fewer pieces, kept (within τ, fewer neurons)
+    ([1e-3, 5e-3, 4.5e-3], 0),     # ... which misses τ, as does the pass after: the first is kept
+    ([6e-3, 3e-3], 1),             # above τ: a pass with more pieces, kept (the only one within τ)
+    ([6e-3, 5e-3, 7e-3], 1),       # none within τ: the lowest error
+    ([3e-3], 0),                   # within [τ/2, τ]: one pass
+])
+def test_auto_passes_move_towards_the_tolerance_from_both_sides(monkeypatch, errors, kept):
+    from onnx2snn.calibration import pipeline
+    calls, neurons = [], [40, 12, 60] if errors[0] < 2e-3 else [40, 60, 80]
+
+    def calibrate_layers(structure, ann, options, sensitivity, cap, least=None):
+        calls.append((float(sensitivity[0][0]), cap, least))
+        live = np.ones((1, neurons[len(calls) - 1]), bool)
+        return [SimpleNamespace(neurons=SimpleNamespace(live=live, shape=live.shape))], [None], 4e-3
+
+    monkeypatch.setattr(pipeline, "output_sensitivities", lambda structure, ann: [np.ones(1)])
+    monkeypatch.setattr(pipeline, "_calibrate_layers", calibrate_layers)
+    monkeypatch.setattr(pipeline, "_output_error", lambda *args: errors[len(calls) - 1])
+    result = pipeline.calibrate(SimpleNamespace(readouts=[]), {}, ConversionOptions(timesteps=32))
+    assert len(calls) == len(errors)
+    for (scale, cap, least), (previous_scale, previous_cap, _), error in zip(calls[1:], calls, errors):
+        assert np.isclose(scale, previous_scale * error / 4e-3)
+        more = error > 4e-3
+        assert cap == previous_cap * (2 if more else 1) and (least is not None) == more
+    assert int(result.pieces[0].sum()) == neurons[kept]
