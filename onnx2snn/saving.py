@@ -51,6 +51,7 @@ def save_model(model: onnx.ModelProto, path: str | os.PathLike, source: str | os
 
 
 def _umask() -> int:
+    """The process umask (reading it means setting it: set, then restored at once)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
