@@ -219,7 +219,8 @@ def converted(path: Path, model_name: str, conversion: str, options: dict, times
               artifacts: Path | None) -> tuple[onnx.ModelProto, dict]:
     """The SNN artifact and its domain: converted now, or read from ``artifacts`` where an earlier run
     (or another machine: conversion runs on the CPU) left it, and written there where it did not."""
-    cached = None if artifacts is None else artifacts / f"{model_name}-{conversion.replace('=', '')}-T{timesteps}.snn.onnx"
+    stem = f"{model_name}-{conversion.replace('=', '')}-T{timesteps}"
+    cached = None if artifacts is None else artifacts / f"{stem}.snn.onnx"
     if cached is not None and cached.exists():
         snn = onnx.load(str(cached))
         metadata = {p.key: p.value for p in snn.metadata_props}

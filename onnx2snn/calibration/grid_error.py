@@ -27,6 +27,9 @@ import onnx
 from ..structure import Structure
 from .tail import boundary_tensors, tail_outputs_runner
 
+# Grid points of the estimate.  Burgers' error sits at its shock: with 64 rows per axis (4,096 points) the
+# estimate for one spinn_burgers SNN was 2.7e-3 on the calibration rows and 1.7e-3 on other random rows;
+# with 1,024 rows, 1.30e-3 and 1.36e-3.
 GRID_POINTS = 1 << 20
 
 
