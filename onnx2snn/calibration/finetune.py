@@ -114,8 +114,8 @@ EVALUATE_EVERY = 100    # iterations between evaluations of L on all points; the
 def finetune(layers: list[ConvertedLayer], upstream: list[int | None], static_inputs: list[np.ndarray | None],
              readouts: list[tuple[np.ndarray, np.ndarray, int, np.ndarray]], timesteps: int,
              rng: np.random.Generator, held: dict[int, np.ndarray] | None = None, tail: OutputTail | None = None,
-             iterations: int = ITERATIONS, batch: int = BATCH, lr: float = LEARNING_RATE,
-             analog_iterations: int | None = None) -> tuple[list[ConvertedLayer], list[tuple[np.ndarray, np.ndarray]]]:
+             iterations: int = ITERATIONS, batch: int = BATCH, lr: float = LEARNING_RATE, *,
+             analog_iterations: int) -> tuple[list[ConvertedLayer], list[tuple[np.ndarray, np.ndarray]]]:
     """Fit all (W, b) end to end; returns the fitted layers and readout affines (W, b).
 
     ``layers`` in topological order, ``upstream[l]`` the index of the layer feeding layer l (None: static
@@ -123,7 +123,7 @@ def finetune(layers: list[ConvertedLayer], upstream: list[int | None], static_in
     trained alongside; ``held`` = {layer index: h^ANN [N, n]} for the layers read directly; ``tail``: J
     over the boundary values in the order readouts, then ``held`` by layer index (``tail.boundary_tensors``);
     ``iterations`` and ``lr``: phase 2's; ``analog_iterations``: the length of each of phase 1's two runs
-    (default ``ANALOG_PER_ITERATION · iterations``)."""
+    (``ConversionOptions.finetune_analog_iterations``)."""
     held = dict(sorted((held or {}).items()))
     N = readouts[0][3].shape[0]
     weights = [l.weight.astype(np.float64) for l in layers] + [r[0].astype(np.float64) for r in readouts]
@@ -229,7 +229,6 @@ def finetune(layers: list[ConvertedLayer], upstream: list[int | None], static_in
             if not analog and ((step + 1) % EVALUATE_EVERY == 0 or step + 1 == length):
                 keep_if_best()
 
-    analog_iterations = ANALOG_PER_ITERATION * iterations if analog_iterations is None else analog_iterations
     norms = [_l1_norm(static_inputs[l] if upstream[l] is None else initial[upstream[l]]) for l in range(L)] + \
         [_l1_norm(initial[up]) for _, _, up, _ in readouts]
     for step_sizes, rate in [(None, ANALOG_LEARNING_RATE),
