@@ -216,12 +216,27 @@ def _print_report(report: dict, output: Path, seconds: float) -> None:
     for layer in report["layers"]:
         print(f"{layer['name'][:32]:<32} {layer['activation'][:12]:<12} {layer['neurons']:>6} "
               f"{layer['spiking_neurons']:>8} {layer['pieces_mean']:>7.2f} {layer['spike_rate']:>10.3f}")
-    e = report["energy_pj_per_sample"]
-    print(f"spikes/sample {report['spikes_per_sample']:.1f}, synaptic ops/sample {report['synops_per_sample']:.1f}, "
-          f"ANN MACs/sample {report['ann_macs_per_sample']:.1f}")
-    print(f"energy/sample (compute only, 45 nm): SNN {e['snn_45nm'] / 1e3:.2f} nJ vs ANN {e['ann_45nm'] / 1e3:.2f} nJ")
+    print(f"per sample: {report['spikes_per_sample']:.1f} spikes, {report['synops_per_sample']:.1f} synaptic ops, "
+          f"{report['neuron_updates_per_sample']:.0f} neuron updates, {report['first_layer_macs_per_sample']:.0f} "
+          f"first-layer MACs, {report['analog_macs_per_sample']:.0f} analog MACs; ANN {report['ann_macs_per_sample']:.0f} "
+          f"MACs; {report['spikes_per_synapse']:.2f} spikes per synapse")
+    for line in energy_lines(report):
+        print(line)
     if report["analog_nodes"]:
         print(f"{len(report['analog_nodes'])} node(s) stay analog (see 'onnx2snn inspect')")
+
+
+def energy_lines(report: dict) -> list[str]:
+    """The energy table of a report: each cost model's SNN and ANN energy per sample and their ratio, and
+    what the SNN spends it on."""
+    lines = ["energy per sample, compute only (same cost table for both sides):"]
+    for name, e in report["energy"].items():
+        spent = report["energy_breakdown_pj"][name]
+        total = e["snn_pj"] or 1.0
+        parts = ", ".join(f"{k.replace('_', ' ')} {100 * v / total:.0f}%" for k, v in spent.items() if v > 0)
+        lines.append(f"  {name:<10} SNN {e['snn_pj'] / 1e3:10.2f} nJ  ANN {e['ann_pj'] / 1e3:8.2f} nJ  "
+                     f"{e['ratio']:7.3f}x   ({parts})")
+    return lines
 
 
 def _parse_inputs(items: list[str]) -> dict[str, Path] | Path:

@@ -5,8 +5,8 @@ Measures (DESIGN §5):
 * relative L2 ``‖y_SNN - y_ANN‖₂ / ‖y_ANN‖₂`` over all outputs at validation points (not calibration points);
 * spike rate of a layer: non-zero events / (neurons × T × rows), negative spikes included;
 * spikes and synaptic operations (SOPs = Σ events × fan-out) per sample; ANN MACs per sample;
-* a compute-only energy model: SOPs·E_AC vs MACs·E_MAC at 45 nm (E_AC = 0.9 pJ, E_MAC = 4.6 pJ), and a
-  Loihi-style estimate (23.6 pJ per synaptic op, 81 pJ per neuron update per step).
+* compute-only energy of both sides under each cost table, with what the SNN spends it on (``energy.py``:
+  synaptic operations, neuron updates, the first layer's MACs, nodes left analog).
 
 A "sample" is one point of the domain where the model is evaluated: a row of a plain PINN's output, one
 grid point of a separable PINN's output.
@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .ann import run_ann
+from .ann import ann_session, run_ann
+from .energy import DEFAULT_MODEL, LayerSpikes, account, layer_fan_out, load_tables
 from .errors import CalibrationError
 from .exact import EXACT, exact_solution
 from .inputs import is_grid_model
 
 META_PROBLEM = "onnx2snn.problem"
-
-E_AC_PJ, E_MAC_PJ = 0.9, 4.6
-LOIHI_SYNOP_PJ, LOIHI_NEURON_UPDATE_PJ = 23.6, 81.0
+SHAPE_ROWS = 64       # rows of the ANN run that counts a row-wise model's operations (exact per row)
 
 
 def relative_l2(y: np.ndarray, reference: np.ndarray) -> float:
@@ -89,17 +88,17 @@ def build_report(imported, result, points: dict[str, np.ndarray], timing: dict[s
     y_ann, y_snn = flatten_outputs(ann, names), flatten_outputs(run.outputs, names)
     T = result.options.timesteps
     samples = count_points(imported.model, ann)
-    layers, events_total, slots_total, synops, updates = [], 0, 0, 0.0, 0.0
-    for layer, params, pieces in zip(structure.layers, result.calibration.layers, result.calibration.pieces):
+    layers, spiking, events_total, slots_total = [], [], 0, 0
+    for layer, pieces in zip(structure.layers, result.calibration.pieces):
         counts = run.spikes[layer.name]
-        fan_out = sum(c.width for c in layer.consumers)
+        fan_out = layer_fan_out(layer)
         layers.append({"name": layer.name, "activation": layer.activation.kind, "neurons": layer.width,
                        "spiking_neurons": counts.neurons, "pieces_mean": float(np.mean(pieces)),
-                       "spike_rate": counts.rate})
+                       "spike_rate": counts.rate, "spikes_per_sample": counts.events / samples,
+                       "fan_out": fan_out, "synops_per_sample": counts.events * fan_out / samples})
+        spiking.append(LayerSpikes(layer.name, counts.events / samples, fan_out, counts.neurons, T))
         events_total += counts.events
         slots_total += counts.neurons * counts.timesteps * counts.batch
-        synops += counts.events * fan_out
-        updates += counts.neurons * counts.timesteps * counts.batch
     validation = {"points": samples, "rel_l2_snn_vs_ann": relative_l2(y_snn, y_ann),
                   "max_abs_snn_vs_ann": float(np.max(np.abs(y_snn - y_ann))) if y_ann.size else 0.0}
     exact = exact_reference(imported, points, ann, names)
@@ -109,18 +108,22 @@ def build_report(imported, result, points: dict[str, np.ndarray], timing: dict[s
     for readout in structure.readouts:
         counts = run.spikes.get(f"{readout.name}/output_neurons")
         if counts is not None:     # spiking readout: its output neurons are counted too (fan-out 1)
-            layers.append({"name": f"{readout.name}/output_neurons", "activation": "Identity", "neurons":
-                           readout.width, "spiking_neurons": counts.neurons, "pieces_mean": 1.0,
-                           "spike_rate": counts.rate})
+            name = f"{readout.name}/output_neurons"
+            layers.append({"name": name, "activation": "Identity", "neurons": readout.width,
+                           "spiking_neurons": counts.neurons, "pieces_mean": 1.0, "spike_rate": counts.rate,
+                           "spikes_per_sample": counts.events / samples, "fan_out": 1,
+                           "synops_per_sample": counts.events / samples})
+            spiking.append(LayerSpikes(name, counts.events / samples, 1, counts.neurons, T))
             events_total += counts.events
             slots_total += counts.neurons * counts.timesteps * counts.batch
-            synops += counts.events
-            updates += counts.neurons * counts.timesteps * counts.batch
     steps = [r.quantisation_step(T) for r in result.calibration.readouts.values()]
     if any(steps):
         validation["readout_quantisation_step"] = max(steps)
-    macs = sum(a.width * ann[a.input].size for a in structure.affines)     # fan_in·width per input row
-    snn_synops, ann_macs = synops / samples, macs / samples
+    shapes, rows = tensor_shapes(imported, points)
+    readout_values = sum(float(np.prod(shapes[a.output])) for a in structure.readouts) / rows
+    energy = account(imported.model, structure, shapes, rows, spiking, readout_values)
+    tables = load_tables()
+    by_model = energy.by_model(tables)
     return {
         "model": imported.path.name,
         "timesteps": T,
@@ -136,10 +139,25 @@ def build_report(imported, result, points: dict[str, np.ndarray], timing: dict[s
         "analog_nodes": [{"name": a.name, "op": a.op, "reason": a.reason} for a in structure.analog],
         "spike_rate": events_total / slots_total if slots_total else 0.0,
         "spikes_per_sample": events_total / samples,
-        "synops_per_sample": snn_synops,
-        "ann_macs_per_sample": ann_macs,
-        "energy_pj_per_sample": {"snn_45nm": snn_synops * E_AC_PJ, "ann_45nm": ann_macs * E_MAC_PJ,
-                                 "snn_loihi": snn_synops * LOIHI_SYNOP_PJ + updates / samples * LOIHI_NEURON_UPDATE_PJ},
-        "energy_model": "compute only: SOPs x 0.9 pJ vs MACs x 4.6 pJ (45 nm); Loihi: 23.6 pJ/SOP + 81 pJ/neuron update",
+        "synops_per_sample": energy.snn.synops,
+        "ann_macs_per_sample": energy.ann.macs,
+        **energy.report(tables),
+        "energy_pj_per_sample": {"snn_45nm": by_model[DEFAULT_MODEL]["snn_pj"],
+                                 "ann_45nm": by_model[DEFAULT_MODEL]["ann_pj"]},
         "timing_s": {k: round(v, 4) for k, v in timing.items()},
     }
+
+
+def tensor_shapes(imported, points: dict[str, np.ndarray]) -> tuple[dict[str, tuple[int, ...]], int]:
+    """The shape of every tensor in an ANN run, and the samples that run covers: on the validation grid for
+    a separable network, else on its first ``SHAPE_ROWS`` rows (a row-wise network's work is the same per
+    row).  Values are not checked: an overflow a ``Where`` discards is no error here."""
+    feeds = points if is_grid_model(imported) else {k: v[:SHAPE_ROWS] for k, v in points.items()}
+    names = list(dict.fromkeys(o for n in imported.model.graph.node for o in n.output if o))
+    session = ann_session(imported.model, names, source=imported.path)
+    outputs = [o.name for o in session.get_outputs()]
+    with np.errstate(all="ignore"):
+        values = dict(zip(outputs, session.run(outputs, feeds)))
+    shapes = {k: np.shape(v) for k, v in values.items()}
+    shapes.update({k: v.shape for k, v in feeds.items()})
+    return shapes, count_points(imported.model, values)

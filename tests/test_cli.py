@@ -41,6 +41,8 @@ def test_bare_command_converts_with_defaults(model, tmp_path, capsys):
     assert report["timesteps"] == 32 and report["validation"]["points"] == 256
     assert set(report["validation"]) >= {"rel_l2_snn_vs_ann", "max_abs_snn_vs_ann"}
     assert {"snn_45nm", "ann_45nm"} <= set(report["energy_pj_per_sample"])
+    assert set(report["energy"]) >= {"45nm_fp32", "45nm_int8", "loihi"}
+    assert "compute only" in out and all(name in out for name in report["energy"])
     assert {"convert", "calibrate"} <= set(report["timing_s"])
     assert report["layers"][0].keys() >= {"name", "activation", "neurons", "spike_rate"}
     assert "relative L2" in out
