@@ -87,6 +87,20 @@ def build_parser() -> argparse.ArgumentParser:
                          help="quantised Adam steps of the end-to-end calibration (default 600), after two runs of "
                               "16x as many noisy analog ones; more lower the error at proportional cost "
                               "(residual fixture, --pieces 1, T=32: 1.5e-2 at 600, 1.1e-2 at 1,500)")
+    convert.add_argument("--first-layer", choices=["spiking", "analog"], default=None,
+                         help="analog: the first hidden layer is computed once per point and encoded into the next "
+                              "layer instead of spending neurons and spikes (default spiking)")
+    convert.add_argument("--rest", choices=["zero", "median"], default=None,
+                         help="--pieces 1: the value a unit sends no spikes at; median = each unit's typical "
+                              "activation, its offset folded into the next layer (default zero)")
+    convert.add_argument("--spike-penalty", type=float, default=None, metavar="LAMBDA",
+                         help="finetune: weight of the SNN's synaptic operations per ANN MAC in the loss "
+                              "(trades error for spikes; default 0)")
+    convert.add_argument("--target-error", type=float, default=None, metavar="E",
+                         help="search T, the method and the spike penalty for the cheapest SNN within relative "
+                              "L2 error E of the ANN on points not used to fit it (see --energy-model)")
+    convert.add_argument("--energy-model", default="45nm_fp32",
+                         help="cost table that --target-error minimises: 45nm_fp32 (default), 45nm_int8, loihi")
     convert.add_argument("--v0", type=float, default=None, metavar="FRACTION",
                          help="initial potential as a fraction of θ (default 0 for round, 0.5 for floor)")
     convert.add_argument("--shift", action="store_true", help="Deng & Gu's θ/(2T) bias shift (floor neurons)")
@@ -171,10 +185,16 @@ def _convert(args) -> int:
         check_output_path(args.report_json, source)
     options = _convert_options(args)
     started = time.perf_counter()
-    result = convert(source, domain=";".join(args.domain) if args.domain else None, timesteps=args.timesteps,
-                     calib=args.calib, samples=args.samples, seed=args.seed,
-                     validation_points=args.validation_points,
-                     progress=None if args.quiet else _progress, **options)
+    common = dict(domain=";".join(args.domain) if args.domain else None, calib=args.calib, samples=args.samples,
+                  seed=args.seed, validation_points=args.validation_points,
+                  progress=None if args.quiet else _progress)
+    if args.target_error is not None:
+        from .search import cheapest_conversion
+        searched = {k: v for k, v in options.items() if k not in ("pieces", "calibration", "first_layer",
+                                                                  "spike_penalty")}
+        result = cheapest_conversion(source, args.target_error, args.energy_model, **common, **searched)
+    else:
+        result = convert(source, timesteps=args.timesteps, **common, **options)
     result.save(output)
     if args.report_json:
         text = json.dumps(result.report, indent=2) + "\n"
@@ -188,8 +208,9 @@ def _convert_options(args) -> dict:
                "neuron": args.neuron, "readout": args.readout, "v0": args.v0, "shift": args.shift}
     if args.tolerance is not None:
         options["tolerance"] = args.tolerance
-    if args.finetune_iterations is not None:
-        options["finetune_iterations"] = args.finetune_iterations
+    for key in ("finetune_iterations", "first_layer", "rest", "spike_penalty"):
+        if getattr(args, key) is not None:
+            options[key] = getattr(args, key)
     if args.preset == "paper":
         preset = {"pieces": 1, "calibration": "advanced", "threshold": "max", "neuron": "floor",
                   "readout": "spiking"}
@@ -224,6 +245,13 @@ def _print_report(report: dict, output: Path, seconds: float) -> None:
         print(line)
     if report["analog_nodes"]:
         print(f"{len(report['analog_nodes'])} node(s) stay analog (see 'onnx2snn inspect')")
+    if "search" in report:
+        print(f"searched for the cheapest SNN within {report['target_error']:g} of the ANN "
+              f"({report['energy_model']}; errors on selection points, * = Pareto front):")
+        for row in report["search"]:
+            print(f"  {'*' if row['pareto'] else ' '} {row['method']:<8} T={row['timesteps']:<4} first layer "
+                  f"{row['first_layer']:<7} penalty {row['spike_penalty']:<8.2g} error {row['rel_l2_snn_vs_ann']:.2e}  "
+                  f"energy {row['energy_ratio']:.3f}x  ({row['seconds']:.0f} s)")
 
 
 def energy_lines(report: dict) -> list[str]:

@@ -71,7 +71,7 @@ def convert(model: str | os.PathLike, domain: Domain | str | None = None, timest
     say(f"importing {model}")
     imported = import_model(model)
     box = resolve_domain(imported, domain)
-    structure = analyse(imported.model)
+    structure = analyse(imported.model, analog_first=options.first_layer == "analog")
     if not structure.layers:
         raise ModelError(f"{imported.path}: no affine layer followed by a pointwise activation and another "
                          f"affine layer; nothing to convert (see 'onnx2snn inspect')")

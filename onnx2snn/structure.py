@@ -67,7 +67,12 @@ class Structure:
         return next((k for k, l in enumerate(self.layers) if l.activation.output == affine.input), None)
 
 
-def analyse(model: onnx.ModelProto) -> Structure:
+def analyse(model: onnx.ModelProto, analog_first: bool = False) -> Structure:
+    """The model's spiking layers, readouts and analog nodes.  With ``analog_first``, a layer fed by no
+    spiking layer (the first hidden layer under direct encoding) whose output feeds only further spiking
+    layers stays analog: h(x·W + b) is computed once per point and the next layer's constant current
+    h·W' + b' directly encodes it, as the network input does for the first layer (its cost: the two
+    affines' MACs and one activation per unit, instead of T steps of neurons and their spikes)."""
     g = GraphIndex(model)
     affines = []
     for node in g.nodes:
@@ -91,10 +96,20 @@ def analyse(model: onnx.ModelProto) -> Structure:
     layers = sorted(layers_by_z.values(), key=lambda l: g.order[id(l.affine.nodes[0])])
     structure = Structure(layers=layers, readouts=[], analog=[], affines=affines)
     for layer in layers:
-        layer.upstream = structure.upstream_of(layer.affine)
         first_nodes = {id(c.nodes[0]) for c in layer.consumers}
         layer.read_directly = layer.activation.output in g.outputs or any(
             id(n) not in first_nodes for n in g.consumers.get(layer.activation.output, []))
+    kept_analog = {}
+    if analog_first:
+        encoded = {id(l.affine) for l in layers}
+        firsts = [l for l in layers if structure.upstream_of(l.affine) is None and not l.read_directly
+                  and all(id(c) in encoded for c in l.consumers)]
+        for layer in firsts:
+            layers.remove(layer)
+            kept_analog.update({id(n): "first hidden layer computed once per point and encoded into the next "
+                                "layer (--first-layer analog)" for n in layer.affine.nodes + layer.activation.nodes})
+    for layer in layers:
+        layer.upstream = structure.upstream_of(layer.affine)
     layer_affines = {id(l.affine) for l in layers}
     seen = set()
     for layer in layers:
@@ -109,7 +124,9 @@ def analyse(model: onnx.ModelProto) -> Structure:
     for node in g.nodes:
         if id(node) in spiking_nodes:
             continue
-        if node.name in rejected:
+        if id(node) in kept_analog:
+            reason = kept_analog[id(node)]
+        elif node.name in rejected:
             reason = rejected[node.name]
         elif id(node) in affine_of:
             reason = "affine layer not fed by a spiking layer and not followed by an activation"

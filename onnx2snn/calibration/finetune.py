@@ -86,6 +86,18 @@ Two phases, each Adam (``adam.py``) with its own cosine schedule on minibatches:
    above.  Every ``EVALUATE_EVERY`` iterations L is evaluated on all calibration points and the best
    parameters are kept (it starts from the best of the layer-by-layer result and the two phase-1 runs),
    so a run never ends on an iterate worse than one it passed.
+*Spike penalty* (``spike_cost``, from ``--spike-penalty λ``): for layers of one neuron per unit the loss
+adds the spikes the rate code will spend, priced by where they go,
+
+    P = Σ_l cost_l · T · E_x Σ_u s_u(ū_l),   s_u = ρ_u/θ+_u if ρ_u > 0 else -ρ_u/θ-_u,   ρ = (ū - c)/w,
+
+cost_l = λ·fan-out_l / (the ANN's MACs per sample), so that P = λ × synaptic operations per ANN MAC
+(s is a rounding neuron's expected spikes per step for the rate ρ).  Its gradient joins δz_l above through
+the unclipped rate (``spikes_per_step``): the clip's slope is 0 where a unit is saturated, which is where
+it spends a spike every step.
+Units pay for every step they spend away from the value they are silent at (0, or their typical value
+with ``--rest median``), so the fit moves them there where the outputs allow it.
+
 The thresholds stay those of the layer-by-layer pass.  Without a tail, each readout is then refit exactly
 by least squares on all calibration points (for a linear readout that is the optimum of L given the
 layers); with one, the caller keeps whichever gives the lower real output error of these fitted readouts
@@ -115,7 +127,8 @@ def finetune(layers: list[ConvertedLayer], upstream: list[int | None], static_in
              readouts: list[tuple[np.ndarray, np.ndarray, int, np.ndarray]], timesteps: int,
              rng: np.random.Generator, held: dict[int, np.ndarray] | None = None, tail: OutputTail | None = None,
              iterations: int = ITERATIONS, batch: int = BATCH, lr: float = LEARNING_RATE, *,
-             analog_iterations: int) -> tuple[list[ConvertedLayer], list[tuple[np.ndarray, np.ndarray]]]:
+             analog_iterations: int, spike_cost: list[float] | None = None,
+             ) -> tuple[list[ConvertedLayer], list[tuple[np.ndarray, np.ndarray]]]:
     """Fit all (W, b) end to end; returns the fitted layers and readout affines (W, b).
 
     ``layers`` in topological order, ``upstream[l]`` the index of the layer feeding layer l (None: static
@@ -123,7 +136,8 @@ def finetune(layers: list[ConvertedLayer], upstream: list[int | None], static_in
     trained alongside; ``held`` = {layer index: h^ANN [N, n]} for the layers read directly; ``tail``: J
     over the boundary values in the order readouts, then ``held`` by layer index (``tail.boundary_tensors``);
     ``iterations`` and ``lr``: phase 2's; ``analog_iterations``: the length of each of phase 1's two runs
-    (``ConversionOptions.finetune_analog_iterations``)."""
+    (``ConversionOptions.finetune_analog_iterations``); ``spike_cost[l]``: the loss of one spike per
+    sample of layer l (the spike penalty, module docstring; None: no penalty)."""
     held = dict(sorted((held or {}).items()))
     N = readouts[0][3].shape[0]
     weights = [l.weight.astype(np.float64) for l in layers] + [r[0].astype(np.float64) for r in readouts]
@@ -175,9 +189,23 @@ def finetune(layers: list[ConvertedLayer], upstream: list[int | None], static_in
         linear = np.einsum("bw,bwp->bp", np.concatenate(errors, axis=1), tail.jacobian[idx])
         return [np.where(finite, exact, linear)]    # the linearisation where y(b) is not finite
 
+    costs = [0.0] * L if spike_cost is None else list(spike_cost)
+
+    def penalty(means: list[np.ndarray]) -> tuple[float, list[np.ndarray | None]]:
+        """Σ_l cost_l·T·E_x Σ_u spikes per step, and its surrogate gradient with respect to each z̄_l."""
+        total, grads = 0.0, []
+        for l in range(L):
+            if not costs[l] or layers[l].neurons.shape[1] != 1:
+                grads.append(None)
+                continue
+            rate, slope = spikes_per_step(layers[l], means[l])
+            total += costs[l] * timesteps * float(np.mean(np.sum(rate, axis=1)))
+            grads.append(costs[l] * timesteps * slope / means[l].shape[0])
+        return total, grads
+
     def loss(means: list[np.ndarray], idx: np.ndarray) -> float:
         residual = residuals(boundary_values(means), idx)
-        return sum(float(np.mean(r ** 2 / n)) for r, n in zip(residual, scales))
+        return sum(float(np.mean(r ** 2 / n)) for r, n in zip(residual, scales)) + penalty(means)[0]
 
     every = np.arange(N)
     initial = forward(every)[0]
@@ -209,10 +237,11 @@ def finetune(layers: list[ConvertedLayer], upstream: list[int | None], static_in
             delta[up] += dy @ weights[L + o].T
         for g, l in zip(grads[len(readouts):], held):
             delta[l] += g
+        pulls = penalty(means)[1]
         for l in reversed(range(L)):
             up = upstream[l]
             u_in = static_inputs[l][idx].astype(np.float64) if up is None else means[up]
-            dz = delta[l] * slopes[l]
+            dz = delta[l] * slopes[l] if pulls[l] is None else delta[l] * slopes[l] + pulls[l]
             grads_w[l], grads_b[l] = u_in.T @ dz, dz.sum(axis=0)
             if up is not None:
                 delta[up] += dz @ weights[l].T
@@ -249,6 +278,20 @@ def _tail_gradients(residual: np.ndarray, tail: OutputTail, idx: np.ndarray, wid
     J = tail.jacobian[idx]                                             # [B, W, P]
     grad = 2.0 * np.einsum("bp,bwp->bw", residual / tail.norms, J) / residual.size
     return np.split(grad, np.cumsum(widths)[:-1], axis=1)
+
+
+def spikes_per_step(layer: ConvertedLayer, mean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Expected spikes per step of one neuron per unit from its decoded mean ū [B, n], and their surrogate
+    derivative with respect to the current z̄: the neuron's rate ρ = (ū - c)/w costs ρ/θ+ spikes per step
+    above 0 and -ρ/θ- below (a side with θ = inf has no neuron: 0); the derivative is that of the
+    unclipped ρ = z̄ + β, sign(ρ)/θ, so a saturated unit, which spends a spike every step whatever its
+    clip's slope of 0 says, is pulled back towards rest."""
+    w, c = layer.decode_weight[:, 0], layer.decode_offset
+    rho = (mean - c) / np.where(w != 0, w, 1.0)
+    inverse_pos = np.where(np.isfinite(layer.neurons.theta_pos[:, 0]), 1.0 / layer.neurons.theta_pos[:, 0], 0.0)
+    inverse_neg = np.where(np.isfinite(layer.neurons.theta_neg[:, 0]), 1.0 / layer.neurons.theta_neg[:, 0], 0.0)
+    per_unit = np.where(rho > 0, inverse_pos, -inverse_neg)
+    return rho * per_unit, per_unit
 
 
 def _l1_norm(values: np.ndarray) -> float:

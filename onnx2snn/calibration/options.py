@@ -34,6 +34,9 @@ class ConversionOptions:
     readout_enlargement: float = 1.5   # spiking readout: θ_out = enlargement × calibrated output range
     tolerance: float | None = None     # --pieces auto: relative output error budget (calibration/budget.py)
     finetune_iterations: int = ITERATIONS   # quantised Adam steps of the end-to-end calibration (finetune.py)
+    first_layer: str = "spiking"       # "analog": computed once per point, encoded into the next (structure.py)
+    rest: str = "zero"                 # one neuron per unit: the value it is silent at, "zero" or "median"
+    spike_penalty: float = 0.0         # finetune: weight λ of synaptic operations per ANN MAC in the loss
     methods: tuple[str, ...] = field(init=False, default=())
 
     def __post_init__(self):
@@ -60,6 +63,12 @@ class ConversionOptions:
         if not isinstance(self.finetune_iterations, int) or self.finetune_iterations < 1:
             raise CalibrationError(f"finetune iterations must be a positive integer, "
                                    f"got {self.finetune_iterations!r}")
+        if self.first_layer not in ("spiking", "analog"):
+            raise CalibrationError(f"unknown first layer {self.first_layer!r}; use spiking or analog")
+        if self.rest not in ("zero", "median"):
+            raise CalibrationError(f"unknown rest value {self.rest!r}; use zero or median")
+        if not self.spike_penalty >= 0:
+            raise CalibrationError(f"spike penalty must be >= 0, got {self.spike_penalty}")
         if self.readout_enlargement <= 0:
             raise CalibrationError(f"readout enlargement must be positive, got {self.readout_enlargement}")
 

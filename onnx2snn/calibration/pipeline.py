@@ -25,6 +25,7 @@ import numpy as np
 
 from runtimes.neuron import NeuronParams
 
+from ..energy import layer_fan_out
 from ..errors import CalibrationError
 from ..expansion import expand
 from .budget import STATIC_ROUNDING_WEIGHT, budget_pieces, output_sensitivities
@@ -36,7 +37,7 @@ from .layer import ConvertedLayer, LayerTrace, simulate_layer
 from .options import ConversionOptions
 from .refit import refit_affine, refit_decode
 from .tail import OutputTail, refit_through_tail
-from .thresholds import activation_range, mse_neurons, parse_threshold, signed_neurons
+from .thresholds import activation_range, at_rest, mse_neurons, parse_threshold, signed_neurons
 
 RANGE_MARGIN = 0.05
 AUTO_PASSES = 3       # wave at T=128: 1.85e-3, 1.73e-3 real error on the calibration points, τ = 1.6e-3
@@ -209,7 +210,8 @@ def _finetune(structure: Structure, layers, traces, ann, options: ConversionOpti
     held = {k: _flat(ann[spec.activation.output]) for k, spec in enumerate(specs) if spec.read_directly}
     layers, affines = finetune(layers, upstream, static, readouts, T, rng, held, tail,
                                iterations=options.finetune_iterations,
-                               analog_iterations=options.finetune_analog_iterations)
+                               analog_iterations=options.finetune_analog_iterations,
+                               spike_cost=_spike_costs(structure, options.spike_penalty))
     traces = []
     for k, spec in enumerate(specs):
         inputs = static[k] if spec.upstream is None else traces[spec.upstream].series
@@ -226,6 +228,15 @@ def _finetune(structure: Structure, layers, traces, ann, options: ConversionOpti
 
     best = affines if exact is None or error(affines) <= error(exact) else exact
     return layers, traces, {a.name: affine for a, affine in zip(structure.readouts, best)}
+
+
+def _spike_costs(structure: Structure, penalty: float) -> list[float] | None:
+    """The loss of one spike per sample of each layer: λ·fan-out_l / (the ANN's MACs per sample), so that
+    the penalty is λ × the SNN's synaptic operations per ANN MAC (``finetune.py``)."""
+    if not penalty:
+        return None
+    macs = sum(a.fan_in * a.width for a in structure.affines)
+    return [penalty * layer_fan_out(layer) / macs for layer in structure.layers]
 
 
 def _flat(a: np.ndarray) -> np.ndarray:
@@ -258,7 +269,10 @@ def _neurons(spec: SpikingLayer, weight, bias, z_snn, h_ann, options: Conversion
             return ConvertedLayer(weight, bias, neurons, gain[:, None].astype(dtype), offset.astype(dtype)), 0.0
         lo, hi = activation_range(h_ann, method, scope)
         neurons = signed_neurons(lo, hi, options.neuron, options.v0, options.timesteps if options.shift else None)
-        return ConvertedLayer(weight, bias, neurons, np.ones((n, 1), dtype), np.zeros(n, dtype)), 0.0
+        offset = np.zeros(n, dtype)
+        if options.rest == "median":
+            neurons, offset = at_rest(neurons, lo, hi, h_ann)
+        return ConvertedLayer(weight, bias, neurons, np.ones((n, 1), dtype), offset.astype(dtype)), 0.0
     lo, hi = z_snn.min(axis=0), z_snn.max(axis=0)
     pad = np.maximum(RANGE_MARGIN * (hi - lo), 1e-3 * (1.0 + np.abs(lo) + np.abs(hi)))
     lo, hi = (lo - pad).astype(dtype), (hi + pad).astype(dtype)

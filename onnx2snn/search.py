@@ -1,0 +1,155 @@
+"""The cheapest SNN for an accuracy: ``onnx2snn MODEL --target-error E``.
+
+Candidates are conversions (method, T, first layer, spike penalty), each measured on *selection* points
+drawn from the domain with their own seed (neither calibration nor the final validation points):
+its relative L2 error against the ANN, e_sel, and its energy ratio ρ = E_SNN / E_ANN under one cost
+table (``energy.py``; ``--energy-model``).  The result is the candidate of least ρ with e_sel ≤ E·MARGIN
+(MARGIN < 1 covers the gap between the selection and fresh points), re-measured on fresh validation
+points for the report; every candidate is listed with its error and energy (``report["search"]``,
+the Pareto front marked).
+
+Search, per method, along T (spikes and neuron updates grow about linearly in T, the error falls):
+
+* ``finetune`` (one neuron per unit, end-to-end fit): T from ``FINETUNE_T``, ascending from the smallest
+  T the error model below allows, stopping at the first T that meets E; at that T, and at the T before
+  it if any, a spike-penalised fit (``--spike-penalty``, λ = ``PENALTY_PER_ERROR2``·E²: the penalty
+  is worth about the error budget's square when the SNN spends as many synaptic operations as the ANN
+  MACs);
+* ``pwl`` (``--pieces auto`` with its error budget τ = 0.8·E): T ascending in ``PWL_T``, stopping at the
+  first that meets E (more steps only add spikes).
+
+The first hidden layer is made analog (``--first-layer analog``) when its spikes would cost more than
+computing it once: T·ρ₀·e_synop > e_mac per synapse, with ρ₀ = ``FIRST_LAYER_RATE`` spikes per step.
+A candidate whose energy lower bound (its T's neuron updates alone) already exceeds the best found is
+skipped.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .convert import ConversionResult, convert
+from .energy import DEFAULT_MODEL, load_tables
+from .errors import CalibrationError
+from .importer import import_model
+from .inputs import resolve_domain, validation_inputs
+from .report import build_report
+
+FINETUNE_T = (4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128)
+PWL_T = (8, 16, 32, 64, 128)
+MARGIN = 0.9
+SELECTION_POINTS = 2048
+SELECTION_SEED_OFFSET = 2_000_003
+PENALTY_PER_ERROR2 = 1.0
+FIRST_LAYER_RATE = 0.9      # one neuron per unit after finetune fires on 86-93 % of steps (poisson1d, T=8-128)
+# Finetune's one-neuron error falls about as T^-½ (poisson1d: 1.24e-2, 7.3e-3, 4.7e-3, 2.8e-3, 2.4e-3 at
+# T = 4, 8, 32, 64, 128): a T whose predicted error, from a measured one, is above 2E is skipped.
+ERROR_EXPONENT = 0.5
+
+
+@dataclass
+class Candidate:
+    method: str
+    timesteps: int
+    first_layer: str
+    spike_penalty: float
+    rel_l2: float = math.nan
+    ratio: float = math.nan
+    spikes_per_sample: float = math.nan
+    seconds: float = 0.0
+    result: ConversionResult | None = None
+
+    def row(self) -> dict:
+        return {"method": self.method, "timesteps": self.timesteps, "first_layer": self.first_layer,
+                "spike_penalty": self.spike_penalty, "rel_l2_snn_vs_ann": self.rel_l2,
+                "energy_ratio": self.ratio, "spikes_per_sample": self.spikes_per_sample,
+                "seconds": round(self.seconds, 2)}
+
+
+def cheapest_conversion(model, target_error: float, energy_model: str = DEFAULT_MODEL, domain=None,
+                        progress: Callable[[str], None] | None = None, validation_points: int = 2048,
+                        seed: int = 0, **options) -> ConversionResult:
+    """The conversion of least energy whose error meets ``target_error`` (module docstring); its report
+    holds ``search`` (every candidate), ``target_error`` and ``energy_model``.  Raises
+    ``CalibrationError`` when no candidate meets it."""
+    if not 0 < target_error < 1:
+        raise CalibrationError(f"target error must be in (0, 1), got {target_error}")
+    tables = load_tables()
+    if energy_model not in tables:
+        raise CalibrationError(f"unknown energy model {energy_model!r}; use {', '.join(tables)}")
+    table = tables[energy_model]
+    say = progress or (lambda message: None)
+    imported = import_model(model)
+    box = resolve_domain(imported, domain)
+    selection = validation_inputs(imported, box, SELECTION_POINTS,
+                                  np.random.default_rng(seed + SELECTION_SEED_OFFSET))
+    goal = MARGIN * target_error
+    tried: list[Candidate] = []
+
+    def measure(c: Candidate) -> Candidate:
+        say(f"search: {c.method}, T={c.timesteps}, first layer {c.first_layer}, penalty {c.spike_penalty:g}")
+        started = time.perf_counter()
+        kind = {"pieces": 1, "calibration": "finetune"} if c.method == "finetune" else \
+            {"pieces": "auto", "tolerance": min(options.get("tolerance") or 0.8 * target_error, 0.5)}
+        c.result = convert(model, domain=box, timesteps=c.timesteps, seed=seed, validate=False,
+                           first_layer=c.first_layer, spike_penalty=c.spike_penalty,
+                           **{**{k: v for k, v in options.items() if k != "tolerance"}, **kind})
+        report = build_report(imported, c.result, selection, {})
+        c.rel_l2 = report["validation"]["rel_l2_snn_vs_ann"]
+        c.ratio = report["energy"][energy_model]["ratio"]
+        c.spikes_per_sample = report["spikes_per_sample"]
+        c.seconds = time.perf_counter() - started
+        say(f"  error {c.rel_l2:.2e} (goal {goal:.2e}), energy {c.ratio:.3f}x ANN ({energy_model})")
+        tried.append(c)
+        return c
+
+    def best() -> Candidate | None:
+        met = [c for c in tried if c.rel_l2 <= goal]
+        return min(met, key=lambda c: c.ratio) if met else None
+
+    def first_layer(T: int) -> str:
+        return "analog" if T * FIRST_LAYER_RATE * table["synop"] > table["mac"] else "spiking"
+
+    for T in PWL_T:                                    # cheap conversions first: they bound the rest
+        if measure(Candidate("pwl", T, first_layer(T), 0.0)).rel_l2 <= goal:
+            break
+    found, previous = None, None
+    for T in FINETUNE_T:
+        known = [c for c in tried if c.method == "finetune"]
+        if known and known[-1].rel_l2 * (known[-1].timesteps / T) ** ERROR_EXPONENT > 2 * goal:
+            continue                                    # predicted to miss by 2x: go on to a larger T
+        current = best()
+        if current is not None and known and known[-1].ratio * T / known[-1].timesteps > current.ratio:
+            break                                       # energy grows ~linearly in T: no cheaper one ahead
+        c = measure(Candidate("finetune", T, first_layer(T), 0.0))
+        if c.rel_l2 <= goal:
+            found = c
+            break
+        previous = c
+    for c in [found, previous]:
+        if c is not None:
+            penalised = measure(Candidate("finetune", c.timesteps, c.first_layer,
+                                          PENALTY_PER_ERROR2 * target_error ** 2))
+    chosen = best()
+    rows = [c.row() for c in tried]
+    for row, c in zip(rows, tried):
+        row["pareto"] = not any(o.rel_l2 <= c.rel_l2 and o.ratio < c.ratio for o in tried)
+    if chosen is None:
+        closest = min(tried, key=lambda c: c.rel_l2)
+        raise CalibrationError(
+            f"{imported.path}: no conversion tried reaches relative error {target_error:g} against the ANN "
+            f"(best {closest.rel_l2:.3g}: {closest.method} at T={closest.timesteps}); raise --target-error "
+            f"or give more --samples")
+    say(f"search: chose {chosen.method} at T={chosen.timesteps} ({chosen.ratio:.3f}x ANN); validating on "
+        f"{validation_points} fresh points")
+    result = chosen.result
+    points = validation_inputs(imported, box, validation_points, np.random.default_rng(seed + 1_000_003))
+    total = sum(c.seconds for c in tried)
+    result.report = build_report(imported, result, points, {"search": total})
+    result.report.update(target_error=target_error, energy_model=energy_model, search=rows)
+    return result
