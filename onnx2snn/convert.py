@@ -78,14 +78,16 @@ def convert(model: str | os.PathLike, domain: Domain | str | None = None, timest
     say(f"{len(structure.layers)} spiking layer(s), {len(structure.analog)} analog node(s); running the ANN "
         f"on calibration points")
     feeds = calibration_inputs(imported, box, calib, samples, np.random.default_rng(seed))
+    grid_model = is_grid_model(imported)
     ann = run_ann(imported.model, feeds, _tensors_needed(structure), source=imported.path,
-                  graph_outputs=not is_grid_model(imported))        # a grid of 4096^d points is never needed
+                  graph_outputs=not grid_model)        # a grid of 4096^d points is never needed
     imported_at = time.perf_counter()
     say(f"calibrating (T={options.timesteps}, pieces={options.pieces}, "
         f"calibration={'+'.join(options.methods) or 'none'})")
-    tail = output_tail(imported.model, structure, ann, feeds) if "finetune" in options.methods else None
-    grid = grid_error(imported.model, structure, ann, feeds) \
-        if options.pieces == "auto" and is_grid_model(imported) else None
+    # the analog tail run exactly: the auto passes' output error, finetune's loss (and its J, on demand)
+    tail = output_tail(imported.model, structure, ann, feeds) \
+        if not grid_model and (options.pieces == "auto" or "finetune" in options.methods) else None
+    grid = grid_error(imported.model, structure, ann, feeds) if options.pieces == "auto" and grid_model else None
     result_calibration = calibrate(structure, ann, options, tail, grid)
     calibrated_at = time.perf_counter()
     metadata = {

@@ -135,6 +135,9 @@ def build_report(imported, result, points: dict[str, np.ndarray], timing: dict[s
         "neuron": result.options.neuron,
         "readout": result.options.readout,
         "validation": validation,
+        # --pieces auto: the output error the kept pass measured on the calibration points (pipeline.calibrate)
+        **({"calibration_output_error": result.calibration.measured_error}
+           if result.calibration.measured_error is not None else {}),
         "layers": layers,
         "analog_nodes": [{"name": a.name, "op": a.op, "reason": a.reason} for a in structure.analog],
         "spike_rate": events_total / slots_total if slots_total else 0.0,

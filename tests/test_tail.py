@@ -3,6 +3,8 @@
 import sys
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import pytest
 from onnx import numpy_helper
 
@@ -10,6 +12,7 @@ import onnx2snn
 from conftest import FIXTURES
 from onnx2snn.ann import run_ann
 from onnx2snn.calibration import tail as tail_module
+from onnx2snn.calibration.layer import simulate_layer
 from onnx2snn.calibration.tail import boundary_tensors, output_tail
 from onnx2snn.convert import _tensors_needed
 from onnx2snn.importer import import_model
@@ -110,3 +113,56 @@ def test_finetune_fits_the_exact_tail_not_its_linearisation(monkeypatch):
     monkeypatch.setattr(sys.modules["onnx2snn.convert"], "output_tail", linearised_tail)
     linearised = onnx2snn.convert(RESIDUAL, **options).report["validation"]["rel_l2_snn_vs_ann"]
     assert exact < 0.85 * linearised
+
+
+def _graph_outputs_from(model: onnx.ModelProto, feeds: dict, boundary: dict) -> list[np.ndarray]:
+    """The original graph run by onnxruntime with the nodes producing ``boundary``'s tensors cut and those
+    tensors fed in instead (independent of ``tail.py``'s extraction)."""
+    model = onnx.shape_inference.infer_shapes(model)
+    types = {v.name: v for v in model.graph.value_info}
+    kept = [n for n in model.graph.node if not set(n.output) & set(boundary)]
+    del model.graph.node[:]
+    model.graph.node.extend(kept)
+    model.graph.input.extend(types[name] for name in boundary)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3                 # the cut producers' weights are unused: no warnings
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return session.run([o.name for o in model.graph.output], {**feeds, **boundary})
+
+
+@pytest.mark.parametrize("name, proxy_over_output", [
+    ("torch_normalised_hardbc.onnx", 1.058),   # u = x(1-x)·(s·NN + c): the readout 2.64e-3, the output 2.49e-3
+    ("torch_residual.onnx", 1.651),            # u = W·(h1 + tanh(z_hid)): z_hid's error 6.55e-3, u's 3.97e-3
+])
+def test_auto_passes_measure_the_graph_outputs_through_the_tail(name, proxy_over_output):
+    """The error the kept ``--pieces auto`` pass measured (``calibration_output_error``) is the graph
+    outputs' (Σ_m E|y_m - y_m^ANN|²/E|y_m^ANN|²)^½ on the calibration points, recomputed here from the
+    SNN's boundary values (its layers simulated again, the artifact's readouts) fed to the original ANN in
+    onnxruntime; the readouts' own error, the proxy used before, is not it."""
+    path, samples, T = FIXTURES / name, 1024, 32
+    result = onnx2snn.convert(path, timesteps=T, samples=samples, validation_points=256)
+    imported, structure = import_model(path), result.structure
+    feeds = calibration_inputs(imported, result.domain, None, samples, np.random.default_rng(0))
+    ann = run_ann(imported.model, feeds, _tensors_needed(structure))
+    traces, boundary = [], {}
+    for spec, layer in zip(structure.layers, result.calibration.layers):
+        static = spec.upstream is None
+        inputs = ann[spec.affine.input].reshape(samples, -1) if static else traces[spec.upstream].series
+        traces.append(simulate_layer(inputs, layer, T, static))
+    for affine in structure.readouts:
+        readout = result.calibration.readouts[affine.name]
+        value = traces[structure.upstream_of(affine)].mean @ readout.weight + readout.bias
+        boundary[affine.output] = value.reshape(ann[affine.output].shape)
+    readout_error = np.sqrt(sum(np.sum(np.mean((boundary[n] - ann[n]).astype(np.float64) ** 2, axis=0)
+                                       / np.mean(ann[n].astype(np.float64) ** 2, axis=0)) for n in list(boundary)))
+    boundary.update({spec.activation.output: traces[k].mean.reshape(ann[spec.activation.output].shape)
+                     for k, spec in enumerate(structure.layers) if spec.read_directly})
+    names = [o.name for o in imported.model.graph.output]
+    outputs = _graph_outputs_from(imported.model, feeds, boundary)
+    expected = np.sqrt(sum(np.mean((y - ann[n].astype(np.float64)) ** 2) / np.mean(ann[n].astype(np.float64) ** 2)
+                           for y, n in zip(outputs, names)))
+    measured = result.report["calibration_output_error"]
+    assert measured == result.calibration.measured_error <= result.options.tolerance
+    # float32 readouts in the artifact against the pass's float64 least squares: ~1e-6 relative
+    assert np.isclose(measured, expected, rtol=1e-4)
+    assert np.isclose(readout_error / measured, proxy_over_output, rtol=0.01)

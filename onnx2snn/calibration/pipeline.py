@@ -76,16 +76,19 @@ class Calibration:
     layers: list[ConvertedLayer]
     readouts: dict[str, SpikingReadout]                     # by readout affine name
     pieces: list[np.ndarray] = field(default_factory=list)  # pieces per unit, per layer
+    measured_error: float | None = None   # --pieces auto: the kept pass's E on the calibration points
 
 
 def calibrate(structure: Structure, ann: dict[str, np.ndarray], options: ConversionOptions,
               tail: OutputTail | None = None, grid: GridError | None = None) -> Calibration:
     """``ann`` holds the ANN's tensors at the calibration points (affine inputs/outputs, activations);
-    ``tail``, if any, linearises the analog nodes after the SNN for ``finetune`` (``tail.py``); ``grid``,
-    for a separable network, measures the output error through its ``Einsum`` (``grid_error.py``).
+    ``tail``, if any, runs the analog nodes after the SNN exactly (and linearises them for ``finetune``,
+    ``tail.py``); ``grid``, for a separable network, runs its ``Einsum`` on a grid (``grid_error.py``).
 
     With ``--pieces auto``, a first pass allocates pieces from the error budget (``budget.py``) and the
-    real output error E on the calibration points is measured.  While E is outside [τ/2, τ] (at most
+    real output error E on the calibration points is measured (``_output_error``: the graph outputs' error
+    through ``tail`` or ``grid``, else the readouts', which are then the graph outputs); it is returned as
+    ``Calibration.measured_error`` for the pass kept.  While E is outside [τ/2, τ] (at most
     ``AUTO_PASSES`` passes), the next pass allocates again with the budget's sensitivities scaled by
     E / predicted error: above τ with twice the previous cap and no unit below its pieces in the previous
     pass; below τ/2 (a pass that can about halve the neurons) with fewer pieces.  Of the passes within τ
@@ -94,13 +97,16 @@ def calibrate(structure: Structure, ann: dict[str, np.ndarray], options: Convers
     2.05e-3, 2.39e-3 in three passes, the passes adding pieces to the last hidden layer, whose narrow
     pieces fire on its spiking input's step-to-step fluctuation).  Where the budget's proxy, the error of
     the readouts, overstates the output error (a separable network: 4.1e-3 against 9.0e-4 on
-    spinn_burgers at T=32), the pass below τ/2 removes the surplus."""
+    spinn_burgers at T=32; 6.55e-3 against 3.97e-3 behind torch_residual's tanh and ``Add``), the pass
+    below τ/2 removes the surplus."""
     sensitivity = output_sensitivities(structure, ann) if options.pieces == "auto" else None
     cap = options.max_pieces
     layers, traces, predicted = _calibrate_layers(structure, ann, options, sensitivity, cap)
+    measured = None
     if sensitivity is not None:
         tolerance = options.tolerance
-        error = _output_error(structure, traces, ann, grid)
+        exact = grid if grid is not None else tail
+        error = _output_error(structure, traces, ann, exact)
         passes = [(error, layers, traces)]
         for _ in range(AUTO_PASSES - 1):
             if predicted <= 0 or tolerance * FEWER_BELOW <= error <= tolerance:
@@ -110,11 +116,12 @@ def calibrate(structure: Structure, ann: dict[str, np.ndarray], options: Convers
             least = [l.neurons.live.sum(axis=1) for l in layers] if more else None
             cap = cap * 2 if more else cap
             layers, traces, predicted = _calibrate_layers(structure, ann, options, sensitivity, cap, least)
-            error = _output_error(structure, traces, ann, grid)
+            error = _output_error(structure, traces, ann, exact)
             passes.append((error, layers, traces))
         within = [p for p in passes if p[0] <= tolerance]
-        _, layers, traces = (min(within, key=lambda p: sum(int(l.neurons.live.sum()) for l in p[1])) if within
-                             else min(passes, key=lambda p: p[0]))
+        kept = (min(within, key=lambda p: sum(int(l.neurons.live.sum()) for l in p[1])) if within
+                else min(passes, key=lambda p: p[0]))
+        measured, layers, traces = kept
     rng = np.random.default_rng(options.seed)
     fitted = {}
     if "finetune" in options.methods:
@@ -123,7 +130,7 @@ def calibrate(structure: Structure, ann: dict[str, np.ndarray], options: Convers
                 for a in structure.readouts}
     pieces = [l.neurons.live.sum(axis=1) if options.max_pieces > 1 else np.ones(l.neurons.shape[0], int)
               for l in layers]
-    return Calibration(layers=layers, readouts=readouts, pieces=pieces)
+    return Calibration(layers=layers, readouts=readouts, pieces=pieces, measured_error=measured)
 
 
 def _calibrate_layers(structure: Structure, ann, options: ConversionOptions, sensitivity, max_pieces: int,
@@ -150,10 +157,16 @@ def _calibrate_layers(structure: Structure, ann, options: ConversionOptions, sen
     return layers, traces, float(np.sqrt(np.sum(np.square(predicted))))
 
 
-def _output_error(structure: Structure, traces: list[LayerTrace], ann, grid: GridError | None = None) -> float:
-    """Real relative output error of the SNN on the calibration points, readouts refit by least squares:
+def _output_error(structure: Structure, traces: list[LayerTrace], ann,
+                  exact: OutputTail | GridError | None = None) -> float:
+    """Real relative output error of the SNN on the calibration points, readouts refit by least squares.
+
+    With ``exact`` (the analog tail run exactly: ``OutputTail`` for a plain network, ``GridError`` for a
+    separable one), the graph outputs' error (Σ_m E|y_m(b) - y_m^ANN|² / E|y_m^ANN|²)^½, b the boundary
+    values [N, w] in ``tail.boundary_tensors`` order: the refit readouts ū·W + b, then the decoded means ū
+    of the layers read directly.  Without one (every graph output is a readout), the readouts' error
     (Σ_m E|y_m - y_m^ANN|² / s_m²)^½ over readout columns m (s_m from ``Structure.relative_scale``), the
-    quantity the budget predicts; with ``grid``, the error of the graph outputs on its grid instead."""
+    quantity the budget predicts."""
     total, boundary = 0.0, []
     for affine in structure.readouts:
         mean = traces[structure.upstream_of(affine)].mean
@@ -162,9 +175,9 @@ def _output_error(structure: Structure, traces: list[LayerTrace], ann, grid: Gri
         fitted = mean.astype(np.float64) @ weight + bias
         boundary.append(fitted)
         total += float(np.sum(np.mean((fitted - target) ** 2, axis=0) / structure.relative_scale(affine, target) ** 2))
-    if grid is not None:
+    if exact is not None:
         boundary += [trace.mean for trace, spec in zip(traces, structure.layers) if spec.read_directly]
-        return grid.output_error(boundary)
+        return exact.output_error(boundary)
     return float(np.sqrt(total))
 
 
@@ -199,6 +212,8 @@ def _finetune(structure: Structure, layers, traces, ann, options: ConversionOpti
     layers, their traces on all calibration points, and with a ``tail`` the fitted readout affines by name
     (without one the readouts are refit exactly afterwards)."""
     T = options.timesteps
+    if tail is not None and tail.jacobian is None:       # J too large or failed: the per-boundary loss
+        tail = None
     specs = structure.layers
     upstream = [spec.upstream for spec in specs]
     static = [_flat(ann[spec.affine.input]) if spec.upstream is None else None for spec in specs]

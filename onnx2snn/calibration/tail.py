@@ -12,17 +12,22 @@ for every calibration point x.  ``finetune`` minimises the output error (the tai
 of boundary errors that reach the outputs count (a scalar output behind a 16-unit residual layer
 constrains one combination of the 16 errors, not 16).
 
+The same exact tail serves ``--pieces auto``: ``OutputTail.output_error`` is the error each auto pass
+measures (``pipeline._output_error``), so the passes decide on the graph outputs, not on the readouts.
+
 J comes from central differences through onnxruntime on the tail subgraph (``onnx.utils.Extractor`` on
 the shape-inferred model: boundary tensors and graph inputs in, graph outputs out), step
-h_w = 1e-3·rms(b_w), 2·W runs on the calibration points.  ``output_tail`` returns None, and ``finetune``
-keeps its per-boundary loss, where the tail is the identity (every boundary value is a graph output),
-where points do not map one to one onto output rows (separable grids), where J would exceed
-``MAX_ELEMENTS``, or where the tail cannot be extracted or run.
+h_w = 1e-3·rms(b_w), 2·W runs on the calibration points, made on first use of ``OutputTail.jacobian``
+(only ``finetune`` uses it; the auto passes need one run per pass).  ``output_tail`` returns None where the
+tail is the identity (every boundary value is a graph output), where points do not map one to one onto
+output rows (separable grids: ``grid_error.py``), or where the tail cannot be extracted or run;
+``jacobian`` is None, and ``finetune`` keeps its per-boundary loss, where J would exceed ``MAX_ELEMENTS``
+or cannot be computed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Callable
 
@@ -38,14 +43,20 @@ RELATIVE_STEP = 1e-3
 @dataclass
 class OutputTail:
     """``boundary`` tensor names in the order of J's w axis (readout outputs, then layers read directly,
-    each contributing its last-axis width); ``jacobian`` J [N, W, P]; ``outputs`` y^ANN [N, P];
-    ``evaluate``: boundary values [N, w] in that order → the graph outputs [N, P] (the exact tail); with
-    ``rows``, values [len(rows), w] of those points only → their outputs [len(rows), P]."""
+    each contributing its last-axis width); ``outputs`` y^ANN [N, P]; ``evaluate``: boundary values [N, w]
+    in that order → the graph outputs [N, P] (the exact tail); with ``rows``, values [len(rows), w] of those
+    points only → their outputs [len(rows), P]; ``differentiate``: () → J [N, W, P] or None."""
 
     boundary: list[str]
-    jacobian: np.ndarray
     outputs: np.ndarray
     evaluate: Callable[..., np.ndarray]
+    differentiate: Callable[[], np.ndarray | None] = field(default=lambda: None, repr=False)
+
+    @cached_property
+    def jacobian(self) -> np.ndarray | None:
+        """J [N, W, P] = ∂y_m/∂b_w at b^ANN(x), computed on first use; None where it is too large (more than
+        ``MAX_ELEMENTS``), not finite, or onnxruntime fails on a perturbed run."""
+        return self.differentiate()
 
     @cached_property
     def norms(self) -> np.ndarray:
@@ -65,40 +76,23 @@ def boundary_tensors(structure: Structure) -> list[str]:
 
 def output_tail(model: onnx.ModelProto, structure: Structure, ann: dict[str, np.ndarray],
                 feeds: dict[str, np.ndarray]) -> OutputTail | None:
-    """J of the graph outputs with respect to the boundary values at the calibration points (see above)."""
+    """The exact tail at the calibration points, and J of the graph outputs with respect to the boundary
+    values on demand (see above); one onnxruntime run here."""
     boundary = boundary_tensors(structure)
     outputs = [o.name for o in model.graph.output]
     if set(boundary) == set(outputs) or any(name not in ann for name in boundary + outputs):
         return None
     rows = {ann[name].reshape(-1, ann[name].shape[-1]).shape[0] for name in boundary + outputs}
-    widths = [ann[name].shape[-1] for name in boundary]
     if len(rows) != 1:
         return None
+    base = {name: ann[name] for name in boundary}
+    base.update(feeds)
     try:
         run = _tail_runner(model, boundary, outputs)
-        base = {name: ann[name] for name in boundary}
-        base.update(feeds)
         y0 = run(base)
-        if y0.size * sum(widths) > MAX_ELEMENTS:
-            return None
-        columns = []
-        for name, width in zip(boundary, widths):
-            value = ann[name]
-            scale = np.sqrt(np.mean(np.square(value.astype(np.float64)), axis=tuple(range(value.ndim - 1)))) + 1e-6
-            for w in range(width):
-                step = RELATIVE_STEP * scale[w]
-                shifted, moved_to = [], []
-                for sign in (1.0, -1.0):
-                    moved = value.copy()
-                    moved[..., w] += value.dtype.type(sign * step)
-                    shifted.append(run({**base, name: moved}))
-                    moved_to.append(moved[..., w].reshape(-1, 1).astype(np.float64))
-                # divide by the perturbation actually made (value ± step rounds in float32)
-                columns.append((shifted[0] - shifted[1]) / (moved_to[0] - moved_to[1]))
-    except Exception:  # noqa: BLE001 - any failure of extraction or onnxruntime: keep the per-boundary loss
+    except Exception:  # noqa: BLE001 - any failure of extraction or onnxruntime: no tail
         return None
-    jacobian = np.stack(columns, axis=1)                       # [N, W, P]
-    if not np.all(np.isfinite(jacobian)):
+    if not np.all(np.isfinite(y0)):
         return None
 
     def evaluate(values: list[np.ndarray], rows: np.ndarray | None = None) -> np.ndarray:
@@ -112,7 +106,34 @@ def output_tail(model: onnx.ModelProto, structure: Structure, ann: dict[str, np.
         y = run(moved)
         return y if rows is None else y[rows]
 
-    return OutputTail(boundary=boundary, jacobian=jacobian, outputs=y0, evaluate=evaluate)
+    return OutputTail(boundary=boundary, outputs=y0, evaluate=evaluate,
+                      differentiate=lambda: _jacobian(run, base, boundary, y0))
+
+
+def _jacobian(run, base: dict[str, np.ndarray], boundary: list[str], y0: np.ndarray) -> np.ndarray | None:
+    """J [N, W, P] by central differences: for each boundary column w, (y(b + h_w·e_w) - y(b - h_w·e_w)) over
+    the perturbation actually made (2·W runs of the tail ``run`` from the ANN values ``base``)."""
+    if y0.size * sum(base[name].shape[-1] for name in boundary) > MAX_ELEMENTS:
+        return None
+    columns = []
+    try:
+        for name in boundary:
+            value = base[name]
+            scale = np.sqrt(np.mean(np.square(value.astype(np.float64)), axis=tuple(range(value.ndim - 1)))) + 1e-6
+            for w in range(value.shape[-1]):
+                step = RELATIVE_STEP * scale[w]
+                shifted, moved_to = [], []
+                for sign in (1.0, -1.0):
+                    moved = value.copy()
+                    moved[..., w] += value.dtype.type(sign * step)
+                    shifted.append(run({**base, name: moved}))
+                    moved_to.append(moved[..., w].reshape(-1, 1).astype(np.float64))
+                # divide by the perturbation actually made (value ± step rounds in float32)
+                columns.append((shifted[0] - shifted[1]) / (moved_to[0] - moved_to[1]))
+    except Exception:  # noqa: BLE001 - any failure of onnxruntime: finetune keeps the per-boundary loss
+        return None
+    jacobian = np.stack(columns, axis=1)                       # [N, W, P]
+    return jacobian if np.all(np.isfinite(jacobian)) else None
 
 
 def _tail_runner(model: onnx.ModelProto, boundary: list[str], outputs: list[str]):
