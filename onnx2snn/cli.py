@@ -90,9 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--first-layer", choices=["spiking", "analog"], default=None,
                          help="analog: the first hidden layer is computed once per point and encoded into the next "
                               "layer instead of spending neurons and spikes (default spiking)")
-    convert.add_argument("--rest", choices=["zero", "median"], default=None,
-                         help="--pieces 1: the value a unit sends no spikes at; median = each unit's typical "
-                              "activation, its offset folded into the next layer (default zero)")
+    convert.add_argument("--rest", choices=["zero", "typical"], default=None,
+                         help="--pieces 1: the value a unit sends no spikes at; typical = where its spikes cost "
+                              "least on the calibration points (e.g. a saturated unit's), the offset folded into "
+                              "the next layer (default zero)")
     convert.add_argument("--spike-penalty", type=float, default=None, metavar="LAMBDA",
                          help="finetune: weight of the SNN's synaptic operations per ANN MAC in the loss "
                               "(trades error for spikes; default 0)")

@@ -10,7 +10,8 @@ from conftest import FIXTURES
 from onnx2snn import convert
 from onnx2snn.calibration.finetune import spikes_per_step
 from onnx2snn.calibration.layer import ConvertedLayer
-from onnx2snn.calibration.thresholds import at_rest, signed_neurons
+from onnx2snn.calibration.rest import move_rest
+from onnx2snn.calibration.thresholds import signed_neurons
 from onnx2snn.structure import analyse
 from runtimes.neuron import simulate_constant
 from tolerances import rounding_bound
@@ -41,23 +42,29 @@ def test_analog_first_layer_is_computed_once_and_costed_as_macs():
     np.testing.assert_allclose(outputs["snntorch"], outputs["numpy"], rtol=0, atol=1e-5)
 
 
-def test_neurons_at_rest_compute_the_same_clip_and_are_silent_at_the_median():
+def test_moving_the_rest_value_keeps_the_function_and_silences_saturated_units():
+    """Three units: one saturated at +θ+ on most points, one spread evenly, one resting at -0.3.  The
+    moved neurons compute the same clip (within the rounding bound of their new, coarser thresholds), a
+    saturated point costs no spike, and the expected spikes (counted, constant currents) do not grow."""
     rng = np.random.default_rng(0)
-    h = np.concatenate([rng.normal(0.6, 0.05, (300, 1)), rng.uniform(-0.5, 0.5, (300, 1)),
-                        np.clip(rng.normal(1.0, 0.3, (300, 1)), -1, 0.98)], axis=1).astype(np.float32)
-    lo, hi = h.min(axis=0), h.max(axis=0)
+    z = np.stack([np.where(rng.random(400) < 0.7, 2.0, rng.uniform(-1, 1, 400)), rng.uniform(-1, 1, 400),
+                  rng.normal(-0.3, 0.05, 400)], axis=1).astype(np.float32)
+    lo, hi = np.array([-1, -1, -1], np.float32), np.array([1, 1, 1], np.float32)
+    layer = ConvertedLayer(np.eye(3, dtype=np.float32), np.zeros(3, np.float32), signed_neurons(lo, hi, "round"),
+                           np.ones((3, 1), np.float32), np.zeros(3, np.float32))
+    moved = move_rest(layer, z)
+    assert np.isinf(moved.neurons.theta_pos[0, 0]) and moved.decode_offset[0] == 1.0    # rests at +θ+
+    assert moved.decode_offset[2] == pytest.approx(-0.3, abs=0.03)
     T = 32
-    neurons, m = at_rest(signed_neurons(lo, hi, "round"), lo, hi, h)
-    assert m[2] == pytest.approx(hi[2])          # the median sits at the top of the range: snapped onto it
-    assert np.isinf(neurons.theta_pos[2, 0])     # ... and that side has no neuron
-    z = np.linspace(-1.5, 1.5, 301, dtype=np.float32)[:, None].repeat(3, axis=1)
-    rate, count = simulate_constant(z, neurons, T)
-    value = rate[..., 0] + m
-    theta = np.maximum(np.where(np.isfinite(neurons.theta_pos), neurons.theta_pos, 0),
-                       np.where(np.isfinite(neurons.theta_neg), neurons.theta_neg, 0))[:, 0]
+    rate, count = simulate_constant(z, moved.neurons, T)
+    value = rate[..., 0] + moved.decode_offset
+    theta = np.maximum(np.where(np.isfinite(moved.neurons.theta_pos), moved.neurons.theta_pos, 0),
+                       np.where(np.isfinite(moved.neurons.theta_neg), moved.neurons.theta_neg, 0))[:, 0]
     assert np.all(np.abs(value - np.clip(z, lo, hi)) <= rounding_bound(theta, T) + 1e-6)
-    _, at_m = simulate_constant(np.broadcast_to(m, (1, 3)).astype(np.float32), neurons, T)
-    assert at_m.sum() == 0
+    before = simulate_constant(z, layer.neurons, T)[1][..., 0]
+    assert count[z[:, 0] >= 1, 0, 0].sum() == 0 and before[z[:, 0] >= 1, 0].min() == T
+    assert np.all(count[..., 0].mean(axis=0) <= before.mean(axis=0) + 1e-9)
+    assert count[:, 0, 0].mean() < 0.5 * before[:, 0].mean() and count[:, 2, 0].mean() < 0.5 * before[:, 2].mean()
 
 
 def test_spikes_per_step_is_the_rounding_neurons_count():
@@ -84,3 +91,32 @@ def test_spike_penalty_trades_error_for_spikes():
     paid = convert(path, pieces=1, timesteps=16, finetune_iterations=60, spike_penalty=1e-2, **FAST).report
     assert paid["spikes_per_sample"] < 0.8 * plain["spikes_per_sample"]
     assert paid["validation"]["rel_l2_snn_vs_ann"] > plain["validation"]["rel_l2_snn_vs_ann"]
+
+
+def test_target_error_search_keeps_the_cheapest_candidate_that_meets_it():
+    """A loose target on a 2-16-16-1 fixture: every candidate is listed with its error and energy on the
+    selection points; the kept one is the cheapest of those within the goal, and on fresh points it meets
+    the target."""
+    from onnx2snn.search import MARGIN, cheapest_conversion
+    target = 3e-2
+    result = cheapest_conversion(FIXTURES / "torch_tanh_gemm.onnx", target, samples=512, validation_points=1024,
+                                 finetune_iterations=40)
+    report = result.report
+    rows = report["search"]
+    assert {r["method"] for r in rows} >= {"pwl", "finetune"}
+    met = [r for r in rows if r["rel_l2_snn_vs_ann"] <= MARGIN * target]
+    cheapest = min(met, key=lambda r: r["energy_ratio"])
+    assert report["timesteps"] == cheapest["timesteps"]
+    assert report["pieces"] == (1 if cheapest["method"] == "finetune" else "auto")
+    assert report["validation"]["rel_l2_snn_vs_ann"] <= target
+    assert any(r["pareto"] for r in rows) and cheapest["pareto"]
+    assert report["energy"]["45nm_fp32"]["ratio"] == pytest.approx(cheapest["energy_ratio"], rel=0.1)
+
+
+def test_target_error_refuses_what_it_cannot_reach_and_bad_models():
+    from onnx2snn.errors import CalibrationError
+    from onnx2snn.search import cheapest_conversion
+    with pytest.raises(CalibrationError, match="energy model 'chip'.*45nm_fp32"):
+        cheapest_conversion(FIXTURES / "torch_tanh_gemm.onnx", 1e-2, energy_model="chip")
+    with pytest.raises(CalibrationError, match="target error must be in"):
+        cheapest_conversion(FIXTURES / "torch_tanh_gemm.onnx", 2.0)

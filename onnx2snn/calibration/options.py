@@ -35,7 +35,7 @@ class ConversionOptions:
     tolerance: float | None = None     # --pieces auto: relative output error budget (calibration/budget.py)
     finetune_iterations: int = ITERATIONS   # quantised Adam steps of the end-to-end calibration (finetune.py)
     first_layer: str = "spiking"       # "analog": computed once per point, encoded into the next (structure.py)
-    rest: str = "zero"                 # one neuron per unit: the value it is silent at, "zero" or "median"
+    rest: str = "zero"                 # one neuron per unit: silent at "zero" or its "typical" value (rest.py)
     spike_penalty: float = 0.0         # finetune: weight λ of synaptic operations per ANN MAC in the loss
     methods: tuple[str, ...] = field(init=False, default=())
 
@@ -65,8 +65,8 @@ class ConversionOptions:
                                    f"got {self.finetune_iterations!r}")
         if self.first_layer not in ("spiking", "analog"):
             raise CalibrationError(f"unknown first layer {self.first_layer!r}; use spiking or analog")
-        if self.rest not in ("zero", "median"):
-            raise CalibrationError(f"unknown rest value {self.rest!r}; use zero or median")
+        if self.rest not in ("zero", "typical"):
+            raise CalibrationError(f"unknown rest value {self.rest!r}; use zero or typical")
         if not self.spike_penalty >= 0:
             raise CalibrationError(f"spike penalty must be >= 0, got {self.spike_penalty}")
         if self.readout_enlargement <= 0:

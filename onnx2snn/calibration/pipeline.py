@@ -36,8 +36,9 @@ from .grid_error import GridError
 from .layer import ConvertedLayer, LayerTrace, simulate_layer
 from .options import ConversionOptions
 from .refit import refit_affine, refit_decode
+from .rest import move_rest
 from .tail import OutputTail, refit_through_tail
-from .thresholds import activation_range, at_rest, mse_neurons, parse_threshold, signed_neurons
+from .thresholds import activation_range, mse_neurons, parse_threshold, signed_neurons
 
 RANGE_MARGIN = 0.05
 AUTO_PASSES = 3       # wave at T=128: 1.85e-3, 1.73e-3 real error on the calibration points, τ = 1.6e-3
@@ -223,10 +224,16 @@ def _finetune(structure: Structure, layers, traces, ann, options: ConversionOpti
         target = _flat(ann[affine.output])
         readouts.append((*refit_affine(traces[up].mean, target), up, target))
     held = {k: _flat(ann[spec.activation.output]) for k, spec in enumerate(specs) if spec.read_directly}
+    spike_cost = _spike_costs(structure, options.spike_penalty)
     layers, affines = finetune(layers, upstream, static, readouts, T, rng, held, tail,
                                iterations=options.finetune_iterations,
-                               analog_iterations=options.finetune_analog_iterations,
-                               spike_cost=_spike_costs(structure, options.spike_penalty))
+                               analog_iterations=options.finetune_analog_iterations, spike_cost=spike_cost)
+    if options.rest == "typical":       # move each unit's rest to where the fit left it, then refit to it
+        layers = _move_rests(layers, upstream, static, T)
+        readouts = [(w, b, up, target) for (w, b), (_, _, up, target) in zip(affines, readouts)]
+        layers, affines = finetune(layers, upstream, static, readouts, T, rng, held, tail,
+                                   iterations=options.finetune_iterations, analog_iterations=0,
+                                   spike_cost=spike_cost)
     traces = []
     for k, spec in enumerate(specs):
         inputs = static[k] if spec.upstream is None else traces[spec.upstream].series
@@ -243,6 +250,22 @@ def _finetune(structure: Structure, layers, traces, ann, options: ConversionOpti
 
     best = affines if exact is None or error(affines) <= error(exact) else exact
     return layers, traces, {a.name: affine for a, affine in zip(structure.readouts, best)}
+
+
+def _move_rests(layers: list[ConvertedLayer], upstream: list[int | None], static: list, T: int) -> list:
+    """Each one-neuron layer's rest value moved (``rest.py``) at its mean currents, layer by layer through
+    the simulated SNN (a moved layer changes what the next one sees)."""
+    moved, means, series = [], [], []
+    for k, layer in enumerate(layers):
+        inputs = static[k] if upstream[k] is None else means[upstream[k]]
+        if layer.neurons.shape[1] == 1:
+            layer = move_rest(layer, inputs @ layer.weight + layer.bias)
+        moved.append(layer)
+        feed = static[k] if upstream[k] is None else series[upstream[k]]
+        trace = simulate_layer(feed, layer, T, upstream[k] is None)
+        means.append(trace.mean)
+        series.append(trace.series)
+    return moved
 
 
 def _spike_costs(structure: Structure, penalty: float) -> list[float] | None:
@@ -284,10 +307,9 @@ def _neurons(spec: SpikingLayer, weight, bias, z_snn, h_ann, options: Conversion
             return ConvertedLayer(weight, bias, neurons, gain[:, None].astype(dtype), offset.astype(dtype)), 0.0
         lo, hi = activation_range(h_ann, method, scope)
         neurons = signed_neurons(lo, hi, options.neuron, options.v0, options.timesteps if options.shift else None)
-        offset = np.zeros(n, dtype)
-        if options.rest == "median":
-            neurons, offset = at_rest(neurons, lo, hi, h_ann)
-        return ConvertedLayer(weight, bias, neurons, np.ones((n, 1), dtype), offset.astype(dtype)), 0.0
+        layer = ConvertedLayer(weight, bias, neurons, np.ones((n, 1), dtype), np.zeros(n, dtype))
+        moved = options.rest == "typical" and "finetune" not in options.methods    # else moved after the fit
+        return (move_rest(layer, z_snn) if moved else layer), 0.0
     lo, hi = z_snn.min(axis=0), z_snn.max(axis=0)
     pad = np.maximum(RANGE_MARGIN * (hi - lo), 1e-3 * (1.0 + np.abs(lo) + np.abs(hi)))
     lo, hi = (lo - pad).astype(dtype), (hi + pad).astype(dtype)

@@ -69,9 +69,6 @@ def neuron_kind(neuron: str, v0_fraction: float | None = None) -> tuple[float, f
     raise CalibrationError(f"unknown neuron {neuron!r}; use round or floor")
 
 
-REST_SNAP = 0.05     # of a unit's range: a typical value this close to an end is moved onto it
-
-
 def signed_neurons(lo: np.ndarray, hi: np.ndarray, neuron: str, v0_fraction: float | None = None,
                    shift_timesteps: int | None = None) -> NeuronParams:
     """One signed neuron per unit with θ+ = hi, θ- = -lo.
@@ -85,27 +82,6 @@ def signed_neurons(lo: np.ndarray, hi: np.ndarray, neuron: str, v0_fraction: flo
     bias = finite_pos / (2 * shift_timesteps) if shift_timesteps else np.zeros_like(theta_pos)
     return NeuronParams(bias=bias.astype(theta_pos.dtype), theta_pos=theta_pos, theta_neg=theta_neg,
                         v0=(v0_part * finite_pos).astype(theta_pos.dtype), signed=True, fire_fraction=fraction)
-
-
-def at_rest(neurons: NeuronParams, lo: np.ndarray, hi: np.ndarray, h: np.ndarray) -> tuple[NeuronParams, np.ndarray]:
-    """Move one signed neuron per unit (θ+ = hi, θ- = -lo) so that it is silent at its unit's typical
-    value m = median_x h(x) instead of at 0: input shift β -= m, thresholds θ+ = hi - m, θ- = m - lo, and
-    the decode offset c = m (a constant the next layer's bias absorbs).  The unit computes the same
-    clip(z, lo, hi); its spikes send deviations from m, so a unit that sits near m (a saturated tanh)
-    is silent instead of spending a spike every step.  An m within ``REST_SNAP`` of the range's end is
-    moved onto it, which leaves that side without a neuron (θ = inf: clip at m, no spikes).
-    Returns (neurons, c [n])."""
-    m = np.median(h, axis=0).astype(lo.dtype)
-    snap = REST_SNAP * (hi - lo)
-    m = np.where(hi - m < snap, hi, np.where(m - lo < snap, lo, m))
-    theta_pos = np.where(hi - m > 0, hi - m, np.inf)[:, None].astype(lo.dtype)
-    theta_neg = np.where(m - lo > 0, m - lo, np.inf)[:, None].astype(lo.dtype)
-    scale = np.where(np.isfinite(neurons.theta_pos), theta_pos / neurons.theta_pos, 0.0)   # v0, shift ∝ θ+
-    bias = neurons.bias * np.where(np.isfinite(scale), scale, 0.0) - m[:, None]
-    v0 = neurons.v0 * np.where(np.isfinite(scale), scale, 0.0)
-    moved = NeuronParams(bias=bias.astype(lo.dtype), theta_pos=theta_pos, theta_neg=theta_neg,
-                         v0=v0.astype(lo.dtype), signed=True, fire_fraction=neurons.fire_fraction)
-    return moved, m
 
 
 def mse_neurons(z: np.ndarray, h: np.ndarray, timesteps: int, neuron: str, scope: str = "neuron",

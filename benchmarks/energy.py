@@ -1,0 +1,165 @@
+"""Error against energy: where each conversion method sits, per shipped model, under every cost table.
+
+    OMP_NUM_THREADS=1 python benchmarks/energy.py [--fresh] [--plot-only] [MODEL.onnx ...]
+
+Methods (``METHODS``): the papers' preset, one neuron per unit (finetune) across T, the default PWL
+expansion, the spike-aware rate code (one neuron per unit with rest values moved to where spikes cost
+least, ``--rest typical``, and the first layer analog where the cost table says its spikes cost more than
+its MACs), and ``--target-error`` 1e-2 and 3e-3 (the search's choice).  Each row: SNN vs ANN relative L2
+on 16,384 fresh points, the energy ratio SNN / ANN under every cost table (``onnx2snn/energy_models.json``;
+compute only, same table for both sides), spikes per sample, what the SNN spends its energy on, time.
+
+Writes ``benchmarks/results/energy.jsonl`` (appended as rows finish; rows already there are skipped
+unless ``--fresh``), ``energy.md`` and ``energy.png`` (log-log error against the 45 nm fp32 energy
+ratio, one panel per model, one curve per method, the ANN at 1.0).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from common import RESULTS, ROOT, append, fmt, load_rows, source_models
+
+import onnx2snn
+from onnx2snn.search import FIRST_LAYER_RATE, cheapest_conversion
+from onnx2snn.energy import DEFAULT_MODEL, load_tables
+
+VALIDATION_POINTS = 16384
+TABLE = load_tables()[DEFAULT_MODEL]
+
+
+def first_layer(T: int) -> str:
+    """The search's rule (``search.py``): analog where T·ρ₀·e_synop > e_mac on the 45 nm fp32 table."""
+    return "analog" if T * FIRST_LAYER_RATE * TABLE["synop"] > TABLE["mac"] else "spiking"
+
+
+METHODS = {
+    "paper preset": (dict(pieces=1, calibration="advanced", threshold="max", neuron="floor", readout="spiking"),
+                     (8, 32)),
+    "one neuron/unit (finetune)": (dict(pieces=1), (4, 8, 32)),
+    "default PWL (auto)": (dict(), (8, 32)),
+    "spike-aware (rest typical, first layer by rule)": (dict(pieces=1, rest="typical"), (4, 8, 16, 32)),
+}
+TARGETS = (1e-2, 3e-3)
+PATH = RESULTS / "energy.jsonl"
+
+
+def row(model, label: str, result, seconds: float, **extra) -> dict:
+    report = result.report
+    return {"model": model.stem, "method": label, "timesteps": report["timesteps"],
+            "rel_l2_snn_vs_ann": report["validation"]["rel_l2_snn_vs_ann"],
+            "rel_l2_snn_vs_exact": report["validation"].get("rel_l2_snn_vs_exact"),
+            "energy_ratio": {k: v["ratio"] for k, v in report["energy"].items()},
+            "spikes_per_sample": report["spikes_per_sample"], "synops_per_sample": report["synops_per_sample"],
+            "neuron_updates_per_sample": report["neuron_updates_per_sample"],
+            "spikes_per_synapse": report["spikes_per_synapse"],
+            "breakdown_45nm_fp32_pj": report["energy_breakdown_pj"][DEFAULT_MODEL],
+            "ann_45nm_fp32_pj": report["energy"][DEFAULT_MODEL]["ann_pj"],
+            "pieces": report["pieces"], "first_layer": extra.pop("first_layer", "spiking"),
+            "seconds": round(seconds, 1), **extra}
+
+
+def run(models) -> None:
+    done = {(r["model"], r["method"], r["timesteps"]) for r in load_rows(PATH)}
+    for model in models:
+        for label, (options, steps) in METHODS.items():
+            for T in steps:
+                if (model.stem, label, T) in done:
+                    continue
+                extra = {"first_layer": first_layer(T)} if "spike-aware" in label else {}
+                started = time.perf_counter()
+                result = onnx2snn.convert(model, timesteps=T, validation_points=VALIDATION_POINTS,
+                                          **options, **extra)
+                append(PATH, row(model, label, result, time.perf_counter() - started, **extra))
+                print(f"{model.stem} {label} T={T} done", file=sys.stderr, flush=True)
+        for target in TARGETS:
+            label = f"--target-error {target:g}"
+            if any(r[0] == model.stem and r[1] == label for r in done):
+                continue
+            started = time.perf_counter()
+            try:
+                result = cheapest_conversion(model, target, validation_points=VALIDATION_POINTS)
+            except onnx2snn.Onnx2SnnError as e:
+                append(PATH, {"model": model.stem, "method": label, "timesteps": None, "failed": str(e),
+                              "seconds": round(time.perf_counter() - started, 1)})
+                continue
+            chosen = result.report
+            append(PATH, row(model, label, result, time.perf_counter() - started, target_error=target,
+                             search=chosen["search"], first_layer=_chosen_first_layer(chosen)))
+            print(f"{model.stem} {label} done", file=sys.stderr, flush=True)
+
+
+def _chosen_first_layer(report: dict) -> str:
+    return "analog" if any("first layer" in n["reason"] for n in report["analog_nodes"]) else "spiking"
+
+
+def write_markdown(rows: list[dict]) -> None:
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    tables = list(load_tables())
+    lines = ["# Error against energy", "",
+             "Written by `benchmarks/energy.py`: SNN vs ANN relative L2 on 16,384 fresh points; energy per "
+             "sample as a ratio SNN / ANN on the same cost table (compute only, memory excluded; tables in "
+             "`onnx2snn/energy_models.json`). First layer: `analog` = computed once per point "
+             "(`--first-layer analog`). Spent: the SNN's 45 nm fp32 energy by synaptic operations / neuron "
+             "updates / first layer / analog nodes.", "",
+             "![error against energy](energy.png)", ""]
+    for model in models:
+        lines += [f"## {model}", "", "| method | T | first layer | SNN vs ANN | " + " | ".join(f"x ANN {t}" for t in tables)
+                  + " | spikes/sample | spikes/synapse | spent (syn / upd / first / analog) | s |",
+                  "|---|---|---|---|" + "---|" * len(tables) + "---|---|---|---|"]
+        for r in (r for r in rows if r["model"] == model):
+            if r.get("failed"):
+                lines.append(f"| {r['method']} | — | — | failed: {r['failed'][:80]} |" + " |" * (len(tables) + 4))
+                continue
+            b = r["breakdown_45nm_fp32_pj"]
+            total = sum(b.values()) or 1.0
+            spent = " / ".join(f"{100 * b[k] / total:.0f}%" for k in ("synops", "neuron_updates", "first_layer", "analog"))
+            lines.append(f"| {r['method']} | {r['timesteps']} | {r['first_layer']} | {fmt(r['rel_l2_snn_vs_ann'])} | "
+                         + " | ".join(f"{r['energy_ratio'][t]:.3g}" for t in tables)
+                         + f" | {fmt(r['spikes_per_sample'])} | {r['spikes_per_synapse']:.3g} | {spent} | {r['seconds']} |")
+        lines.append("")
+    (RESULTS / "energy.md").write_text("\n".join(lines))
+
+
+def plot(rows: list[dict]) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    cols = 4
+    fig, axes = plt.subplots((len(models) + cols - 1) // cols, cols, figsize=(4 * cols, 3.4 * ((len(models) + cols - 1) // cols)),
+                             squeeze=False)
+    methods = list(METHODS) + [f"--target-error {t:g}" for t in TARGETS]
+    for ax, model in zip(axes.ravel(), models):
+        for k, method in enumerate(methods):
+            points = sorted((r["energy_ratio"][DEFAULT_MODEL], r["rel_l2_snn_vs_ann"]) for r in rows
+                            if r["model"] == model and r["method"] == method and not r.get("failed"))
+            if points:
+                x, y = zip(*points)
+                ax.plot(x, y, "o-" if len(points) > 1 else "*", label=method, color=f"C{k}", ms=5 if len(points) > 1 else 11)
+        ax.axvline(1.0, color="k", lw=0.8)
+        ax.axhline(1e-2, color="grey", lw=0.6, ls="--")
+        ax.set(xscale="log", yscale="log", title=model, xlabel="energy / ANN (45 nm fp32, compute only)",
+               ylabel="rel. L2 vs ANN")
+    for ax in axes.ravel()[len(models):]:
+        ax.axis("off")
+    axes.ravel()[0].legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(RESULTS / "energy.png", dpi=110)
+
+
+def main(argv: list[str]) -> None:
+    if "--fresh" in argv and PATH.exists():
+        PATH.unlink()
+    models = [Path(a) for a in argv if a.endswith(".onnx")] or source_models(ROOT / "models")
+    if "--plot-only" not in argv:
+        run(models)
+    rows = load_rows(PATH)
+    write_markdown(rows)
+    plot(rows)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
