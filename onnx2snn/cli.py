@@ -251,7 +251,7 @@ def _print_report(report: dict, output: Path, seconds: float) -> None:
               f"({report['energy_model']}; errors on selection points, * = Pareto front):")
         for row in report["search"]:
             print(f"  {'*' if row['pareto'] else ' '} {row['method']:<8} T={row['timesteps']:<4} first layer "
-                  f"{row['first_layer']:<7} penalty {row['spike_penalty']:<8.2g} error {row['rel_l2_snn_vs_ann']:.2e}  "
+                  f"{row['first_layer']:<7} rest {row['rest']:<7} error {row['rel_l2_snn_vs_ann']:.2e}  "
                   f"energy {row['energy_ratio']:.3f}x  ({row['seconds']:.0f} s)")
 
 
@@ -384,7 +384,33 @@ def _inspect(args) -> int:
     print(f"{len(structure.analog)} node(s) stay analog:")
     for node in structure.analog:
         print(f"  {node.name} ({node.op}): {node.reason}")
+    for line in _budget_lines(imported, structure):
+        print(line)
     return EXIT_OK
+
+
+def _budget_lines(imported, structure) -> list[str]:
+    """The ANN's cost per sample and the SNN's break-even spike budget (needs the model's domain)."""
+    from .energy import ann_budget, load_tables
+    from .errors import DomainError
+    from .inputs import resolve_domain, validation_inputs
+    from .report import tensor_shapes
+    try:
+        box = resolve_domain(imported, None)
+    except DomainError:
+        return ["energy: give the model an 'onnx2snn.domain' to see the ANN's cost per sample"]
+    shapes, rows = tensor_shapes(imported, validation_inputs(imported, box, 64, np.random.default_rng(0)))
+    budget = ann_budget(imported.model, structure, shapes, rows, load_tables())
+    w = budget["work"]
+    lines = [f"ANN per sample: {w.macs:.0f} MACs, {w.activations:.0f} activations, {w.adds:.0f} adds, "
+             f"{w.mults:.0f} mults; {100 * budget['spiking_mac_fraction']:.1f}% of its MACs become synaptic "
+             f"operations when converted",
+             "energy per sample, compute only, and the SNN's break-even (spikes per hidden neuron per inference "
+             "before its synaptic operations alone cost as much):"]
+    for name, pj in budget["energy_pj"].items():
+        lines.append(f"  {name:<10} ANN {pj / 1e3:8.2f} nJ   break-even {budget['break_even_spikes_per_neuron'][name]:.2f} "
+                     f"spikes per neuron")
+    return lines
 
 
 def _verify(args) -> int:

@@ -153,3 +153,20 @@ def layer_fan_out(layer) -> int:
     """Targets of one event of a spiking layer: the widths of the affine layers it feeds, +1 when analog
     nodes read its decoded value (``SpikingLayer.read_directly``)."""
     return int(sum(c.width for c in layer.consumers) + (1 if layer.read_directly else 0))
+
+
+def ann_budget(model, structure, shapes: dict[str, tuple[int, ...]], rows: float, tables: dict[str, dict]) -> dict:
+    """What the ANN costs per sample and what that buys an SNN of one neuron per unit, before converting:
+    ``work`` (the ANN's operations), ``energy_pj`` per table, ``spiking_mac_fraction`` (the share of its
+    MACs in affine layers fed by spiking layers, which become synaptic operations) and, per table, the
+    break-even spikes per neuron E_ANN / (e_synop · Σ_l n_l·fan-out_l): the mean spikes per inference each
+    hidden neuron may send before the SNN's synaptic operations alone cost as much as the ANN."""
+    work = graph_work(model, shapes).scaled(1.0 / rows)
+    fed = {node_key(n) for l in structure.layers if l.upstream is not None for n in l.affine.nodes}
+    fed |= {node_key(n) for a in structure.readouts for n in a.nodes}
+    spiking_macs = graph_work(model, shapes, fed).macs / rows
+    synapses = sum(l.width * layer_fan_out(l) for l in structure.layers)
+    return {"work": work, "energy_pj": {k: energy_pj(work, t) for k, t in tables.items()},
+            "spiking_mac_fraction": spiking_macs / work.macs if work.macs else 0.0,
+            "break_even_spikes_per_neuron": {k: energy_pj(work, t) / (t["synop"] * synapses) if synapses else 0.0
+                                             for k, t in tables.items()}}

@@ -130,6 +130,26 @@ def test_inspect_lists_layers_and_reasons(capsys):
     assert "/Concat (Concat)" in out and "stay analog" in out
 
 
+def test_inspect_shows_the_anns_cost_and_the_break_even_spike_budget(capsys):
+    """2-16-16-1: 32 + 256 + 16 = 304 MACs; break-even at 45 nm fp32 = E_ANN / (0.9 pJ x 16·16 + 16·1
+    synapses), E_ANN = 304 x 4.6 + 32 tanh x 4.6 + 33 bias adds x 0.9."""
+    code, out, _ = run_cli(capsys, "inspect", FIXTURES / "torch_tanh_gemm.onnx")
+    assert code == 0
+    assert "ANN per sample: 304 MACs, 32 activations" in out
+    energy = 304 * 4.6 + 32 * 4.6 + 33 * 0.9
+    assert f"break-even {energy / (0.9 * (16 * 16 + 16)):.2f} spikes per neuron" in out
+
+
+def test_target_error_prints_the_search_and_reports_it(model, tmp_path, capsys):
+    code, out, err = run_cli(capsys, model, "--target-error", 0.05, "--finetune-iterations", 20,
+                             "--report-json", tmp_path / "r.json", *FAST)
+    assert code == 0, err
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["target_error"] == 0.05 and report["search"]
+    assert "searched for the cheapest SNN within 0.05" in out and "search: pwl, T=8" in err
+    assert report["validation"]["rel_l2_snn_vs_ann"] <= 0.05
+
+
 def _bad_model(tmp_path, kind):
     path = tmp_path / f"{kind}.onnx"
     source = FIXTURES / "torch_tanh_gemm.onnx"
