@@ -86,6 +86,7 @@ Two phases, each Adam (``adam.py``) with its own cosine schedule on minibatches:
    above.  Every ``EVALUATE_EVERY`` iterations L is evaluated on all calibration points and the best
    parameters are kept (it starts from the best of the layer-by-layer result and the two phase-1 runs),
    so a run never ends on an iterate worse than one it passed.
+
 *Spike penalty* (``spike_cost``, from ``--spike-penalty λ``): for layers of one neuron per unit the loss
 adds the spikes the rate code will spend, priced by where they go,
 
@@ -96,7 +97,7 @@ cost_l = λ·fan-out_l / (the ANN's MACs per sample), so that P = λ × synaptic
 the unclipped rate (``spikes_per_step``): the clip's slope is 0 where a unit is saturated, which is where
 it spends a spike every step.
 Units pay for every step they spend away from the value they are silent at (0, or their typical value
-with ``--rest median``), so the fit moves them there where the outputs allow it.
+with ``--rest typical``), so the fit moves them there where the outputs allow it.
 
 The thresholds stay those of the layer-by-layer pass.  Without a tail, each readout is then refit exactly
 by least squares on all calibration points (for a linear readout that is the optimum of L given the

@@ -18,6 +18,8 @@ import numpy as np
 from runtimes.compact import CompactLayer, compiled_block_rows
 from runtimes.neuron import NeuronParams
 
+from ..errors import CalibrationError
+
 
 @dataclass
 class ConvertedLayer:
@@ -100,3 +102,18 @@ def static_response(z: np.ndarray, layer: ConvertedLayer) -> tuple[np.ndarray, n
     value = np.einsum("...nk,nk->...n", rate, layer.decode_weight) + layer.decode_offset
     derivative = np.einsum("...nk,nk->...n", slope.astype(z.dtype), layer.decode_weight)
     return value, derivative
+
+
+def flat(a: np.ndarray) -> np.ndarray:
+    """[..., n] → [N, n] (rank-3 exports and separable axes alike)."""
+    return a.reshape(-1, a.shape[-1])
+
+
+def check_finite(layer: ConvertedLayer, name: str) -> None:
+    for key in ("weight", "bias", "decode_weight", "decode_offset"):
+        if not np.all(np.isfinite(getattr(layer, key))):
+            raise CalibrationError(f"layer '{name}': calibration produced non-finite {key}; try "
+                                   f"--calibration refit or more calibration points")
+    n = layer.neurons
+    if any(np.any(np.isnan(a)) for a in (n.theta_pos, n.theta_neg, n.bias, n.v0)):
+        raise CalibrationError(f"layer '{name}': calibration produced NaN neuron parameters")

@@ -25,19 +25,19 @@ import numpy as np
 
 from runtimes.neuron import NeuronParams
 
-from ..energy import layer_fan_out
 from ..errors import CalibrationError
 from ..expansion import expand
 from .budget import STATIC_ROUNDING_WEIGHT, budget_pieces, output_sensitivities
 from ..structure import SpikingLayer, Structure
 from .advanced import MIN_POINTS, advanced_calibration
-from .finetune import MIN_POINTS as FINETUNE_MIN_POINTS, finetune
+from .finetune import MIN_POINTS as FINETUNE_MIN_POINTS
 from .grid_error import GridError
-from .layer import ConvertedLayer, LayerTrace, simulate_layer
+from .end_to_end import fit_end_to_end
+from .layer import ConvertedLayer, LayerTrace, check_finite, flat, simulate_layer
 from .options import ConversionOptions
 from .refit import refit_affine, refit_decode
 from .rest import move_rest
-from .tail import OutputTail, refit_through_tail
+from .tail import OutputTail
 from .thresholds import activation_range, mse_neurons, parse_threshold, signed_neurons
 
 RANGE_MARGIN = 0.05
@@ -126,7 +126,7 @@ def calibrate(structure: Structure, ann: dict[str, np.ndarray], options: Convers
     rng = np.random.default_rng(options.seed)
     fitted = {}
     if "finetune" in options.methods:
-        layers, traces, fitted = _finetune(structure, layers, traces, ann, options, rng, tail)
+        layers, traces, fitted = fit_end_to_end(structure, layers, traces, ann, options, rng, tail)
     readouts = {a.name: _readout(a, traces[structure.upstream_of(a)], ann, options, fitted.get(a.name))
                 for a in structure.readouts}
     pieces = [l.neurons.live.sum(axis=1) if options.max_pieces > 1 else np.ones(l.neurons.shape[0], int)
@@ -146,7 +146,7 @@ def _calibrate_layers(structure: Structure, ann, options: ConversionOptions, sen
     predicted = []
     for k, spec in enumerate(structure.layers):
         static = spec.upstream is None
-        inputs = _flat(ann[spec.affine.input]) if static else traces[spec.upstream].series
+        inputs = flat(ann[spec.affine.input]) if static else traces[spec.upstream].series
         budget = None if sensitivity is None else LayerBudget(sensitivity[k], share, max_pieces,
                                                               None if least is None else least[k])
         layer, layer_predicted = _calibrate_layer(spec, inputs, static, traces, ann, options, rng, budget)
@@ -154,7 +154,7 @@ def _calibrate_layers(structure: Structure, ann, options: ConversionOptions, sen
         predicted.append(layer_predicted)
         feeds_spiking = any(other.upstream == len(traces) for other in structure.layers)
         traces.append(simulate_layer(inputs, layers[-1], T, static, rates=not feeds_spiking))
-        _check_finite(layers[-1], spec.name)
+        check_finite(layers[-1], spec.name)
     return layers, traces, float(np.sqrt(np.sum(np.square(predicted))))
 
 
@@ -171,7 +171,7 @@ def _output_error(structure: Structure, traces: list[LayerTrace], ann,
     total, boundary = 0.0, []
     for affine in structure.readouts:
         mean = traces[structure.upstream_of(affine)].mean
-        target = _flat(ann[affine.output]).astype(np.float64)
+        target = flat(ann[affine.output]).astype(np.float64)
         weight, bias = refit_affine(mean, target)
         fitted = mean.astype(np.float64) @ weight + bias
         boundary.append(fitted)
@@ -187,7 +187,7 @@ def _calibrate_layer(spec: SpikingLayer, inputs, static: bool, traces, ann, opti
     """One layer, and its predicted output error from the budget (0 without one)."""
     T = options.timesteps
     weight, bias = spec.affine.weight, spec.affine.bias
-    z_ann, h_ann = _flat(ann[spec.activation.input]), _flat(ann[spec.activation.output])
+    z_ann, h_ann = flat(ann[spec.activation.input]), flat(ann[spec.activation.output])
     _check_points(spec, z_ann.shape[0], options)
     if not static and "refit" in options.methods:
         weight, bias = refit_affine(traces[spec.upstream].mean, z_ann)
@@ -206,80 +206,6 @@ def _calibrate_layer(spec: SpikingLayer, inputs, static: bool, traces, ann, opti
     if "light" in options.methods or "potential" in options.methods:
         layer = _correct(layer, simulate_layer(inputs, layer, T, static, rates=True).mean, h_ann, options)
     return layer, predicted
-
-
-def _finetune(structure: Structure, layers, traces, ann, options: ConversionOptions, rng, tail):
-    """End-to-end fit of all layers (``finetune.py``) from the layer-by-layer result; returns the new
-    layers, their traces on all calibration points, and with a ``tail`` the fitted readout affines by name
-    (without one the readouts are refit exactly afterwards)."""
-    T = options.timesteps
-    if tail is not None and tail.jacobian is None:       # J too large or failed: the per-boundary loss
-        tail = None
-    specs = structure.layers
-    upstream = [spec.upstream for spec in specs]
-    static = [_flat(ann[spec.affine.input]) if spec.upstream is None else None for spec in specs]
-    readouts = []
-    for affine in structure.readouts:
-        up = structure.upstream_of(affine)
-        target = _flat(ann[affine.output])
-        readouts.append((*refit_affine(traces[up].mean, target), up, target))
-    held = {k: _flat(ann[spec.activation.output]) for k, spec in enumerate(specs) if spec.read_directly}
-    spike_cost = _spike_costs(structure, options.spike_penalty)
-    layers, affines = finetune(layers, upstream, static, readouts, T, rng, held, tail,
-                               iterations=options.finetune_iterations,
-                               analog_iterations=options.finetune_analog_iterations, spike_cost=spike_cost)
-    if options.rest == "typical":       # move each unit's rest to where the fit left it, then refit to it
-        layers = _move_rests(layers, upstream, static, T)
-        readouts = [(w, b, up, target) for (w, b), (_, _, up, target) in zip(affines, readouts)]
-        layers, affines = finetune(layers, upstream, static, readouts, T, rng, held, tail,
-                                   iterations=options.finetune_iterations, analog_iterations=0,
-                                   spike_cost=spike_cost)
-    traces = []
-    for k, spec in enumerate(specs):
-        inputs = static[k] if spec.upstream is None else traces[spec.upstream].series
-        traces.append(simulate_layer(inputs, layers[k], T, spec.upstream is None))
-        _check_finite(layers[k], spec.name)
-    if tail is None:
-        return layers, traces, {}
-    inputs, held_means = [traces[r[2]].mean for r in readouts], [traces[k].mean for k in held]
-    held_errors = [m - h for m, h in zip(held_means, held.values())]
-    exact = refit_through_tail(inputs, [r[3] for r in readouts], held_errors, tail)
-
-    def error(affines) -> float:          # the real output error, the tail run exactly
-        return tail.output_error([u @ w + b for u, (w, b) in zip(inputs, affines)] + held_means)
-
-    best = affines if exact is None or error(affines) <= error(exact) else exact
-    return layers, traces, {a.name: affine for a, affine in zip(structure.readouts, best)}
-
-
-def _move_rests(layers: list[ConvertedLayer], upstream: list[int | None], static: list, T: int) -> list:
-    """Each one-neuron layer's rest value moved (``rest.py``) at its mean currents, layer by layer through
-    the simulated SNN (a moved layer changes what the next one sees)."""
-    moved, means, series = [], [], []
-    for k, layer in enumerate(layers):
-        inputs = static[k] if upstream[k] is None else means[upstream[k]]
-        if layer.neurons.shape[1] == 1:
-            layer = move_rest(layer, inputs @ layer.weight + layer.bias)
-        moved.append(layer)
-        feed = static[k] if upstream[k] is None else series[upstream[k]]
-        trace = simulate_layer(feed, layer, T, upstream[k] is None)
-        means.append(trace.mean)
-        series.append(trace.series)
-    return moved
-
-
-def _spike_costs(structure: Structure, penalty: float) -> list[float] | None:
-    """The loss of one spike per sample of each layer: λ·fan-out_l / (the ANN's MACs per sample), so that
-    the penalty is λ × the SNN's synaptic operations per ANN MAC (``finetune.py``)."""
-    if not penalty:
-        return None
-    macs = sum(a.fan_in * a.width for a in structure.affines)
-    return [penalty * layer_fan_out(layer) / macs for layer in structure.layers]
-
-
-def _flat(a: np.ndarray) -> np.ndarray:
-    """[..., n] → [N, n] (rank-3 exports and separable axes alike)."""
-    return a.reshape(-1, a.shape[-1])
 
 
 def _check_points(spec: SpikingLayer, count: int, options: ConversionOptions) -> None:
@@ -342,7 +268,7 @@ def _correct(layer: ConvertedLayer, rate: np.ndarray, h_ann: np.ndarray, options
 def _readout(affine, trace: LayerTrace, ann, options: ConversionOptions, fitted=None) -> SpikingReadout:
     """The readout's affine (``fitted`` by finetune through a tail, else refit or the original) and,
     for a spiking readout, its output neurons."""
-    target = _flat(ann[affine.output])
+    target = flat(ann[affine.output])
     weight, bias = affine.weight, affine.bias
     if fitted is not None:
         weight, bias = (a.astype(affine.weight.dtype) for a in fitted)
@@ -355,13 +281,3 @@ def _readout(affine, trace: LayerTrace, ann, options: ConversionOptions, fitted=
     lo, hi = options.readout_enlargement * y.min(axis=0), options.readout_enlargement * y.max(axis=0)
     neurons = signed_neurons(lo, hi, options.neuron, options.v0)
     return SpikingReadout(weight, bias, neurons)
-
-
-def _check_finite(layer: ConvertedLayer, name: str) -> None:
-    for key in ("weight", "bias", "decode_weight", "decode_offset"):
-        if not np.all(np.isfinite(getattr(layer, key))):
-            raise CalibrationError(f"layer '{name}': calibration produced non-finite {key}; try "
-                                   f"--calibration refit or more calibration points")
-    n = layer.neurons
-    if any(np.any(np.isnan(a)) for a in (n.theta_pos, n.theta_neg, n.bias, n.v0)):
-        raise CalibrationError(f"layer '{name}': calibration produced NaN neuron parameters")
