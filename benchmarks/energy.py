@@ -1,6 +1,7 @@
 """Error against energy: where each conversion method sits, per shipped model, under every cost table.
 
     OMP_NUM_THREADS=1 python benchmarks/energy.py [--fresh] [--plot-only] [MODEL.onnx ...]
+    OMP_NUM_THREADS=1 python benchmarks/energy.py --fixtures     # --target-error on every test fixture
 
 Methods (``METHODS``): the papers' preset, one neuron per unit (finetune) across T, the default PWL
 expansion, the spike-aware rate code (one neuron per unit with rest values moved to where spikes cost
@@ -9,6 +10,7 @@ its MACs), and ``--target-error`` 1e-2 and 3e-3 (the search's choice).  Each row
 on 16,384 fresh points, the energy ratio SNN / ANN under every cost table (``onnx2snn/energy_models.json``;
 compute only, same table for both sides), spikes per sample, what the SNN spends its energy on, time.
 
+``--fixtures`` runs only the ``--target-error`` searches, on every test fixture (``energy_fixtures.jsonl``).
 Writes ``benchmarks/results/energy.jsonl`` (appended as rows finish; rows already there are skipped
 unless ``--fresh``), ``energy.md`` and ``energy.png`` (log-log error against the 45 nm fp32 energy
 ratio, one panel per model, one curve per method, the ANN at 1.0).
@@ -44,6 +46,7 @@ METHODS = {
 }
 TARGETS = (1e-2, 3e-3)
 PATH = RESULTS / "energy.jsonl"
+FIXTURES_PATH = RESULTS / "energy_fixtures.jsonl"
 
 
 def row(model, label: str, result, seconds: float, **extra) -> dict:
@@ -61,10 +64,10 @@ def row(model, label: str, result, seconds: float, **extra) -> dict:
             "seconds": round(seconds, 1), **extra}
 
 
-def run(models) -> None:
-    done = {(r["model"], r["method"], r["timesteps"]) for r in load_rows(PATH)}
+def run(models, path=PATH, methods=METHODS) -> None:
+    done = {(r["model"], r["method"], r["timesteps"]) for r in load_rows(path)}
     for model in models:
-        for label, (options, steps) in METHODS.items():
+        for label, (options, steps) in methods.items():
             for T in steps:
                 if (model.stem, label, T) in done:
                     continue
@@ -72,27 +75,50 @@ def run(models) -> None:
                 started = time.perf_counter()
                 result = onnx2snn.convert(model, timesteps=T, validation_points=VALIDATION_POINTS,
                                           **options, **extra)
-                append(PATH, row(model, label, result, time.perf_counter() - started, **extra))
+                append(path, row(model, label, result, time.perf_counter() - started, **extra))
                 print(f"{model.stem} {label} T={T} done", file=sys.stderr, flush=True)
+        default_seconds = None
         for target in TARGETS:
             label = f"--target-error {target:g}"
             if any(r[0] == model.stem and r[1] == label for r in done):
                 continue
+            if default_seconds is None:      # the search's cost is quoted in default conversions
+                started = time.perf_counter()
+                onnx2snn.convert(model, validate=False)
+                default_seconds = time.perf_counter() - started
             started = time.perf_counter()
             try:
                 result = cheapest_conversion(model, target, validation_points=VALIDATION_POINTS)
             except onnx2snn.Onnx2SnnError as e:
-                append(PATH, {"model": model.stem, "method": label, "timesteps": None, "failed": str(e),
+                append(path, {"model": model.stem, "method": label, "timesteps": None, "failed": str(e),
                               "seconds": round(time.perf_counter() - started, 1)})
                 continue
             chosen = result.report
-            append(PATH, row(model, label, result, time.perf_counter() - started, target_error=target,
-                             search=chosen["search"], first_layer=_chosen_first_layer(chosen)))
+            append(path, row(model, label, result, time.perf_counter() - started, target_error=target,
+                             search=chosen["search"], first_layer=_chosen_first_layer(chosen),
+                             default_seconds=round(default_seconds, 2)))
             print(f"{model.stem} {label} done", file=sys.stderr, flush=True)
 
 
 def _chosen_first_layer(report: dict) -> str:
     return "analog" if any("first layer" in n["reason"] for n in report["analog_nodes"]) else "spiking"
+
+
+def fixture_table(rows: list[dict]) -> list[str]:
+    """``--target-error`` on every test fixture: the chosen conversion, its error on fresh points, energy."""
+    lines = ["## `--target-error` on every test fixture", "",
+             "| fixture | target | chosen | T | SNN vs ANN (fresh) | met | x ANN 45nm_fp32 | candidates | s | "
+             "default conversions |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if r.get("failed"):
+            lines.append(f"| {r['model']} | {r['method'].split()[-1]} | failed: {r['failed'][:70]} | | | ✗ | | | {r['seconds']} |")
+            continue
+        chosen = "one neuron/unit" if r["pieces"] == 1 else "PWL auto"
+        met = "✓" if r["rel_l2_snn_vs_ann"] <= r["target_error"] else "✗"
+        lines.append(f"| {r['model']} | {r['target_error']:g} | {chosen}, first layer {r['first_layer']} | "
+                     f"{r['timesteps']} | {fmt(r['rel_l2_snn_vs_ann'])} | {met} | {r['energy_ratio'][DEFAULT_MODEL]:.3g} | "
+                     f"{len(r['search'])} | {r['seconds']} | {r['seconds'] / r['default_seconds']:.0f} |")
+    return lines
 
 
 def write_markdown(rows: list[dict]) -> None:
@@ -120,6 +146,9 @@ def write_markdown(rows: list[dict]) -> None:
                          + " | ".join(f"{r['energy_ratio'][t]:.3g}" for t in tables)
                          + f" | {fmt(r['spikes_per_sample'])} | {r['spikes_per_synapse']:.3g} | {spent} | {r['seconds']} |")
         lines.append("")
+    fixtures = load_rows(FIXTURES_PATH)
+    if fixtures:
+        lines += fixture_table(fixtures) + [""]
     (RESULTS / "energy.md").write_text("\n".join(lines))
 
 
@@ -154,7 +183,9 @@ def main(argv: list[str]) -> None:
     if "--fresh" in argv and PATH.exists():
         PATH.unlink()
     models = [Path(a) for a in argv if a.endswith(".onnx")] or source_models(ROOT / "models")
-    if "--plot-only" not in argv:
+    if "--fixtures" in argv:
+        run(source_models(ROOT / "tests" / "fixtures"), FIXTURES_PATH, methods={})
+    elif "--plot-only" not in argv:
         run(models)
     rows = load_rows(PATH)
     write_markdown(rows)
