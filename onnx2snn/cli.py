@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     convert = sub.add_parser("convert", help="convert an ONNX model into a spiking artifact")
     convert.add_argument("model", help="the ONNX model (PINN)")
     convert.add_argument("-o", "--output", help="where the SNN goes (default: MODEL.snn.onnx beside the input)")
-    convert.add_argument("-T", "--timesteps", type=_positive, default=32, help="simulation steps (default 32)")
+    convert.add_argument("-T", "--timesteps", type=_positive, default=None, help="simulation steps (default 32)")
     convert.add_argument("--domain", action="append", metavar="NAME=LO:HI[,LO:HI...]",
                          help="box of each model input; repeat per input (default: the model's metadata)")
     convert.add_argument("--calib", help="calibration inputs: .npy (single input) or .npz keyed by input name")
@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--target-error", type=float, default=None, metavar="E",
                          help="search T, the method and the spike penalty for the cheapest SNN within relative "
                               "L2 error E of the ANN on points not used to fit it (see --energy-model)")
-    convert.add_argument("--energy-model", default="45nm_fp32",
+    convert.add_argument("--energy-model", default=None,
                          help="cost table that --target-error minimises: 45nm_fp32 (default), 45nm_int8, loihi")
     convert.add_argument("--v0", type=float, default=None, metavar="FRACTION",
                          help="initial potential as a fraction of θ (default 0 for round, 0.5 for floor)")
@@ -191,11 +191,21 @@ def _convert(args) -> int:
                   progress=None if args.quiet else _progress)
     if args.target_error is not None:
         from .search import cheapest_conversion
+        chosen = [flag for flag, value in [("-T", args.timesteps), ("--pieces", args.pieces),
+                                           ("--calibration", args.calibration), ("--first-layer", args.first_layer),
+                                           ("--rest", args.rest), ("--preset", args.preset)] if value is not None]
+        if chosen:
+            raise UsageError(f"onnx2snn convert: --target-error searches {', '.join(chosen)} itself; "
+                             f"give one or the other")
         searched = {k: v for k, v in options.items() if k not in ("pieces", "calibration", "first_layer",
                                                                   "spike_penalty")}
-        result = cheapest_conversion(source, args.target_error, args.energy_model, **common, **searched)
+        result = cheapest_conversion(source, args.target_error, args.energy_model or "45nm_fp32", **common,
+                                     **searched)
+    elif args.energy_model is not None:
+        raise UsageError("onnx2snn convert: --energy-model chooses what --target-error minimises; give "
+                         "--target-error E too (every report shows all cost tables)")
     else:
-        result = convert(source, timesteps=args.timesteps, **common, **options)
+        result = convert(source, timesteps=args.timesteps or 32, **common, **options)
     result.save(output)
     if args.report_json:
         text = json.dumps(result.report, indent=2) + "\n"

@@ -148,6 +148,10 @@ def test_target_error_prints_the_search_and_reports_it(model, tmp_path, capsys):
     assert report["target_error"] == 0.05 and report["search"]
     assert "searched for the cheapest SNN within 0.05" in out and "search: pwl, T=8" in err
     assert report["validation"]["rel_l2_snn_vs_ann"] <= 0.05
+    code, _, err = run_cli(capsys, model, "--target-error", 0.05, "-T", 16, "--pieces", 1)
+    assert code == 2 and "--target-error searches -T, --pieces itself" in err
+    code, _, err = run_cli(capsys, model, "--energy-model", "loihi")
+    assert code == 2 and "--energy-model chooses what --target-error minimises" in err
 
 
 def _bad_model(tmp_path, kind):
