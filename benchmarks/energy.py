@@ -25,7 +25,7 @@ from pathlib import Path
 from common import RESULTS, ROOT, append, fmt, load_rows, source_models
 
 import onnx2snn
-from onnx2snn.search import FIRST_LAYER_RATE, cheapest_conversion
+from onnx2snn.search import cheapest_conversion, first_layer_choice
 from onnx2snn.energy import DEFAULT_MODEL, load_tables
 
 VALIDATION_POINTS = 16384
@@ -33,8 +33,8 @@ TABLE = load_tables()[DEFAULT_MODEL]
 
 
 def first_layer(T: int) -> str:
-    """The search's rule (``search.py``): analog where T·ρ₀·e_synop > e_mac on the 45 nm fp32 table."""
-    return "analog" if T * FIRST_LAYER_RATE * TABLE["synop"] > TABLE["mac"] else "spiking"
+    """The search's rule for moved rest values (``search.first_layer_choice``) on the 45 nm fp32 table."""
+    return first_layer_choice(T, "typical", TABLE)
 
 
 METHODS = {
