@@ -134,6 +134,10 @@ def build_report(imported, result, points: dict[str, np.ndarray], timing: dict[s
            if "finetune" in result.options.methods else {}),
         "neuron": result.options.neuron,
         "readout": result.options.readout,
+        "coding": "rate",
+        "first_layer": result.options.first_layer,
+        "rest": result.options.rest,
+        **({"spike_penalty": result.options.spike_penalty} if result.options.spike_penalty else {}),
         "validation": validation,
         # --pieces auto: the output error the kept pass measured on the calibration points (pipeline.calibrate)
         **({"calibration_output_error": result.calibration.measured_error}
