@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
                               "L2 error E of the ANN on points not used to fit it (see --energy-model)")
     convert.add_argument("--energy-model", default=None,
                          help="cost table that --target-error minimises: 45nm_fp32 (default), 45nm_int8, loihi")
+    convert.add_argument("--energy-table", metavar="FILE",
+                         help="JSON file of further cost tables (pJ per mac, synop, neuron_update, activation, add, "
+                              "mult), reported beside the shipped ones and usable as --energy-model")
     convert.add_argument("--v0", type=float, default=None, metavar="FRACTION",
                          help="initial potential as a fraction of θ (default 0 for round, 0.5 for floor)")
     convert.add_argument("--shift", action="store_true", help="Deng & Gu's θ/(2T) bias shift (floor neurons)")
@@ -185,10 +188,13 @@ def _convert(args) -> int:
     if args.report_json:
         check_output_path(args.report_json, source)
     options = _convert_options(args)
+    if args.energy_table:
+        from .energy import load_tables
+        load_tables(args.energy_table)              # a bad table fails before any work
     started = time.perf_counter()
     common = dict(domain=";".join(args.domain) if args.domain else None, calib=args.calib, samples=args.samples,
                   seed=args.seed, validation_points=args.validation_points,
-                  progress=None if args.quiet else _progress)
+                  progress=None if args.quiet else _progress, energy_table=args.energy_table)
     if args.target_error is not None:
         from .search import cheapest_conversion
         chosen = [flag for flag, value in [("-T", args.timesteps), ("--pieces", args.pieces),

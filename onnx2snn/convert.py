@@ -55,14 +55,15 @@ def convert(model: str | os.PathLike, domain: Domain | str | None = None, timest
             pieces: int | str = "auto", calibration: str | tuple[str, ...] | None = None,
             threshold: str = "max", neuron: str = "round", readout: str = "analog",
             validation_points: int = VALIDATION_POINTS, validate: bool = True,
-            progress: Callable[[str], None] | None = None, **extra) -> ConversionResult:
+            progress: Callable[[str], None] | None = None, energy_table: str | None = None,
+            **extra) -> ConversionResult:
     """Convert the ONNX model at ``model`` to an SNN.
 
     ``domain``: {input: [(lo, hi) per feature]} or the text form (default: the model's metadata);
     ``calib``: calibration inputs (array, dict by input name, or a .npy/.npz path), else ``samples``
     uniform domain points; further options (``v0``, ``shift``, ``readout_enlargement``, ``tolerance``,
-    ``finetune_iterations``) and their meaning:
-    ``ConversionOptions``.  ``progress``, if given, receives one line per stage (the library never prints).
+    ``finetune_iterations``, ``first_layer``, ``rest``, ``spike_penalty``) and their meaning:
+    ``ConversionOptions``; ``energy_table``: a JSON file of further cost tables for the report.  ``progress``, if given, receives one line per stage (the library never prints).
     """
     options = ConversionOptions(timesteps=timesteps, pieces=pieces, calibration=calibration,
                                 threshold=threshold, neuron=neuron, readout=readout, seed=seed, **extra)
@@ -102,7 +103,7 @@ def convert(model: str | os.PathLike, domain: Domain | str | None = None, timest
     if validate:
         say(f"validating on {validation_points} fresh domain points")
         points = validation_inputs(imported, box, validation_points, np.random.default_rng(seed + 1_000_003))
-        result.report = build_report(imported, result, points, timing)
+        result.report = build_report(imported, result, points, timing, energy_table)
     return result
 
 

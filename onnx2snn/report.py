@@ -71,7 +71,10 @@ def exact_reference(imported, points: dict[str, np.ndarray], outputs: dict[str, 
     return np.concatenate([solution[:, k] for k in range(solution.shape[1])])
 
 
-def build_report(imported, result, points: dict[str, np.ndarray], timing: dict[str, float]) -> dict:
+def build_report(imported, result, points: dict[str, np.ndarray], timing: dict[str, float],
+                 energy_table: str | None = None) -> dict:
+    """The report of ``result`` measured at ``points``; energy under the shipped cost tables and those of
+    the JSON file ``energy_table`` (``energy.load_tables``)."""
     structure = result.structure
     ann = run_ann(imported.model, points, [a.input for a in structure.affines], source=imported.path)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):   # non-finite outputs: checked below
@@ -122,7 +125,7 @@ def build_report(imported, result, points: dict[str, np.ndarray], timing: dict[s
     shapes, rows = tensor_shapes(imported, points)
     readout_values = sum(float(np.prod(shapes[a.output])) for a in structure.readouts) / rows
     energy = account(imported.model, structure, shapes, rows, spiking, readout_values)
-    tables = load_tables()
+    tables = load_tables(energy_table)
     by_model = energy.by_model(tables)
     return {
         "model": imported.path.name,

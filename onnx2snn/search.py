@@ -84,13 +84,14 @@ def first_layer_choice(timesteps: int, rest: str, table: dict) -> str:
 
 def cheapest_conversion(model, target_error: float, energy_model: str = DEFAULT_MODEL, domain=None,
                         progress: Callable[[str], None] | None = None, validation_points: int = 2048,
-                        seed: int = 0, **options) -> ConversionResult:
+                        seed: int = 0, energy_table: str | None = None, **options) -> ConversionResult:
     """The conversion of least energy whose error meets ``target_error`` (module docstring); its report
     holds ``search`` (every candidate), ``target_error`` and ``energy_model``.  Raises
-    ``CalibrationError`` when no candidate meets it."""
+    ``CalibrationError`` when no candidate meets it.  ``energy_table``: a JSON file of further cost tables
+    (``energy.load_tables``), whose models ``energy_model`` may name."""
     if not 0 < target_error < 1:
         raise CalibrationError(f"target error must be in (0, 1), got {target_error}")
-    tables = load_tables()
+    tables = load_tables(energy_table)
     if energy_model not in tables:
         raise CalibrationError(f"unknown energy model {energy_model!r}; use {', '.join(tables)}")
     table = tables[energy_model]
@@ -110,7 +111,7 @@ def cheapest_conversion(model, target_error: float, energy_model: str = DEFAULT_
         c.result = convert(model, domain=box, timesteps=c.timesteps, seed=seed, validate=False,
                            first_layer=c.first_layer, **{**{k: v for k, v in options.items() if k != "tolerance"},
                                                          **kind})
-        report = build_report(imported, c.result, selection, {})
+        report = build_report(imported, c.result, selection, {}, energy_table)
         c.rel_l2 = report["validation"]["rel_l2_snn_vs_ann"]
         c.ratio = report["energy"][energy_model]["ratio"]
         c.spikes_per_sample = report["spikes_per_sample"]
@@ -156,6 +157,6 @@ def cheapest_conversion(model, target_error: float, energy_model: str = DEFAULT_
     result = chosen.result
     points = validation_inputs(imported, box, validation_points, np.random.default_rng(seed + 1_000_003))
     total = sum(c.seconds for c in tried)
-    result.report = build_report(imported, result, points, {"search": total})
+    result.report = build_report(imported, result, points, {"search": total}, energy_table)
     result.report.update(target_error=target_error, energy_model=energy_model, search=rows)
     return result

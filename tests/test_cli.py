@@ -140,6 +140,22 @@ def test_inspect_shows_the_anns_cost_and_the_break_even_spike_budget(capsys):
     assert f"break-even {energy / (0.9 * (16 * 16 + 16)):.2f} spikes per neuron" in out
 
 
+def test_a_users_energy_table_is_reported_beside_the_shipped_ones(model, tmp_path, capsys):
+    table = tmp_path / "chip.json"
+    table.write_text(json.dumps({"mychip": {"mac": 2.0, "synop": 0.5, "neuron_update": 1.0, "activation": 2.0,
+                                            "add": 0.5, "mult": 1.0}}))
+    code, out, err = run_cli(capsys, model, "--energy-table", table, "--report-json", tmp_path / "r.json", *FAST)
+    assert code == 0, err
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert set(report["energy"]) >= {"45nm_fp32", "mychip"} and "mychip" in out
+    mine = report["energy"]["mychip"]
+    assert mine["ann_pj"] == pytest.approx(304 * 2.0 + 32 * 2.0 + 33 * 0.5)
+    table.write_text("{not json")
+    code, _, err = run_cli(capsys, model, "--energy-table", table, "-o", tmp_path / "x.snn.onnx", *FAST)
+    assert code == 1 and "chip.json: cannot read the energy table" in err
+    assert not (tmp_path / "x.snn.onnx").exists()
+
+
 def test_target_error_prints_the_search_and_reports_it(model, tmp_path, capsys):
     code, out, err = run_cli(capsys, model, "--target-error", 0.05, "--finetune-iterations", 20,
                              "--report-json", tmp_path / "r.json", *FAST)
