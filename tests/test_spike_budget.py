@@ -120,3 +120,16 @@ def test_target_error_refuses_what_it_cannot_reach_and_bad_models():
         cheapest_conversion(FIXTURES / "torch_tanh_gemm.onnx", 1e-2, energy_model="chip")
     with pytest.raises(CalibrationError, match="target error must be in"):
         cheapest_conversion(FIXTURES / "torch_tanh_gemm.onnx", 2.0)
+
+
+def test_moved_rest_values_run_alike_in_every_runtime():
+    """One-neuron units with moved rests (one-sided neurons: θ = inf on a side, a bias -m, an offset c)
+    behind an analog first layer: numpy, onnxruntime and snnTorch agree spike for spike (runtimes.verify)."""
+    from runtimes.verify import verify
+    result = convert(FIXTURES / "torch_tanh_gemm.onnx", pieces=1, timesteps=16, rest="typical",
+                     first_layer="analog", finetune_iterations=20, **FAST)
+    thetas = [numpy_helper.to_array(t) for t in result.model.graph.initializer if t.name.endswith("/theta_pos")]
+    assert any(np.isinf(t).any() for t in thetas)           # at least one unit rests at its clip
+    x = np.random.default_rng(2).uniform([-1, 0], [1, 1], (256, 2)).astype(np.float32)
+    report = verify(result.model, x)
+    assert report.ok and {"onnxruntime", "snntorch"} <= set(report.backends), report.lines()
