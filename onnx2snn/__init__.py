@@ -5,11 +5,13 @@
     result.save("model.snn.onnx"); print(result.report)
     snn = runtimes.load("model.snn.onnx", backend="numpy")
     y = snn.run({"x": x})
+    cheapest = onnx2snn.cheapest_conversion("model.onnx", 1e-2)   # least energy within 1e-2 of the ANN
 """
 
 from .convert import ConversionResult, convert
+from .search import cheapest_conversion
 from .errors import CalibrationError, DomainError, ModelError, Onnx2SnnError, OutputPathError
 
 __version__ = "0.1.0"
-__all__ = ["convert", "ConversionResult", "Onnx2SnnError", "ModelError", "DomainError", "CalibrationError",
+__all__ = ["convert", "cheapest_conversion", "ConversionResult", "Onnx2SnnError", "ModelError", "DomainError", "CalibrationError",
            "OutputPathError", "__version__"]
