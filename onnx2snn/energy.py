@@ -4,7 +4,7 @@ Counting rules (``../shared/ENERGY.md`` §2), per sample (a row of a plain PINN,
 one), from the tensors and spike counts of one run on fresh points:
 
 ANN   every node of the original graph (``operations.py``): MACs of its affine layers, one activation per
-      unit, adds and mults of the other nodes.
+      unit (``ann_work``: however the exporter spelled it), adds and mults of the other nodes.
 SNN   * synaptic operations: Σ_l events_l × fan-out_l, fan-out_l = the widths of the affine layers fed by
         layer l (+1 when analog nodes read its decoded value: one accumulate per event);
       * neuron updates: every live neuron, every step (n_l × T), whether or not it fires;
@@ -27,6 +27,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from .errors import ModelError
 from .operations import Work, graph_work, node_key
@@ -140,13 +142,23 @@ def account(model, structure, shapes: dict[str, tuple[int, ...]], rows: float,
     static = {node_key(n) for l in structure.layers if l.upstream is None for n in l.affine.nodes}
     analog_keys = {node_key(n) for n in model.graph.node} - spiking
     per_sample = 1.0 / rows
-    ann = graph_work(model, shapes).scaled(per_sample)
+    ann = ann_work(model, structure, shapes, rows)
     analog = graph_work(model, shapes, analog_keys).scaled(per_sample)
     first = graph_work(model, shapes, static).scaled(per_sample)
     spikes = Work(synops=float(sum(l.synops for l in layers)),
                   neuron_updates=float(sum(l.neurons * l.timesteps for l in layers)),
                   adds=readout_outputs)
     return EnergyAccount(ann=ann, snn=analog + first + spikes, first_layer=first, analog=analog, layers=layers)
+
+
+def ann_work(model, structure, shapes: dict[str, tuple[int, ...]], rows: float) -> Work:
+    """The ANN's operations per sample: every node of its graph, except that the activation of a layer the
+    SNN replaces counts one activation per unit however the exporter spelled it (GELU as ``Erf`` and four
+    elementwise ops, swish as ``Sigmoid`` and ``Mul``), so the ANN's price does not depend on the spelling."""
+    activation = {node_key(n) for l in structure.layers for n in l.activation.nodes}
+    units = sum(float(np.prod(shapes[l.activation.output])) for l in structure.layers)
+    others = {node_key(n) for n in model.graph.node} - activation
+    return (graph_work(model, shapes, others) + Work(activations=units)).scaled(1.0 / rows)
 
 
 def layer_fan_out(layer) -> int:
@@ -161,7 +173,7 @@ def ann_budget(model, structure, shapes: dict[str, tuple[int, ...]], rows: float
     MACs in affine layers fed by spiking layers, which become synaptic operations) and, per table, the
     break-even spikes per neuron E_ANN / (e_synop · Σ_l n_l·fan-out_l): the mean spikes per inference each
     hidden neuron may send before the SNN's synaptic operations alone cost as much as the ANN."""
-    work = graph_work(model, shapes).scaled(1.0 / rows)
+    work = ann_work(model, structure, shapes, rows)
     fed = {node_key(n) for l in structure.layers if l.upstream is not None for n in l.affine.nodes}
     fed |= {node_key(n) for a in structure.readouts for n in a.nodes}
     spiking_macs = graph_work(model, shapes, fed).macs / rows

@@ -105,3 +105,19 @@ def test_energy_tables_extend_and_refuse_bad_files(tmp_path):
     extra.write_text(json.dumps({"broken": {"mac": 1}}))
     with pytest.raises(ModelError, match="chip.json.*broken.*synop"):
         load_tables(extra)
+
+
+def test_the_anns_price_does_not_depend_on_how_gelu_is_spelled():
+    """The same network exported with GELU as Mul/Erf/Add/Mul and as one Gelu op: same ANN energy."""
+    from onnx2snn.energy import ann_work
+    from onnx2snn.importer import import_model
+    from onnx2snn.inputs import resolve_domain
+    from onnx2snn.report import tensor_shapes
+    from onnx2snn.structure import analyse
+    works = []
+    for name in ("jax_raw_gelu", "jax_raw_gelu_opset21"):
+        imported = import_model(FIXTURES / f"{name}.onnx")
+        points = validation_inputs(imported, resolve_domain(imported, None), 16, np.random.default_rng(0))
+        shapes, rows = tensor_shapes(imported, points)
+        works.append(ann_work(imported.model, analyse(imported.model), shapes, rows))
+    assert works[0] == works[1] and works[0].mults == 0
