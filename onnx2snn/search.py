@@ -13,10 +13,10 @@ Search, per method, along T (spikes and neuron updates grow about linearly in T,
 * ``pwl`` (``--pieces auto`` with its error budget τ = 0.8·E): T ascending in ``PWL_T``, stopping at the
   first that meets E (more steps only add spikes).  These conversions are cheap and bound the rest.
 * ``finetune`` (one neuron per unit, end-to-end fit) with each unit's rest value moved to where its spikes
-  cost least (``--rest typical``): T ascending in ``FINETUNE_T``, skipping a T whose error predicted from
-  the last one (error ∝ T^-``ERROR_EXPONENT``) misses E by 2x, stopping at the first T that meets E or
-  whose energy, extrapolated linearly in T, exceeds the best found.  Only where it finds none, the same
-  with units silent at 0 (``--rest zero``: finer steps, more spikes).
+  cost least (``--rest typical``): from T = 4, each next T predicted on a log-log line through the last
+  measurements (``next_timesteps``), narrowing in on the least T that meets E, stopping at an error floor
+  or where the predicted energy exceeds the best found.  Only where it finds none, the same with units
+  silent at 0 (``--rest zero``: finer steps, more spikes).
 
 The first hidden layer is made analog (``--first-layer analog``) when its spikes would cost more than
 computing it once (``first_layer_choice``): at 45 nm fp32 from T = 6 with units silent at 0, from T = 21
@@ -53,8 +53,9 @@ REST_VALUES = ("typical", "zero")
 # diffusion_reaction, T=4-16).
 FIRST_LAYER_RATE = {"zero": 0.9, "typical": 0.25}
 # Finetune's one-neuron error falls about as T^-½ (poisson1d: 1.24e-2, 7.3e-3, 4.7e-3, 2.8e-3, 2.4e-3 at
-# T = 4, 8, 32, 64, 128): a T whose predicted error, from a measured one, is above 2E is skipped.
+# T = 4, 8, 32, 64, 128): the first step's guess, before a stream has two measurements of its own.
 ERROR_EXPONENT = 0.5
+MIN_EXPONENT = 0.15     # a slower fall is a floor: diffusion_reaction's errors at T = 24-128, rest zero
 
 
 @dataclass
@@ -74,6 +75,42 @@ class Candidate:
                 "rest": self.rest, "rel_l2_snn_vs_ann": self.rel_l2,
                 "energy_ratio": self.ratio, "spikes_per_sample": self.spikes_per_sample,
                 "seconds": round(self.seconds, 2)}
+
+
+def next_timesteps(stream: list[Candidate], goal: float, best: Candidate | None) -> int | None:
+    """The next T of a one-neuron stream (candidates of one rest value, measured), or None to stop.
+
+    Between the largest T that missed the goal below the smallest T that met it (T_f, error e_f, energy
+    ρ_f), the T that reaches the goal is predicted on a log-log line, e(T) = e_f·(T_f/T)^α, α from the
+    stream's last two measurements (``ERROR_EXPONENT`` before there are two; at least ``MIN_EXPONENT``:
+    flatter is a floor); the next T is the smallest untried in ``FINETUNE_T`` at or above it.  None when
+    no such T lies below the smallest that met, when the error stopped falling, or when its predicted
+    energy ρ_f·T/T_f already exceeds the best candidate found (energy grows about linearly in T)."""
+    met = [c.timesteps for c in stream if c.rel_l2 <= goal]
+    ceiling = min(met) if met else math.inf
+    failed = [c for c in stream if c.rel_l2 > goal and c.timesteps < ceiling]
+    if not failed:
+        return None
+    anchor = max(failed, key=lambda c: c.timesteps)
+    alpha = ERROR_EXPONENT
+    if len(stream) >= 2:
+        a, b = sorted(stream[-2:], key=lambda c: c.timesteps)
+        if b.timesteps > a.timesteps:
+            alpha = math.log(max(a.rel_l2, 1e-30) / max(b.rel_l2, 1e-30)) / math.log(b.timesteps / a.timesteps)
+            if alpha < MIN_EXPONENT and not met:
+                return None                             # the error stopped falling: a floor
+            alpha = max(alpha, MIN_EXPONENT)
+    wanted = anchor.timesteps * (anchor.rel_l2 / goal) ** (1.0 / alpha)
+    tried = {c.timesteps for c in stream}
+    ahead = [T for T in FINETUNE_T if anchor.timesteps < T < ceiling and T not in tried and T >= wanted]
+    if not ahead and met:           # the prediction overshoots the T that met: try what lies between
+        ahead = [T for T in FINETUNE_T if anchor.timesteps < T < ceiling and T not in tried]
+    if not ahead:
+        return None
+    T = min(ahead)
+    if best is not None and anchor.ratio * T / anchor.timesteps >= best.ratio:
+        return None
+    return T
 
 
 def first_layer_choice(timesteps: int, rest: str, table: dict) -> str:
@@ -131,15 +168,10 @@ def cheapest_conversion(model, target_error: float, energy_model: str = DEFAULT_
         if measure(Candidate("pwl", T, first_layer(T, "zero"), "zero")).rel_l2 <= goal:
             break
     for rest in REST_VALUES:
-        for T in FINETUNE_T:
-            known = [c for c in tried if c.method == "finetune" and c.rest == rest]
-            if known and known[-1].rel_l2 * (known[-1].timesteps / T) ** ERROR_EXPONENT > 2 * goal:
-                continue                                # predicted to miss by 2x: on to a larger T
-            current = best()
-            if current is not None and known and known[-1].ratio * T / known[-1].timesteps > current.ratio:
-                break                                   # energy grows ~linearly in T: no cheaper one ahead
-            if measure(Candidate("finetune", T, first_layer(T, rest), rest)).rel_l2 <= goal:
-                break
+        T = FINETUNE_T[0]
+        while T is not None:
+            measure(Candidate("finetune", T, first_layer(T, rest), rest))
+            T = next_timesteps([c for c in tried if c.method == "finetune" and c.rest == rest], goal, best())
         if best() is not None and best().method == "finetune":
             break                                       # the other rest value only where this one failed
     chosen = best()
