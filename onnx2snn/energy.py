@@ -7,7 +7,8 @@ ANN   every node of the original graph (``operations.py``): MACs of its affine l
       unit (``ann_work``: however the exporter spelled it), adds and mults of the other nodes.
 SNN   * synaptic operations: Σ_l events_l × fan-out_l, fan-out_l = the widths of the affine layers fed by
         layer l (+1 when analog nodes read its decoded value: one accumulate per event);
-      * neuron updates: every live neuron, every step (n_l × T), whether or not it fires;
+      * neuron updates: every live neuron, every step (n_l × T × its rows per sample), whether or not it
+        fires;
       * static affines: a spiking layer fed by no spiking layer (the first layer under direct encoding) has
         its current z = x·W + b computed once per sample, at MAC cost (``first_layer_macs``);
       * readouts: one add per output (the bias; 1/T folds into the weights);
@@ -63,13 +64,15 @@ def energy_pj(work: Work, table: dict) -> float:
 
 @dataclass
 class LayerSpikes:
-    """One spiking layer's counts per sample."""
+    """One spiking layer's counts per sample: ``spikes``, ``updates`` (live neurons × T × the rows it ran
+    on, per sample: a separable network's axis rows serve a whole grid), its ``fan_out`` and its live
+    ``neurons`` (for the synapse count)."""
 
     name: str
     spikes: float
+    updates: float
     fan_out: int
-    neurons: int            # live neurons
-    timesteps: int
+    neurons: int
 
     @property
     def synops(self) -> float:
@@ -146,7 +149,7 @@ def account(model, structure, shapes: dict[str, tuple[int, ...]], rows: float,
     analog = graph_work(model, shapes, analog_keys).scaled(per_sample)
     first = graph_work(model, shapes, static).scaled(per_sample)
     spikes = Work(synops=float(sum(l.synops for l in layers)),
-                  neuron_updates=float(sum(l.neurons * l.timesteps for l in layers)),
+                  neuron_updates=float(sum(l.updates for l in layers)),
                   adds=readout_outputs)
     return EnergyAccount(ann=ann, snn=analog + first + spikes, first_layer=first, analog=analog, layers=layers)
 

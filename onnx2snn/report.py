@@ -92,6 +92,9 @@ def build_report(imported, result, points: dict[str, np.ndarray], timing: dict[s
     T = result.options.timesteps
     samples = count_points(imported.model, ann)
     layers, spiking, events_total, slots_total = [], [], 0, 0
+
+    def updates(counts) -> float:
+        return counts.neurons * counts.timesteps * counts.batch / samples
     for layer, pieces in zip(structure.layers, result.calibration.pieces):
         counts = run.spikes[layer.name]
         fan_out = layer_fan_out(layer)
@@ -99,7 +102,7 @@ def build_report(imported, result, points: dict[str, np.ndarray], timing: dict[s
                        "spiking_neurons": counts.neurons, "pieces_mean": float(np.mean(pieces)),
                        "spike_rate": counts.rate, "spikes_per_sample": counts.events / samples,
                        "fan_out": fan_out, "synops_per_sample": counts.events * fan_out / samples})
-        spiking.append(LayerSpikes(layer.name, counts.events / samples, fan_out, counts.neurons, T))
+        spiking.append(LayerSpikes(layer.name, counts.events / samples, updates(counts), fan_out, counts.neurons))
         events_total += counts.events
         slots_total += counts.neurons * counts.timesteps * counts.batch
     validation = {"points": samples, "rel_l2_snn_vs_ann": relative_l2(y_snn, y_ann),
@@ -116,7 +119,7 @@ def build_report(imported, result, points: dict[str, np.ndarray], timing: dict[s
                            "spiking_neurons": counts.neurons, "pieces_mean": 1.0, "spike_rate": counts.rate,
                            "spikes_per_sample": counts.events / samples, "fan_out": 1,
                            "synops_per_sample": counts.events / samples})
-            spiking.append(LayerSpikes(name, counts.events / samples, 1, counts.neurons, T))
+            spiking.append(LayerSpikes(name, counts.events / samples, updates(counts), 1, counts.neurons))
             events_total += counts.events
             slots_total += counts.neurons * counts.timesteps * counts.batch
     steps = [r.quantisation_step(T) for r in result.calibration.readouts.values()]
