@@ -56,6 +56,7 @@ FIRST_LAYER_RATE = {"zero": 0.9, "typical": 0.25}
 # T = 4, 8, 32, 64, 128): the first step's guess, before a stream has two measurements of its own.
 ERROR_EXPONENT = 0.5
 MIN_EXPONENT = 0.15     # a slower fall is a floor: diffusion_reaction's errors at T = 24-128, rest zero
+MAX_JUMP = 4
 
 
 @dataclass
@@ -83,32 +84,35 @@ def next_timesteps(stream: list[Candidate], goal: float, best: Candidate | None)
     Between the largest T that missed the goal below the smallest T that met it (T_f, error e_f, energy
     ρ_f), the T that reaches the goal is predicted on a log-log line, e(T) = e_f·(T_f/T)^α, α from the
     stream's last two measurements (``ERROR_EXPONENT`` before there are two; at least ``MIN_EXPONENT``:
-    flatter is a floor); the next T is the smallest untried in ``FINETUNE_T`` at or above it.  None when
-    no such T lies below the smallest that met, when the error stopped falling, or when its predicted
-    energy ρ_f·T/T_f already exceeds the best candidate found (energy grows about linearly in T)."""
+    flatter is a floor); the next T is the smallest untried in ``FINETUNE_T`` at or above it, at most
+    ``MAX_JUMP``·T_f (a first guess of α can be far off: Burgers falls as T^-0.7, not T^-0.5), or, where
+    the prediction lies beyond the smallest T that met, the largest untried T below that one.  None when
+    no T is left between, when the error stopped falling, or when the predicted energy ρ_f·(T/T_f)^β
+    (β from the stream's last two measurements, else 1) already exceeds the best candidate found."""
     met = [c.timesteps for c in stream if c.rel_l2 <= goal]
     ceiling = min(met) if met else math.inf
     failed = [c for c in stream if c.rel_l2 > goal and c.timesteps < ceiling]
     if not failed:
         return None
     anchor = max(failed, key=lambda c: c.timesteps)
-    alpha = ERROR_EXPONENT
+    alpha, beta = ERROR_EXPONENT, 1.0
     if len(stream) >= 2:
         a, b = sorted(stream[-2:], key=lambda c: c.timesteps)
         if b.timesteps > a.timesteps:
-            alpha = math.log(max(a.rel_l2, 1e-30) / max(b.rel_l2, 1e-30)) / math.log(b.timesteps / a.timesteps)
+            span = math.log(b.timesteps / a.timesteps)
+            alpha = math.log(max(a.rel_l2, 1e-30) / max(b.rel_l2, 1e-30)) / span
+            beta = min(max(math.log(b.ratio / a.ratio) / span, 0.0), 1.0) if a.ratio > 0 and b.ratio > 0 else 1.0
             if alpha < MIN_EXPONENT and not met:
                 return None                             # the error stopped falling: a floor
             alpha = max(alpha, MIN_EXPONENT)
-    wanted = anchor.timesteps * (anchor.rel_l2 / goal) ** (1.0 / alpha)
+    wanted = min(anchor.timesteps * (anchor.rel_l2 / goal) ** (1.0 / alpha), MAX_JUMP * anchor.timesteps)
     tried = {c.timesteps for c in stream}
-    ahead = [T for T in FINETUNE_T if anchor.timesteps < T < ceiling and T not in tried and T >= wanted]
-    if not ahead and met:           # the prediction overshoots the T that met: try what lies between
-        ahead = [T for T in FINETUNE_T if anchor.timesteps < T < ceiling and T not in tried]
-    if not ahead:
+    between = [T for T in FINETUNE_T if anchor.timesteps < T < ceiling and T not in tried]
+    ahead = [T for T in between if T >= wanted]
+    if not between:
         return None
-    T = min(ahead)
-    if best is not None and anchor.ratio * T / anchor.timesteps >= best.ratio:
+    T = min(ahead) if ahead else max(between)
+    if best is not None and anchor.ratio * (T / anchor.timesteps) ** beta >= best.ratio:
         return None
     return T
 
