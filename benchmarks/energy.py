@@ -49,6 +49,16 @@ PATH = RESULTS / "energy.jsonl"
 FIXTURES_PATH = RESULTS / "energy_fixtures.jsonl"
 
 
+def commit() -> str:
+    """The checkout's commit, recorded in every row (the code that measured it)."""
+    import subprocess
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
 def row(model, label: str, result, seconds: float, **extra) -> dict:
     report = result.report
     return {"model": model.stem, "method": label, "timesteps": report["timesteps"],
@@ -61,7 +71,7 @@ def row(model, label: str, result, seconds: float, **extra) -> dict:
             "breakdown_45nm_fp32_pj": report["energy_breakdown_pj"][DEFAULT_MODEL],
             "ann_45nm_fp32_pj": report["energy"][DEFAULT_MODEL]["ann_pj"],
             "pieces": report["pieces"], "first_layer": extra.pop("first_layer", "spiking"),
-            "seconds": round(seconds, 1), **extra}
+            "seconds": round(seconds, 1), "commit": commit(), **extra}
 
 
 def run(models, path=PATH, methods=METHODS) -> None:
@@ -106,7 +116,11 @@ def _chosen_first_layer(report: dict) -> str:
 
 def fixture_table(rows: list[dict]) -> list[str]:
     """``--target-error`` on every test fixture: the chosen conversion, its error on fresh points, energy."""
+    commits = ", ".join(sorted({r.get("commit", "unknown") for r in rows}))
     lines = ["## `--target-error` on every test fixture", "",
+             f"Searched at commit(s) {commits}: 6b6b9a2 predicts each next T from a slope of T^-0.5 with no cap on "
+             "the jump (since 91c152f a jump is at most 4x and the energy is extrapolated with the measured "
+             "slope, which finds cheaper one-neuron conversions where the slope is steeper, e.g. Burgers).", "",
              "| fixture | target | chosen | T | SNN vs ANN (fresh) | met | x ANN 45nm_fp32 | candidates | s | "
              "default conversions |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
