@@ -386,6 +386,7 @@ def _inspect(args) -> int:
     from .structure import analyse
     imported = import_model(args.model)
     structure = analyse(imported.model)
+    budget = _budget_lines(imported, structure)        # runs the ANN: done before anything is printed
     print(f"{imported.path}: inputs {imported.input_shapes}, dtype {imported.dtype}")
     for name in imported.batched_inputs:
         print(f"  input '{name}' is rank 1: a batch axis is added")
@@ -400,7 +401,7 @@ def _inspect(args) -> int:
     print(f"{len(structure.analog)} node(s) stay analog:")
     for node in structure.analog:
         print(f"  {node.name} ({node.op}): {node.reason}")
-    for line in _budget_lines(imported, structure):
+    for line in budget:
         print(line)
     return EXIT_OK
 
@@ -415,7 +416,10 @@ def _budget_lines(imported, structure) -> list[str]:
         box = resolve_domain(imported, None)
     except DomainError:
         return ["energy: give the model an 'onnx2snn.domain' to see the ANN's cost per sample"]
-    shapes, rows = tensor_shapes(imported, validation_inputs(imported, box, 64, np.random.default_rng(0)))
+    try:
+        shapes, rows = tensor_shapes(imported, validation_inputs(imported, box, 64, np.random.default_rng(0)))
+    except Onnx2SnnError as e:
+        return [f"energy: not measured, the ANN does not run: {e}"]
     budget = ann_budget(imported.model, structure, shapes, rows, load_tables())
     w = budget["work"]
     lines = [f"ANN per sample: {w.macs:.0f} MACs, {w.activations:.0f} activations, {w.adds:.0f} adds, "

@@ -18,7 +18,7 @@ import numpy as np
 
 from .ann import ann_session, run_ann
 from .energy import DEFAULT_MODEL, LayerSpikes, account, layer_fan_out, load_tables
-from .errors import CalibrationError
+from .errors import CalibrationError, ModelError, first_line
 from .exact import EXACT, exact_solution
 from .inputs import is_grid_model
 
@@ -169,8 +169,11 @@ def tensor_shapes(imported, points: dict[str, np.ndarray]) -> tuple[dict[str, tu
     names = list(dict.fromkeys(o for n in imported.model.graph.node for o in n.output if o))
     session = ann_session(imported.model, names, source=imported.path)
     outputs = [o.name for o in session.get_outputs()]
-    with np.errstate(all="ignore"):
-        values = dict(zip(outputs, session.run(outputs, feeds)))
+    try:
+        with np.errstate(all="ignore"):
+            values = dict(zip(outputs, session.run(outputs, feeds)))
+    except Exception as e:  # onnxruntime raises its own exception types
+        raise ModelError(f"{imported.path}: onnxruntime cannot run the model: {first_line(e)}") from None
     shapes = {k: np.shape(v) for k, v in values.items()}
     shapes.update({k: v.shape for k, v in feeds.items()})
     return shapes, count_points(imported.model, values)
