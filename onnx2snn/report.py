@@ -91,20 +91,21 @@ def build_report(imported, result, points: dict[str, np.ndarray], timing: dict[s
     y_ann, y_snn = flatten_outputs(ann, names), flatten_outputs(run.outputs, names)
     T = result.options.timesteps
     samples = count_points(imported.model, ann)
-    layers, spiking, events_total, slots_total = [], [], 0, 0
+    layers, spiking, counted = [], [], []
 
-    def updates(counts) -> float:
-        return counts.neurons * counts.timesteps * counts.batch / samples
+    def record(name: str, activation: str, units: int, counts, pieces_mean: float, fan_out: int) -> None:
+        """One IF layer's row of the report and its counts per sample for the energy account."""
+        layers.append({"name": name, "activation": activation, "neurons": units, "spiking_neurons": counts.neurons,
+                       "pieces_mean": pieces_mean, "spike_rate": counts.rate,
+                       "spikes_per_sample": counts.events / samples, "fan_out": fan_out,
+                       "synops_per_sample": counts.events * fan_out / samples})
+        updates = counts.neurons * counts.timesteps * counts.batch      # a separable axis' rows serve a grid
+        spiking.append(LayerSpikes(name, counts.events / samples, updates / samples, fan_out, counts.neurons))
+        counted.append(counts)
+
     for layer, pieces in zip(structure.layers, result.calibration.pieces):
-        counts = run.spikes[layer.name]
-        fan_out = layer_fan_out(layer)
-        layers.append({"name": layer.name, "activation": layer.activation.kind, "neurons": layer.width,
-                       "spiking_neurons": counts.neurons, "pieces_mean": float(np.mean(pieces)),
-                       "spike_rate": counts.rate, "spikes_per_sample": counts.events / samples,
-                       "fan_out": fan_out, "synops_per_sample": counts.events * fan_out / samples})
-        spiking.append(LayerSpikes(layer.name, counts.events / samples, updates(counts), fan_out, counts.neurons))
-        events_total += counts.events
-        slots_total += counts.neurons * counts.timesteps * counts.batch
+        record(layer.name, layer.activation.kind, layer.width, run.spikes[layer.name], float(np.mean(pieces)),
+               layer_fan_out(layer))
     validation = {"points": samples, "rel_l2_snn_vs_ann": relative_l2(y_snn, y_ann),
                   "max_abs_snn_vs_ann": float(np.max(np.abs(y_snn - y_ann))) if y_ann.size else 0.0}
     exact = exact_reference(imported, points, ann, names)
@@ -114,14 +115,9 @@ def build_report(imported, result, points: dict[str, np.ndarray], timing: dict[s
     for readout in structure.readouts:
         counts = run.spikes.get(f"{readout.name}/output_neurons")
         if counts is not None:     # spiking readout: its output neurons are counted too (fan-out 1)
-            name = f"{readout.name}/output_neurons"
-            layers.append({"name": name, "activation": "Identity", "neurons": readout.width,
-                           "spiking_neurons": counts.neurons, "pieces_mean": 1.0, "spike_rate": counts.rate,
-                           "spikes_per_sample": counts.events / samples, "fan_out": 1,
-                           "synops_per_sample": counts.events / samples})
-            spiking.append(LayerSpikes(name, counts.events / samples, updates(counts), 1, counts.neurons))
-            events_total += counts.events
-            slots_total += counts.neurons * counts.timesteps * counts.batch
+            record(f"{readout.name}/output_neurons", "Identity", readout.width, counts, 1.0, 1)
+    events_total = sum(c.events for c in counted)
+    slots_total = sum(c.neurons * c.timesteps * c.batch for c in counted)
     steps = [r.quantisation_step(T) for r in result.calibration.readouts.values()]
     if any(steps):
         validation["readout_quantisation_step"] = max(steps)
