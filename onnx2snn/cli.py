@@ -98,8 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="finetune: weight of the SNN's synaptic operations per ANN MAC in the loss "
                               "(trades error for spikes; default 0)")
     convert.add_argument("--target-error", type=float, default=None, metavar="E",
-                         help="search T, the method and the spike penalty for the cheapest SNN within relative "
-                              "L2 error E of the ANN on points not used to fit it (see --energy-model)")
+                         help="search T, the method, the first layer and the rest values for the cheapest SNN within "
+                              "relative L2 error E of the ANN on points not used to fit it (see --energy-model)")
     convert.add_argument("--energy-model", default=None,
                          help="cost table that --target-error minimises: 45nm_fp32 (default), 45nm_int8, loihi")
     convert.add_argument("--energy-table", metavar="FILE",
@@ -203,8 +203,7 @@ def _convert(args) -> int:
         if chosen:
             raise UsageError(f"onnx2snn convert: --target-error searches {', '.join(chosen)} itself; "
                              f"give one or the other")
-        searched = {k: v for k, v in options.items() if k not in ("pieces", "calibration", "first_layer",
-                                                                  "spike_penalty")}
+        searched = {k: v for k, v in options.items() if k not in ("pieces", "calibration")}
         result = cheapest_conversion(source, args.target_error, args.energy_model or "45nm_fp32", **common,
                                      **searched)
     elif args.energy_model is not None:
