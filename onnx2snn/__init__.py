@@ -5,7 +5,7 @@
     result.save("model.snn.onnx"); print(result.report)
     snn = runtimes.load("model.snn.onnx", backend="numpy")
     y = snn.run({"x": x})
-    cheapest = onnx2snn.cheapest_conversion("model.onnx", 1e-2)   # least energy within 1e-2 of the ANN
+    cheapest = onnx2snn.cheapest_conversion("model.onnx", 1e-2)   # least energy within 1e-2
 """
 
 from .convert import ConversionResult, convert

@@ -255,8 +255,8 @@ def _print_report(report: dict, output: Path, seconds: float) -> None:
               f"{layer['spiking_neurons']:>8} {layer['pieces_mean']:>7.2f} {layer['spike_rate']:>10.3f}")
     print(f"per sample: {report['spikes_per_sample']:.1f} spikes, {report['synops_per_sample']:.1f} synaptic ops, "
           f"{report['neuron_updates_per_sample']:.0f} neuron updates, {report['first_layer_macs_per_sample']:.0f} "
-          f"first-layer MACs, {report['analog_macs_per_sample']:.0f} analog MACs; ANN {report['ann_macs_per_sample']:.0f} "
-          f"MACs; {report['spikes_per_synapse']:.2f} spikes per synapse")
+          f"first-layer MACs, {report['analog_macs_per_sample']:.0f} analog MACs; "
+          f"ANN {report['ann_macs_per_sample']:.0f} MACs; {report['spikes_per_synapse']:.2f} spikes per synapse")
     for line in energy_lines(report):
         print(line)
     if report["analog_nodes"]:
@@ -427,8 +427,8 @@ def _budget_lines(imported, structure) -> list[str]:
              "energy per sample, compute only, and the SNN's break-even (spikes per hidden neuron per inference "
              "before its synaptic operations alone cost as much):"]
     for name, pj in budget["energy_pj"].items():
-        lines.append(f"  {name:<10} ANN {pj / 1e3:8.2f} nJ   break-even {budget['break_even_spikes_per_neuron'][name]:.2f} "
-                     f"spikes per neuron")
+        even = budget["break_even_spikes_per_neuron"][name]
+        lines.append(f"  {name:<10} ANN {pj / 1e3:8.2f} nJ   break-even {even:.2f} spikes per neuron")
     return lines
 
 

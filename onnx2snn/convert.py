@@ -63,7 +63,8 @@ def convert(model: str | os.PathLike, domain: Domain | str | None = None, timest
     ``calib``: calibration inputs (array, dict by input name, or a .npy/.npz path), else ``samples``
     uniform domain points; further options (``v0``, ``shift``, ``readout_enlargement``, ``tolerance``,
     ``finetune_iterations``, ``first_layer``, ``rest``, ``spike_penalty``) and their meaning:
-    ``ConversionOptions``; ``energy_table``: a JSON file of further cost tables for the report.  ``progress``, if given, receives one line per stage (the library never prints).
+    ``ConversionOptions``; ``energy_table``: a JSON file of further cost tables for the report.
+    ``progress``, if given, receives one line per stage (the library never prints).
     """
     options = ConversionOptions(timesteps=timesteps, pieces=pieces, calibration=calibration,
                                 threshold=threshold, neuron=neuron, readout=readout, seed=seed, **extra)
