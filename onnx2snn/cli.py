@@ -21,7 +21,7 @@ from runtimes.errors import Onnx2SnnError
 from . import __version__
 from .saving import atomic_write, check_output_path
 
-COMMANDS = ("convert", "run", "inspect", "verify", "standard")
+COMMANDS = ("convert", "run", "inspect", "verify", "standard", "train")
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
@@ -142,7 +142,28 @@ def build_parser() -> argparse.ArgumentParser:
     standard.add_argument("-o", "--output", required=True, help="where the standard-ONNX model goes")
     standard.add_argument("-T", "--timesteps", type=_positive, help="override the artifact's T")
 
-    for p in (convert, run, inspect, verify, standard):
+    train = sub.add_parser("train", help="train a spiking network with forward-only gradients (or BPTT, the "
+                           "baseline) and write it as an artifact")
+    train.add_argument("spec", help="a shipped task (x2, ricker, deeponet-poisson, separable-2d) or a JSON "
+                       "specification file ({\"data\": \"points.npz\", \"widths\": [64, 64]})")
+    train.add_argument("--estimator", default="rfg-layer",
+                       choices=["bptt", "rfg-global", "rfg-layer", "weight-fd", "activity"],
+                       help="gradient estimator (default rfg-layer: the paper's layer-wise forward gradient)")
+    train.add_argument("--budget", type=float, default=9000.0, metavar="FPE",
+                       help="training budget in forward-pass equivalents of one minibatch (default 9000)")
+    train.add_argument("-T", "--timesteps", type=_positive, default=None, help="simulation steps (default 32)")
+    train.add_argument("--directions", type=_positive, default=1, metavar="K",
+                       help="random directions averaged per step (default 1)")
+    train.add_argument("--learning-rate", type=float, default=None, help="Adam's step (default per estimator)")
+    train.add_argument("--surrogate", choices=["gaussian", "stein"], default="gaussian",
+                       help="spike derivative: Gaussian, or Stein's estimate from noisy forward passes")
+    train.add_argument("--sigma", type=float, default=None, help="surrogate width σ (default per task)")
+    train.add_argument("--seed", type=int, default=0, help="all randomness (default 0)")
+    train.add_argument("-o", "--output", help="where the trained SNN goes (default: TASK.snn.onnx here)")
+    train.add_argument("--report-json", help="write the training report (loss curve, errors) here")
+    train.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
+
+    for p in (convert, run, inspect, verify, standard, train):
         p.add_argument("--traceback", action="store_true", help="show the full traceback on errors")
     return parser
 
@@ -158,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             build_parser().print_help(sys.stderr)
             return EXIT_USAGE
         handler = {"convert": _convert, "run": _run, "inspect": _inspect, "verify": _verify,
-                   "standard": _standard}[args.command]
+                   "standard": _standard, "train": _train}[args.command]
         return handler(args)
     except UsageError as e:
         print(str(e), file=sys.stderr)
@@ -470,6 +491,36 @@ def _standard(args) -> int:
     outputs = ", ".join(snn.output_names)
     print(f"wrote {output}  (standard ONNX, T={snn.timesteps}: Loop over time steps; outputs {outputs} "
           f"plus onnx2snn.events/* spike counts)")
+    return EXIT_OK
+
+
+def _train(args) -> int:
+    from .training import train_network
+    from .training.specification import load_specification
+    spec = load_specification(args.spec)
+    output = Path(args.output) if args.output else Path(f"{spec.task.name}.snn.onnx")
+    check_output_path(output, args.spec)
+    if args.report_json:
+        check_output_path(args.report_json, args.spec)
+
+    def progress(record: dict) -> None:
+        _progress(f"train: {record['fpe']:,.0f}/{args.budget:,.0f} FPE  iteration {record['iteration']}  "
+                  f"loss {record['loss']:.3e}  test {record['test_rel_l2']:.2e}  {record['seconds']:.0f} s")
+
+    trained = train_network(spec, estimator=args.estimator, budget_fpe=args.budget, timesteps=args.timesteps,
+                            seed=args.seed, directions=args.directions, learning_rate=args.learning_rate,
+                            surrogate=args.surrogate, sigma=args.sigma, progress=None if args.quiet else progress)
+    trained.save(output)
+    report = trained.report
+    if args.report_json:
+        text = json.dumps(report, indent=2) + "\n"
+        atomic_write(Path(args.report_json), lambda tmp: tmp.write_text(text))
+    print(f"wrote {output}  ({report['task']}, {report['estimator']}, T={report['timesteps']}, "
+          f"{report['parameters']:,} parameters)")
+    print(f"test relative L2 vs exact: {report['test_rel_l2']:.3e} (artifact in the numpy runtime: "
+          f"{report['artifact_test_rel_l2']:.3e})")
+    print(f"budget: {report['fpe_spent']:,.0f} forward-pass equivalents in {report['iterations']:,} steps, "
+          f"{report['seconds']:.1f} s")
     return EXIT_OK
 
 

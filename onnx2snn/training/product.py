@@ -1,0 +1,54 @@
+"""Two spiking MLPs whose decoded outputs multiply: a spiking DeepONet, or a separable network in 2-D.
+
+Inputs (a, c): a [F, m] for the first net (the branch: sensor values of f; or the x coordinates),
+c [P, d] for the second (the trunk: the points; or the y coordinates).  With A = net_a(a) [F, r] and
+C = net_c(c) [P, r] decoded (``network.SpikingMLP``), the output on the whole F × P product is
+
+    y[f, p] = Σ_r A[f, r]·C[p, r]      (DeepONet:  u(f_f)(x_p);  separable:  u(x_f, y_p))
+
+computed once per pair of sample sets, so a batch of F functions costs F + P network evaluations, not
+F·P.  The product of two decoded values is analog (``parameters.SpikingDeepONetParams``).
+
+For the activity estimator each layer's samples are the rows (first net) or the columns (second net)
+of y: ``sample_axis``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .network import SpikingMLP
+from .parameters import SpikingDeepONetParams
+from .surrogate import Surrogate
+
+
+class SpikingProduct:
+    def __init__(self, params: SpikingDeepONetParams, surrogate: Surrogate, dtype=torch.float64):
+        self.first = SpikingMLP(params.branch, surrogate, dtype)
+        self.second = SpikingMLP(params.trunk, surrogate, dtype)
+        self.timesteps = params.timesteps
+        self.parameters = self.first.parameters + self.second.parameters
+        self._split = len(self.first.parameters)
+        self._first_layers = self.first.n_layers
+
+    def layer_slices(self) -> list[list[int]]:
+        return self.first.layer_slices() + [[i + self._split for i in s] for s in self.second.layer_slices()]
+
+    def layer_flops(self) -> np.ndarray:
+        return np.concatenate([self.first.layer_flops(), self.second.layer_flops()])
+
+    def sample_axis(self, layer: int) -> int:
+        return 0 if layer < self._first_layers else 1
+
+    def run(self, inputs, parameters=None, *, generator=None, perturbation=None) -> torch.Tensor:
+        a, c = inputs
+        p = self.parameters if parameters is None else parameters
+        second_perturbation = None if perturbation is None else (
+            lambda layer, step, h: perturbation(layer + self._first_layers, step, h))
+        first = self.first.run(a, p[:self._split], generator=generator, perturbation=perturbation)
+        second = self.second.run(c, p[self._split:], generator=generator, perturbation=second_perturbation)
+        return first @ second.T
+
+    def to_params(self, metadata: dict | None = None) -> SpikingDeepONetParams:
+        return SpikingDeepONetParams(self.first.to_params(), self.second.to_params(), 0.0, dict(metadata or {}))

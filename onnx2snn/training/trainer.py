@@ -1,0 +1,101 @@
+"""Train a spiking network on a budget of forward-pass equivalents with any gradient estimator.
+
+Each iteration draws a minibatch, asks the estimator (``estimators.py``) for (L, g, cost) and takes an
+Adam step along g (learning rate η with a cosine decay to η/10 over the budget).  Training stops when
+the cumulative cost reaches the budget B (in forward-pass equivalents of one minibatch, FPE), so
+estimators are compared at equal forward work.  The curve records, every ``record_every`` iterations
+and at the end, the iteration, FPE spent, wall seconds, the minibatch loss and the test error.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .estimators import ESTIMATORS, Objective, estimate
+from .network import SpikingMLP
+from .product import SpikingProduct
+from .surrogate import Surrogate
+from .tasks import Task
+
+# Adam's learning rate per estimator.  Forward-gradient estimates are noisier than BPTT's by about the
+# number of parameters over K, so they take smaller steps; measured on x2 and ricker at T = 32, 9,000 FPE
+# (benchmarks/forward_gradient.py): see its results file.
+LEARNING_RATES = {"bptt": 3e-3, "rfg-global": 3e-4, "rfg-layer": 1e-3, "weight-fd": 3e-4, "activity": 1e-3}
+
+
+@dataclass
+class TrainConfig:
+    estimator: str = "bptt"
+    budget_fpe: float = 9000.0
+    directions: int = 1
+    learning_rate: float | None = None
+    surrogate: Surrogate | None = None
+    seed: int = 0
+    record_every: int = 100
+
+    def __post_init__(self) -> None:
+        if self.estimator not in ESTIMATORS:
+            raise ValueError(f"estimator {self.estimator!r}: expected one of {', '.join(ESTIMATORS)}")
+        if not self.budget_fpe > 0 or self.directions < 1:
+            raise ValueError("the budget must be positive and the number of directions at least 1")
+
+
+@dataclass
+class TrainResult:
+    model: object
+    test_rel_l2: float
+    curve: list[dict] = field(default_factory=list)
+    iterations: int = 0
+    fpe: float = 0.0
+    seconds: float = 0.0
+
+
+def build_model(task: Task, params, surrogate: Surrogate):
+    return SpikingMLP(params, surrogate) if task.kind == "mlp" else SpikingProduct(params, surrogate)
+
+
+def test_error(task: Task, model) -> float:
+    with torch.no_grad():
+        return task.test_error(model.run(task.test[0]))
+
+
+def train(task: Task, params, config: TrainConfig,
+          progress: Callable[[dict], None] | None = None) -> TrainResult:
+    """Train ``params`` (``parameters.py``) on ``task``; ``progress`` receives each curve record."""
+    surrogate = config.surrogate or Surrogate("gaussian", task.sigma)
+    model = build_model(task, params, surrogate)
+    lr = config.learning_rate or LEARNING_RATES[config.estimator]
+    optimiser = torch.optim.Adam(model.parameters, lr=lr)
+    rng = torch.Generator().manual_seed(config.seed)
+    batches = task.batches(np.random.default_rng(config.seed))
+    result = TrainResult(model, math.nan)
+    start = time.perf_counter()
+    iteration = 0
+    while result.fpe < config.budget_fpe:
+        inputs, target = next(batches)
+        est = estimate(config.estimator, Objective(model, inputs, target), config.directions,
+                       rng=rng, surrogate_seed=config.seed * 1_000_003 + iteration)
+        for p, g in zip(model.parameters, est.gradient):
+            p.grad = g
+        for group in optimiser.param_groups:
+            group["lr"] = lr * (0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, result.fpe / config.budget_fpe))))
+        optimiser.step()
+        iteration += 1
+        result.fpe += est.cost_fpe
+        done = result.fpe >= config.budget_fpe
+        if iteration % config.record_every == 0 or done:
+            record = {"iteration": iteration, "fpe": result.fpe, "seconds": time.perf_counter() - start,
+                      "loss": est.loss, "test_rel_l2": test_error(task, model)}
+            result.curve.append(record)
+            if progress is not None:
+                progress(record)
+    result.iterations = iteration
+    result.seconds = time.perf_counter() - start
+    result.test_rel_l2 = result.curve[-1]["test_rel_l2"]
+    return result
