@@ -45,11 +45,12 @@ def build_artifact(model: onnx.ModelProto, structure: Structure, calibration: Ca
                                         name=f"{prefix}/Add"))
 
     def neurons(name: str, current: str, out: str, p, decode_weight: np.ndarray, decode_offset: np.ndarray) -> None:
+        leak = {} if p.leak == 1 else {spec.IF_LEAK: float(p.leak)}     # no attribute without leak (λ = 1)
         emitted.append(helper.make_node(
             spec.IF_OP, [current, const(f"{name}/v0", p.v0), const(f"{name}/bias", p.bias),
                          const(f"{name}/theta_pos", p.theta_pos), const(f"{name}/theta_neg", p.theta_neg)],
             [f"{name}/spikes", f"{name}/membrane"], name=name, domain=spec.DOMAIN,
-            signed=int(p.signed), fire_fraction=float(p.fire_fraction)))
+            signed=int(p.signed), fire_fraction=float(p.fire_fraction), **leak))
         emitted.append(helper.make_node("Mul", [f"{name}/spikes", const(f"{name}/decode_w", decode_weight)],
                                         [f"{name}/weighted"], name=f"{name}/decode_mul"))
         if opset >= 13:

@@ -4,7 +4,7 @@ An IF layer stores parameters [n, K] with padding neurons (θ+ = θ- = inf) that
 form keeps the M live neurons in unit order, so a step costs O(N·M) instead of O(N·n·K)::
 
     x   = z[:, unit] + β                 [N, M]   (each neuron reads its unit's current)
-    u   = v + x
+    u   = λ·v + x                                   (λ = 1: u = v + x)
     s   = A+·[u >= a·θ+] - A-·[u <= -a·θ-]          (A± = θ± where finite, else 0: that side never fires)
     v'  = u - s
     y_j = c_j + Σ_{m ∈ unit j} w_m · s_m           (decode; units without live neurons give c_j)
@@ -57,6 +57,7 @@ class CompactLayer:
         self.pos_thr = flat(np.where(pos, params.fire_fraction * params.theta_pos, np.inf))
         self.neg_thr = flat(np.where(neg, -params.fire_fraction * params.theta_neg, -np.inf))
         self.weight = flat(decode_weight)
+        self.leak = np.dtype(dtype).type(params.leak)   # λ rounded to the dtype once, as every runtime does
         self.offset = np.asarray(decode_offset, dtype)
         counts = np.bincount(self.unit, minlength=n)
         self.has_neurons = counts > 0
@@ -72,7 +73,8 @@ class CompactLayer:
         self._identity_decode = (self._one_per_unit and bool(np.all(self.weight == 1))
                                  and bool(np.all(self.offset == 0)))
         self._packed = np.ascontiguousarray(np.stack([self.bias, self.pos_thr, self.pos_amp, self.neg_thr,
-                                                      self.neg_amp, self.weight]).reshape(6, self.M))
+                                                      self.neg_amp, self.weight,
+                                                      np.full(self.M, self.leak)]).reshape(7, self.M))
         self._no_bias = np.zeros(n, dtype)
         # membranes stored [M, points], so the compiled loops run along points (kernels); numpy: [points, M]
         self.columns = kernels.available
@@ -111,6 +113,8 @@ class CompactLayer:
 
     def step(self, v: np.ndarray, x: np.ndarray) -> np.ndarray:
         """Advance membranes ``v`` [N, M] in place by inputs ``x`` = ``drive(z)``; returns spikes [N, M]."""
+        if self.leak != 1:
+            v *= self.leak
         v += x
         if self._exclusive:                            # masks times amplitudes: ~3x faster than selects
             s = (v >= self.pos_thr) * self.pos_amp

@@ -15,6 +15,7 @@ import onnx
 from . import spec
 from .compact import CompactLayer
 from .neuron import NeuronParams
+from .schedule import if_attributes
 
 
 @dataclass
@@ -61,7 +62,7 @@ def find_fusable(nodes: list[onnx.NodeProto], initializers: dict[str, np.ndarray
         add = only(reduce.output[0])
         if add is None or add.op_type != "Add" or add.input[0] != reduce.output[0] or add.input[1] not in initializers:
             continue
-        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        signed, fire_fraction, leak = if_attributes(node)
         v0, bias, theta_pos, theta_neg = params
         shape = theta_pos.shape
         weight, offset = initializers[mul.input[1]], initializers[add.input[1]]
@@ -75,8 +76,8 @@ def find_fusable(nodes: list[onnx.NodeProto], initializers: dict[str, np.ndarray
             fused.append(producer[node.input[0]])
         found.append(FusedLayer(
             name=node.name or node.output[0], current=current, output=add.output[0], nodes=fused,
-            params=NeuronParams(bias=bias, theta_pos=theta_pos, theta_neg=theta_neg, v0=v0,
-                                signed=bool(attrs.get("signed", 1)), fire_fraction=float(attrs.get("fire_fraction", 0.5))),
+            params=NeuronParams(bias=bias, theta_pos=theta_pos, theta_neg=theta_neg, v0=v0, signed=signed,
+                                fire_fraction=fire_fraction, leak=leak),
             decode_weight=np.broadcast_to(weight, shape), decode_offset=np.broadcast_to(offset, (shape[0],)),
             pre_bias=pre_bias))
     return found

@@ -2,7 +2,7 @@
 
 For each point r and unit j, over the unit's live neurons m ∈ [first_j, first_{j+1})::
 
-    u_m  = v[r, m] + ((z[r, j] + b_j) + β_m)     (b_j: the affine's bias, if not yet added to z)
+    u_m  = λ·v[r, m] + ((z[r, j] + b_j) + β_m)   (b_j: the affine's bias, if not yet added to z)
     s_m  = -A-_m if u_m <= -a·θ-_m;  +A+_m if u_m >= a·θ+_m;  else 0
     v[r, m] = u_m - s_m
     y[r, j] = c_j + Σ_m w_m·s_m          (when decoding)
@@ -10,13 +10,14 @@ For each point r and unit j, over the unit's live neurons m ∈ [first_j, first_
 
 the same float operations, in the same order per neuron, as the artifact's ``Add`` followed by
 ``CompactLayer.drive``, ``step`` and ``decode`` in numpy (only the decode's sum of several neurons may
-round differently in the last bit).  numpy's version makes ~8 passes over [N, M] arrays per step; these
-read and write each membrane once.  Both keep points along the last axis (membranes [M, points],
-currents [n, points]), so each neuron's parameters are scalars in the loop over points:
-``advance_units`` for one neuron per unit, ``advance_columns`` for several.  Measured on one thread
-(float32): 640 points × 100 units with one neuron each ~0.28 ns per update (points by rows, as before:
-0.79 ns); a PWL layer of 7,000 neurons on 37 points ~0.14 ms vs numpy 0.8-1.1 ms.  Without
-numba, ``available`` is False and the numpy version runs.
+round differently in the last bit).  The leak λ (a packed row) is multiplied in even when it is 1:
+1·v = v exactly in IEEE arithmetic, so a layer without leak gets the same bits as without the multiply.
+numpy's version makes ~8 passes over [N, M] arrays per step; these read and write each membrane once.
+Both keep points along the last axis (membranes [M, points], currents [n, points]), so each neuron's
+parameters are scalars in the loop over points: ``advance_units`` for one neuron per unit,
+``advance_columns`` for several.  Measured on one thread (float32): 640 points × 100 units with one
+neuron each ~0.28 ns per update (points by rows, as before: 0.79 ns); a PWL layer of 7,000 neurons on 37
+points ~0.14 ms vs numpy 0.8-1.1 ms.  Without numba, ``available`` is False and the numpy version runs.
 """
 
 from __future__ import annotations
@@ -31,13 +32,13 @@ except ImportError:         # pragma: no cover - numba is a dependency; the nump
 available = njit is not None
 
 
-BIAS, POS_THR, POS_AMP, NEG_THR, NEG_AMP, WEIGHT = range(6)     # rows of the packed per-neuron parameters
+BIAS, POS_THR, POS_AMP, NEG_THR, NEG_AMP, WEIGHT, LEAK = range(7)   # rows of the packed per-neuron parameters
 
 
 def _advance_units(z, pre_bias, v, neuron, offset, out, rates, decode, accumulate):
     """One neuron per unit (M = n, neuron j of unit j), points along the last axis: z [n, N] with
     ``pre_bias`` [n] still to add (the affine's bias, 0 if already added), v [n, N] (updated in place),
-    ``neuron`` [6, n] (rows BIAS … WEIGHT), offset [n]; writes y into ``out`` [n, N] if ``decode``, adds
+    ``neuron`` [7, n] (rows BIAS … LEAK), offset [n]; writes y into ``out`` [n, N] if ``decode``, adds
     spikes to ``rates`` [n, N] if ``accumulate``; returns the number of non-zero spikes.  Per unit the
     parameters are scalars and the loop over points runs without branches, which LLVM vectorises: ~0.3 ns
     per update against ~0.8 ns with points by rows (each update then loads six parameter vectors)."""
@@ -47,8 +48,9 @@ def _advance_units(z, pre_bias, v, neuron, offset, out, rates, decode, accumulat
     for j in range(n):
         pb, bias, pos_thr, pos_amp = pre_bias[j], neuron[BIAS, j], neuron[POS_THR, j], neuron[POS_AMP, j]
         neg_thr, neg_spike, weight, c = neuron[NEG_THR, j], -neuron[NEG_AMP, j], neuron[WEIGHT, j], offset[j]
+        leak = neuron[LEAK, j]
         for r in range(N):
-            u = v[j, r] + ((z[j, r] + pb) + bias)
+            u = leak * v[j, r] + ((z[j, r] + pb) + bias)
             sm = pos_amp if u >= pos_thr else zero
             sm = neg_spike if u <= neg_thr else sm
             v[j, r] = u - sm
@@ -81,9 +83,10 @@ def _advance_columns(z, pre_bias, v, first, neuron, offset, out, rates, decode, 
             total[r] = zero
         for m in range(first[j], first[j + 1]):
             bias, pos_thr, pos_amp = neuron[BIAS, m], neuron[POS_THR, m], neuron[POS_AMP, m]
-            neg_thr, neg_spike, weight = neuron[NEG_THR, m], -neuron[NEG_AMP, m], neuron[WEIGHT, m]
+            neg_thr, neg_spike, weight, leak = neuron[NEG_THR, m], -neuron[NEG_AMP, m], neuron[WEIGHT, m], \
+                neuron[LEAK, m]
             for r in range(N):
-                u = v[m, r] + (zb[r] + bias)
+                u = leak * v[m, r] + (zb[r] + bias)
                 sm = pos_amp if u >= pos_thr else zero
                 sm = neg_spike if u <= neg_thr else sm
                 v[m, r] = u - sm
@@ -112,7 +115,7 @@ def _run_chain(x0, timesteps, block, packed, offsets, firsts, pre_biases, v0s, o
         x_0 = x0 (constant),  y_l(t) = layer_l(x_l(t)),  x_{l+1}(t) = W_{l+1}ᵀ·y_l(t),
         total += x_m(t) (+ b)          with x_m = y_{m-1} where the chain has no output matrix
 
-    x0 [n_0, N]; per layer l (tuples of length m): ``packed`` [6, M_l], ``offsets`` [n_l], ``firsts``
+    x0 [n_0, N]; per layer l (tuples of length m): ``packed`` [7, M_l], ``offsets`` [n_l], ``firsts``
     [n_l + 1], ``pre_biases`` [n_l], ``v0s`` [M_l], ``one_per_unit[l]``, ``weights[l]`` = W_{l+1}ᵀ
     [n_{l+1}, n_l] (the last one, the output matrix, used only if ``has_weight``); ``out_bias`` [n_out]
     (if ``has_bias``); ``total`` [n_out, N] accumulates Σ_t, ``events`` [m] the non-zero spikes.  Each

@@ -2,13 +2,13 @@
 in this project (runtime and calibration) calls.
 
 Symbols (shapes broadcast): v membrane [..., n, K], z current [..., n], β bias, θ+ / θ- thresholds
-[n, K], a fire fraction.  One step::
+[n, K], a fire fraction, λ leak (1: no leak).  One step::
 
-    u = v + (z[..., None] + β)
+    u = λ·v + (z[..., None] + β)          (λ = 1: u = v + (z[..., None] + β), no multiply)
     s = +θ+ if u >= a·θ+;  -θ- if signed and u <= -a·θ-;  else 0
     v' = u - s
 
-Charge is conserved: v_T + Σ_t s_t = v_0 + Σ_t (z_t + β).
+Without leak charge is conserved: v_T + Σ_t s_t = v_0 + Σ_t (z_t + β).
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ import numpy as np
 
 @dataclass(frozen=True)
 class NeuronParams:
-    """Per-neuron parameters of one IF layer, each [n, K]; ``signed`` and ``fire_fraction`` are shared."""
+    """Per-neuron parameters of one IF layer, each [n, K]; ``signed``, ``fire_fraction`` and ``leak`` (λ,
+    1.0: integrate-and-fire without leak) are shared."""
 
     bias: np.ndarray
     theta_pos: np.ndarray
@@ -28,6 +29,7 @@ class NeuronParams:
     v0: np.ndarray
     signed: bool
     fire_fraction: float
+    leak: float = 1.0
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -45,8 +47,13 @@ def live_mask(theta_pos: np.ndarray, theta_neg: np.ndarray, signed: bool) -> np.
 
 def if_step(v: np.ndarray, z: np.ndarray, p: NeuronParams) -> tuple[np.ndarray, np.ndarray]:
     """One IF step.  ``v`` [..., n, K] (or [n, K] at t = 1), ``z`` [..., n]; returns (spikes, v')."""
-    u = v + (z[..., None] + p.bias)
+    u = leaky(v, p.leak) + (z[..., None] + p.bias)
     return fire(u, p.theta_pos, p.theta_neg, p.signed, p.fire_fraction)
+
+
+def leaky(v: np.ndarray, leak: float) -> np.ndarray:
+    """λ·v in v's dtype (λ rounded to it, as every runtime rounds it), or ``v`` itself when λ = 1."""
+    return v if leak == 1 else v * v.dtype.type(leak)
 
 
 def fire(u: np.ndarray, theta_pos: np.ndarray, theta_neg: np.ndarray, signed: bool,

@@ -22,7 +22,7 @@ from .chain import find_chains
 from .compact import CompactLayer
 from .errors import ArtifactError
 from .fusion import FusedLayer, find_fusable
-from .neuron import fire, live_mask
+from .neuron import fire, leaky, live_mask
 from .schedule import PlannedNode, run_static, schedule
 
 
@@ -148,7 +148,7 @@ class NumpyRuntime:
                     local[n.outputs[0]] = out.reshape(shape)
                 elif n.kind == spec.IF_OP:
                     z = local[n.inputs[spec.IF_CURRENT]]
-                    u = membrane[id(n)] + (z[..., None] + local[n.inputs[spec.IF_BIAS]])
+                    u = leaky(membrane[id(n)], n.leak) + (z[..., None] + local[n.inputs[spec.IF_BIAS]])
                     s, membrane[id(n)] = fire(u, local[n.inputs[spec.IF_THETA_POS]],
                                               local[n.inputs[spec.IF_THETA_NEG]], n.signed, n.fire_fraction)
                     local[n.outputs[spec.IF_SPIKES]] = s

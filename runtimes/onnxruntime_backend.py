@@ -9,16 +9,16 @@ by standard ops, scheduled exactly as the numpy reference runtime schedules them
   of ``T`` iterations.  Its body holds the stage's standard nodes unchanged (they read static tensors and
   initializers from the outer scope) and, per IF node, the neuron written in standard ops::
 
-      u     = v + (Unsqueeze(z, -1) + β)                         Add, Add
+      u     = λ·v + (Unsqueeze(z, -1) + β)                       Add, Mul (only where λ != 1), Add
       pos   = Cast(u >= a·θ+)                                    GreaterOrEqual, Cast (1.0 / 0.0)
       s     = pos·θ+                                             Mul
       neg   = Cast(u <= -a·θ-);  s = pos·θ+ - neg·θ-             (signed only) LessOrEqual, Cast, Mul, Sub
       v'    = u - s                                              Sub
 
-  with a·θ+ and -a·θ- computed once outside the loop in the artifact's dtype, exactly as
-  ``neuron.fire`` computes them (so the comparisons are bit-identical to numpy's), and the amplitudes
-  θ± with inf (padding, never fires) replaced by 0 so that 0·θ stays 0: every spike equals numpy's
-  ``Where`` result exactly (1·θ = θ, 0·θ = 0, θ - 0 = θ, 0 - θ = -θ).  The loop carries,
+  with λ a constant of the artifact's dtype, a·θ+ and -a·θ- computed once outside the loop in that dtype,
+  exactly as ``neuron.fire`` computes them (so the comparisons are bit-identical to numpy's), and the
+  amplitudes θ± with inf (padding, never fires) replaced by 0 so that 0·θ stays 0: every spike equals
+  numpy's ``Where`` result exactly (1·θ = θ, 0·θ = 0, θ - 0 = θ, 0 - θ = -θ).  The loop carries,
   per IF node, the membrane v (initially v0 [n, K]) and the per-neuron event count c (c' = c + [pos] +
   [neg], exact in floating point for T < 2^24); per Decode, the running sum Σ_t x(t) (initially 0).  The
   first step is a renamed copy of the body placed before the loop, which then runs T - 1 iterations with
@@ -286,10 +286,11 @@ class _Block:
     padding-free one [M', 1] (then ``gather`` selects each neuron's unit current and ``weight`` is its
     decode, ``runtimes.padfree``)."""
 
-    def __init__(self, name, current, v0, bias, theta_pos, theta_neg, signed, fire_fraction, spikes,
+    def __init__(self, name, current, v0, bias, theta_pos, theta_neg, signed, fire_fraction, leak, spikes,
                  zero_bias, membrane_out="", gather=None, weight=None):
         self.name, self.current, self.v0, self.bias = name, current, v0, bias
         self.theta_pos, self.theta_neg, self.signed, self.fire_fraction = theta_pos, theta_neg, signed, fire_fraction
+        self.leak = leak
         self.spikes, self.membrane_out, self.gather, self.weight = spikes, membrane_out, gather, weight
         self.zero_bias = zero_bias      # β is an all-zero initializer: x = z (no Add)
 
@@ -299,13 +300,13 @@ def _block(n: PlannedNode, layer: PadFreeLayer | None, inits: dict, const, fresh
         membrane_out = n.outputs[spec.IF_MEMBRANE_OUT] if len(n.outputs) > 1 else ""
         bias = inits.get(n.inputs[spec.IF_BIAS])
         return _Block(n.name, n.inputs[spec.IF_CURRENT], n.inputs[spec.IF_MEMBRANE], n.inputs[spec.IF_BIAS],
-                      n.inputs[spec.IF_THETA_POS], n.inputs[spec.IF_THETA_NEG], n.signed, n.fire_fraction,
+                      n.inputs[spec.IF_THETA_POS], n.inputs[spec.IF_THETA_NEG], n.signed, n.fire_fraction, n.leak,
                       n.outputs[spec.IF_SPIKES] or fresh(f"{n.name}/std/spikes"),
                       bias is not None and not np.any(bias), membrane_out)
     name = f"{n.name}/flat"
     tensors = {key: const(f"{name}/{key}", layer.flat(value)) for key, value in layer.tensors.items()}
     return _Block(name, fresh(f"{name}/current"), tensors["v0"], tensors["bias"], tensors["theta_pos"],
-                  tensors["theta_neg"], n.signed, n.fire_fraction, fresh(f"{name}/spikes"),
+                  tensors["theta_neg"], n.signed, n.fire_fraction, n.leak, fresh(f"{name}/spikes"),
                   not np.any(layer.tensors["bias"]), gather=const(f"{name}/neuron_units", layer.neuron_units),
                   weight=const(f"{name}/decode_w", layer.flat(layer.weight)))
 
@@ -366,8 +367,10 @@ def _flat_decode(layer: PadFreeLayer, b: _Block, current: str, body: list, opset
 
 
 def _prepare_block(b: _Block, dtype: int, np_dtype, zero: str, nodes: list, const, fresh) -> None:
-    """Firing levels a·θ+, -a·θ- and amplitudes θ± (inf → 0) of a block, computed before the loop."""
+    """Firing levels a·θ+, -a·θ- and amplitudes θ± (inf → 0) of a block, computed before the loop, and
+    its leak λ as a constant of the dtype (λ = 1: none)."""
     b.dtype = dtype
+    b.leak_factor = const(f"{b.name}/std/leak", np.asarray(b.leak, np_dtype)) if b.leak != 1 else None
     a = const(f"{b.name}/std/fire_fraction", np.asarray(b.fire_fraction, np_dtype))
     b.level_pos, b.amp_pos = fresh(f"{b.name}/std/level_pos"), fresh(f"{b.name}/std/amp_pos")
     nodes.append(helper.make_node("Mul", [a, b.theta_pos], [b.level_pos], name=b.level_pos))
@@ -407,7 +410,11 @@ def _if_body(b: _Block, v_in: str, v_out: str, c_in: str, c_out: str, body: list
         vz = z_col
     else:
         body.append(helper.make_node("Add", [z_col, b.bias], [vz], name=vz))     # x = z + β
-    body.append(helper.make_node("Add", [v_in, vz], [u], name=u))          # u = v + x
+    if b.leak_factor is not None:
+        decayed = fresh(f"{p}/decayed")
+        body.append(helper.make_node("Mul", [v_in, b.leak_factor], [decayed], name=decayed))   # λ·v
+        v_in = decayed
+    body.append(helper.make_node("Add", [v_in, vz], [u], name=u))          # u = λ·v + x
     pos, pos_f = fresh(f"{p}/fire_pos"), fresh(f"{p}/fire_pos_f")
     _compare("Greater", u, b.level_pos, pos, body, fresh, opset)
     body.append(helper.make_node("Cast", [pos], [pos_f], name=pos_f, to=b.dtype))

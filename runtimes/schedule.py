@@ -20,7 +20,7 @@ from .ops import make_kernel
 
 class PlannedNode:
     """A node of the artifact: ``kind`` ("IF", "Decode" or "standard"), whether it is a ``step`` node,
-    the IF attributes, and (on first use) the numpy kernel of a standard node."""
+    the IF attributes (``if_attributes``), and (on first use) the numpy kernel of a standard node."""
 
     def __init__(self, proto: onnx.NodeProto, step: bool, opsets: dict[str, int]):
         self.proto, self.step, self._opsets = proto, step, opsets
@@ -29,9 +29,8 @@ class PlannedNode:
         self.kind = proto.op_type if proto.domain == spec.DOMAIN else "standard"
         if proto.domain == spec.DOMAIN and proto.op_type not in (spec.IF_OP, spec.DECODE_OP):
             raise ArtifactError(f"node '{self.name}': unknown op {spec.DOMAIN}.{proto.op_type}")
-        attrs = {a.name: helper.get_attribute_value(a) for a in proto.attribute}
-        self.signed = bool(attrs.get("signed", 1))
-        self.fire_fraction = float(attrs.get("fire_fraction", 0.5))
+        self.signed, self.fire_fraction, self.leak = if_attributes(proto) if self.kind == spec.IF_OP \
+            else (True, 0.5, 1.0)
         self._kernel = None
 
     @property
@@ -40,6 +39,17 @@ class PlannedNode:
         if self._kernel is None:
             self._kernel = make_kernel(self.proto, self._opsets)
         return self._kernel
+
+
+def if_attributes(proto: onnx.NodeProto) -> tuple[bool, float, float]:
+    """(signed, fire_fraction, leak) of an IF node, with the defaults of ``spec`` (1, 0.5, 1.0); raises
+    ``ArtifactError`` naming the node for a leak that is not a finite number in (0, 1]."""
+    attrs = {a.name: helper.get_attribute_value(a) for a in proto.attribute}
+    leak = attrs.get(spec.IF_LEAK, 1.0)
+    if not (isinstance(leak, (int, float)) and 0 < leak <= 1):          # NaN and ±inf fail the comparison
+        raise ArtifactError(f"node '{proto.name or proto.output[0]}': IF attribute '{spec.IF_LEAK}' = {leak!r} "
+                            f"is not a finite number in (0, 1]")
+    return bool(attrs.get(spec.IF_SIGNED, 1)), float(attrs.get(spec.IF_FIRE_FRACTION, 0.5)), float(leak)
 
 
 def step_tensors(nodes: list[onnx.NodeProto]) -> set[str]:

@@ -1,20 +1,23 @@
 """Run an artifact with PyTorch, its IF layers as snnTorch neurons (CPU or CUDA, batched).
 
 ``SignedIF`` is ``spec.IF`` as an snnTorch neuron (a ``snntorch.SpikingNeuron``): per-neuron firing levels
-and spike amplitudes [n, K], bias β, fire fraction a, signed or unsigned, reset by subtraction of the
-emitted amplitude.  One step, state passed explicitly (``init_hidden=False``, nothing kept in the module)::
+and spike amplitudes [n, K], bias β, fire fraction a, leak λ, signed or unsigned, reset by subtraction of
+the emitted amplitude.  One step, state passed explicitly (``init_hidden=False``, nothing kept in the
+module)::
 
-    u  = v + (z[..., None] + β)
+    u  = λ·v + (z[..., None] + β)          (λ = 1: u = v + (z[..., None] + β), no multiply)
     s  = +θ+ if u >= a·θ+;  -θ- if signed and u <= -a·θ-;  else 0
     v' = u - s
 
 snnTorch's vocabulary: ``threshold`` is the firing level a·θ+ and ``graded_spikes_factor`` the amplitude
 θ+ (graded spikes) of the positive side; ``threshold_neg`` (= -a·θ-) and ``graded_neg`` (= θ-) those of the
-negative side.  A neuron with θ = inf (padding) never fires; its amplitude is stored as 0 so that
-0·amplitude stays 0.  The levels are computed in numpy exactly as ``neuron.fire`` computes them, and
-``H(u - level)`` with H(x) = [x >= 0] equals ``[u >= level]`` in IEEE arithmetic, so the spikes are those
-of the numpy neuron bit for bit given the same currents.  A signed neuron is not a pair of unsigned ones:
-it has one membrane and fires at most one (positive or negative) spike per step.
+negative side; ``beta`` is the leak λ, the membrane decay of ``snntorch.Leaky`` (with ``reset_delay=False``
+that neuron also steps u = β·v + z, then v' = u - s).  A neuron with θ = inf (padding) never fires; its
+amplitude is stored as 0 so that 0·amplitude stays 0.  The levels are computed in numpy exactly as
+``neuron.fire`` computes them, and ``H(u - level)`` with H(x) = [x >= 0] equals ``[u >= level]`` in IEEE
+arithmetic, so the spikes are those of the numpy neuron bit for bit given the same currents.  A signed
+neuron is not a pair of unsigned ones: it has one membrane and fires at most one (positive or negative)
+spike per step.
 
 ``SnnTorchRuntime`` follows the numpy reference runtime's schedule (``runtimes.schedule``: analog nodes run
 once, in numpy, with the numpy kernels of ``runtimes.ops``) and runs each stage's T-step loop in torch on
@@ -100,7 +103,7 @@ class SignedIF(snntorch.SpikingNeuron):
     Both give the same values."""
 
     def __init__(self, bias: np.ndarray, theta_pos: np.ndarray, theta_neg: np.ndarray, signed: bool,
-                 fire_fraction: float, name: str = ""):
+                 fire_fraction: float, name: str = "", leak: float = 1.0):
         theta_pos, theta_neg = np.asarray(theta_pos), np.asarray(theta_neg)
         with np.errstate(invalid="ignore", over="ignore"):
             level_pos = fire_fraction * theta_pos          # exactly as neuron.fire computes them
@@ -113,14 +116,16 @@ class SignedIF(snntorch.SpikingNeuron):
         if self in snntorch.SpikingNeuron.instances:
             snntorch.SpikingNeuron.instances.remove(self)
         self.name, self.signed, self.fire_fraction = name, bool(signed), float(fire_fraction)
+        self.leaky = float(leak) != 1
+        self.register_buffer("beta", torch.tensor(np.asarray(leak, theta_pos.dtype)))   # λ in the dtype
         self.register_buffer("bias", torch.tensor(np.asarray(bias)))
         self.zero_bias = not np.any(bias)
         self.register_buffer("threshold_neg", torch.tensor(level_neg))
         self.register_buffer("graded_neg", torch.tensor(amp_neg))
 
     def integrate(self, current: torch.Tensor, mem: torch.Tensor) -> torch.Tensor:
-        """u = v + (z[..., None] + β)."""
-        return mem + (current.unsqueeze(-1) + self.bias)
+        """u = λ·v + (z[..., None] + β)."""
+        return (mem * self.beta if self.leaky else mem) + (current.unsqueeze(-1) + self.bias)
 
     def fire(self, mem: torch.Tensor) -> torch.Tensor:
         """Amplitude-valued spikes of an integrated membrane ``mem`` (= u)."""
@@ -141,9 +146,11 @@ class SignedIF(snntorch.SpikingNeuron):
         ``mem`` is updated in place when ``owned`` (the runtime's own state, not v0).  Spikes are written
         into a buffer of ``workspace`` that is reused every step; ``events`` is the number of non-zero
         spikes (a 0-d tensor, so a CUDA run does not synchronise per step)."""
-        x = current.unsqueeze(-1)                               # x = z + β, then u = v + x (spec order);
+        x = current.unsqueeze(-1)                               # x = z + β, then u = λ·v + x (spec order);
         if not self.zero_bias:                                  # z + 0 = z up to the sign of a zero
             x = x + self.bias
+        if self.leaky:                                          # λ·v: a new tensor unless owned
+            mem, owned = mem.mul_(self.beta) if owned else mem * self.beta, True
         u = mem.add_(x) if owned and mem.shape == torch.broadcast_shapes(mem.shape, x.shape) else mem + x
         spikes = workspace.get("spikes")
         if spikes is None or spikes.shape != u.shape:
@@ -207,7 +214,7 @@ class _PadFreeIF(torch.nn.Module):
         bias, theta_pos, theta_neg, v0 = (layer.flat(values[node.inputs[k]])[:, :, None] for k in
                                           (spec.IF_BIAS, spec.IF_THETA_POS, spec.IF_THETA_NEG, spec.IF_MEMBRANE))
         self.neuron = SignedIF(bias, theta_pos, theta_neg, node.signed, node.fire_fraction,
-                               name=f"{node.name}[flat]").to(device)
+                               name=f"{node.name}[flat]", leak=node.leak).to(device)
         self.v0, self.weight = _to_torch(v0, device), _to_torch(layer.flat(layer.weight), device)
         self.neuron_units = torch.from_numpy(layer.neuron_units).to(device)
         ends = np.cumsum(layer.sizes)
@@ -263,7 +270,7 @@ class _Stage(torch.nn.Module):
             elif n.kind == spec.IF_OP:
                 theta_pos, theta_neg = values[n.inputs[spec.IF_THETA_POS]], values[n.inputs[spec.IF_THETA_NEG]]
                 neuron = SignedIF(values[n.inputs[spec.IF_BIAS]], theta_pos, theta_neg, n.signed, n.fire_fraction,
-                                  name=n.name).to(device)
+                                  name=n.name, leak=n.leak).to(device)
                 live = live_mask(theta_pos, theta_neg, n.signed)
                 self.ops.append((spec.IF_OP, n, neuron, int(np.sum(live)), dead))
             elif n.kind == spec.DECODE_OP:

@@ -15,19 +15,25 @@ domain ``onnx2snn`` (opset 1).  The saved graph computes the first time step; a 
              theta_neg   [n, K]        negative threshold θ- > 0 (unused when ``signed = 0``)
     outputs: spikes      [..., n, K]   emitted values s(t) ∈ {-θ-, 0, +θ+}  (amplitude-valued events)
              membrane_out[..., n, K]   v(t)
-    attributes: signed (int, 0|1), fire_fraction (float a ∈ (0, 1])
+    attributes: signed (int, 0|1), fire_fraction (float a ∈ (0, 1]),
+                leak (float λ ∈ (0, 1], optional: absent means λ = 1, the non-leaky neuron; like every
+                ONNX float attribute a float32 value)
 
-    u     = v(t-1) + (z(t) + β)                     (integrate; z broadcast over the K neurons of a unit;
-                                                      in this order, so every runtime rounds alike)
+    u     = λ·v(t-1) + (z(t) + β)                   (integrate; z broadcast over the K neurons of a unit;
+                                                      in this order, so every runtime rounds alike; λ in
+                                                      the artifact's dtype; λ = 1: u = v(t-1) + (z(t) + β))
     s(t)  = +θ+  if u >= a·θ+
             -θ-  if signed and u <= -a·θ-
             0    otherwise                          (at most one spike per step)
     v(t)  = u - s(t)                                (reset by subtraction)
 
+A leak λ < 1 makes the neuron leaky integrate-and-fire (the membrane decays by λ per step before the
+input is added); a leak outside (0, 1] or not finite is refused when the artifact is loaded.
+
 ``a = 1`` with ``v0 = θ/2`` is the papers' "floor" neuron; ``a = 1/2`` with ``v0 = 0`` is the symmetric
-"rounding" neuron (a sigma-delta modulator): for a constant input its rate (1/T)·Σ s lies within θ/(2T) of
-clip(z + β, -θ-, θ+).  Events carry their amplitude (θ+ or -θ-), so no weight folding is needed for
-asymmetric thresholds; a spike count is the number of non-zero entries of ``spikes``.
+"rounding" neuron (a sigma-delta modulator): without leak, for a constant input its rate (1/T)·Σ s lies
+within θ/(2T) of clip(z + β, -θ-, θ+).  Events carry their amplitude (θ+ or -θ-), so no weight folding is
+needed for asymmetric thresholds; a spike count is the number of non-zero entries of ``spikes``.
 
 A unit's value is decoded per step by standard ops that follow the IF node::
 
@@ -54,6 +60,9 @@ DOMAIN_VERSION = 1
 IF_OP = "IF"
 DECODE_OP = "Decode"
 FORMAT_VERSION = "1"
+
+# IF node attributes (``leak`` is optional; its absence means 1.0).
+IF_SIGNED, IF_FIRE_FRACTION, IF_LEAK = "signed", "fire_fraction", "leak"
 
 # IF node input / output positions.
 IF_CURRENT, IF_MEMBRANE, IF_BIAS, IF_THETA_POS, IF_THETA_NEG = range(5)
