@@ -36,7 +36,7 @@ class SpikingMLP:
 
     def __init__(self, params: SpikingMLPParams, surrogate: Surrogate, dtype=torch.float64):
         self.timesteps = params.timesteps
-        self.leak = float(params.leak)
+        self.leak = float(np.float32(params.leak))   # the artifact stores λ as a float32 attribute
         self.fire_fraction = float(params.fire_fraction)
         self.surrogate = surrogate
         self.readout = params.readout

@@ -1,0 +1,176 @@
+"""Forward-gradient training: the tangent rule against BPTT, unbiasedness of the estimators, training,
+and the trained artifact against the torch simulation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from onnx2snn.cli import main
+from onnx2snn.training import train_network
+from onnx2snn.training.estimators import ESTIMATORS, Objective, directional, estimate
+from onnx2snn.training.network import SpikingMLP, initial_mlp
+from onnx2snn.training.parameters import SpikingDeepONetParams
+from onnx2snn.training.product import SpikingProduct
+from onnx2snn.training.specification import Specification, SpecificationError, load_specification
+from onnx2snn.training.surrogate import Surrogate
+from onnx2snn.training.tasks import Task, load_task
+
+torch.set_num_threads(1)
+
+
+def _mlp(widths, timesteps, *, readout="analog", leak=1.0, fire_fraction=1.0, gain=3.0, seed=0):
+    params = initial_mlp(widths, timesteps, readout=readout, leak=leak, seed=seed)
+    params.fire_fraction = fire_fraction
+    for layer in params.layers:           # larger weights: every layer fires
+        layer.weight = layer.weight * gain
+    return params
+
+
+def _flat(tensors) -> torch.Tensor:
+    return torch.cat([t.flatten() for t in tensors])
+
+
+def _line(n):
+    x = torch.linspace(-1, 1, n, dtype=torch.float64)[:, None]
+    return x, torch.sin(np.pi * x)
+
+
+NEURONS = [dict(), dict(leak=0.8), dict(readout="rate"), dict(fire_fraction=0.5), dict(leak=0.7, readout="rate")]
+
+
+@pytest.mark.parametrize("surrogate", ["gaussian", "stein"])
+@pytest.mark.parametrize("options", NEURONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "if")
+def test_tangent_equals_bptt_directional_derivative(options, surrogate):
+    model = SpikingMLP(_mlp([1, 12, 12, 1], 16, **options), Surrogate(surrogate, 0.5, samples=4))
+    objective = Objective(model, *_line(40))
+    bptt = estimate("bptt", objective, rng=torch.Generator().manual_seed(0), surrogate_seed=5)
+    rng = torch.Generator().manual_seed(1)
+    for _ in range(3):
+        u = [torch.randn(p.shape, dtype=p.dtype, generator=rng) for p in model.parameters]
+        loss, d = directional(objective, u, seed=5)
+        expected = float(_flat(bptt.gradient) @ _flat(u))
+        assert abs(d - expected) <= 1e-10 * abs(expected)
+        assert loss == pytest.approx(bptt.loss, rel=1e-14)
+        assert abs(expected) > 1e-3          # the surrogate carries a gradient at all
+
+
+def test_tangent_equals_bptt_for_a_product_network():
+    branch, trunk = _mlp([3, 8, 8, 4], 12, seed=1), _mlp([1, 8, 4], 12, readout="rate", seed=2)
+    model = SpikingProduct(SpikingDeepONetParams(branch, trunk), Surrogate("gaussian", 0.3))
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(5, 3, dtype=torch.float64, generator=g)
+    c = torch.linspace(-1, 1, 7, dtype=torch.float64)[:, None]
+    objective = Objective(model, (a, c), torch.randn(5, 7, dtype=torch.float64, generator=g))
+    bptt = estimate("bptt", objective, rng=g)
+    u = [torch.randn(p.shape, dtype=p.dtype, generator=g) for p in model.parameters]
+    _, d = directional(objective, u)
+    expected = float(_flat(bptt.gradient) @ _flat(u))
+    assert abs(d - expected) <= 1e-10 * abs(expected)
+
+
+def _mean_estimate(name, objective, samples, seed=0):
+    rng = torch.Generator().manual_seed(seed)
+    draws = torch.stack([_flat(estimate(name, objective, rng=rng).gradient) for _ in range(samples)])
+    return draws.mean(0), draws.var(0).sum() / samples
+
+
+@pytest.mark.parametrize("name", ["rfg-global", "rfg-layer", "activity"])
+def test_forward_gradient_estimates_are_unbiased(name):
+    """‖mean of N estimates - BPTT‖² is about the trace of the mean's covariance (ratio ~1, χ²-like);
+    a biased estimator (a sign or scale error, a dropped term) gives a ratio growing with N."""
+    model = SpikingMLP(_mlp([1, 5, 5, 1], 8), Surrogate("gaussian", 0.5))
+    objective = Objective(model, *_line(24))
+    exact = _flat(estimate("bptt", objective, rng=torch.Generator()).gradient)
+    mean, variance_of_mean = _mean_estimate(name, objective, 600)
+    ratio = float((mean - exact).pow(2).sum() / variance_of_mean)
+    assert ratio < 3.0
+    # and the mean does point along the gradient
+    assert float(mean @ exact / mean.norm() / exact.norm()) > 0.9
+    # the test can fail: an estimator off by a factor of two would be outside the bound
+    assert float((2 * mean - exact).pow(2).sum() / variance_of_mean) > 3.0
+
+
+def test_weight_perturbation_follows_the_loss_without_a_surrogate():
+    model = SpikingMLP(_mlp([1, 5, 5, 1], 8), Surrogate("gaussian", 0.5))
+    objective = Objective(model, *_line(24))
+    exact = _flat(estimate("bptt", objective, rng=torch.Generator()).gradient)
+    mean, _ = _mean_estimate("weight-fd", objective, 600)
+    assert float(mean @ exact / mean.norm() / exact.norm()) > 0.5
+
+
+def test_costs_in_forward_pass_equivalents():
+    model = SpikingMLP(_mlp([1, 6, 6, 1], 4), Surrogate())
+    objective = Objective(model, *_line(8))
+    rng = torch.Generator().manual_seed(0)
+    costs = {n: estimate(n, objective, 2, rng=rng).cost_fpe for n in ESTIMATORS}
+    assert costs["bptt"] == 3.0 and costs["weight-fd"] == 3.0        # forward + backward; K + 1 forwards
+    assert 2 * 2 < costs["rfg-global"] <= 2 * 3                       # K × (primal + tangent)
+    assert costs["rfg-layer"] > costs["rfg-global"]                   # one pass per layer
+
+
+def _tiny_task():
+    x, y = _line(64)
+    xt, yt = _line(257)
+    return Task("tiny-sine", "mlp", [1, 16, 16, 1], (x, y), (xt, yt), 0.5)
+
+
+@pytest.mark.parametrize("estimator", ["bptt", "activity"])
+def test_training_lowers_the_test_error(estimator):
+    task = _tiny_task()
+    trained = train_network(Specification(task), estimator=estimator, budget_fpe=450, timesteps=8,
+                            learning_rate=1e-2)
+    curve = trained.report["curve"]
+    initial = train_network(Specification(task), estimator="bptt", budget_fpe=1, timesteps=8,
+                            learning_rate=1e-12).report["test_rel_l2"]
+    assert trained.report["test_rel_l2"] < 0.5 * initial
+    assert trained.report["fpe_spent"] >= 450 and curve[-1]["fpe"] == trained.report["fpe_spent"]
+    # the artifact, run by the numpy runtime, is the trained network
+    assert trained.report["artifact_test_rel_l2"] == pytest.approx(trained.report["test_rel_l2"], rel=1e-9)
+
+
+def test_leaky_product_artifact_equals_the_torch_network():
+    task = load_task("separable-2d")
+    task.widths = ([1, 8, 4], [1, 8, 4])
+    trained = train_network(Specification(task, leak=0.9), estimator="rfg-layer", budget_fpe=20, timesteps=6)
+    assert trained.report["artifact_test_rel_l2"] == pytest.approx(trained.report["test_rel_l2"], rel=1e-9)
+
+
+def test_cli_train_writes_artifact_and_report(tmp_path, capsys):
+    spec = tmp_path / "spec.json"
+    x = np.linspace(-1, 1, 50)
+    np.savez(tmp_path / "points.npz", x_train=x, y_train=np.abs(x), x_test=x[::3], y_test=np.abs(x[::3]))
+    spec.write_text(json.dumps({"data": "points.npz", "widths": [8, 8]}))
+    out, report = tmp_path / "net.snn.onnx", tmp_path / "r.json"
+    assert main(["train", str(spec), "--estimator", "activity", "--budget", "40", "-T", "4", "-o", str(out),
+                 "--report-json", str(report), "-q"]) == 0
+    data = json.loads(report.read_text())
+    for key in ("test_rel_l2", "estimator", "budget_fpe", "timesteps", "seed", "curve"):
+        assert key in data
+    assert data["estimator"] == "activity" and data["timesteps"] == 4 and out.is_file()
+    assert "test relative L2" in capsys.readouterr().out
+    assert main(["verify", str(out), "--points", "64"]) == 0
+
+
+@pytest.mark.parametrize("content, message", [
+    ("not json", "not a JSON specification"),
+    ('{"task": "x2", "data": "a.npz"}', "exactly one of"),
+    ('{"task": "x3"}', "unknown task"),
+    ('{"task": "x2", "depth": 3}', "unknown key"),
+    ('{"data": "missing.npz"}', "needs arrays"),
+    ('{"task": "x2", "leak": 1.5}', "leak"),
+])
+def test_bad_specifications_are_refused_in_one_line(tmp_path, content, message):
+    spec = tmp_path / "s.json"
+    spec.write_text(content)
+    with pytest.raises(SpecificationError, match=message):
+        load_specification(str(spec))
+
+
+def test_cli_refuses_an_unknown_task(capsys):
+    assert main(["train", "no-such-task"]) == 1
+    err = capsys.readouterr().err
+    assert "neither a shipped task" in err and len(err.strip().splitlines()) == 1
