@@ -91,13 +91,18 @@ def convert(model: str | os.PathLike, domain: Domain | str | None = None, timest
         if not grid_model and (options.pieces == "auto" or "finetune" in options.methods) else None
     grid = grid_error(imported.model, structure, ann, feeds) if options.pieces == "auto" and grid_model else None
     result_calibration = calibrate(structure, ann, options, tail, grid)
-    calibrated_at = time.perf_counter()
     metadata = {
         spec.META_FORMAT: spec.FORMAT_VERSION, spec.META_TIMESTEPS: str(options.timesteps),
         spec.META_ENCODING: "direct", spec.META_READOUT: options.readout, spec.META_DOMAIN: format_domain(box),
         spec.META_NEURON: options.neuron, spec.META_SOURCE: imported.path.name,
     }
     artifact = build_artifact(imported.model, structure, result_calibration, metadata)
+    if "forward" in options.methods:
+        from .calibration.forward import forward_finetune
+        ann_outputs = run_ann(imported.model, feeds, source=imported.path)
+        result_calibration = forward_finetune(artifact, result_calibration, feeds, ann_outputs, options, say)
+        artifact = build_artifact(imported.model, structure, result_calibration, metadata)
+    calibrated_at = time.perf_counter()
     result = ConversionResult(model=artifact, structure=structure, calibration=result_calibration,
                               domain=box, options=options, source=imported.path)
     timing = {"convert": time.perf_counter() - started, "calibrate": calibrated_at - imported_at}

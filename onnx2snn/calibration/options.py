@@ -10,7 +10,7 @@ from ..errors import CalibrationError
 from .finetune import ANALOG_PER_ITERATION, ITERATIONS
 from .thresholds import parse_threshold
 
-METHODS = ("none", "light", "potential", "advanced", "refit", "finetune")
+METHODS = ("none", "light", "potential", "advanced", "refit", "finetune", "forward")
 DEFAULT_MAX_PIECES = 128
 PROMISED_ERROR = {32: 5e-3, 128: 2e-3}    # default conversion, relative L2 vs the ANN on fresh points
 TOLERANCE_MARGIN = 0.8                   # of it spent on the calibration points
@@ -32,6 +32,7 @@ class ConversionOptions:
     v0: float | None = None            # initial potential as a fraction of θ (None: 0 round, 1/2 floor)
     shift: bool = False                # Deng & Gu's θ/(2T) bias shift (for floor neurons)
     readout_enlargement: float = 1.5   # spiking readout: θ_out = enlargement × calibrated output range
+    forward_budget: float = 1500.0     # --calibration forward: forward-pass equivalents of training (forward.py)
     tolerance: float | None = None     # --pieces auto: relative output error budget (calibration/budget.py)
     finetune_iterations: int = ITERATIONS   # quantised Adam steps of the end-to-end calibration (finetune.py)
     first_layer: str = "spiking"       # "analog": computed once per point, encoded into the next (structure.py)
@@ -55,6 +56,14 @@ class ConversionOptions:
         if unknown:
             raise CalibrationError(f"unknown calibration method(s) {unknown}; use {'+'.join(METHODS)}")
         self.methods = tuple(m for m in methods if m != "none")
+        if "forward" in self.methods:
+            if self.pieces != 1 or self.methods[-1] != "forward" or "finetune" in self.methods:
+                raise CalibrationError("calibration 'forward' (forward-only fine-tuning) needs --pieces 1, comes "
+                                       "last and replaces finetune (e.g. advanced+forward)")
+            if self.methods == ("forward",):
+                self.methods = ("advanced", "forward")
+            if not self.forward_budget > 0:
+                raise CalibrationError(f"forward budget must be positive, got {self.forward_budget}")
         parse_threshold(self.threshold)
         if self.tolerance is None:
             self.tolerance = default_tolerance(self.timesteps)

@@ -12,7 +12,9 @@ With K directions averaged (k = 1..K, fresh draws each call):
 * ``weight-fd``: d = [L(w + εu) - L(w)]/ε, g = d·u: forward passes only, no surrogate (the spikes
   themselves respond to the perturbation), biased by O(ε) and by the loss's steps.
 * ``activity`` (beyond the paper; Ren et al. 2022): perturb each layer's *current* instead of its
-  weights, ξ_l(t) ~ N(0, I) per sample b, step t and unit, all layers in one forward-mode pass.  With
+  weights, ξ_l(t) ∈ {-1, +1} (Rademacher: E ξξᵀ = I like a Gaussian, a lower fourth moment, and
+  3.6x cheaper to draw than torch's float64 normals) per sample b, step t and unit, all layers in one
+  forward-mode pass.  With
   d_b = the tangent of sample b's share of L (its own loss elements: one point, or for a DeepONet
   layer the row or column of the loss that its branch or trunk sample feeds),
 
@@ -164,7 +166,7 @@ def _activity(objective, directions, rng, seed) -> Estimate:
 
         def draw(layer: int, h: torch.Tensor) -> torch.Tensor:
             width = model.parameters[slices[layer][0]].shape[1]
-            return torch.randn((h.shape[0], width), dtype=h.dtype, generator=rng)
+            return torch.randint(0, 2, (h.shape[0], width), dtype=h.dtype, generator=rng).mul_(2).sub_(1)
 
         with torch.no_grad(), fwAD.dual_level():        # pass 1: the loss's tangent per element
             elements = objective.elements(None, _generator(seed),

@@ -4,11 +4,15 @@ A signed neuron with thresholds θ+, θ- and fire fraction a emits (``parameters
 
     s(u) = θ+·H(u - a·θ+) - θ-·H(-u - a·θ-),      H(x) = 1 if x >= 0 else 0,
 
-whose derivative is zero almost everywhere.  Training replaces H'(x) by a surrogate ψ(x), the same in
-the backward rule (vector-Jacobian product, BPTT) and in the tangent rule (Jacobian-vector product,
-forward mode), so that both modes differentiate the same surrogate model:
+whose derivative is zero almost everywhere.  Training replaces θ·H'(u - a·θ) by ψ(u/θ - a), a
+surrogate of the unit-threshold neuron applied to the membrane in units of its threshold (so a layer
+of small thresholds is neither steeper nor flatter than one of large ones: ∫ ψ = 1, one spike's worth
+of change per threshold crossed), the same in the backward rule (vector-Jacobian product, BPTT) and in
+the tangent rule (Jacobian-vector product, forward mode), so both modes differentiate one model:
 
-    ṡ = (θ+·ψ(u - a·θ+) + θ-·ψ(-u - a·θ-)) · u̇,      ū = (θ+·ψ(u - a·θ+) + θ-·ψ(-u - a·θ-)) · s̄.
+    ṡ = (ψ(u/θ+ - a) + ψ(-u/θ- - a)) · u̇,      ū = (ψ(u/θ+ - a) + ψ(-u/θ- - a)) · s̄.
+
+For θ = 1 (the paper's group's networks) this is their rule, ψ applied to u - θ.
 
 Surrogates ψ:
 
@@ -22,7 +26,8 @@ Surrogates ψ:
   Its noise is drawn from the generator given to ``spike`` and kept for the backward rule, so a BPTT
   pass and a forward-mode pass that draw in the same order see the same ψ.
 
-Amplitudes θ± and the fire fraction are constants (not trained): the weights absorb any scale.
+Amplitudes θ± and the fire fraction are constants (not trained): the weights absorb any scale.  An
+infinite threshold (a converted unit that never fires that way) contributes neither spikes nor slope.
 """
 
 from __future__ import annotations
@@ -59,15 +64,21 @@ class Surrogate:
         return (crossed * eps).mean(0) / (2 * self.sigma)
 
 
+def _fire(u, theta_pos, theta_neg, fire_fraction):
+    """+θ+ where u >= a·θ+, -θ- where u <= -a·θ-, else 0 (an infinite threshold never fires)."""
+    zero = torch.zeros((), dtype=u.dtype)
+    return torch.where(u >= fire_fraction * theta_pos, theta_pos, torch.where(-u >= fire_fraction * theta_neg, -theta_neg, zero))
+
+
 class _Spike(torch.autograd.Function):
     """s(u) with the surrogate slope computed once in forward and used by both rules."""
 
     @staticmethod
     def forward(u, theta_pos, theta_neg, fire_fraction, surrogate, generator):
-        upper = u - fire_fraction * theta_pos
-        lower = -u - fire_fraction * theta_neg
-        s = theta_pos * (upper >= 0).to(u.dtype) - theta_neg * (lower >= 0).to(u.dtype)
-        slope = theta_pos * surrogate.density(upper, generator) + theta_neg * surrogate.density(lower, generator)
+        s = _fire(u, theta_pos, theta_neg, fire_fraction)
+        zero = torch.zeros((), dtype=u.dtype)
+        slope = (torch.where(torch.isfinite(theta_pos), surrogate.density(u / theta_pos - fire_fraction, generator), zero)
+                 + torch.where(torch.isfinite(theta_neg), surrogate.density(-u / theta_neg - fire_fraction, generator), zero))
         return s, slope
 
     @staticmethod
@@ -95,6 +106,5 @@ def spike(u: torch.Tensor, theta_pos: torch.Tensor, theta_neg: torch.Tensor, fir
     Where no derivative can be asked for (no autograd graph, no forward-mode tangent) the surrogate is
     not evaluated: the spikes are the same and a Stein surrogate draws no noise."""
     if not (u.requires_grad and torch.is_grad_enabled()) and fwAD.unpack_dual(u).tangent is None:
-        return (theta_pos * (u >= fire_fraction * theta_pos).to(u.dtype)
-                - theta_neg * (-u >= fire_fraction * theta_neg).to(u.dtype))
+        return _fire(u, theta_pos, theta_neg, fire_fraction)
     return _Spike.apply(u, theta_pos, theta_neg, fire_fraction, surrogate, generator)[0]

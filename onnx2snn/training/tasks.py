@@ -46,7 +46,7 @@ class Task:
     train: tuple
     test: tuple
     sigma: float                 # the Gaussian surrogate's default width
-    batch_functions: int | None = None
+    batch_rows: int | None = None
     scale: float = 1.0
 
     def initial(self, timesteps: int, *, readout: str = "analog", leak: float = 1.0, seed: int = 0):
@@ -65,18 +65,19 @@ class Task:
         return [(float(l), float(h)) for l, h in zip(lo, hi)]
 
     def batches(self, rng: np.random.Generator):
-        """Endless minibatches (inputs, target): the whole training set, or ``batch_functions`` rows."""
+        """Endless minibatches (inputs, target): the whole training set, or epochs of ``batch_rows``
+        shuffled rows (points; a product task's functions, each with all its points)."""
         inputs, target = self.train
-        if self.batch_functions is None:
+        if self.batch_rows is None:
             while True:
                 yield inputs, target
-        a, c = inputs
-        n = a.shape[0]
+        first = inputs if self.kind == "mlp" else inputs[0]
+        n = first.shape[0]
         while True:
             order = torch.from_numpy(rng.permutation(n))
-            for start in range(0, n - self.batch_functions + 1, self.batch_functions):
-                rows = order[start:start + self.batch_functions]
-                yield (a[rows], c), target[rows]
+            for start in range(0, n - self.batch_rows + 1, self.batch_rows):
+                rows = order[start:start + self.batch_rows]
+                yield (first[rows] if self.kind == "mlp" else (first[rows], inputs[1])), target[rows]
 
     def test_error(self, prediction: torch.Tensor) -> float:
         target = self.test[1]
@@ -131,7 +132,7 @@ def load_task(name: str) -> Task:
         points = _t(train.points[:, None])
         return Task(name, "product", ([51, 64, 64, 64], [1, 64, 64, 64]),
                     ((_t(train.f), points), _t(train.u / scale)),
-                    ((_t(test.f), _t(test.points[:, None])), _t(test.u / scale)), 0.3, batch_functions=50,
+                    ((_t(test.f), _t(test.points[:, None])), _t(test.u / scale)), 0.3, batch_rows=50,
                     scale=scale)
     if name == "separable-2d":
         train, test = _line(64), _line(200)

@@ -1,0 +1,90 @@
+"""Forward-only fine-tuning ("--calibration forward"): the converted SNN trained against its ANN with a
+forward-mode gradient estimator, the on-chip-learnable alternative to ``finetune``'s back-propagation.
+
+The layer-wise calibration's network (one neuron per unit, a plain chain) is read as a trainable spiking
+MLP (``training.artifact.mlp_from_artifact``: IF biases and decodes folded into the affine maps), then
+trained on the calibration points to minimise
+
+    L(w) = mean_x ‖y_SNN(x; w) - y_ANN(x)‖² / mean_x ‖y_ANN(x)‖²
+
+with the ``activity`` estimator (perturbed currents, forward mode; ``training.estimators``) on
+minibatches of ``BATCH_ROWS`` points for ``options.forward_budget`` forward-pass equivalents.  A fifth of
+the calibration points is held out: the trained weights are kept only if their error there is lower
+than the starting network's.  Thresholds, initial potentials and the neuron stay as calibrated; the
+trained weights are written back with β = 0 and the identity decode (w = 1, c = 0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Callable
+
+import numpy as np
+import onnx
+import torch
+
+from ..errors import CalibrationError, Onnx2SnnError
+from .layer import ConvertedLayer
+from .options import ConversionOptions
+
+BATCH_ROWS = 256
+HELD_OUT = 0.2
+LEARNING_RATE = 1e-3      # Adam; the calibrated weights are a good start, so steps stay small
+ESTIMATOR = "activity"   # the forward-only estimator of lowest variance (benchmarks/results/forward_gradient.md)
+SURROGATE_WIDTH = 0.5     # σ of the Gaussian surrogate (relative to each neuron's threshold)
+
+
+def forward_finetune(artifact: onnx.ModelProto, calibration, feeds: dict[str, np.ndarray],
+                     ann_outputs: dict[str, np.ndarray], options: ConversionOptions,
+                     progress: Callable[[str], None]):
+    """The calibration with forward-trained weights (or unchanged if held-out error did not improve)."""
+    from ..training.artifact import mlp_from_artifact
+    from ..training.surrogate import Surrogate
+    from ..training.tasks import Task
+    from ..training.trainer import TrainConfig, build_model, test_error, train
+    try:
+        params, binding = mlp_from_artifact(artifact)
+    except Onnx2SnnError as e:
+        raise CalibrationError(f"calibration 'forward' needs a plain chain with one neuron per unit: {e}") from None
+    x = np.asarray(feeds[binding["input"]], np.float64)
+    y = np.asarray(ann_outputs[binding["output"]], np.float64).reshape(len(x), -1)
+    spiking_readout = params.layers[-1].spiking      # its output neurons fix the scale: targets stay as they are
+    scale = 1.0 if spiking_readout else float(np.sqrt(np.mean(y ** 2))) or 1.0
+    rng = np.random.default_rng(options.seed)
+    order = rng.permutation(len(x))
+    held = order[:max(1, int(HELD_OUT * len(x)))]
+    fit = order[len(held):]
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a))
+    widths = [params.n_inputs] + [l.width for l in params.layers]
+    task = Task("calibration", "mlp", widths, (t(x[fit]), t(y[fit] / scale)), (t(x[held]), t(y[held] / scale)),
+                SURROGATE_WIDTH, batch_rows=min(BATCH_ROWS, len(fit)))
+    surrogate = Surrogate("gaussian", SURROGATE_WIDTH)
+    for layer in params.layers:      # targets are divided by their RMS: so is the readout
+        if not layer.spiking:
+            layer.weight, layer.bias = layer.weight / scale, layer.bias / scale
+    before = test_error(task, build_model(task, params, surrogate))
+    config = TrainConfig(ESTIMATOR, options.forward_budget, learning_rate=LEARNING_RATE, surrogate=surrogate,
+                         seed=options.seed, record_every=max(1, int(options.forward_budget // 40)))
+    result = train(task, params, config, lambda r: progress(
+        f"forward fine-tuning: {r['fpe']:,.0f}/{options.forward_budget:,.0f} FPE, held-out error "
+        f"{r['test_rel_l2']:.2e} (from {before:.2e})"))
+    if not result.test_rel_l2 < before:
+        return calibration
+    trained = result.model.to_params()
+    return _write_back(calibration, trained, scale)
+
+
+def _write_back(calibration, trained, scale: float):
+    layers = []
+    for old, new in zip(calibration.layers, trained.layers):
+        dtype = old.weight.dtype
+        n, k = old.neurons.shape
+        layers.append(ConvertedLayer(new.weight.astype(dtype), new.bias.astype(dtype),
+                                     replace(old.neurons, bias=np.zeros((n, k), dtype)),
+                                     np.ones((n, k), dtype), np.zeros(n, dtype)))
+    name, readout = next(iter(calibration.readouts.items()))
+    last = trained.layers[-1]
+    weight, bias = (last.weight * scale, last.bias * scale) if not last.spiking else (last.weight, last.bias)
+    readouts = {name: replace(readout, weight=weight.astype(readout.weight.dtype),
+                              bias=bias.astype(readout.bias.dtype))}
+    return replace(calibration, layers=layers, readouts=readouts)
