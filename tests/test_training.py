@@ -118,16 +118,16 @@ def _tiny_task():
     return Task("tiny-sine", "mlp", [1, 16, 16, 1], (x, y), (xt, yt), 0.5)
 
 
-@pytest.mark.parametrize("estimator", ["bptt", "activity"])
-def test_training_lowers_the_test_error(estimator):
+@pytest.mark.parametrize("estimator, budget", [("bptt", 450), ("activity", 900)])
+def test_training_lowers_the_test_error(estimator, budget):
     task = _tiny_task()
-    trained = train_network(Specification(task), estimator=estimator, budget_fpe=450, timesteps=8,
+    trained = train_network(Specification(task), estimator=estimator, budget_fpe=budget, timesteps=8,
                             learning_rate=1e-2)
     curve = trained.report["curve"]
     initial = train_network(Specification(task), estimator="bptt", budget_fpe=1, timesteps=8,
                             learning_rate=1e-12).report["test_rel_l2"]
     assert trained.report["test_rel_l2"] < 0.5 * initial
-    assert trained.report["fpe_spent"] >= 450 and curve[-1]["fpe"] == trained.report["fpe_spent"]
+    assert trained.report["fpe_spent"] >= budget and curve[-1]["fpe"] == trained.report["fpe_spent"]
     # the artifact, run by the numpy runtime, is the trained network
     assert trained.report["artifact_test_rel_l2"] == pytest.approx(trained.report["test_rel_l2"], rel=1e-9)
 
@@ -174,3 +174,27 @@ def test_cli_refuses_an_unknown_task(capsys):
     assert main(["train", "no-such-task"]) == 1
     err = capsys.readouterr().err
     assert "neither a shipped task" in err and len(err.strip().splitlines()) == 1
+
+
+FIXTURES = __import__("pathlib").Path(__file__).parent / "fixtures"
+
+
+def test_forward_calibration_trains_the_converted_chain():
+    import onnx2snn
+    from onnx2snn.errors import CalibrationError
+    result = onnx2snn.convert(FIXTURES / "torch_float64.onnx", pieces=1, calibration="forward", samples=256,
+                              forward_budget=40, timesteps=8, validation_points=256)
+    assert result.report["calibration"] == "advanced+forward"
+    assert result.report["validation"]["rel_l2_snn_vs_ann"] < 0.5          # a working SNN either way
+    for bad in (dict(pieces=4, calibration="forward"), dict(pieces=1, calibration="forward+advanced"),
+                dict(pieces=1, calibration="finetune+forward")):
+        with pytest.raises(CalibrationError, match="forward"):
+            onnx2snn.convert(FIXTURES / "torch_float64.onnx", samples=64, validate=False, **bad)
+
+
+def test_forward_calibration_refuses_what_is_not_a_chain():
+    import onnx2snn
+    from onnx2snn.errors import CalibrationError
+    with pytest.raises(CalibrationError, match="plain chain"):
+        onnx2snn.convert(FIXTURES / "torch_residual.onnx", pieces=1, calibration="forward", samples=64,
+                         forward_budget=4, validate=False)

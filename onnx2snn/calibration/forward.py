@@ -31,7 +31,7 @@ BATCH_ROWS = 256
 HELD_OUT = 0.2
 LEARNING_RATE = 1e-3      # Adam; the calibrated weights are a good start, so steps stay small
 ESTIMATOR = "activity"   # the forward-only estimator of lowest variance (benchmarks/results/forward_gradient.md)
-SURROGATE_WIDTH = 0.5     # σ of the Gaussian surrogate (relative to each neuron's threshold)
+SURROGATE, SURROGATE_WIDTH = "straight", 0.5     # surrogate.py; σ is relative to each neuron's threshold
 
 
 def forward_finetune(artifact: onnx.ModelProto, calibration, feeds: dict[str, np.ndarray],
@@ -58,7 +58,7 @@ def forward_finetune(artifact: onnx.ModelProto, calibration, feeds: dict[str, np
     widths = [params.n_inputs] + [l.width for l in params.layers]
     task = Task("calibration", "mlp", widths, (t(x[fit]), t(y[fit] / scale)), (t(x[held]), t(y[held] / scale)),
                 SURROGATE_WIDTH, batch_rows=min(BATCH_ROWS, len(fit)))
-    surrogate = Surrogate("gaussian", SURROGATE_WIDTH)
+    surrogate = Surrogate(SURROGATE, SURROGATE_WIDTH)
     for layer in params.layers:      # targets are divided by their RMS: so is the readout
         if not layer.spiking:
             layer.weight, layer.bias = layer.weight / scale, layer.bias / scale

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 import torch.autograd.forward_ad as fwAD
 
-ESTIMATORS = ("bptt", "rfg-global", "rfg-layer", "weight-fd", "activity")
+ESTIMATORS = ("bptt", "rfg-global", "rfg-layer", "weight-fd", "activity", "activity-rate")
 FD_STEP = 1e-2   # ε of weight-fd, relative to each tensor's RMS magnitude
 
 
@@ -156,17 +156,23 @@ def _weight_fd(objective, directions, rng, seed) -> Estimate:
     return Estimate(base, grads, 1.0 + directions)
 
 
-def _activity(objective, directions, rng, seed) -> Estimate:
+def _activity(objective, directions, rng, seed, per_step: bool = True) -> Estimate:
     model = objective.model
     slices = model.layer_slices()
     grads = [torch.zeros_like(p) for p in model.parameters]
     cost, first_loss = 0.0, None
     for _ in range(directions):
         state = rng.get_state()
+        held: dict[int, torch.Tensor] = {}
+        calls: dict[int, int] = {}
 
         def draw(layer: int, h: torch.Tensor) -> torch.Tensor:
+            calls[layer] = calls.get(layer, 0) + 1
+            if not per_step and layer in held:
+                return held[layer]
             width = model.parameters[slices[layer][0]].shape[1]
-            return torch.randint(0, 2, (h.shape[0], width), dtype=h.dtype, generator=rng).mul_(2).sub_(1)
+            held[layer] = torch.randint(0, 2, (h.shape[0], width), dtype=h.dtype, generator=rng).mul_(2).sub_(1)
+            return held[layer]
 
         with torch.no_grad(), fwAD.dual_level():        # pass 1: the loss's tangent per element
             elements = objective.elements(None, _generator(seed),
@@ -176,10 +182,13 @@ def _activity(objective, directions, rng, seed) -> Estimate:
         share = {axis: tangent.sum(dim=1 - axis) / tangent.numel() if tangent.dim() == 2 else tangent / tangent.numel()
                  for axis in (0, 1)}
 
+        steps = dict(calls)      # draws per layer in one pass: T for a spiking layer, 1 for an analog readout
+        held.clear()
+
         def accumulate(layer: int, step: int, h: torch.Tensor) -> None:
             xi = draw(layer, h)                         # pass 2: the same draws, in the same order
             d = share[model.sample_axis(layer)]
-            weighted = d.reshape(-1, 1) * xi
+            weighted = d.reshape(-1, 1) * xi / (1 if per_step else steps[layer])
             iw, ib = slices[layer]
             grads[iw] += h.T @ weighted / directions
             grads[ib] += weighted.sum(0) / directions
@@ -192,5 +201,9 @@ def _activity(objective, directions, rng, seed) -> Estimate:
     return Estimate(first_loss, grads, cost)
 
 
+def _activity_rate(objective, directions, rng, seed) -> Estimate:
+    return _activity(objective, directions, rng, seed, per_step=False)
+
+
 _METHODS: dict[str, Callable] = {"bptt": _bptt, "rfg-global": _rfg_global, "rfg-layer": _rfg_layer,
-                                 "weight-fd": _weight_fd, "activity": _activity}
+                                 "weight-fd": _weight_fd, "activity": _activity, "activity-rate": _activity_rate}

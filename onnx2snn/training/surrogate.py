@@ -26,6 +26,11 @@ Surrogates ψ:
   Its noise is drawn from the generator given to ``spike`` and kept for the backward rule, so a BPTT
   pass and a forward-mode pass that draw in the same order see the same ψ.
 
+* ``straight``: the rate code's straight-through rule, ṡ = u̇ while the neuron is not saturated,
+  -(1 + a)·θ- <= u <= (1 + a)·θ+ (a unit driven within its range keeps its membrane there), else 0.
+  Then v̇ = u̇ - ṡ = 0 and Σ_t ṡ(t) = Σ_t ż(t): the rate's tangent is the mean current's, as
+  ``finetune``'s gradient through g(z) = clip(z, -θ-, θ+).  For fine-tuning converted networks.
+
 Amplitudes θ± and the fire fraction are constants (not trained): the weights absorb any scale.  An
 infinite threshold (a converted unit that never fires that way) contributes neither spikes nor slope.
 """
@@ -38,7 +43,7 @@ from dataclasses import dataclass
 import torch
 import torch.autograd.forward_ad as fwAD
 
-SURROGATES = ("gaussian", "stein")
+SURROGATES = ("gaussian", "stein", "straight")
 
 
 @dataclass(frozen=True)
@@ -77,8 +82,11 @@ class _Spike(torch.autograd.Function):
     def forward(u, theta_pos, theta_neg, fire_fraction, surrogate, generator):
         s = _fire(u, theta_pos, theta_neg, fire_fraction)
         zero = torch.zeros((), dtype=u.dtype)
-        slope = (torch.where(torch.isfinite(theta_pos), surrogate.density(u / theta_pos - fire_fraction, generator), zero)
-                 + torch.where(torch.isfinite(theta_neg), surrogate.density(-u / theta_neg - fire_fraction, generator), zero))
+        if surrogate.kind == "straight":
+            slope = ((u <= (1 + fire_fraction) * theta_pos) & (-u <= (1 + fire_fraction) * theta_neg)).to(u.dtype)
+        else:
+            slope = (torch.where(torch.isfinite(theta_pos), surrogate.density(u / theta_pos - fire_fraction, generator), zero)
+                     + torch.where(torch.isfinite(theta_neg), surrogate.density(-u / theta_neg - fire_fraction, generator), zero))
         return s, slope
 
     @staticmethod
