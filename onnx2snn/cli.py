@@ -150,8 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("spec", help="a shipped task (x2, ricker, deeponet-poisson, separable-2d) or a JSON "
                        "specification file ({\"data\": \"points.npz\", \"widths\": [64, 64]})")
     train.add_argument("--estimator", default="rfg-layer",
-                       choices=["bptt", "rfg-global", "rfg-layer", "weight-fd", "activity"],
-                       help="gradient estimator (default rfg-layer: the paper's layer-wise forward gradient)")
+                       choices=["bptt", "rfg-global", "rfg-layer", "weight-fd", "activity", "activity-rate"],
+                       help="gradient estimator: bptt (the baseline), the paper's forward gradients rfg-global and "
+                            "rfg-layer (default), weight-fd (finite differences), activity / activity-rate "
+                            "(perturbed currents per step / per point)")
     train.add_argument("--budget", type=float, default=9000.0, metavar="FPE",
                        help="training budget in forward-pass equivalents of one minibatch (default 9000)")
     train.add_argument("-T", "--timesteps", type=_positive, default=None, help="simulation steps (default 32)")
@@ -523,7 +525,7 @@ def _train(args) -> int:
     print(f"test relative L2 vs exact: {report['test_rel_l2']:.3e} (artifact in the numpy runtime: "
           f"{report['artifact_test_rel_l2']:.3e})")
     print(f"budget: {report['fpe_spent']:,.0f} forward-pass equivalents in {report['iterations']:,} steps, "
-          f"{report['seconds']:.1f} s")
+          f"{report['seconds']:.1f} s; {report['spikes_per_sample']:,.0f} spikes per test sample")
     return EXIT_OK
 
 

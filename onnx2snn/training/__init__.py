@@ -67,12 +67,14 @@ def train_network(spec: str | Specification, *, estimator: str = "bptt", budget_
               "readout": spec.readout, "leak": spec.leak, "test_rel_l2": result.test_rel_l2,
               "fpe_spent": result.fpe, "iterations": result.iterations, "seconds": result.seconds,
               "parameters": int(sum(p.numel() for p in result.model.parameters)),
-              "curve": result.curve, "artifact_test_rel_l2": _artifact_error(artifact, task)}
+              "curve": result.curve, **_artifact_check(artifact, task)}
     return TrainedNetwork(artifact, report, result)
 
 
-def _artifact_error(artifact: onnx.ModelProto, task) -> float:
-    """The test error of the saved artifact run by the numpy runtime (checks the artifact, not torch)."""
+def _artifact_check(artifact: onnx.ModelProto, task) -> dict:
+    """The saved artifact run by the numpy runtime on the test inputs (checks the artifact, not torch):
+    its test error, spikes per sample (a DeepONet's sample: one (function, point) pair) and spike rate per
+    IF layer (non-zero events / (neurons × T × samples))."""
     from runtimes.network import SpikingNetwork
     snn = SpikingNetwork(artifact, backend="numpy")
     inputs, target = task.test
@@ -82,8 +84,11 @@ def _artifact_error(artifact: onnx.ModelProto, task) -> float:
     else:
         a, c = (t.numpy() for t in inputs)
         x = np.concatenate([np.repeat(a, len(c), axis=0), np.tile(c, (len(a), 1))], axis=1)
-    y = next(iter(snn.run({name: x}).values())).reshape(target.shape)
+    run = snn.run_with_stats({name: x})
+    y = next(iter(run.outputs.values())).reshape(target.shape)
     prediction = torch.from_numpy(np.asarray(y, dtype=np.float64))
     if task.kind == "product":
         prediction = prediction / task.scale
-    return task.test_error(prediction)
+    return {"artifact_test_rel_l2": task.test_error(prediction),
+            "spikes_per_sample": sum(c.events for c in run.spikes.values()) / len(x),
+            "spike_rate": {layer: c.rate for layer, c in run.spikes.items()}}
