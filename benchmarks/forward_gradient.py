@@ -40,7 +40,7 @@ from onnx2snn.training import train_network
 from onnx2snn.training.estimators import ESTIMATORS, Objective, estimate
 from onnx2snn.training.surrogate import Surrogate
 from onnx2snn.training.tasks import load_task
-from onnx2snn.training.trainer import LEARNING_RATES, build_model
+from onnx2snn.training.trainer import build_model, default_learning_rate
 
 OUT = RESULTS / "forward_gradient.jsonl"
 FORWARD_ONLY = [e for e in ESTIMATORS if e != "bptt"]
@@ -52,7 +52,7 @@ def run(task: str, estimator: str, timesteps: int, budget: float, seed: int) -> 
     trained = train_network(task, estimator=estimator, budget_fpe=budget, timesteps=timesteps, seed=seed)
     r = trained.report
     return {"part": None, "task": task, "estimator": estimator, "timesteps": timesteps, "budget_fpe": budget,
-            "seed": seed, "learning_rate": LEARNING_RATES[estimator], "test_rel_l2": r["test_rel_l2"],
+            "seed": seed, "learning_rate": default_learning_rate(estimator, budget), "test_rel_l2": r["test_rel_l2"],
             "artifact_test_rel_l2": r["artifact_test_rel_l2"], "spikes_per_sample": r["spikes_per_sample"],
             "iterations": r["iterations"], "train_s": r["seconds"], "wall_s": time.perf_counter() - started,
             "parameters": r["parameters"],
@@ -127,7 +127,7 @@ def _peak_memory(name: str, timesteps: int) -> float:
     VmHWM is reset first (``/proc/self/clear_refs``)."""
     code = (f"import torch; torch.set_num_threads(1)\n"
             f"from onnx2snn.training.tasks import load_task\n"
-            f"from onnx2snn.training.trainer import LEARNING_RATES, build_model\n"
+            f"from onnx2snn.training.trainer import build_model, default_learning_rate\n"
             f"from onnx2snn.training.surrogate import Surrogate\n"
             f"from onnx2snn.training.estimators import estimate, Objective\n"
             f"t = load_task('x2'); m = build_model(t, t.initial({timesteps}), Surrogate('gaussian', 0.5))\n"

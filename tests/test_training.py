@@ -148,9 +148,10 @@ def test_cli_train_writes_artifact_and_report(tmp_path, capsys):
     assert main(["train", str(spec), "--estimator", "activity", "--budget", "40", "-T", "4", "-o", str(out),
                  "--report-json", str(report), "-q"]) == 0
     data = json.loads(report.read_text())
-    for key in ("test_rel_l2", "estimator", "budget_fpe", "timesteps", "seed", "curve"):
+    for key in ("test_rel_l2", "estimator", "budget_fpe", "timesteps", "seed", "curve", "spikes_per_sample"):
         assert key in data
     assert data["estimator"] == "activity" and data["timesteps"] == 4 and out.is_file()
+    assert data["spikes_per_sample"] > 0 and all(0 < r < 1 for r in data["spike_rate"].values())
     assert "test relative L2" in capsys.readouterr().out
     assert main(["verify", str(out), "--points", "64"]) == 0
 
