@@ -24,6 +24,10 @@ With K directions averaged (k = 1..K, fresh draws each call):
   a variance lower by about the fan-in than weight perturbation.  d_b is known only at the end of the
   pass, so a second, primal-only pass replays the same draws (the generator's state is restored) and
   accumulates g_{W_l} += h_{l-1}(t)ᵀ·(d ⊙ ξ_l(t)) step by step: memory independent of T.
+* ``activity-rate``: as ``activity`` with one draw ξ_{l,b} per sample and unit for all T steps (the
+  variance of a time-averaged rate code, about T times lower), g_{W_l} = Σ_b d_b ((1/T) Σ_t h_{l-1,b}(t))
+  ⊗ ξ_{l,b}.  Then E[d_b ξ_{l,b}] = Σ_t ∂L/∂z_{l,b}(t), and the estimate is unbiased only where a
+  layer's input is constant in time (the first layer) or its gradient is (the rate approximation).
 
 Cost in forward-pass equivalents (FPE), counted from the multiply-adds actually executed (each layer's
 share f_l of one forward pass, ``model.layer_flops``): a forward pass is 1; a forward-mode pass adds
@@ -174,15 +178,16 @@ def _activity(objective, directions, rng, seed, per_step: bool = True) -> Estima
             held[layer] = torch.randint(0, 2, (h.shape[0], width), dtype=h.dtype, generator=rng).mul_(2).sub_(1)
             return held[layer]
 
-        with torch.no_grad(), fwAD.dual_level():        # pass 1: the loss's tangent per element
-            elements = objective.elements(None, _generator(seed),
-                                          lambda layer, step, h: fwAD.make_dual(torch.zeros_like(xi := draw(layer, h)), xi))
-            primal, tangent = fwAD.unpack_dual(elements)
-        first_loss = float(primal.mean()) if first_loss is None else first_loss
-        share = {axis: tangent.sum(dim=1 - axis) / tangent.numel() if tangent.dim() == 2 else tangent / tangent.numel()
-                 for axis in (0, 1)}
+        def perturb(layer: int, step: int, h: torch.Tensor) -> torch.Tensor:
+            xi = draw(layer, h)
+            return fwAD.make_dual(torch.zeros_like(xi), xi)      # zero, with tangent ξ
 
-        steps = dict(calls)      # draws per layer in one pass: T for a spiking layer, 1 for an analog readout
+        with torch.no_grad(), fwAD.dual_level():        # pass 1: the loss's tangent per element [rows, cols]
+            primal, tangent = fwAD.unpack_dual(objective.elements(None, _generator(seed), perturb))
+        first_loss = float(primal.mean()) if first_loss is None else first_loss
+        share = {axis: tangent.sum(dim=1 - axis) / tangent.numel() for axis in (0, 1)}   # d per row / column
+
+        steps = dict(calls)      # calls per layer in one pass: T for a spiking layer, 1 for an analog readout
         held.clear()
 
         def accumulate(layer: int, step: int, h: torch.Tensor) -> None:
@@ -192,7 +197,6 @@ def _activity(objective, directions, rng, seed, per_step: bool = True) -> Estima
             iw, ib = slices[layer]
             grads[iw] += h.T @ weighted / directions
             grads[ib] += weighted.sum(0) / directions
-            return None
 
         rng.set_state(state)
         with torch.no_grad():
