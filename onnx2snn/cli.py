@@ -160,8 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--directions", type=_positive, default=1, metavar="K",
                        help="random directions averaged per step (default 1)")
     train.add_argument("--learning-rate", type=float, default=None, help="Adam's step (default per estimator)")
-    train.add_argument("--surrogate", choices=["gaussian", "stein"], default="gaussian",
-                       help="spike derivative: Gaussian, or Stein's estimate from noisy forward passes")
+    train.add_argument("--surrogate", choices=["gaussian", "stein", "straight"], default="gaussian",
+                       help="spike derivative: Gaussian, Stein's estimate from noisy forward passes, or the rate "
+                            "code's straight-through rule")
     train.add_argument("--sigma", type=float, default=None, help="surrogate width σ (default per task)")
     train.add_argument("--seed", type=int, default=0, help="all randomness (default 0)")
     train.add_argument("-o", "--output", help="where the trained SNN goes (default: TASK.snn.onnx here)")
