@@ -335,3 +335,44 @@ def test_ctrl_c_during_calibration_exits_130_and_writes_nothing(model, tmp_path,
     code, _, err = run_cli(capsys, model, "--report-json", tmp_path / "r.json", *FAST)
     assert code == 130 and "interrupted" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pinn.onnx"]
+
+
+def _fixed_batch_copy(tmp_path, batch=4, reshape=False):
+    """The tanh fixture as torch exports it without dynamic axes: ``x: [4, 2]``, ``u: [4, 1]``; with
+    ``reshape`` the graph also bakes the size into a ``Reshape`` to ``[4, 2]``."""
+    model = onnx.load(FIXTURES / "torch_tanh_gemm.onnx")
+    for value in list(model.graph.input) + list(model.graph.output):
+        value.type.tensor_type.shape.dim[0].dim_value = batch
+    if reshape:
+        model.graph.initializer.append(numpy_helper.from_array(np.array([batch, 2], np.int64), "fixed_shape"))
+        for node in model.graph.node:
+            node.input[:] = ["x_fixed" if name == "x" else name for name in node.input]
+        model.graph.node.insert(0, onnx.helper.make_node("Reshape", ["x", "fixed_shape"], ["x_fixed"], "pin"))
+    path = tmp_path / "fixed.onnx"
+    onnx.save(model, path)
+    return path
+
+
+def test_a_fixed_batch_dimension_is_made_symbolic(tmp_path, capsys):
+    """Issue 24, item 1: torch's default export ([4, 2]) converts and runs at any batch size; the artifact's
+    batch axis is symbolic and the model on disk is not touched."""
+    path = _fixed_batch_copy(tmp_path)
+    before = path.read_bytes()
+    code, _, err = run_cli(capsys, path, "-T", 8, "--pieces", 1, "--calibration", "light", *FAST)
+    assert code == 0, err
+    artifact = onnx.load(tmp_path / "fixed.snn.onnx")
+    for value in (artifact.graph.input[0], artifact.graph.output[0]):
+        first = value.type.tensor_type.shape.dim[0]
+        assert first.dim_param == "batch" and not first.HasField("dim_value")
+    assert path.read_bytes() == before
+    np.save(tmp_path / "x.npy", np.zeros((10, 2), np.float32))
+    code, _, err = run_cli(capsys, "run", tmp_path / "fixed.snn.onnx", "--input", tmp_path / "x.npy",
+                           "-o", tmp_path / "y.npy")
+    assert code == 0 and np.load(tmp_path / "y.npy").shape == (10, 1), err
+
+
+def test_a_batch_size_baked_into_the_graph_says_how_to_re_export(tmp_path, capsys):
+    code, _, err = run_cli(capsys, _fixed_batch_copy(tmp_path, reshape=True), *FAST)
+    assert code == 1 and "fixed batch size 4" in err and "dynamic_axes" in err, err
+    assert len([line for line in err.splitlines() if not line.startswith("[onnx2snn]")]) == 1
+    assert not (tmp_path / "fixed.snn.onnx").exists()
