@@ -376,3 +376,57 @@ def test_a_batch_size_baked_into_the_graph_says_how_to_re_export(tmp_path, capsy
     assert code == 1 and "fixed batch size 4" in err and "dynamic_axes" in err, err
     assert len([line for line in err.splitlines() if not line.startswith("[onnx2snn]")]) == 1
     assert not (tmp_path / "fixed.snn.onnx").exists()
+
+
+def test_a_repeated_domain_is_refused_naming_the_input(model, capsys):
+    """Issue 24, item 7a: the second --domain for the same input used to win silently."""
+    code, _, err = run_cli(capsys, model, "--domain", "x=-1:1,0:1", "--domain", "x=0:1,0:1", *FAST)
+    assert code == 1 and "domain gives input 'x' twice" in err, err
+    assert len([line for line in err.splitlines() if not line.startswith("[onnx2snn]")]) == 1
+    assert not model.with_name("pinn.snn.onnx").exists()
+
+
+def test_a_domain_without_a_name(model, tmp_path, capsys):
+    """Issue 24, item 7b: ``--domain -1:1,0:1`` was argparse's bare 'expected one argument'; it now names
+    the model's only input, and a model with several inputs says the form is NAME=LO:HI."""
+    code, _, err = run_cli(capsys, model, "--domain", "-1:1,0:1", "-T", 8, "--pieces", 1, "--calibration", "light",
+                           "--report-json", tmp_path / "r.json", *FAST)
+    assert code == 0, err
+    assert onnx2snn_domain(tmp_path / "pinn.snn.onnx") == "x=-1:1,0:1"
+    multi = tmp_path / "multi.onnx"
+    shutil.copy(FIXTURES / "torch_multi_io.onnx", multi)
+    code, _, err = run_cli(capsys, multi, "--domain", "-1:1", *FAST)
+    problems = [line for line in err.splitlines() if not line.startswith("[onnx2snn]")]
+    assert code == 1 and "expected NAME=LO:HI" in err and "expected one argument" not in err, err
+    assert len(problems) == 1
+
+
+def onnx2snn_domain(path) -> str:
+    return {p.key: p.value for p in onnx.load(path).metadata_props}["onnx2snn.domain"]
+
+
+def test_an_unknown_calibration_method_is_a_usage_error(model, capsys):
+    """Issue 24, item 7c: exit 2 (usage), one line that lists the methods."""
+    code, _, err = run_cli(capsys, model, "--calibration", "light+foo", *FAST)
+    assert code == 2 and "unknown method(s) 'foo'" in err and "refit" in err, err
+    assert len(err.strip().splitlines()) == 1 and not model.with_name("pinn.snn.onnx").exists()
+
+
+def test_run_refuses_an_output_that_is_not_npy_or_npz(model, tmp_path, capsys):
+    """Issue 24, item 7d: ``-o y.csv`` used to get npy bytes."""
+    assert run_cli(capsys, model, "-T", 8, "--pieces", 1, "--calibration", "light", *FAST)[0] == 0
+    np.save(tmp_path / "x.npy", np.zeros((3, 2), np.float32))
+    code, _, err = run_cli(capsys, "run", tmp_path / "pinn.snn.onnx", "--input", tmp_path / "x.npy",
+                           "-o", tmp_path / "y.csv")
+    assert code == 2 and "-o Y.npy or -o Y.npz" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "y.csv").exists()
+
+
+def test_inspect_describes_an_artifact(model, tmp_path, capsys):
+    """Issue 24, item 7e: T, neurons per layer, coding, readout, neuron model and domain of an artifact."""
+    assert run_cli(capsys, model, "-T", 8, "--pieces", 1, "--calibration", "light", "--neuron", "floor", *FAST)[0] == 0
+    code, out, err = run_cli(capsys, "inspect", tmp_path / "pinn.snn.onnx")
+    assert code == 0, err
+    assert "spiking artifact" in out and "T=8" in out and "coding rate" in out
+    assert "readout analog" in out and "neuron floor" in out and "domain: x=-1:1,0:1" in out
+    assert "2 spiking layer(s), 32 neurons" in out and "16 units x 1 slot(s) -> 16 signed IF neurons" in out
