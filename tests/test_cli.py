@@ -430,3 +430,15 @@ def test_inspect_describes_an_artifact(model, tmp_path, capsys):
     assert "spiking artifact" in out and "T=8" in out and "coding rate" in out
     assert "readout analog" in out and "neuron floor" in out and "domain: x=-1:1,0:1" in out
     assert "2 spiking layer(s), 32 neurons" in out and "16 units x 1 slot(s) -> 16 signed IF neurons" in out
+
+
+def test_the_printed_time_is_the_reports_total(model, tmp_path, capsys):
+    """Issue 24, item 9: one definition of the conversion time: the JSON's ``timing_s`` has ``validate``
+    and ``total`` (= ``convert`` + ``validate``), and the CLI prints that total, saying it includes validation."""
+    code, out, err = run_cli(capsys, model, "-T", 8, "--pieces", 1, "--calibration", "light",
+                             "--report-json", tmp_path / "r.json", *FAST)
+    assert code == 0, err
+    timing = json.loads((tmp_path / "r.json").read_text())["timing_s"]
+    assert {"convert", "calibrate", "validate", "total"} <= set(timing)
+    assert timing["total"] == pytest.approx(timing["convert"] + timing["validate"], abs=0.05)
+    assert f"{timing['total']:.1f} s including {timing['validate']:.1f} s validation" in out
