@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import onnx
 
 from runtimes.errors import Onnx2SnnError
 
@@ -520,6 +519,7 @@ def _budget_lines(imported, structure) -> list[str]:
 def _verify(args) -> int:
     import runtimes
     from runtimes import spec
+    import onnx
     from runtimes.verify import verify
     from .domain import parse_domain, sample_domain
     snn = runtimes.load(args.model, timesteps=args.timesteps)

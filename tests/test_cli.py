@@ -326,8 +326,8 @@ def test_same_seed_gives_byte_identical_artifact(model, tmp_path, capsys):
 
 
 def test_ctrl_c_during_calibration_exits_130_and_writes_nothing(model, tmp_path, capsys, monkeypatch):
-    import sys
-    convert_module = sys.modules["onnx2snn.convert"]      # the module, not the function of the same name
+    import importlib
+    convert_module = importlib.import_module("onnx2snn.convert")   # the module, not the function of that name
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -442,3 +442,21 @@ def test_the_printed_time_is_the_reports_total(model, tmp_path, capsys):
     assert {"convert", "calibrate", "validate", "total"} <= set(timing)
     assert timing["total"] == pytest.approx(timing["convert"] + timing["validate"], abs=0.05)
     assert f"{timing['total']:.1f} s including {timing['validate']:.1f} s validation" in out
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["convert", "--help"], ["run", "--help"]])
+def test_help_loads_no_heavy_module(argv):
+    """Issue 24, item 8 (part): ``onnx2snn --help`` took 3.4 s importing onnx, scipy and numba; parsing
+    --help now imports none of the heavy modules (numpy is allowed)."""
+    import subprocess
+    import sys
+    from conftest import ROOT
+    heavy = ["torch", "onnxruntime", "numba", "scipy", "onnx", "onnx_graphsurgeon", "snntorch"]
+    script = (f"import sys, onnx2snn.cli\n"
+              f"try:\n    onnx2snn.cli.main({argv!r})\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
+              f"print(sorted(m for m in {heavy!r} if m in sys.modules))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "usage: onnx2snn" in done.stdout and done.stdout.strip().splitlines()[-1] == "[]", done.stdout[-300:]
