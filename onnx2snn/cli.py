@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
-import onnx
 
 from runtimes.errors import Onnx2SnnError
 
@@ -66,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("-o", "--output", help="where the SNN goes (default: MODEL.snn.onnx beside the input)")
     convert.add_argument("-T", "--timesteps", type=_positive, default=None, help="simulation steps (default 32)")
     convert.add_argument("--domain", action="append", metavar="NAME=LO:HI[,LO:HI...]",
-                         help="box of each model input; repeat per input (default: the model's metadata)")
+                         help="box of each model input, one LO:HI per feature; repeat per input, each input once; "
+                              "NAME= may be left out for a model with one input (default: the model's metadata)")
     convert.add_argument("--calib", help="calibration inputs: .npy (single input) or .npz keyed by input name")
     convert.add_argument("--samples", type=_positive, default=4096, help="calibration points (default 4096)")
     convert.add_argument("--seed", type=int, default=0, help="all randomness (default 0)")
@@ -179,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
         argv = ["convert"] + argv
     traceback_wanted = "--traceback" in argv
+    argv = _join_negative_values(argv)
     try:
         args = build_parser().parse_args(argv)
         if args.command is None:
@@ -203,6 +204,20 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
 
 
+def _join_negative_values(argv: list[str]) -> list[str]:
+    """``--domain -1:1`` as ``--domain=-1:1``: argparse reads a value that starts with '-' (and is not a
+    plain negative number) as an option and fails with a bare 'expected one argument'."""
+    joined, k = [], 0
+    while k < len(argv):
+        if argv[k] == "--domain" and k + 1 < len(argv) and re.match(r"-[\d.]", argv[k + 1]):
+            joined.append(f"--domain={argv[k + 1]}")
+            k += 2
+        else:
+            joined.append(argv[k])
+            k += 1
+    return joined
+
+
 def _progress(message: str) -> None:
     print(f"[onnx2snn] {message}", file=sys.stderr, flush=True)
 
@@ -218,7 +233,6 @@ def _convert(args) -> int:
     if args.energy_table:
         from .energy import load_tables
         load_tables(args.energy_table)              # a bad table fails before any work
-    started = time.perf_counter()
     common = dict(domain=";".join(args.domain) if args.domain else None, calib=args.calib, samples=args.samples,
                   seed=args.seed, validation_points=args.validation_points,
                   progress=None if args.quiet else _progress, energy_table=args.energy_table)
@@ -242,11 +256,17 @@ def _convert(args) -> int:
     if args.report_json:
         text = json.dumps(result.report, indent=2) + "\n"
         atomic_write(Path(args.report_json), lambda tmp: tmp.write_text(text))
-    _print_report(result.report, output, time.perf_counter() - started)
+    _print_report(result.report, output)
     return EXIT_OK
 
 
 def _convert_options(args) -> dict:
+    if args.calibration is not None:
+        from .calibration import METHODS
+        unknown = [m for m in args.calibration.split("+") if m not in METHODS]
+        if unknown:
+            raise UsageError(f"onnx2snn convert: --calibration: unknown method(s) {', '.join(map(repr, unknown))}; "
+                             f"use {', '.join(METHODS)}, combined with +")
     options = {"pieces": args.pieces, "calibration": args.calibration, "threshold": args.threshold,
                "neuron": args.neuron, "readout": args.readout, "v0": args.v0, "shift": args.shift}
     if args.tolerance is not None:
@@ -267,10 +287,12 @@ def _default_output(source: Path) -> Path:
     return source.with_name(stem + ".snn.onnx")
 
 
-def _print_report(report: dict, output: Path, seconds: float) -> None:
-    v = report["validation"]
+def _print_report(report: dict, output: Path) -> None:
+    """The report on stdout; the time is the report's ``timing_s`` total (validation included, as said)."""
+    v, timing = report["validation"], report["timing_s"]
     print(f"wrote {output}  (T={report['timesteps']}, pieces={report['pieces']}, "
-          f"calibration={report['calibration']}, {seconds:.1f} s)")
+          f"calibration={report['calibration']}, {timing['total']:.1f} s including {timing['validate']:.1f} s "
+          f"validation)")
     print(f"SNN vs ANN on {v['points']} fresh domain points: relative L2 {v['rel_l2_snn_vs_ann']:.3e}, "
           f"max abs {v['max_abs_snn_vs_ann']:.3e}")
     for key in ("rel_l2_snn_vs_exact", "rel_l2_ann_vs_exact"):
@@ -328,6 +350,9 @@ def _run(args) -> int:
     from .inputs import load_arrays
     if args.device and args.backend != "snntorch":
         raise UsageError(f"onnx2snn run: --device is for --backend snntorch, not {args.backend}")
+    if args.output and Path(args.output).suffix not in (".npy", ".npz"):
+        raise UsageError(f"onnx2snn run: -o {args.output}: outputs are written as .npy (one output) or .npz "
+                         f"(keyed by output name); give -o Y.npy or -o Y.npz")
     options = {"device": args.device} if args.device else {}
     snn = runtimes.load(args.model, backend=args.backend, timesteps=args.timesteps, **options)
     spec = _parse_inputs(args.input)
@@ -408,8 +433,14 @@ def _save_npz(tmp: Path, arrays: dict) -> None:
 
 
 def _inspect(args) -> int:
+    from runtimes import spec
+    from runtimes.loading import load_onnx
+    from .errors import ModelError
     from .importer import import_model
     from .structure import analyse
+    model = load_onnx(Path(args.model), ModelError)
+    if any(node.domain == spec.DOMAIN for node in model.graph.node):
+        return _inspect_artifact(args.model, model)
     imported = import_model(args.model)
     structure = analyse(imported.model)
     budget = _budget_lines(imported, structure)        # runs the ANN: done before anything is printed
@@ -429,6 +460,33 @@ def _inspect(args) -> int:
         print(f"  {node.name} ({node.op}): {node.reason}")
     for line in budget:
         print(line)
+    return EXIT_OK
+
+
+def _inspect_artifact(path: str, model) -> int:
+    """What a spiking artifact holds: its metadata (T, encoding, readout, neuron, domain, source), inputs and
+    outputs, and each IF layer's units, neurons and neuron model."""
+    from runtimes import spec
+    from runtimes.network import artifact_timesteps, if_layers, metadata
+    meta = metadata(model)
+    timesteps = artifact_timesteps(model, path)
+    layers = if_layers(model)
+    decodes = sum(1 for node in model.graph.node if node.domain == spec.DOMAIN and node.op_type == spec.DECODE_OP)
+    standard = sum(1 for node in model.graph.node if node.domain != spec.DOMAIN)
+    inputs = {i.name: [d.dim_value or d.dim_param or "?" for d in i.type.tensor_type.shape.dim]
+              for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}}
+    print(f"{path}: onnx2snn spiking artifact (format {meta.get(spec.META_FORMAT, '?')}), T={timesteps}, "
+          f"coding rate ({meta.get(spec.META_ENCODING, '?')} encoding), readout {meta.get(spec.META_READOUT, '?')}, "
+          f"neuron {meta.get(spec.META_NEURON, '?')}")
+    print(f"domain: {meta.get(spec.META_DOMAIN, 'not recorded')}; converted from {meta.get(spec.META_SOURCE, '?')}")
+    print(f"inputs {inputs}; outputs {[o.name for o in model.graph.output]}")
+    print(f"{len(layers)} spiking layer(s), {sum(layer['neurons'] for layer in layers)} neurons:")
+    for layer in layers:
+        kind = "signed" if layer["signed"] else "unsigned"
+        leak = f", leak {layer['leak']:g}" if layer["leak"] != 1.0 else ""
+        print(f"  {layer['name']}: {layer['units']} units x {layer['per_unit']} slot(s) -> {layer['neurons']} "
+              f"{kind} IF neurons{leak}")
+    print(f"{decodes} Decode node(s), {standard} standard ONNX node(s) (affine layers, decoding, analog ops)")
     return EXIT_OK
 
 
@@ -462,6 +520,7 @@ def _budget_lines(imported, structure) -> list[str]:
 def _verify(args) -> int:
     import runtimes
     from runtimes import spec
+    import onnx
     from runtimes.verify import verify
     from .domain import parse_domain, sample_domain
     snn = runtimes.load(args.model, timesteps=args.timesteps)

@@ -22,7 +22,7 @@ from .domain import Domain, format_domain
 from .errors import ModelError
 from .importer import ImportedModel, import_model
 from .inputs import calibration_inputs, is_grid_model, resolve_domain, validation_inputs
-from .report import build_report
+from .report import build_report, finish_timing
 from .rewrite import build_artifact
 from .saving import save_model
 from .structure import Structure, analyse
@@ -108,8 +108,10 @@ def convert(model: str | os.PathLike, domain: Domain | str | None = None, timest
     timing = {"convert": time.perf_counter() - started, "calibrate": calibrated_at - imported_at}
     if validate:
         say(f"validating on {validation_points} fresh domain points")
+        validating_since = time.perf_counter()
         points = validation_inputs(imported, box, validation_points, np.random.default_rng(seed + 1_000_003))
-        result.report = build_report(imported, result, points, timing, energy_table)
+        result.report = finish_timing(build_report(imported, result, points, timing, energy_table), started,
+                                      validating_since)
     return result
 
 

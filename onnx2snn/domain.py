@@ -24,7 +24,10 @@ def parse_domain(text: str) -> Domain:
         name, sep, boxes = part.partition("=")
         name = name.strip()
         if not sep or not name or not boxes.strip():
-            raise DomainError(f"domain '{part}': expected NAME=LO:HI[,LO:HI...]")
+            raise DomainError(f"domain '{part}': expected NAME=LO:HI[,LO:HI...], e.g. x=-1:1,0:1 (the name of the "
+                              f"input may be left out only for a model with one input)")
+        if name in domain:
+            raise DomainError(f"domain gives input '{name}' twice; give one NAME=LO:HI[,LO:HI...] per input")
         domain[name] = [_parse_interval(name, b) for b in boxes.split(",")]
     if not domain:
         raise DomainError(f"domain '{text}': expected NAME=LO:HI[,LO:HI...]")

@@ -2,7 +2,9 @@
 
 Canonical form: constants folded (``Constant`` nodes and constant subexpressions become initializers),
 rank-1 inputs given a leading batch axis (a PINN exported on a single point ``x: [d]`` becomes
-``x: [batch, d]``; MatMul/Add broadcast unchanged), nodes in topological order with unique names.
+``x: [batch, d]``; MatMul/Add broadcast unchanged), a fixed leading dimension made symbolic (torch's default
+export of ``x: [4, 2]`` becomes ``x: [batch, 2]``, checked by running the graph on another batch size), nodes
+in topological order with unique names.  Only the model in memory changes; the file is never written.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class ImportedModel:
     input_shapes: dict[str, list[int | str | None]]
     metadata: dict[str, str] = field(default_factory=dict)
     batched_inputs: list[str] = field(default_factory=list)   # rank-1 inputs given a batch axis
+    freed_batch: dict[str, int] = field(default_factory=dict)  # inputs whose fixed batch size was made symbolic
 
 
 def import_model(path: str | os.PathLike, *, max_parameters: int | None = None, max_nodes: int | None = None,
@@ -73,10 +76,11 @@ def import_model(path: str | os.PathLike, *, max_parameters: int | None = None, 
     _check_input_shapes(inputs, path)
     model = _canonicalise(model, path)
     batched = _batch_rank1_inputs(model)
+    freed = _free_fixed_batch(model, path)
     shapes = {i.name: _dims(i) for i in model.graph.input}
     meta = {p.key: p.value for p in model.metadata_props}
     return ImportedModel(path=path, model=model, dtype=dtype, input_shapes=shapes, metadata=meta,
-                         batched_inputs=batched)
+                         batched_inputs=batched, freed_batch=freed)
 
 
 
@@ -277,6 +281,69 @@ def _batch_rank1_inputs(model: onnx.ModelProto) -> list[str]:
             if len(dims) == 1:          # a per-point output [m] becomes [batch, m]
                 dims.insert(0, onnx.TensorShapeProto.Dimension(dim_param="batch"))
     return batched
+
+
+def _free_fixed_batch(model: onnx.ModelProto, path: Path) -> dict[str, int]:
+    """Make a fixed leading dimension of the inputs (rank >= 2) symbolic: ``batch`` when every such input
+    declares the same size (shared rows), ``batch_<input>`` otherwise (a separable network's grid axes).
+    Output dimensions before the last that equal a freed size become symbolic too.  The graph is then run on
+    another batch size: a graph that bakes the size into its nodes (a ``Reshape`` to ``[4, ...]``) is refused
+    with one line saying how to re-export it."""
+    fixed = {}
+    for value in model.graph.input:
+        dims = value.type.tensor_type.shape.dim
+        if len(dims) >= 2 and dims[0].HasField("dim_value") and dims[0].dim_value > 0:
+            fixed[value.name] = dims[0].dim_value
+    if not fixed:
+        return {}
+    shared = len(set(fixed.values())) == 1 and len(fixed) == len(model.graph.input)
+    names = {name: "batch" if shared else f"batch_{name}" for name in fixed}
+    by_size = {size: names[name] for name, size in fixed.items()}
+    for value in model.graph.input:
+        if value.name in fixed:
+            value.type.tensor_type.shape.dim[0].dim_param = names[value.name]    # clears dim_value
+    for value in model.graph.output:
+        for dim in list(value.type.tensor_type.shape.dim)[:-1]:
+            if dim.HasField("dim_value") and dim.dim_value in by_size:
+                dim.dim_param = by_size[dim.dim_value]
+    del model.graph.value_info[:]        # intermediate shapes carry the old size
+    _check_free_batch(model, path, fixed)
+    return fixed
+
+
+def _check_free_batch(model: onnx.ModelProto, path: Path, fixed: dict[str, int]) -> None:
+    """Run the graph on zeros with another batch size than each freed input declared; a failure there that
+    the declared size does not have refuses the model (a small graph only: other failures are left to the
+    stages that report them)."""
+    from .ann import ann_session
+
+    def feeds(other: bool) -> dict[str, np.ndarray] | None:
+        arrays = {}
+        for value in model.graph.input:
+            dims = list(value.type.tensor_type.shape.dim)
+            shape = [(3 if fixed.get(value.name) == 2 else 2) if other else fixed.get(value.name, 2)]
+            shape += [d.dim_value if d.HasField("dim_value") else 0 for d in dims[1:]]
+            if min(shape[1:], default=1) < 1 or np.prod(shape, dtype=float) > 1e6:
+                return None
+            dtype = onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type)
+            arrays[value.name] = np.zeros(shape, dtype)
+        return arrays
+
+    other, declared = feeds(True), feeds(False)
+    if other is None or declared is None:
+        return
+    session = ann_session(model, source=str(path))
+    try:
+        session.run(None, other)
+    except Exception as e:  # onnxruntime raises its own exception types
+        try:
+            session.run(None, declared)
+        except Exception:  # fails at its own size too: not the batch axis; reported later
+            return
+        name, size = next(iter(fixed.items()))
+        raise ModelError(f"{path}: input '{name}' was exported with the fixed batch size {size} and the graph "
+                         f"depends on it ({first_line(e)}); re-export with a dynamic batch axis, e.g. "
+                         f"torch.onnx.export(..., dynamic_axes={{'{name}': {{0: 'batch'}}}})") from None
 
 
 def _dims(value: onnx.ValueInfoProto) -> list[int | str | None]:

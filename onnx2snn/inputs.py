@@ -18,8 +18,11 @@ from .importer import ImportedModel
 
 
 def resolve_domain(imported: ImportedModel, domain: Domain | str | None) -> Domain:
-    """The user's domain, else the model's ``onnx2snn.domain`` metadata; checked against the inputs."""
+    """The user's domain, else the model's ``onnx2snn.domain`` metadata; checked against the inputs.  In the
+    text form a model with one input may leave out its name (``-1:1,0:1``)."""
     names = list(imported.input_shapes)
+    if isinstance(domain, str) and len(names) == 1:
+        domain = ";".join(p if "=" in p or not p.strip() else f"{names[0]}={p}" for p in domain.split(";"))
     if domain is not None:
         return _check_domain(imported, normalise_domain(domain))
     text = imported.metadata.get(spec.META_DOMAIN)

@@ -8,11 +8,17 @@ Measures (DESIGN §5):
 * compute-only energy of both sides under each cost table, with what the SNN spends it on (``energy.py``:
   synaptic operations, neuron updates, the first layer's MACs, nodes left analog).
 
+Timing (``timing_s``, seconds): ``convert`` import to artifact (``calibrate`` its calibration; ``search`` the
+``--target-error`` search instead), ``validate`` the report's own measurement on fresh points, ``total`` the
+whole call, validation included: the time the CLI prints.
+
 A "sample" is one point of the domain where the model is evaluated: a row of a plain PINN's output, one
 grid point of a separable PINN's output.
 """
 
 from __future__ import annotations
+
+import time
 
 import numpy as np
 
@@ -155,6 +161,14 @@ def build_report(imported, result, points: dict[str, np.ndarray], timing: dict[s
                                  "ann_45nm": by_model[DEFAULT_MODEL]["ann_pj"]},
         "timing_s": {k: round(v, 4) for k, v in timing.items()},
     }
+
+
+def finish_timing(report: dict, started: float, validating_since: float) -> dict:
+    """Add ``validate`` (since ``validating_since``) and ``total`` (since ``started``) to the report's
+    ``timing_s`` (``time.perf_counter`` values; module docstring)."""
+    now = time.perf_counter()
+    report["timing_s"].update(validate=round(now - validating_since, 4), total=round(now - started, 4))
+    return report
 
 
 def tensor_shapes(imported, points: dict[str, np.ndarray]) -> tuple[dict[str, tuple[int, ...]], int]:

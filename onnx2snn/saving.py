@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable
-
-import onnx
+from typing import Callable, TYPE_CHECKING
 
 from .errors import ModelError, OutputPathError, first_line
+
+if TYPE_CHECKING:
+    import onnx
 
 
 def check_output_path(path: str | os.PathLike, source: str | os.PathLike | None = None) -> Path:
@@ -42,6 +43,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
 
 def save_model(model: onnx.ModelProto, path: str | os.PathLike, source: str | os.PathLike | None = None) -> Path:
     """Check the artifact with ``onnx.checker`` and write it atomically."""
+    import onnx
     path = check_output_path(path, source)
     try:
         onnx.checker.check_model(model)

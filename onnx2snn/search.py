@@ -40,7 +40,7 @@ from .energy import DEFAULT_MODEL, load_tables
 from .errors import CalibrationError
 from .importer import import_model
 from .inputs import resolve_domain, validation_inputs
-from .report import build_report
+from .report import build_report, finish_timing
 
 FINETUNE_T = (4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128)
 PWL_T = (8, 16, 32, 64, 128)
@@ -137,6 +137,7 @@ def cheapest_conversion(model, target_error: float, energy_model: str = DEFAULT_
         raise CalibrationError(f"unknown energy model {energy_model!r}; use {', '.join(tables)}")
     table = tables[energy_model]
     say = progress or (lambda message: None)
+    started = time.perf_counter()
     imported = import_model(model)
     box = resolve_domain(imported, domain)
     selection = validation_inputs(imported, box, SELECTION_POINTS,
@@ -191,8 +192,10 @@ def cheapest_conversion(model, target_error: float, energy_model: str = DEFAULT_
     say(f"search: chose {chosen.method} at T={chosen.timesteps} ({chosen.ratio:.3f}x ANN); validating on "
         f"{validation_points} fresh points")
     result = chosen.result
+    validating_since = time.perf_counter()
     points = validation_inputs(imported, box, validation_points, np.random.default_rng(seed + 1_000_003))
     total = sum(c.seconds for c in tried)
-    result.report = build_report(imported, result, points, {"search": total}, energy_table)
+    result.report = finish_timing(build_report(imported, result, points, {"search": total}, energy_table),
+                                  started, validating_since)
     result.report.update(target_error=target_error, energy_model=energy_model, search=rows)
     return result

@@ -5,8 +5,21 @@
 """
 
 from .errors import ArtifactError, InputError, Onnx2SnnError
-from .network import BACKENDS, SpikingNetwork, available_backends, load
-from .numpy_ref import RunResult, SpikeCounts
+
+_LAZY = {"load": ".network", "SpikingNetwork": ".network", "BACKENDS": ".network", "available_backends": ".network",
+         "RunResult": ".numpy_ref", "SpikeCounts": ".numpy_ref"}
+
+
+def __getattr__(name):
+    """The runtime's names load on first use: importing ``runtimes.errors`` (the CLI does) loads no onnx
+    and no numba."""
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+    value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = ["load", "SpikingNetwork", "BACKENDS", "available_backends", "RunResult", "SpikeCounts",
            "Onnx2SnnError", "ArtifactError", "InputError"]

@@ -163,17 +163,27 @@ def _block_rows(model: onnx.ModelProto, backend: str, runtime) -> int:
 def neuron_counts(model: onnx.ModelProto) -> tuple[int, int]:
     """(live neurons, dense [n, K] slots including θ = inf padding) per point of an artifact, summed over
     its IF nodes whose thresholds are initializers."""
+    layers = if_layers(model)
+    return sum(layer["neurons"] for layer in layers), sum(layer["units"] * layer["per_unit"] for layer in layers)
+
+
+def if_layers(model: onnx.ModelProto) -> list[dict]:
+    """Each IF node of an artifact whose thresholds are initializers, in graph order: its ``name``,
+    ``units`` n, dense slots ``per_unit`` K, ``neurons`` (live ones: θ finite), ``signed`` and ``leak``."""
     initializers = {t.name: t for t in model.graph.initializer}
-    live = dense = 0
+    layers = []
     for node in model.graph.node:
         if node.domain == spec.DOMAIN and node.op_type == spec.IF_OP:
             thresholds = [initializers.get(node.input[i]) for i in (spec.IF_THETA_POS, spec.IF_THETA_NEG)]
             if None not in thresholds:
-                signed = next((a.i for a in node.attribute if a.name == "signed"), 1)
+                attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+                signed = bool(attributes.get(spec.IF_SIGNED, 1))
                 pos, neg = (numpy_helper.to_array(t) for t in thresholds)
-                live += int(live_mask(pos, neg, bool(signed)).sum())
-                dense += pos.size
-    return live, dense
+                pos2 = pos.reshape(pos.shape[0] if pos.ndim else 1, -1)
+                layers.append({"name": node.name, "units": pos2.shape[0], "per_unit": pos2.shape[1],
+                               "neurons": int(live_mask(pos, neg, signed).sum()), "signed": signed,
+                               "leak": float(attributes.get(spec.IF_LEAK, 1.0))})
+    return layers
 
 
 def _concatenate(parts: list[RunResult]) -> RunResult:

@@ -326,8 +326,8 @@ def test_same_seed_gives_byte_identical_artifact(model, tmp_path, capsys):
 
 
 def test_ctrl_c_during_calibration_exits_130_and_writes_nothing(model, tmp_path, capsys, monkeypatch):
-    import sys
-    convert_module = sys.modules["onnx2snn.convert"]      # the module, not the function of the same name
+    import importlib
+    convert_module = importlib.import_module("onnx2snn.convert")   # the module, not the function of that name
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -335,3 +335,128 @@ def test_ctrl_c_during_calibration_exits_130_and_writes_nothing(model, tmp_path,
     code, _, err = run_cli(capsys, model, "--report-json", tmp_path / "r.json", *FAST)
     assert code == 130 and "interrupted" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pinn.onnx"]
+
+
+def _fixed_batch_copy(tmp_path, batch=4, reshape=False):
+    """The tanh fixture as torch exports it without dynamic axes: ``x: [4, 2]``, ``u: [4, 1]``; with
+    ``reshape`` the graph also bakes the size into a ``Reshape`` to ``[4, 2]``."""
+    model = onnx.load(FIXTURES / "torch_tanh_gemm.onnx")
+    for value in list(model.graph.input) + list(model.graph.output):
+        value.type.tensor_type.shape.dim[0].dim_value = batch
+    if reshape:
+        model.graph.initializer.append(numpy_helper.from_array(np.array([batch, 2], np.int64), "fixed_shape"))
+        for node in model.graph.node:
+            node.input[:] = ["x_fixed" if name == "x" else name for name in node.input]
+        model.graph.node.insert(0, onnx.helper.make_node("Reshape", ["x", "fixed_shape"], ["x_fixed"], "pin"))
+    path = tmp_path / "fixed.onnx"
+    onnx.save(model, path)
+    return path
+
+
+def test_a_fixed_batch_dimension_is_made_symbolic(tmp_path, capsys):
+    """Issue 24, item 1: torch's default export ([4, 2]) converts and runs at any batch size; the artifact's
+    batch axis is symbolic and the model on disk is not touched."""
+    path = _fixed_batch_copy(tmp_path)
+    before = path.read_bytes()
+    code, _, err = run_cli(capsys, path, "-T", 8, "--pieces", 1, "--calibration", "light", *FAST)
+    assert code == 0, err
+    artifact = onnx.load(tmp_path / "fixed.snn.onnx")
+    for value in (artifact.graph.input[0], artifact.graph.output[0]):
+        first = value.type.tensor_type.shape.dim[0]
+        assert first.dim_param == "batch" and not first.HasField("dim_value")
+    assert path.read_bytes() == before
+    np.save(tmp_path / "x.npy", np.zeros((10, 2), np.float32))
+    code, _, err = run_cli(capsys, "run", tmp_path / "fixed.snn.onnx", "--input", tmp_path / "x.npy",
+                           "-o", tmp_path / "y.npy")
+    assert code == 0 and np.load(tmp_path / "y.npy").shape == (10, 1), err
+
+
+def test_a_batch_size_baked_into_the_graph_says_how_to_re_export(tmp_path, capsys):
+    code, _, err = run_cli(capsys, _fixed_batch_copy(tmp_path, reshape=True), *FAST)
+    assert code == 1 and "fixed batch size 4" in err and "dynamic_axes" in err, err
+    assert len([line for line in err.splitlines() if not line.startswith("[onnx2snn]")]) == 1
+    assert not (tmp_path / "fixed.snn.onnx").exists()
+
+
+def test_a_repeated_domain_is_refused_naming_the_input(model, capsys):
+    """Issue 24, item 7a: the second --domain for the same input used to win silently."""
+    code, _, err = run_cli(capsys, model, "--domain", "x=-1:1,0:1", "--domain", "x=0:1,0:1", *FAST)
+    assert code == 1 and "domain gives input 'x' twice" in err, err
+    assert len([line for line in err.splitlines() if not line.startswith("[onnx2snn]")]) == 1
+    assert not model.with_name("pinn.snn.onnx").exists()
+
+
+def test_a_domain_without_a_name(model, tmp_path, capsys):
+    """Issue 24, item 7b: ``--domain -1:1,0:1`` was argparse's bare 'expected one argument'; it now names
+    the model's only input, and a model with several inputs says the form is NAME=LO:HI."""
+    code, _, err = run_cli(capsys, model, "--domain", "-1:1,0:1", "-T", 8, "--pieces", 1, "--calibration", "light",
+                           "--report-json", tmp_path / "r.json", *FAST)
+    assert code == 0, err
+    assert onnx2snn_domain(tmp_path / "pinn.snn.onnx") == "x=-1:1,0:1"
+    multi = tmp_path / "multi.onnx"
+    shutil.copy(FIXTURES / "torch_multi_io.onnx", multi)
+    code, _, err = run_cli(capsys, multi, "--domain", "-1:1", *FAST)
+    problems = [line for line in err.splitlines() if not line.startswith("[onnx2snn]")]
+    assert code == 1 and "expected NAME=LO:HI" in err and "expected one argument" not in err, err
+    assert len(problems) == 1
+
+
+def onnx2snn_domain(path) -> str:
+    return {p.key: p.value for p in onnx.load(path).metadata_props}["onnx2snn.domain"]
+
+
+def test_an_unknown_calibration_method_is_a_usage_error(model, capsys):
+    """Issue 24, item 7c: exit 2 (usage), one line that lists the methods."""
+    code, _, err = run_cli(capsys, model, "--calibration", "light+foo", *FAST)
+    assert code == 2 and "unknown method(s) 'foo'" in err and "refit" in err, err
+    assert len(err.strip().splitlines()) == 1 and not model.with_name("pinn.snn.onnx").exists()
+
+
+def test_run_refuses_an_output_that_is_not_npy_or_npz(model, tmp_path, capsys):
+    """Issue 24, item 7d: ``-o y.csv`` used to get npy bytes."""
+    assert run_cli(capsys, model, "-T", 8, "--pieces", 1, "--calibration", "light", *FAST)[0] == 0
+    np.save(tmp_path / "x.npy", np.zeros((3, 2), np.float32))
+    code, _, err = run_cli(capsys, "run", tmp_path / "pinn.snn.onnx", "--input", tmp_path / "x.npy",
+                           "-o", tmp_path / "y.csv")
+    assert code == 2 and "-o Y.npy or -o Y.npz" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "y.csv").exists()
+
+
+def test_inspect_describes_an_artifact(model, tmp_path, capsys):
+    """Issue 24, item 7e: T, neurons per layer, coding, readout, neuron model and domain of an artifact."""
+    assert run_cli(capsys, model, "-T", 8, "--pieces", 1, "--calibration", "light", "--neuron", "floor", *FAST)[0] == 0
+    code, out, err = run_cli(capsys, "inspect", tmp_path / "pinn.snn.onnx")
+    assert code == 0, err
+    assert "spiking artifact" in out and "T=8" in out and "coding rate" in out
+    assert "readout analog" in out and "neuron floor" in out and "domain: x=-1:1,0:1" in out
+    assert "2 spiking layer(s), 32 neurons" in out and "16 units x 1 slot(s) -> 16 signed IF neurons" in out
+
+
+def test_the_printed_time_is_the_reports_total(model, tmp_path, capsys):
+    """Issue 24, item 9: one definition of the conversion time: the JSON's ``timing_s`` has ``validate``
+    and ``total`` (= ``convert`` + ``validate``), and the CLI prints that total, saying it includes validation."""
+    code, out, err = run_cli(capsys, model, "-T", 8, "--pieces", 1, "--calibration", "light",
+                             "--report-json", tmp_path / "r.json", *FAST)
+    assert code == 0, err
+    timing = json.loads((tmp_path / "r.json").read_text())["timing_s"]
+    assert {"convert", "calibrate", "validate", "total"} <= set(timing)
+    assert timing["total"] == pytest.approx(timing["convert"] + timing["validate"], abs=0.05)
+    assert f"{timing['total']:.1f} s including {timing['validate']:.1f} s validation" in out
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["convert", "--help"], ["run", "--help"]])
+def test_help_loads_no_heavy_module(argv):
+    """Issue 24, item 8 (part): ``onnx2snn --help`` took 3.4 s importing onnx, scipy and numba; parsing
+    --help now imports none of the heavy modules (numpy is allowed)."""
+    import subprocess
+    import sys
+    from conftest import ROOT
+    heavy = ["torch", "onnxruntime", "numba", "scipy", "onnx", "onnx_graphsurgeon", "snntorch"]
+    script = (f"import sys, onnx2snn.cli\n"
+              f"try:\n    onnx2snn.cli.main({argv!r})\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
+              f"print(sorted(m for m in {heavy!r} if m in sys.modules))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "usage: onnx2snn" in done.stdout and done.stdout.strip().splitlines()[-1] == "[]", done.stdout[-300:]
