@@ -176,7 +176,7 @@ def write_report(rows: list[dict]) -> None:
         lines.append(f"| {task} | {T} | {budget:,.0f} | {est} | {fmt(rs[0].get('learning_rate'), 1)} | {len(rs)} | "
                      f"{100 * np.mean(errors):.2f} % | {100 * max(errors):.2f} % | "
                      f"{np.mean([r['iterations'] for r in rs]):,.0f} | {np.mean([r['train_s'] for r in rs]):.0f} | "
-                     f"{fmt(np.mean(spikes) if spikes else None, 0)} |")
+                     f"{f'{np.mean(spikes):,.0f}' if spikes else '—'} |")
     cosine = [r for r in rows if r["part"] == "cosine"]
     if cosine:
         lines += ["", "Cosine between estimates and the BPTT gradient (x², T = 32, initialisation, 64 draws):", "",
