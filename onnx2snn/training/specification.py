@@ -52,7 +52,8 @@ def load_specification(text: str) -> Specification:
         raise SpecificationError(f"{text}: a specification is a JSON object with exactly one of 'task' or 'data'")
     unknown = set(spec) - KEYS
     if unknown:
-        raise SpecificationError(f"{text}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(KEYS))}")
+        raise SpecificationError(f"{text}: unknown key(s) {', '.join(sorted(unknown))}; "
+                                 f"known: {', '.join(sorted(KEYS))}")
     if "task" in spec:
         if spec["task"] not in TASKS:
             raise SpecificationError(f"{text}: unknown task {spec['task']!r}; shipped: {', '.join(TASKS)}")
@@ -82,7 +83,8 @@ def _data_task(path: Path, text: str) -> Task:
         with np.load(path) as data:
             arrays = {k: np.asarray(data[k], dtype=np.float64) for k in ("x_train", "y_train", "x_test", "y_test")}
     except (OSError, ValueError, KeyError) as e:
-        raise SpecificationError(f"{text}: data file {path}: needs arrays x_train, y_train, x_test, y_test ({e})") from None
+        raise SpecificationError(f"{text}: data file {path}: needs arrays x_train, y_train, x_test, "
+                                 f"y_test ({e})") from None
     for k, a in arrays.items():
         if a.ndim == 1:
             arrays[k] = a[:, None]

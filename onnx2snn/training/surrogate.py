@@ -72,7 +72,8 @@ class Surrogate:
 def _fire(u, theta_pos, theta_neg, fire_fraction):
     """+θ+ where u >= a·θ+, -θ- where u <= -a·θ-, else 0 (an infinite threshold never fires)."""
     zero = torch.zeros((), dtype=u.dtype)
-    return torch.where(u >= fire_fraction * theta_pos, theta_pos, torch.where(-u >= fire_fraction * theta_neg, -theta_neg, zero))
+    negative = torch.where(-u >= fire_fraction * theta_neg, -theta_neg, zero)
+    return torch.where(u >= fire_fraction * theta_pos, theta_pos, negative)
 
 
 class _Spike(torch.autograd.Function):
@@ -85,8 +86,10 @@ class _Spike(torch.autograd.Function):
         if surrogate.kind == "straight":
             slope = ((u <= (1 + fire_fraction) * theta_pos) & (-u <= (1 + fire_fraction) * theta_neg)).to(u.dtype)
         else:
-            slope = (torch.where(torch.isfinite(theta_pos), surrogate.density(u / theta_pos - fire_fraction, generator), zero)
-                     + torch.where(torch.isfinite(theta_neg), surrogate.density(-u / theta_neg - fire_fraction, generator), zero))
+            upper = surrogate.density(u / theta_pos - fire_fraction, generator)
+            lower = surrogate.density(-u / theta_neg - fire_fraction, generator)
+            slope = (torch.where(torch.isfinite(theta_pos), upper, zero)
+                     + torch.where(torch.isfinite(theta_neg), lower, zero))
         return s, slope
 
     @staticmethod
