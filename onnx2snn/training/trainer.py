@@ -4,7 +4,8 @@ Each iteration draws a minibatch, asks the estimator (``estimators.py``) for (L,
 Adam step along g (learning rate η with a cosine decay to η/10 over the budget).  Training stops when
 the cumulative cost reaches the budget B (in forward-pass equivalents of one minibatch, FPE), so
 estimators are compared at equal forward work.  The curve records, every ``record_every`` iterations
-and at the end, the iteration, FPE spent, wall seconds, the minibatch loss and the test error.
+and at the end, the iteration, FPE spent, wall seconds (including the curve's own test evaluations), the
+minibatch loss and the test error.
 """
 
 from __future__ import annotations
