@@ -10,11 +10,14 @@ analog node or a graph output, so analog ops see decoded values and the graph's 
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
 from runtimes import spec
+from runtimes.neuron import NeuronParams
 
 from .calibration import Calibration
 from .structure import Structure
@@ -45,23 +48,8 @@ def build_artifact(model: onnx.ModelProto, structure: Structure, calibration: Ca
                                         name=f"{prefix}/Add"))
 
     def neurons(name: str, current: str, out: str, p, decode_weight: np.ndarray, decode_offset: np.ndarray) -> None:
-        leak = {} if p.leak == 1 else {spec.IF_LEAK: float(p.leak)}     # no attribute without leak (λ = 1)
-        emitted.append(helper.make_node(
-            spec.IF_OP, [current, const(f"{name}/v0", p.v0), const(f"{name}/bias", p.bias),
-                         const(f"{name}/theta_pos", p.theta_pos), const(f"{name}/theta_neg", p.theta_neg)],
-            [f"{name}/spikes", f"{name}/membrane"], name=name, domain=spec.DOMAIN,
-            signed=int(p.signed), fire_fraction=float(p.fire_fraction), **leak))
-        emitted.append(helper.make_node("Mul", [f"{name}/spikes", const(f"{name}/decode_w", decode_weight)],
-                                        [f"{name}/weighted"], name=f"{name}/decode_mul"))
-        if opset >= 13:
-            reduce = helper.make_node("ReduceSum", [f"{name}/weighted", axes_name], [f"{name}/summed"],
-                                      name=f"{name}/decode_sum", keepdims=0)
-        else:
-            reduce = helper.make_node("ReduceSum", [f"{name}/weighted"], [f"{name}/summed"],
-                                      name=f"{name}/decode_sum", keepdims=0, axes=[-1])
-        emitted.append(reduce)
-        emitted.append(helper.make_node("Add", [f"{name}/summed", const(f"{name}/decode_c", decode_offset)],
-                                        [out], name=f"{name}/decode_add"))
+        emitted.extend(if_layer_nodes(name, current, out, p, decode_weight, decode_offset, const,
+                                      axes_name if opset >= 13 else None))
 
     for layer, params in zip(structure.layers, calibration.layers):
         affine(layer.affine.name, layer.affine.input, layer.activation.input, params.weight, params.bias)
@@ -91,6 +79,29 @@ def build_artifact(model: onnx.ModelProto, structure: Structure, calibration: Ca
     for key, value in {**{p.key: p.value for p in model.metadata_props}, **metadata}.items():
         out.metadata_props.add(key=key, value=value)
     return out
+
+
+def if_layer_nodes(name: str, current: str, out: str, p: NeuronParams, decode_weight: np.ndarray,
+                   decode_offset: np.ndarray, const: Callable[[str, np.ndarray], str],
+                   axes: str | None) -> list[onnx.NodeProto]:
+    """One spiking layer's nodes ``IF(v0, β, θ+, θ-) → Mul(w) → ReduceSum(-1) → Add(c)`` from ``current`` to
+    ``out``, the IF node named ``name`` (spike counts are reported so) and its constants registered by
+    ``const(name, value) -> name``; ``axes``: the initializer holding [-1] (opset >= 13), or None for the
+    attribute form.  No ``leak`` attribute when λ = 1."""
+    leak = {} if p.leak == 1 else {spec.IF_LEAK: float(p.leak)}
+    reduce_axes = {} if axes is not None else {"axes": [-1]}
+    return [
+        helper.make_node(spec.IF_OP, [current, const(f"{name}/v0", p.v0), const(f"{name}/bias", p.bias),
+                                      const(f"{name}/theta_pos", p.theta_pos), const(f"{name}/theta_neg", p.theta_neg)],
+                         [f"{name}/spikes", f"{name}/membrane"], name=name, domain=spec.DOMAIN,
+                         signed=int(p.signed), fire_fraction=float(p.fire_fraction), **leak),
+        helper.make_node("Mul", [f"{name}/spikes", const(f"{name}/decode_w", decode_weight)],
+                         [f"{name}/weighted"], name=f"{name}/decode_mul"),
+        helper.make_node("ReduceSum", [f"{name}/weighted"] + ([axes] if axes is not None else []),
+                         [f"{name}/summed"], name=f"{name}/decode_sum", keepdims=0, **reduce_axes),
+        helper.make_node("Add", [f"{name}/summed", const(f"{name}/decode_c", decode_offset)], [out],
+                         name=f"{name}/decode_add"),
+    ]
 
 
 def _insert_decodes(kept: list[onnx.NodeProto], emitted: list[onnx.NodeProto],

@@ -16,6 +16,7 @@ from .compact import compiled_block_rows
 from .loading import load_onnx
 from .neuron import live_mask
 from .numpy_ref import NumpyRuntime, RunResult, SpikeCounts
+from .schedule import if_attributes
 
 BACKENDS = ("numpy", "snntorch", "onnxruntime")
 CHUNK_ROWS = 4096      # at most this many points per chunk of a row-wise run on a CPU: bounded memory
@@ -176,13 +177,12 @@ def if_layers(model: onnx.ModelProto) -> list[dict]:
         if node.domain == spec.DOMAIN and node.op_type == spec.IF_OP:
             thresholds = [initializers.get(node.input[i]) for i in (spec.IF_THETA_POS, spec.IF_THETA_NEG)]
             if None not in thresholds:
-                attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-                signed = bool(attributes.get(spec.IF_SIGNED, 1))
+                signed, _, leak = if_attributes(node)
                 pos, neg = (numpy_helper.to_array(t) for t in thresholds)
                 pos2 = pos.reshape(pos.shape[0] if pos.ndim else 1, -1)
                 layers.append({"name": node.name, "units": pos2.shape[0], "per_unit": pos2.shape[1],
                                "neurons": int(live_mask(pos, neg, signed).sum()), "signed": signed,
-                               "leak": float(attributes.get(spec.IF_LEAK, 1.0))})
+                               "leak": leak})
     return layers
 
 

@@ -29,8 +29,10 @@ from onnx import helper, numpy_helper
 from runtimes import spec
 from runtimes.fusion import find_fusable
 from runtimes.network import artifact_timesteps
+from runtimes.neuron import NeuronParams
 
 from ..errors import ArtifactError
+from ..rewrite import if_layer_nodes
 from .parameters import DenseLayer, SpikingDeepONetParams, SpikingMLPParams
 
 OPSET = 17          # the standard opset of the shipped models (the converter keeps its source's)
@@ -92,7 +94,7 @@ def mlp_from_artifact(model: onnx.ModelProto) -> tuple[SpikingMLPParams, dict]:
     neurons = [item for item in items if item[0] == "neurons"]
     if not neurons:
         raise ArtifactError(f"node '{_name(items[0][1])}': the chain has no IF layer; {SUPPORTED}")
-    shared = [_fire_fraction_and_leak(node) for _, node, _ in neurons]
+    shared = [(fused.params.fire_fraction, fused.params.leak) for _, _, fused in neurons]
     for (_, node, _), values in zip(neurons, shared):
         if values != shared[0]:
             raise _refuse(node, f"fire fraction and leak {values} differ from the first layer's {shared[0]}")
@@ -183,21 +185,13 @@ class _Builder:
         self.node(spec.DECODE_OP, [h], out, f"{out}/decode", domain=spec.DOMAIN)
 
     def neurons(self, name: str, current: str, out: str, layer: DenseLayer, params: SpikingMLPParams) -> None:
-        """IF → Mul(1) → ReduceSum(-1) → Add(0), the IF node named ``name`` (spike counts are reported so)."""
+        """The converter's spiking layer (``rewrite.if_layer_nodes``) with β = 0 and the identity decode."""
         n, col = layer.width, lambda a: self.cast(a).reshape(-1, 1)
-        leak = {} if params.leak == 1.0 else {"leak": float(params.leak)}
-        self.nodes.append(helper.make_node(
-            spec.IF_OP, [current, self.const(f"{name}/v0", col(layer.v0)),
-                         self.const(f"{name}/bias", np.zeros((n, 1), self.dtype)),
-                         self.const(f"{name}/theta_pos", col(layer.theta_pos)),
-                         self.const(f"{name}/theta_neg", col(layer.theta_neg))],
-            [f"{name}/spikes", f"{name}/membrane"], name=name, domain=spec.DOMAIN, signed=1,
-            fire_fraction=float(params.fire_fraction), **leak))
-        self.node("Mul", [f"{name}/spikes", self.const(f"{name}/decode_w", np.ones((n, 1), self.dtype))],
-                  f"{name}/weighted", f"{name}/decode_mul")
-        self.node("ReduceSum", [f"{name}/weighted", AXES_LAST], f"{name}/summed", f"{name}/decode_sum", keepdims=0)
-        self.node("Add", [f"{name}/summed", self.const(f"{name}/decode_c", np.zeros(n, self.dtype))], out,
-                  f"{name}/decode_add")
+        neurons = NeuronParams(bias=np.zeros((n, 1), self.dtype), theta_pos=col(layer.theta_pos),
+                               theta_neg=col(layer.theta_neg), v0=col(layer.v0), signed=True,
+                               fire_fraction=params.fire_fraction, leak=params.leak)
+        self.nodes += if_layer_nodes(name, current, out, neurons, np.ones((n, 1), self.dtype),
+                                     np.zeros(n, self.dtype), self.const, AXES_LAST)
 
     def cast(self, a: np.ndarray) -> np.ndarray:
         return np.asarray(a, self.dtype)
@@ -257,12 +251,6 @@ def _chain_items(graph: onnx.GraphProto, x: str, y: str, inits: dict[str, np.nda
     if left:
         raise _refuse(left[0], "not on the chain from input to output")
     return items
-
-
-def _fire_fraction_and_leak(node: onnx.NodeProto) -> tuple[float, float]:
-    """An IF node's (a, λ), with the runtimes' defaults (``runtimes.schedule``: a = 1/2) and λ = 1."""
-    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-    return float(attrs.get("fire_fraction", 0.5)), float(attrs.get("leak", 1.0))
 
 
 def _refuse(node: onnx.NodeProto, what: str) -> ArtifactError:
