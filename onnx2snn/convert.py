@@ -99,8 +99,7 @@ def convert(model: str | os.PathLike, domain: Domain | str | None = None, timest
     artifact = build_artifact(imported.model, structure, result_calibration, metadata)
     if "forward" in options.methods:
         from .calibration.forward import forward_finetune
-        ann_outputs = run_ann(imported.model, feeds, source=imported.path)
-        result_calibration = forward_finetune(artifact, result_calibration, feeds, ann_outputs, options, say)
+        result_calibration = forward_finetune(artifact, result_calibration, feeds, ann, options, say)
         artifact = build_artifact(imported.model, structure, result_calibration, metadata)
     calibrated_at = time.perf_counter()
     result = ConversionResult(model=artifact, structure=structure, calibration=result_calibration,

@@ -33,7 +33,6 @@ from typing import Callable
 
 import numpy as np
 import onnx
-import torch
 
 from ..errors import CalibrationError, Onnx2SnnError
 from .layer import ConvertedLayer
@@ -49,10 +48,11 @@ SURROGATE, SURROGATE_WIDTH = "straight", 0.5     # surrogate.py; σ is relative 
 def forward_finetune(artifact: onnx.ModelProto, calibration, feeds: dict[str, np.ndarray],
                      ann_outputs: dict[str, np.ndarray], options: ConversionOptions,
                      progress: Callable[[str], None]):
-    """The calibration with forward-trained weights (or unchanged if held-out error did not improve)."""
+    """The calibration with forward-trained weights (or unchanged if held-out error did not improve);
+    ``ann_outputs``: the ANN's tensors at the calibration points, the chain's output among them."""
     from ..training.artifact import mlp_from_artifact
     from ..training.surrogate import Surrogate
-    from ..training.tasks import Task
+    from ..training.tasks import Task, as_tensor
     from ..training.trainer import TrainConfig, build_model, test_error, train
     try:
         params, binding = mlp_from_artifact(artifact)
@@ -66,10 +66,10 @@ def forward_finetune(artifact: onnx.ModelProto, calibration, feeds: dict[str, np
     order = rng.permutation(len(x))
     held = order[:max(1, int(HELD_OUT * len(x)))]
     fit = order[len(held):]
-    t = lambda a: torch.from_numpy(np.ascontiguousarray(a))
     widths = [params.n_inputs] + [l.width for l in params.layers]
-    task = Task("calibration", "mlp", widths, (t(x[fit]), t(y[fit] / scale)), (t(x[held]), t(y[held] / scale)),
-                SURROGATE_WIDTH, batch_rows=min(BATCH_ROWS, len(fit)))
+    task = Task("calibration", "mlp", widths, (as_tensor(x[fit]), as_tensor(y[fit] / scale)),
+                (as_tensor(x[held]), as_tensor(y[held] / scale)), SURROGATE_WIDTH,
+                batch_rows=min(BATCH_ROWS, len(fit)))
     surrogate = Surrogate(SURROGATE, SURROGATE_WIDTH)
     for layer in params.layers:      # targets are divided by their RMS: so is the readout
         if not layer.spiking:

@@ -20,7 +20,7 @@ import numpy as np
 
 from runtimes.errors import Onnx2SnnError
 
-from .tasks import TASKS, Task, _t, load_task
+from .tasks import TASKS, Task, as_tensor, load_task
 
 KEYS = {"task", "data", "widths", "readout", "leak", "timesteps", "sigma"}
 
@@ -92,4 +92,5 @@ def _data_task(path: Path, text: str) -> Task:
             raise SpecificationError(f"{text}: data {k} must be finite, [N] or [N, n]")
     n_in, n_out = arrays["x_train"].shape[1], arrays["y_train"].shape[1]
     return Task(path.stem, "mlp", [n_in, 64, 64, 64, n_out],
-                (_t(arrays["x_train"]), _t(arrays["y_train"])), (_t(arrays["x_test"]), _t(arrays["y_test"])), 0.5)
+                (as_tensor(arrays["x_train"]), as_tensor(arrays["y_train"])),
+                (as_tensor(arrays["x_test"]), as_tensor(arrays["y_test"])), 0.5)

@@ -99,7 +99,8 @@ class Task:
                          "use an analog readout")
 
 
-def _t(a: np.ndarray) -> torch.Tensor:
+def as_tensor(a: np.ndarray) -> torch.Tensor:
+    """A float64 torch tensor of ``a`` (sharing its memory where it is contiguous float64)."""
     return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64))
 
 
@@ -121,22 +122,23 @@ def separable_solution(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 def load_task(name: str) -> Task:
     if name == "x2":
         train, test = _line(100), _line(1000)
-        return Task(name, "mlp", [1, 64, 64, 64, 64, 1], (_t(train), _t(train ** 2)), (_t(test), _t(test ** 2)), 0.5)
+        return Task(name, "mlp", [1, 64, 64, 64, 64, 1], (as_tensor(train), as_tensor(train ** 2)),
+                    (as_tensor(test), as_tensor(test ** 2)), 0.5)
     if name == "ricker":
         train, test = _line(200), _line(1000)
-        return Task(name, "mlp", [1, 64, 64, 64, 1], (_t(train), _t(ricker(train))), (_t(test), _t(ricker(test))), 0.5)
+        return Task(name, "mlp", [1, 64, 64, 64, 1], (as_tensor(train), as_tensor(ricker(train))),
+                    (as_tensor(test), as_tensor(ricker(test))), 0.5)
     if name == "deeponet-poisson":
         train = poisson_operator_data(1000, seed=0)
         test = poisson_operator_data(200, seed=1)
         scale = float(np.sqrt(np.mean(train.u ** 2)))
-        points = _t(train.points[:, None])
         return Task(name, "product", ([51, 64, 64, 64], [1, 64, 64, 64]),
-                    ((_t(train.f), points), _t(train.u / scale)),
-                    ((_t(test.f), _t(test.points[:, None])), _t(test.u / scale)), 0.3, batch_rows=50,
-                    scale=scale)
+                    ((as_tensor(train.f), as_tensor(train.points[:, None])), as_tensor(train.u / scale)),
+                    ((as_tensor(test.f), as_tensor(test.points[:, None])), as_tensor(test.u / scale)), 0.3,
+                    batch_rows=50, scale=scale)
     if name == "separable-2d":
         train, test = _line(64), _line(200)
         return Task(name, "product", ([1, 32, 32, 16], [1, 32, 32, 16]),
-                    ((_t(train), _t(train)), _t(separable_solution(train, train))),
-                    ((_t(test), _t(test)), _t(separable_solution(test, test))), 0.5)
+                    ((as_tensor(train), as_tensor(train)), as_tensor(separable_solution(train, train))),
+                    ((as_tensor(test), as_tensor(test)), as_tensor(separable_solution(test, test))), 0.5)
     raise ValueError(f"unknown training task {name!r}: expected one of {', '.join(TASKS)} or a specification file")
