@@ -20,7 +20,8 @@ from runtimes.errors import Onnx2SnnError
 from . import __version__
 from .saving import atomic_write, check_output_path
 
-COMMANDS = ("convert", "run", "inspect", "verify", "standard", "train")
+COMMANDS = ("convert", "run", "evaluate", "inspect", "verify", "standard", "train")
+REPORT_TIMESTEPS = (8, 16, 32, 64, 128)      # the T sweep of --report, besides the artifact's own T
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
@@ -43,6 +44,10 @@ def _pieces(text: str):
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {text!r}")
     return value
+
+
+def _timesteps_list(text: str) -> list[int]:
+    return [_positive(part) for part in text.split(",")]
 
 
 def _positive(text: str) -> int:
@@ -112,6 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="initial potential as a fraction of θ (default 0 for round, 0.5 for floor)")
     convert.add_argument("--shift", action="store_true", help="Deng & Gu's θ/(2T) bias shift (floor neurons)")
     convert.add_argument("--validation-points", type=_positive, default=2048, help="fresh points for the report")
+    convert.add_argument("--report", nargs="?", const="", metavar="DIR",
+                         help="write report.md with plots (error over the domain, error and energy against T, "
+                              "spikes per layer and neuron, energy breakdown) and report.json into DIR "
+                              "(default: OUTPUT without .onnx, plus .report)")
     convert.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
 
     run = sub.add_parser("run", help="run a spiking artifact on inputs")
@@ -128,6 +137,22 @@ def build_parser() -> argparse.ArgumentParser:
                      "or auto (default): chosen against the ANN's outputs")
     run.add_argument("--ann", help="the original network, reference for --cutoff auto and for the errors "
                      "printed (default: the artifact's source model beside it, if present)")
+
+    evaluate = sub.add_parser("evaluate", help="measure a spiking artifact against its ANN (and the exact "
+                              "solution where known): error, spikes and energy at one or several T")
+    evaluate.add_argument("model", help="the spiking artifact (.snn.onnx)")
+    evaluate.add_argument("--ann", help="the original network (default: the artifact's source model beside it)")
+    evaluate.add_argument("-T", "--timesteps", action="append", type=_timesteps_list, metavar="N[,N...]",
+                          help="time steps to run the artifact for; repeat or list (default: the artifact's T)")
+    where = evaluate.add_mutually_exclusive_group()
+    where.add_argument("--points", type=_positive, default=2048, help="fresh domain points (default 2048)")
+    where.add_argument("--input", metavar="X.npy", help="evaluate at these inputs: .npy (one input) or .npz by name")
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of the points (default 0)")
+    evaluate.add_argument("--energy-table", metavar="FILE", help="JSON file of further cost tables")
+    evaluate.add_argument("--report-json", help="write the machine-readable report here")
+    evaluate.add_argument("--report", nargs="?", const="", metavar="DIR",
+                          help="write report.md with plots and report.json into DIR (default: beside the artifact)")
+    evaluate.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
 
     inspect = sub.add_parser("inspect", help="what would be converted, what stays analog and why")
     inspect.add_argument("model")
@@ -169,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--report-json", help="write the training report (loss curve, errors) here")
     train.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
 
-    for p in (convert, run, inspect, verify, standard, train):
+    for p in (convert, run, evaluate, inspect, verify, standard, train):
         p.add_argument("--traceback", action="store_true", help="show the full traceback on errors")
     return parser
 
@@ -185,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command is None:
             build_parser().print_help(sys.stderr)
             return EXIT_USAGE
-        handler = {"convert": _convert, "run": _run, "inspect": _inspect, "verify": _verify,
+        handler = {"convert": _convert, "run": _run, "evaluate": _evaluate, "inspect": _inspect, "verify": _verify,
                    "standard": _standard, "train": _train}[args.command]
         return handler(args)
     except UsageError as e:
@@ -218,8 +243,40 @@ def _join_negative_values(argv: list[str]) -> list[str]:
     return joined
 
 
-def _progress(message: str) -> None:
-    print(f"[onnx2snn] {message}", file=sys.stderr, flush=True)
+class _Progress:
+    """Renders the library's progress callback (``onnx2snn.progress``) on stderr: a stage line for
+    ``progress(message)``; for ``progress(message, done, total, detail)`` a tqdm bar per stage on a
+    terminal, nothing when stderr is not one (logs get the stage lines only)."""
+
+    def __init__(self):
+        self.terminal = sys.stderr.isatty()
+        self.bar, self.label = None, None
+
+    def __call__(self, message: str, done: int | None = None, total: int | None = None,
+                 detail: str | None = None) -> None:
+        if done is None:
+            self.close()
+            print(f"[onnx2snn] {message}", file=sys.stderr, flush=True)
+            return
+        if not self.terminal:
+            return
+        if self.bar is None or self.label != message:
+            from tqdm import tqdm
+            self.close()
+            self.bar = tqdm(total=total, desc=message, file=sys.stderr, leave=False,
+                            dynamic_ncols=True)
+            self.label = message
+        self.bar.n = done
+        if detail:
+            self.bar.set_postfix_str(detail, refresh=False)
+        self.bar.refresh()
+        if total is not None and done >= total:
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar, self.label = None, None
 
 
 def _convert(args) -> int:
@@ -229,13 +286,15 @@ def _convert(args) -> int:
     check_output_path(output, source)
     if args.report_json:
         check_output_path(args.report_json, source)
+    report_dir = _report_directory(args.report, output)
     options = _convert_options(args)
+    progress = None if args.quiet else _Progress()
     if args.energy_table:
         from .energy import load_tables
         load_tables(args.energy_table)              # a bad table fails before any work
     common = dict(domain=";".join(args.domain) if args.domain else None, calib=args.calib, samples=args.samples,
                   seed=args.seed, validation_points=args.validation_points,
-                  progress=None if args.quiet else _progress, energy_table=args.energy_table)
+                  progress=progress, energy_table=args.energy_table)
     if args.target_error is not None:
         from .search import cheapest_conversion
         chosen = [flag for flag, value in [("-T", args.timesteps), ("--pieces", args.pieces),
@@ -257,6 +316,12 @@ def _convert(args) -> int:
         text = json.dumps(result.report, indent=2) + "\n"
         atomic_write(Path(args.report_json), lambda tmp: tmp.write_text(text))
     _print_report(result.report, output)
+    if report_dir is not None:
+        from .evaluate import evaluate
+        steps = [result.options.timesteps] + [T for T in REPORT_TIMESTEPS if T != result.options.timesteps]
+        evaluation = evaluate(result.model, ann=source, timesteps=steps, points=args.validation_points,
+                              seed=args.seed, energy_table=args.energy_table, progress=progress)
+        _write_document(report_dir, evaluation, output)
     return EXIT_OK
 
 
@@ -370,8 +435,9 @@ def _run(args) -> int:
     check_output_path(output, args.model)
     if len(snn.output_names) > 1 and output.suffix != ".npz":
         raise UsageError(f"onnx2snn run: the model has {len(snn.output_names)} outputs; give -o Y.npz")
-    report = lambda done, total: total > 1 and _progress(f"simulated {done}/{total} chunks of points")
-    result = snn.run(inputs, progress=report)
+    progress = _Progress()
+    result = snn.run(inputs, progress=lambda done, total: total > 1 and progress("simulating chunks of points",
+                                                                               done, total))
     if args.lowpass:
         result = _lowpass(args, snn, inputs, result)
     if output.suffix == ".npz":
@@ -430,6 +496,65 @@ def _save_npy(tmp: Path, array: np.ndarray) -> None:
 def _save_npz(tmp: Path, arrays: dict) -> None:
     with open(tmp, "wb") as f:
         np.savez(f, **arrays)
+
+
+def _report_directory(option: str | None, artifact: Path) -> Path | None:
+    """``--report`` given as DIR, or bare (then ARTIFACT without .onnx, plus .report, beside it)."""
+    if option is None:
+        return None
+    directory = Path(option) if option else artifact.with_name(artifact.name.removesuffix(".onnx") + ".report")
+    if directory.exists() and not directory.is_dir():
+        raise UsageError(f"onnx2snn: --report {directory}: exists and is not a directory")
+    return directory
+
+
+def _write_document(directory: Path, evaluation, artifact: Path) -> None:
+    from .field import field
+    from .report_document import write_report
+    shown = field(evaluation.imported, evaluation.network, evaluation.domain, evaluation.report["timesteps"]) \
+        if evaluation.domain is not None else None
+    if shown is None:
+        raise UsageError("onnx2snn: --report needs the artifact's domain (metadata 'onnx2snn.domain') to plot "
+                         "the error over it")
+    written = write_report(directory, evaluation.report, shown, artifact.name)
+    print(f"wrote {written[0]} with {len(written) - 2} figures and {written[1].name}")
+
+
+def _evaluate(args) -> int:
+    from .evaluate import evaluate
+    artifact = Path(args.model)
+    if args.report_json:
+        check_output_path(args.report_json, artifact)
+    report_dir = _report_directory(args.report, artifact)
+    steps = [T for group in args.timesteps for T in group] if args.timesteps else None
+    if report_dir is not None and steps is None:
+        from runtimes.loading import load_onnx
+        from runtimes.network import artifact_timesteps
+        from .errors import ModelError
+        own = artifact_timesteps(load_onnx(artifact, ModelError), str(artifact))
+        steps = [own] + [T for T in REPORT_TIMESTEPS if T != own]
+    evaluation = evaluate(artifact, ann=args.ann, timesteps=steps, points=args.points, inputs=args.input,
+                          seed=args.seed, energy_table=args.energy_table,
+                          progress=None if args.quiet else _Progress())
+    report = evaluation.report
+    v = report["validation"]
+    print(f"{artifact} against {report['ann']} on {v['points']} points (calibrated for T={report['calibrated_timesteps']}; "
+          f"energy compute only, x ANN on the same table):")
+    models = list(report["energy"])
+    print(f"{'T':>5} {'SNN vs ANN':>11} {'SNN vs exact':>13} {'spikes/sample':>14} "
+          + " ".join(f"{m:>10}" for m in models))
+    for row in report["sweep"]:
+        exact = f"{row['rel_l2_snn_vs_exact']:.3e}" if "rel_l2_snn_vs_exact" in row else "-"
+        print(f"{row['timesteps']:>5} {row['rel_l2_snn_vs_ann']:>11.3e} {exact:>13} {row['spikes_per_sample']:>14,.0f} "
+              + " ".join(f"{row['energy_ratio'][m]:>9.3g}x" for m in models))
+    print(f"{100 * report['spiking_mac_fraction']:.1f}% of the ANN's MACs became synaptic operations; "
+          f"{len(report['analog_nodes'])} node(s) stay analog")
+    if args.report_json:
+        text = json.dumps(report, indent=2) + "\n"
+        atomic_write(Path(args.report_json), lambda tmp: tmp.write_text(text))
+    if report_dir is not None:
+        _write_document(report_dir, evaluation, artifact)
+    return EXIT_OK
 
 
 def _inspect(args) -> int:
@@ -568,9 +693,11 @@ def _train(args) -> int:
     if args.report_json:
         check_output_path(args.report_json, args.spec)
 
+    bar = _Progress()
+
     def progress(record: dict) -> None:
-        _progress(f"train: {record['fpe']:,.0f}/{args.budget:,.0f} FPE  iteration {record['iteration']}  "
-                  f"loss {record['loss']:.3e}  test {record['test_rel_l2']:.2e}  {record['seconds']:.0f} s")
+        bar("training (FPE)", int(record["fpe"]), int(args.budget),
+            f"iteration {record['iteration']}, loss {record['loss']:.3e}, test {record['test_rel_l2']:.2e}")
 
     trained = train_network(spec, estimator=args.estimator, budget_fpe=args.budget, timesteps=args.timesteps,
                             seed=args.seed, directions=args.directions, learning_rate=args.learning_rate,

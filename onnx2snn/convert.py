@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from .domain import Domain, format_domain
 from .errors import ModelError
 from .importer import ImportedModel, import_model
 from .inputs import calibration_inputs, is_grid_model, resolve_domain, validation_inputs
+from .progress import Progress, silent
 from .report import build_report, finish_timing
 from .rewrite import build_artifact
 from .saving import save_model
@@ -55,7 +55,7 @@ def convert(model: str | os.PathLike, domain: Domain | str | None = None, timest
             pieces: int | str = "auto", calibration: str | tuple[str, ...] | None = None,
             threshold: str = "max", neuron: str = "round", readout: str = "analog",
             validation_points: int = VALIDATION_POINTS, validate: bool = True,
-            progress: Callable[[str], None] | None = None, energy_table: str | None = None,
+            progress: Progress | None = None, energy_table: str | None = None,
             **extra) -> ConversionResult:
     """Convert the ONNX model at ``model`` to an SNN.
 
@@ -64,11 +64,12 @@ def convert(model: str | os.PathLike, domain: Domain | str | None = None, timest
     uniform domain points; further options (``v0``, ``shift``, ``readout_enlargement``, ``tolerance``,
     ``finetune_iterations``, ``first_layer``, ``rest``, ``spike_penalty``) and their meaning:
     ``ConversionOptions``; ``energy_table``: a JSON file of further cost tables for the report.
-    ``progress``, if given, receives one line per stage (the library never prints).
+    ``progress``, if given, receives a line per stage and the steps of long ones (``onnx2snn.progress``;
+    the library never prints).
     """
     options = ConversionOptions(timesteps=timesteps, pieces=pieces, calibration=calibration,
                                 threshold=threshold, neuron=neuron, readout=readout, seed=seed, **extra)
-    say = progress or (lambda message: None)
+    say = progress or silent
     started = time.perf_counter()
     say(f"importing {model}")
     imported = import_model(model)
@@ -90,7 +91,7 @@ def convert(model: str | os.PathLike, domain: Domain | str | None = None, timest
     tail = output_tail(imported.model, structure, ann, feeds) \
         if not grid_model and (options.pieces == "auto" or "finetune" in options.methods) else None
     grid = grid_error(imported.model, structure, ann, feeds) if options.pieces == "auto" and grid_model else None
-    result_calibration = calibrate(structure, ann, options, tail, grid)
+    result_calibration = calibrate(structure, ann, options, tail, grid, progress or silent)
     metadata = {
         spec.META_FORMAT: spec.FORMAT_VERSION, spec.META_TIMESTEPS: str(options.timesteps),
         spec.META_ENCODING: "direct", spec.META_READOUT: options.readout, spec.META_DOMAIN: format_domain(box),

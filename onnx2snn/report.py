@@ -79,12 +79,47 @@ def exact_reference(imported, points: dict[str, np.ndarray], outputs: dict[str, 
 
 def build_report(imported, result, points: dict[str, np.ndarray], timing: dict[str, float],
                  energy_table: str | None = None) -> dict:
-    """The report of ``result`` measured at ``points``; energy under the shipped cost tables and those of
-    the JSON file ``energy_table`` (``energy.load_tables``)."""
-    structure = result.structure
+    """The report of a conversion ``result`` measured at ``points`` (``measure``) with the options it used;
+    energy under the shipped cost tables and those of the JSON file ``energy_table``."""
+    options = result.options
+    pieces = {layer.name: float(np.mean(p)) for layer, p in zip(result.structure.layers, result.calibration.pieces)}
+    steps = [r.quantisation_step(options.timesteps) for r in result.calibration.readouts.values()]
+    measured = measure(imported, result.structure, result.network(), points, options.timesteps, pieces,
+                       energy_table)
+    if any(steps):
+        measured["validation"]["readout_quantisation_step"] = max(steps)
+    return {
+        "model": imported.path.name,
+        "timesteps": options.timesteps,
+        "pieces": options.pieces,
+        "calibration": "+".join(options.methods) or "none",
+        **({"finetune_iterations": options.finetune_iterations,
+            "finetune_analog_iterations": options.finetune_analog_iterations}
+           if "finetune" in options.methods else {}),
+        "neuron": options.neuron,
+        "readout": options.readout,
+        "coding": "rate",
+        "first_layer": options.first_layer,
+        "rest": options.rest,
+        **({"spike_penalty": options.spike_penalty} if options.spike_penalty else {}),
+        # --pieces auto: the output error the kept pass measured on the calibration points (pipeline.calibrate)
+        **({"calibration_output_error": result.calibration.measured_error}
+           if result.calibration.measured_error is not None else {}),
+        **measured,
+        "timing_s": {k: round(v, 4) for k, v in timing.items()},
+    }
+
+
+def measure(imported, structure, network, points: dict[str, np.ndarray], timesteps: int,
+            pieces: dict[str, float], energy_table: str | None = None) -> dict:
+    """Run the ANN (``imported``, analysed as ``structure``) and the SNN (``network``, a
+    ``runtimes.SpikingNetwork``) for ``timesteps`` steps at ``points``: the report's ``validation``
+    (errors against the ANN and, where known, the exact solution), ``layers`` (one row per IF layer whose
+    name is a layer of ``structure``, or a spiking readout's output neurons; ``pieces[name]`` its mean
+    neurons per unit), spike totals and the energy keys (``energy.py``)."""
     ann = run_ann(imported.model, points, [a.input for a in structure.affines], source=imported.path)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):   # non-finite outputs: checked below
-        run = result.network().run_with_stats(points)
+        run = network.run_with_stats(points, timesteps=timesteps)
     names = [o.name for o in imported.model.graph.output]
     for name in names:
         y = np.asarray(run.outputs[name])
@@ -95,7 +130,6 @@ def build_report(imported, result, points: dict[str, np.ndarray], timing: dict[s
                 f"finite: an analog node after the spiking layers amplifies the spike-rate error (see "
                 f"'onnx2snn inspect'); a larger -T or more --pieces may help")
     y_ann, y_snn = flatten_outputs(ann, names), flatten_outputs(run.outputs, names)
-    T = result.options.timesteps
     samples = count_points(imported.model, ann)
     layers, spiking, counted = [], [], []
 
@@ -109,9 +143,10 @@ def build_report(imported, result, points: dict[str, np.ndarray], timing: dict[s
         spiking.append(LayerSpikes(name, counts.events / samples, updates / samples, fan_out, counts.neurons))
         counted.append(counts)
 
-    for layer, pieces in zip(structure.layers, result.calibration.pieces):
-        record(layer.name, layer.activation.kind, layer.width, run.spikes[layer.name], float(np.mean(pieces)),
-               layer_fan_out(layer))
+    for layer in structure.layers:
+        if layer.name in run.spikes:       # absent: a first layer the artifact computes once per point
+            record(layer.name, layer.activation.kind, layer.width, run.spikes[layer.name],
+                   pieces.get(layer.name, 1.0), layer_fan_out(layer))
     validation = {"points": samples, "rel_l2_snn_vs_ann": relative_l2(y_snn, y_ann),
                   "max_abs_snn_vs_ann": float(np.max(np.abs(y_snn - y_ann))) if y_ann.size else 0.0}
     exact = exact_reference(imported, points, ann, names)
@@ -124,32 +159,13 @@ def build_report(imported, result, points: dict[str, np.ndarray], timing: dict[s
             record(f"{readout.name}/output_neurons", "Identity", readout.width, counts, 1.0, 1)
     events_total = sum(c.events for c in counted)
     slots_total = sum(c.neurons * c.timesteps * c.batch for c in counted)
-    steps = [r.quantisation_step(T) for r in result.calibration.readouts.values()]
-    if any(steps):
-        validation["readout_quantisation_step"] = max(steps)
     shapes, rows = tensor_shapes(imported, points)
     readout_values = sum(float(np.prod(shapes[a.output])) for a in structure.readouts) / rows
     energy = account(imported.model, structure, shapes, rows, spiking, readout_values)
     tables = load_tables(energy_table)
     by_model = energy.by_model(tables)
     return {
-        "model": imported.path.name,
-        "timesteps": T,
-        "pieces": result.options.pieces,
-        "calibration": "+".join(result.options.methods) or "none",
-        **({"finetune_iterations": result.options.finetune_iterations,
-            "finetune_analog_iterations": result.options.finetune_analog_iterations}
-           if "finetune" in result.options.methods else {}),
-        "neuron": result.options.neuron,
-        "readout": result.options.readout,
-        "coding": "rate",
-        "first_layer": result.options.first_layer,
-        "rest": result.options.rest,
-        **({"spike_penalty": result.options.spike_penalty} if result.options.spike_penalty else {}),
         "validation": validation,
-        # --pieces auto: the output error the kept pass measured on the calibration points (pipeline.calibrate)
-        **({"calibration_output_error": result.calibration.measured_error}
-           if result.calibration.measured_error is not None else {}),
         "layers": layers,
         "analog_nodes": [{"name": a.name, "op": a.op, "reason": a.reason} for a in structure.analog],
         "spike_rate": events_total / slots_total if slots_total else 0.0,
@@ -159,7 +175,6 @@ def build_report(imported, result, points: dict[str, np.ndarray], timing: dict[s
         **energy.report(tables),
         "energy_pj_per_sample": {"snn_45nm": by_model[DEFAULT_MODEL]["snn_pj"],
                                  "ann_45nm": by_model[DEFAULT_MODEL]["ann_pj"]},
-        "timing_s": {k: round(v, 4) for k, v in timing.items()},
     }
 
 

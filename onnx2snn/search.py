@@ -31,7 +31,6 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -40,6 +39,7 @@ from .energy import DEFAULT_MODEL, load_tables
 from .errors import CalibrationError
 from .importer import import_model
 from .inputs import resolve_domain, validation_inputs
+from .progress import Progress, silent, steps_only
 from .report import build_report, finish_timing
 
 FINETUNE_T = (4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128)
@@ -124,7 +124,7 @@ def first_layer_choice(timesteps: int, rest: str, table: dict) -> str:
 
 
 def cheapest_conversion(model, target_error: float, energy_model: str = DEFAULT_MODEL, domain=None,
-                        progress: Callable[[str], None] | None = None, validation_points: int = 2048,
+                        progress: Progress | None = None, validation_points: int = 2048,
                         seed: int = 0, energy_table: str | None = None, **options) -> ConversionResult:
     """The conversion of least energy whose error meets ``target_error`` (module docstring); its report
     holds ``search`` (every candidate), ``target_error`` and ``energy_model``.  Raises
@@ -136,7 +136,7 @@ def cheapest_conversion(model, target_error: float, energy_model: str = DEFAULT_
     if energy_model not in tables:
         raise CalibrationError(f"unknown energy model {energy_model!r}; use {', '.join(tables)}")
     table = tables[energy_model]
-    say = progress or (lambda message: None)
+    say = progress or silent
     started = time.perf_counter()
     imported = import_model(model)
     box = resolve_domain(imported, domain)
@@ -151,6 +151,7 @@ def cheapest_conversion(model, target_error: float, energy_model: str = DEFAULT_
         kind = {"pieces": 1, "calibration": "finetune", "rest": c.rest} if c.method == "finetune" else \
             {"pieces": "auto", "tolerance": min(options.get("tolerance") or 0.8 * target_error, 0.5)}
         c.result = convert(model, domain=box, timesteps=c.timesteps, seed=seed, validate=False,
+                           progress=steps_only(progress),
                            first_layer=c.first_layer, **{**{k: v for k, v in options.items() if k != "tolerance"},
                                                          **kind})
         report = build_report(imported, c.result, selection, {}, energy_table)

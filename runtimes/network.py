@@ -81,17 +81,25 @@ class SpikingNetwork:
         self.output_names = [o.name for o in model.graph.output]
         self._row_inputs: list[str] | None = None
         self._block_rows = _block_rows(model, backend, self._runtime)
+        self._reference: NumpyRuntime | None = None      # unfused, for per-neuron counts
 
     def run(self, inputs: dict[str, np.ndarray] | np.ndarray, timesteps: int | None = None,
             chunk_rows: int | None = None, progress: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:
         return self.run_with_stats(inputs, timesteps, chunk_rows, progress).outputs
 
     def run_with_stats(self, inputs: dict[str, np.ndarray] | np.ndarray, timesteps: int | None = None,
-                       chunk_rows: int | None = None, progress: Callable[[int, int], None] | None = None) -> RunResult:
+                       chunk_rows: int | None = None, progress: Callable[[int, int], None] | None = None,
+                       per_neuron: bool = False) -> RunResult:
         """Decoded outputs and spike counts.  A row-wise artifact (``rows.row_inputs``) runs in chunks of
         at most the backend's block of points (``_block_rows``: cache-sized on a CPU, memory-sized on a
         GPU) and at most ``chunk_rows``, so memory stays bounded for any number of points;
-        ``progress(done, total)`` is called after each chunk."""
+        ``progress(done, total)`` is called after each chunk.  ``per_neuron``: each neuron's spikes are
+        counted too (``SpikeCounts.per_neuron``), by the unfused numpy reference whatever the backend."""
+        runtime = self._runtime
+        if per_neuron:
+            if self._reference is None:
+                self._reference = NumpyRuntime(self.model, self.timesteps, fuse=False)
+            runtime = self._reference
         chunk_rows = self._block_rows if chunk_rows is None else min(chunk_rows, self._block_rows)
         feeds = self.check_inputs(inputs)
         if self._row_inputs is None:
@@ -99,15 +107,15 @@ class SpikingNetwork:
         total = feeds[self._row_inputs[0]].shape[0] if self._row_inputs else 0
         if not self._row_inputs or total <= chunk_rows \
                 or any(feeds[n].shape[0] != total for n in self._row_inputs):
-            result = self._runtime.run(feeds, timesteps)
+            result = runtime.run(feeds, timesteps, per_neuron=True) if per_neuron else runtime.run(feeds, timesteps)
             if progress:
                 progress(1, 1)
             return result
         parts: list[RunResult] = []
         pieces = rows.chunks(total, chunk_rows)
         for k, part in enumerate(pieces):
-            parts.append(self._runtime.run({n: a[part] if n in self._row_inputs else a for n, a in feeds.items()},
-                                           timesteps))
+            chunk = {n: a[part] if n in self._row_inputs else a for n, a in feeds.items()}
+            parts.append(runtime.run(chunk, timesteps, per_neuron=True) if per_neuron else runtime.run(chunk, timesteps))
             if progress:
                 progress(k + 1, len(pieces))
         return _concatenate(parts)
@@ -191,8 +199,10 @@ def _concatenate(parts: list[RunResult]) -> RunResult:
     outputs = {name: np.concatenate([p.outputs[name] for p in parts]) for name in parts[0].outputs}
     spikes = {}
     for name, first in parts[0].spikes.items():
+        per_neuron = None if first.per_neuron is None else sum(p.spikes[name].per_neuron for p in parts)
         spikes[name] = SpikeCounts(events=sum(p.spikes[name].events for p in parts), neurons=first.neurons,
-                                   batch=sum(p.spikes[name].batch for p in parts), timesteps=first.timesteps)
+                                   batch=sum(p.spikes[name].batch for p in parts), timesteps=first.timesteps,
+                                   per_neuron=per_neuron)
     return RunResult(outputs=outputs, spikes=spikes)
 
 

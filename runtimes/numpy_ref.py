@@ -29,12 +29,15 @@ from .schedule import PlannedNode, run_static, schedule
 @dataclass
 class SpikeCounts:
     """Spike statistics of one IF node over a run: ``events`` non-zero spikes in total, over
-    ``neurons`` neurons (padding excluded) × ``timesteps`` × ``batch`` points."""
+    ``neurons`` neurons (padding excluded) × ``timesteps`` × ``batch`` points; ``per_neuron``, when asked
+    for (``NumpyRuntime.run(per_neuron=True)``), the events of each live neuron [neurons] in row-major
+    (unit, slot) order."""
 
     events: int = 0
     neurons: int = 0
     batch: int = 0
     timesteps: int = 0
+    per_neuron: np.ndarray | None = None
 
     @property
     def rate(self) -> float:
@@ -87,12 +90,21 @@ class NumpyRuntime:
                        for _, stage in self.rounds]         # per stage: its compiled chains, or None
 
     @property
+    def fused_any(self) -> bool:
+        return any(n.kind == "fused" for _, stage in self.rounds for n in stage)
+
+    @property
     def blocks_itself(self) -> bool:
         """Whether every stage runs as a compiled chain, which steps cache-sized blocks of points itself."""
         return kernels.available and all(chains is not None for chains, (_, stage) in zip(self.chains, self.rounds)
                                          if stage)
 
-    def run(self, inputs: dict[str, np.ndarray], timesteps: int | None = None) -> RunResult:
+    def run(self, inputs: dict[str, np.ndarray], timesteps: int | None = None,
+            per_neuron: bool = False) -> RunResult:
+        """``per_neuron``: count each neuron's spikes too (``SpikeCounts.per_neuron``); needs an unfused
+        runtime (``fuse=False``), whose IF nodes run one by one."""
+        if per_neuron and self.fused_any:
+            raise ArtifactError("per-neuron spike counts need the unfused reference runtime (fuse=False)")
         T = int(timesteps or self.timesteps)
         if T <= 0:
             raise ArtifactError(f"timesteps must be positive, got {T}")
@@ -107,14 +119,16 @@ class NumpyRuntime:
                 for chain in chains:
                     chain.run(values, T, result.spikes, SpikeCounts)
             elif stage:
-                self._run_stage(stage, values, T, result.spikes)
+                self._run_stage(stage, values, T, result.spikes, per_neuron)
         result.outputs = {name: values[name] for name in self.output_names}
         return result
 
-    def _run_stage(self, stage: list[PlannedNode | _FusedNode], values: dict, T: int, spikes: dict) -> None:
+    def _run_stage(self, stage: list[PlannedNode | _FusedNode], values: dict, T: int, spikes: dict,
+                   per_neuron: bool = False) -> None:
         local = dict(values)
         membrane = {id(n): values[n.inputs[spec.IF_MEMBRANE]] for n in stage if n.kind == spec.IF_OP}
         sums: dict[int, np.ndarray] = {}
+        fired: dict[int, tuple] = {}     # per IF node: events per slot [n, K] summed over points, live mask
         fused = {}     # per fused node: (compact layer, membranes, constant current or None, bias, shape)
         for n in stage:
             if n.kind == "fused":
@@ -123,6 +137,8 @@ class NumpyRuntime:
             if n.kind == spec.IF_OP:
                 live = live_mask(values[n.inputs[spec.IF_THETA_POS]], values[n.inputs[spec.IF_THETA_NEG]], n.signed)
                 spikes.setdefault(n.name, SpikeCounts(neurons=int(live.sum())))
+                if per_neuron:
+                    fired[id(n)] = (0, live)
         for _ in range(T):
             for n in stage:
                 if n.kind == "fused":
@@ -155,6 +171,9 @@ class NumpyRuntime:
                     if len(n.outputs) > 1 and n.outputs[spec.IF_MEMBRANE_OUT]:
                         local[n.outputs[spec.IF_MEMBRANE_OUT]] = membrane[id(n)]
                     spikes[n.name].events += int(np.count_nonzero(s))
+                    if id(n) in fired:
+                        counted, live = fired[id(n)]
+                        fired[id(n)] = (counted + np.count_nonzero(s.reshape(-1, *s.shape[-2:]), axis=0), live)
                 elif n.kind == spec.DECODE_OP:
                     x = local[n.inputs[0]]
                     sums[id(n)] = x.copy() if id(n) not in sums else sums[id(n)] + x
@@ -171,4 +190,7 @@ class NumpyRuntime:
                 count = spikes[n.name]
                 count.batch = int(np.prod(local[n.inputs[spec.IF_CURRENT]].shape[:-1], dtype=np.int64))
                 count.timesteps = T
+                if id(n) in fired:
+                    per_slot, live = fired[id(n)]
+                    count.per_neuron = per_slot[np.broadcast_to(live, np.shape(per_slot))]
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..energy import layer_fan_out
+from ..progress import Progress, silent
 from ..structure import Structure
 from .finetune import finetune
 from .layer import ConvertedLayer, check_finite, flat, simulate_layer
@@ -16,10 +17,11 @@ from .rest import move_rest
 from .tail import refit_through_tail
 
 
-def fit_end_to_end(structure: Structure, layers, traces, ann, options: ConversionOptions, rng, tail):
+def fit_end_to_end(structure: Structure, layers, traces, ann, options: ConversionOptions, rng, tail,
+                   progress: Progress = silent):
     """End-to-end fit of all layers (``finetune.py``) from the layer-by-layer result; returns the new
     layers, their traces on all calibration points, and with a ``tail`` the fitted readout affines by name
-    (without one the readouts are refit exactly afterwards)."""
+    (without one the readouts are refit exactly afterwards).  ``progress``: ``onnx2snn.progress``."""
     T = options.timesteps
     if tail is not None and tail.jacobian is None:       # J too large or failed: the per-boundary loss
         tail = None
@@ -35,13 +37,14 @@ def fit_end_to_end(structure: Structure, layers, traces, ann, options: Conversio
     spike_cost = _spike_costs(structure, options.spike_penalty)
     layers, affines = finetune(layers, upstream, static, readouts, T, rng, held, tail,
                                iterations=options.finetune_iterations,
-                               analog_iterations=options.finetune_analog_iterations, spike_cost=spike_cost)
+                               analog_iterations=options.finetune_analog_iterations, spike_cost=spike_cost,
+                               progress=progress)
     if options.rest == "typical":       # move each unit's rest to where the fit left it, then refit to it
         layers = _move_rests(layers, upstream, static, T)
         readouts = [(w, b, up, target) for (w, b), (_, _, up, target) in zip(affines, readouts)]
         layers, affines = finetune(layers, upstream, static, readouts, T, rng, held, tail,
                                    iterations=options.finetune_iterations, analog_iterations=0,
-                                   spike_cost=spike_cost)
+                                   spike_cost=spike_cost, progress=progress)
     traces = []
     for k, spec in enumerate(specs):
         inputs = static[k] if spec.upstream is None else traces[spec.upstream].series

@@ -109,6 +109,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..progress import Progress, report_interval, silent
 from .adam import Adam
 from .layer import ConvertedLayer, simulate_layer, static_response
 from .tail import OutputTail
@@ -128,7 +129,7 @@ def finetune(layers: list[ConvertedLayer], upstream: list[int | None], static_in
              readouts: list[tuple[np.ndarray, np.ndarray, int, np.ndarray]], timesteps: int,
              rng: np.random.Generator, held: dict[int, np.ndarray] | None = None, tail: OutputTail | None = None,
              iterations: int = ITERATIONS, batch: int = BATCH, lr: float = LEARNING_RATE, *,
-             analog_iterations: int, spike_cost: list[float] | None = None,
+             analog_iterations: int, spike_cost: list[float] | None = None, progress: Progress = silent,
              ) -> tuple[list[ConvertedLayer], list[tuple[np.ndarray, np.ndarray]]]:
     """Fit all (W, b) end to end; returns the fitted layers and readout affines (W, b).
 
@@ -138,7 +139,8 @@ def finetune(layers: list[ConvertedLayer], upstream: list[int | None], static_in
     over the boundary values in the order readouts, then ``held`` by layer index (``tail.boundary_tensors``);
     ``iterations`` and ``lr``: phase 2's; ``analog_iterations``: the length of each of phase 1's two runs
     (``ConversionOptions.finetune_analog_iterations``); ``spike_cost[l]``: the loss of one spike per
-    sample of layer l (the spike penalty, module docstring; None: no penalty)."""
+    sample of layer l (the spike penalty, module docstring; None: no penalty); ``progress``: each run's
+    steps with the best loss so far (``onnx2snn.progress``)."""
     held = dict(sorted((held or {}).items()))
     N = readouts[0][3].shape[0]
     weights = [l.weight.astype(np.float64) for l in layers] + [r[0].astype(np.float64) for r in readouts]
@@ -251,24 +253,27 @@ def finetune(layers: list[ConvertedLayer], upstream: list[int | None], static_in
     def restore(kept: tuple) -> None:
         weights[:], biases[:] = [w.copy() for w in kept[1]], [b.copy() for b in kept[2]]
 
-    def run(length: int, rate: float, analog: bool, step_sizes: list[float] | None = None) -> None:
+    def run(length: int, rate: float, analog: bool, label: str, step_sizes: list[float] | None = None) -> None:
         """``length`` Adam steps from the current parameters, cosine schedule from ``rate``."""
         adam = Adam(weights + biases, scale=step_sizes)
+        report = report_interval(length)
         for step in range(length):
             iterate(adam, rate * 0.5 * (1 + np.cos(np.pi * step / length)), analog)
             if not analog and ((step + 1) % EVALUATE_EVERY == 0 or step + 1 == length):
                 keep_if_best()
+            if (step + 1) % report == 0 or step + 1 == length:
+                progress(f"finetune: {label}", step + 1, length, f"best loss {best[0]:.3e}")
 
     norms = [_l1_norm(static_inputs[l] if upstream[l] is None else initial[upstream[l]]) for l in range(L)] + \
         [_l1_norm(initial[up]) for _, _, up, _ in readouts]
-    for step_sizes, rate in [(None, ANALOG_LEARNING_RATE),
-                             ([1.0 / n for n in norms] + [1.0] * len(biases), ANALOG_PREACTIVATION_STEP)]:
+    for k, (step_sizes, rate) in enumerate([(None, ANALOG_LEARNING_RATE), ([1.0 / n for n in norms] + [1.0] * len(
+            biases), ANALOG_PREACTIVATION_STEP)]):
         if analog_iterations:
             restore(start)
-            run(analog_iterations, rate, True, step_sizes)
+            run(analog_iterations, rate, True, f"analog fit {k + 1}/2", step_sizes)
             keep_if_best()
     restore(best)
-    run(iterations, lr, False)
+    run(iterations, lr, False, "quantised fit")
     restore(best)
     return [current(l) for l in range(L)], [(weights[L + o], biases[L + o]) for o in range(len(readouts))]
 

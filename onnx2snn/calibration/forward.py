@@ -29,12 +29,12 @@ layer-wise result then.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Callable
 
 import numpy as np
 import onnx
 
 from ..errors import CalibrationError, Onnx2SnnError
+from ..progress import Progress
 from .layer import ConvertedLayer
 from .options import ConversionOptions
 
@@ -47,9 +47,10 @@ SURROGATE, SURROGATE_WIDTH = "straight", 0.5     # surrogate.py; σ is relative 
 
 def forward_finetune(artifact: onnx.ModelProto, calibration, feeds: dict[str, np.ndarray],
                      ann_outputs: dict[str, np.ndarray], options: ConversionOptions,
-                     progress: Callable[[str], None]):
+                     progress: Progress):
     """The calibration with forward-trained weights (or unchanged if held-out error did not improve);
-    ``ann_outputs``: the ANN's tensors at the calibration points, the chain's output among them."""
+    ``ann_outputs``: the ANN's tensors at the calibration points, the chain's output among them;
+    ``progress``: ``onnx2snn.progress``."""
     from ..training.artifact import mlp_from_artifact
     from ..training.surrogate import Surrogate
     from ..training.tasks import Task, as_tensor
@@ -78,8 +79,8 @@ def forward_finetune(artifact: onnx.ModelProto, calibration, feeds: dict[str, np
     config = TrainConfig(ESTIMATOR, options.forward_budget, learning_rate=LEARNING_RATE, surrogate=surrogate,
                          seed=options.seed, record_every=max(1, int(options.forward_budget // 40)))
     result = train(task, params, config, lambda r: progress(
-        f"forward fine-tuning: {r['fpe']:,.0f}/{options.forward_budget:,.0f} FPE, held-out error "
-        f"{r['test_rel_l2']:.2e} (from {before:.2e})"))
+        "forward fine-tuning (FPE)", int(r["fpe"]), int(options.forward_budget),
+        f"held-out error {r['test_rel_l2']:.2e} (from {before:.2e})"))
     if not result.test_rel_l2 < before:
         return calibration
     trained = result.model.to_params()

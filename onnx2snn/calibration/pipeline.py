@@ -28,6 +28,7 @@ from runtimes.neuron import NeuronParams
 from ..errors import CalibrationError
 from ..expansion import expand
 from .budget import STATIC_ROUNDING_WEIGHT, budget_pieces, output_sensitivities
+from ..progress import Progress, silent
 from ..structure import SpikingLayer, Structure
 from .advanced import MIN_POINTS, advanced_calibration
 from .finetune import MIN_POINTS as FINETUNE_MIN_POINTS
@@ -81,7 +82,8 @@ class Calibration:
 
 
 def calibrate(structure: Structure, ann: dict[str, np.ndarray], options: ConversionOptions,
-              tail: OutputTail | None = None, grid: GridError | None = None) -> Calibration:
+              tail: OutputTail | None = None, grid: GridError | None = None, progress: Progress = silent
+              ) -> Calibration:
     """``ann`` holds the ANN's tensors at the calibration points (affine inputs/outputs, activations);
     ``tail``, if any, runs the analog nodes after the SNN exactly (and linearises them for ``finetune``,
     ``tail.py``); ``grid``, for a separable network, runs its ``Einsum`` on a grid (``grid_error.py``).
@@ -99,7 +101,8 @@ def calibrate(structure: Structure, ann: dict[str, np.ndarray], options: Convers
     pieces fire on its spiking input's step-to-step fluctuation).  Where the budget's proxy, the error of
     the readouts, overstates the output error (a separable network: 4.1e-3 against 9.0e-4 on
     spinn_burgers at T=32; 6.55e-3 against 3.97e-3 behind torch_residual's tanh and ``Add``), the pass
-    below τ/2 removes the surplus."""
+    below τ/2 removes the surplus.  ``progress``: a line per auto pass and finetune's steps
+    (``onnx2snn.progress``)."""
     sensitivity = output_sensitivities(structure, ann) if options.pieces == "auto" else None
     cap = options.max_pieces
     layers, traces, predicted = _calibrate_layers(structure, ann, options, sensitivity, cap)
@@ -109,6 +112,7 @@ def calibrate(structure: Structure, ann: dict[str, np.ndarray], options: Convers
         exact = grid if grid is not None else tail
         error = _output_error(structure, traces, ann, exact)
         passes = [(error, layers, traces)]
+        progress(f"pieces auto: pass 1 measured output error {error:.2e} (tolerance {tolerance:.2e})")
         for _ in range(AUTO_PASSES - 1):
             if predicted <= 0 or tolerance * FEWER_BELOW <= error <= tolerance:
                 break
@@ -119,6 +123,7 @@ def calibrate(structure: Structure, ann: dict[str, np.ndarray], options: Convers
             layers, traces, predicted = _calibrate_layers(structure, ann, options, sensitivity, cap, least)
             error = _output_error(structure, traces, ann, exact)
             passes.append((error, layers, traces))
+            progress(f"pieces auto: pass {len(passes)} measured output error {error:.2e}")
         within = [p for p in passes if p[0] <= tolerance]
         kept = (min(within, key=lambda p: sum(int(l.neurons.live.sum()) for l in p[1])) if within
                 else min(passes, key=lambda p: p[0]))
@@ -126,7 +131,7 @@ def calibrate(structure: Structure, ann: dict[str, np.ndarray], options: Convers
     rng = np.random.default_rng(options.seed)
     fitted = {}
     if "finetune" in options.methods:
-        layers, traces, fitted = fit_end_to_end(structure, layers, traces, ann, options, rng, tail)
+        layers, traces, fitted = fit_end_to_end(structure, layers, traces, ann, options, rng, tail, progress)
     readouts = {a.name: _readout(a, traces[structure.upstream_of(a)], ann, options, fitted.get(a.name))
                 for a in structure.readouts}
     pieces = [l.neurons.live.sum(axis=1) if options.max_pieces > 1 else np.ones(l.neurons.shape[0], int)
