@@ -6,8 +6,9 @@
     snn = runtimes.load("model.snn.onnx", backend="numpy")
     y = snn.run({"x": x})
     cheapest = onnx2snn.cheapest_conversion("model.onnx", 1e-2)   # least energy within 1e-2
+    evaluation = onnx2snn.evaluate("model.snn.onnx", timesteps=[8, 32])   # an artifact against its ANN
 
-``convert``, ``ConversionResult`` and ``cheapest_conversion`` are imported on first use, so that importing
+``convert``, ``ConversionResult``, ``cheapest_conversion`` and ``evaluate`` are imported on first use, so that importing
 the package (and ``onnx2snn --help``) loads neither onnx, scipy nor numba.
 """
 
@@ -18,9 +19,10 @@ import types
 from .errors import CalibrationError, DomainError, ModelError, Onnx2SnnError, OutputPathError
 
 __version__ = "0.1.0"
-__all__ = ["convert", "cheapest_conversion", "ConversionResult", "Onnx2SnnError", "ModelError", "DomainError",
+__all__ = ["convert", "cheapest_conversion", "ConversionResult", "evaluate", "Evaluation", "Onnx2SnnError", "ModelError", "DomainError",
            "CalibrationError", "OutputPathError", "__version__"]
-_LAZY = {"convert": ".convert", "ConversionResult": ".convert", "cheapest_conversion": ".search"}
+_LAZY = {"convert": ".convert", "ConversionResult": ".convert", "cheapest_conversion": ".search",
+         "evaluate": ".evaluate", "Evaluation": ".evaluate"}
 
 
 class _Package(types.ModuleType):

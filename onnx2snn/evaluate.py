@@ -110,13 +110,13 @@ def evaluate(artifact: str | os.PathLike | onnx.ModelProto, ann: str | os.PathLi
 
 
 def neuron_spikes(network: SpikingNetwork, feeds: dict[str, np.ndarray], timesteps: int) -> dict[str, list[float]]:
-    """Per IF layer, the spikes per sample of each live neuron on the first ``NEURON_POINTS`` rows (a
-    separable network's axes: all of them)."""
+    """Per IF layer, the spikes per sample of each live neuron (4 significant digits) on the first
+    ``NEURON_POINTS`` rows (a separable network's axes: all of them)."""
     rows = {name: (a[:NEURON_POINTS] if len(feeds) == 1 else a) for name, a in feeds.items()}
     run = network.run_with_stats(rows, timesteps=timesteps, per_neuron=True)
     samples = max(min(a.shape[0] for a in rows.values()), 1) if len(rows) == 1 else \
         int(np.prod([a.shape[0] for a in rows.values()]))
-    return {name: (np.asarray(c.per_neuron, np.float64) / samples).astype(np.float32).tolist()
+    return {name: [float(f"{x:.4g}") for x in np.asarray(c.per_neuron, np.float64) / samples]
             for name, c in run.spikes.items() if c.per_neuron is not None}
 
 

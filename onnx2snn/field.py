@@ -39,7 +39,8 @@ class Field:
     output: str
 
     def to_dict(self) -> dict:
-        as_list = lambda a: None if a is None else np.asarray(a, np.float32).tolist()
+        """JSON form: arrays flattened in C order (6 significant digits), with the axes' lengths."""
+        as_list = lambda a: None if a is None else [float(f"{x:.6g}") for x in np.ravel(a)]
         return {"axes": [{"name": n, "values": as_list(v)} for n, v in self.axes], "ann": as_list(self.ann),
                 "snn": as_list(self.snn), "exact": as_list(self.exact), "slice": self.slice, "output": self.output}
 

@@ -48,7 +48,7 @@ def write_report(directory: str | Path, report: dict, field: Field, title: str) 
         atomic_write(target, lambda tmp: figure.savefig(tmp, dpi=90, format="png"))
         plt.close(figure)
         written.append(target)
-    text = json.dumps(data, indent=1) + "\n"
+    text = json.dumps(data, separators=(",", ":")) + "\n"
     atomic_write(directory / "report.json", lambda tmp: tmp.write_text(text))
     markdown = markdown_report(data, title)
     atomic_write(directory / "report.md", lambda tmp: tmp.write_text(markdown))

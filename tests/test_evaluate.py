@@ -55,7 +55,7 @@ def test_evaluate_measures_errors_spikes_and_energy_against_independent_runs(tmp
     run = result.network().run_with_stats(x[:256])
     for layer, counts in report["neuron_spikes"].items():
         assert len(counts) == run.spikes[layer].neurons
-        assert sum(counts) * 256 == pytest.approx(run.spikes[layer].events, rel=1e-6)
+        assert sum(counts) * 256 == pytest.approx(run.spikes[layer].events, rel=1e-4)    # 4 significant digits
 
 
 def test_evaluate_finds_the_exact_solution_and_the_ann_beside_the_artifact(tmp_path):

@@ -25,3 +25,5 @@ def test_readme_main_command_converts_the_shipped_model(tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0 and (tmp_path / "out.snn.onnx").exists()
     assert "relative L2" in out
+    if "--report" in command:
+        assert (tmp_path / "out.snn.report" / "report.md").is_file()
