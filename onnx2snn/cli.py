@@ -257,7 +257,34 @@ def _convert(args) -> int:
         text = json.dumps(result.report, indent=2) + "\n"
         atomic_write(Path(args.report_json), lambda tmp: tmp.write_text(text))
     _print_report(result.report, output)
+    if args.target_error is None:           # a search has its own goal, and meets it or says so
+        _warn_accuracy(result)
     return EXIT_OK
+
+
+def _warn_accuracy(result) -> None:
+    """A warning on stderr when the validation error is above what the conversion aims for
+    (``calibration.options.promised_error``), naming the options that lower it."""
+    from .calibration.options import promised_error
+    error, aim = result.report["validation"]["rel_l2_snn_vs_ann"], promised_error(result.options)
+    if error <= aim:
+        return
+    options = result.options
+    hints = ["a larger -T"]
+    if options.pieces == "auto":
+        hints.append("a smaller --tolerance")
+    else:
+        hints.append("--pieces auto")
+    if options.pieces == 1 and "finetune" not in options.methods:
+        hints.append("--calibration finetune")
+    print(f"onnx2snn: warning: SNN vs ANN error {_short(error)} is above the {_short(aim)} this conversion aims "
+          f"for; {', '.join(hints[:-1])} or {hints[-1]} may help", file=sys.stderr)
+
+
+def _short(value: float) -> str:
+    """``1.2e-2`` for 0.012 (two significant digits, no exponent padding)."""
+    mantissa, exponent = f"{value:.1e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
 
 
 def _convert_options(args) -> dict:
