@@ -124,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-T", "--timesteps", type=_positive, help="override the artifact's T")
     run.add_argument("--lowpass", choices=("dct", "fft"), help="low-pass filter the outputs along their grid "
                      "axes (DCT, or FFT with mirror extension), for outputs on a regular grid")
+    run.add_argument("--grid", type=_grid, metavar="N1xN2[x...]", help="--lowpass: the points lie on this "
+                     "grid, flattened in C order (needed for points of several coordinates; points of one "
+                     "coordinate must be sorted and equally spaced)")
     run.add_argument("--cutoff", default="auto", type=_cutoff, help="fraction of the modes kept per grid axis, "
                      "or auto (default): chosen against the ANN's outputs")
     run.add_argument("--ann", help="the original network, reference for --cutoff auto and for the errors "
@@ -397,10 +400,16 @@ def _run(args) -> int:
     check_output_path(output, args.model)
     if len(snn.output_names) > 1 and output.suffix != ".npz":
         raise UsageError(f"onnx2snn run: the model has {len(snn.output_names)} outputs; give -o Y.npz")
+    if args.grid and not args.lowpass:
+        raise UsageError("onnx2snn run: --grid describes the points for --lowpass; give --lowpass dct|fft too")
+    grid = None
+    if args.lowpass:                    # refused before the simulation where the points are no grid
+        from .lowpass import point_grid
+        grid = point_grid(snn.model, snn.check_inputs(inputs), args.grid)
     report = lambda done, total: total > 1 and _progress(f"simulated {done}/{total} chunks of points")
     result = snn.run(inputs, progress=report)
     if args.lowpass:
-        result = _lowpass(args, snn, inputs, result)
+        result = _lowpass(args, snn, inputs, result, grid)
     if output.suffix == ".npz":
         atomic_write(output, lambda tmp: _save_npz(tmp, result))
     else:
@@ -410,7 +419,7 @@ def _run(args) -> int:
     return EXIT_OK
 
 
-def _lowpass(args, snn, inputs: dict, result: dict) -> dict:
+def _lowpass(args, snn, inputs: dict, result: dict, grid: tuple[int, ...] | None) -> dict:
     from .ann import run_ann
     from .importer import import_model
     from .lowpass import filter_outputs
@@ -427,7 +436,7 @@ def _lowpass(args, snn, inputs: dict, result: dict) -> dict:
     elif args.cutoff is None:
         raise UsageError("onnx2snn run: --cutoff auto needs the original network; give --ann MODEL.onnx "
                          "or a cut-off fraction")
-    filtered, info = filter_outputs(snn.model, result, args.lowpass, args.cutoff, reference)
+    filtered, info = filter_outputs(snn.model, result, args.lowpass, args.cutoff, reference, grid)
     for name, item in info.items():
         line = f"low-pass {args.lowpass} on {name} (axes {item['axes']}): kept {item['kept_fraction']:.3g} of the modes"
         if "rel_l2_before" in item:
@@ -435,6 +444,17 @@ def _lowpass(args, snn, inputs: dict, result: dict) -> dict:
                      f"({ann_path.name})")
         print(line)
     return filtered
+
+
+def _grid(text: str) -> tuple[int, ...]:
+    """``64x32`` → (64, 32)."""
+    try:
+        shape = tuple(int(n) for n in text.lower().split("x"))
+    except ValueError:
+        shape = ()
+    if not shape or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"expected a grid N1xN2[x...] of positive integers, got {text!r}")
+    return shape
 
 
 def _cutoff(text: str) -> float | None:

@@ -32,3 +32,73 @@ def test_an_error_above_the_promise_is_a_warning_naming_the_options(model, tmp_p
                            *FAST)
     assert code == 0 and json.loads((tmp_path / "a.json").read_text())["validation"]["rel_l2_snn_vs_ann"] < 4e-3
     assert not _warnings(err)
+
+
+def _converted(tmp_path, capsys, fixture: str) -> "Path":
+    """A fast conversion of a fixture copied into ``tmp_path``: the artifact's path."""
+    import shutil
+    from conftest import FIXTURES
+    path = tmp_path / fixture
+    shutil.copy(FIXTURES / fixture, path)
+    code, _, err = run_cli(capsys, path, "-T", 8, "--pieces", 1, "--calibration", "refit", *FAST)
+    assert code == 0, err
+    return path.with_name(path.name.replace(".onnx", ".snn.onnx"))
+
+
+def _one_line_error(err: str, words: str) -> None:
+    problems = [line for line in err.splitlines() if not line.startswith("[onnx2snn]")]
+    assert len(problems) == 1 and words in problems[0] and "Traceback" not in err, err
+
+
+def test_lowpass_refuses_points_that_are_not_a_grid(tmp_path, capsys):
+    """Item 4, one coordinate: sorted and equally spaced points are a grid (either way round); shuffled
+    points used to come back filtered into nonsense with exit 0, now exit 1 and nothing written."""
+    artifact = _converted(tmp_path, capsys, "torch_sin.onnx")
+    x = np.linspace(-1, 1, 200, dtype=np.float32)[:, None]
+    for name, points in [("up", x), ("down", x[::-1])]:
+        np.save(tmp_path / f"{name}.npy", points)
+        code, _, err = run_cli(capsys, "run", artifact, "--input", tmp_path / f"{name}.npy", "--lowpass", "dct",
+                               "-o", tmp_path / f"y_{name}.npy")
+        assert code == 0, err
+    np.testing.assert_allclose(np.load(tmp_path / "y_down.npy"), np.load(tmp_path / "y_up.npy")[::-1], atol=1e-6)
+    np.save(tmp_path / "shuffled.npy", x[np.random.default_rng(0).permutation(200)])
+    code, _, err = run_cli(capsys, "run", artifact, "--input", tmp_path / "shuffled.npy", "--lowpass", "dct",
+                           "-o", tmp_path / "bad.npy")
+    assert code == 1 and not (tmp_path / "bad.npy").exists()
+    _one_line_error(err, "not sorted and equally spaced")
+
+
+def test_lowpass_on_a_grid_of_two_coordinates_filters_each_axis(model, tmp_path, capsys):
+    """Item 4, two coordinates: refused without --grid; with --grid 12x10 (points of an 'ij' meshgrid
+    flattened in C order) each grid axis is filtered, as filtering the [12, 10] array by hand, and the
+    automatic cut-off brings the SNN closer to the ANN (onnxruntime on the original model)."""
+    import onnxruntime as ort
+    from onnx2snn.lowpass import lowpass
+    assert run_cli(capsys, model, "-T", 8, "--pieces", 1, "--calibration", "refit", *FAST)[0] == 0
+    artifact = tmp_path / "pinn.snn.onnx"
+    a, b = np.meshgrid(np.linspace(-1, 1, 12), np.linspace(0, 1, 10), indexing="ij")
+    x = np.stack([a.ravel(), b.ravel()], axis=1).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    run = ["run", artifact, "--input", tmp_path / "x.npy"]
+    code, _, err = run_cli(capsys, *run, "--lowpass", "dct", "-o", tmp_path / "refused.npy")
+    assert code == 1 and not (tmp_path / "refused.npy").exists()
+    _one_line_error(err, "give --grid N1xN2")
+    code, _, err = run_cli(capsys, *run, "--lowpass", "dct", "--grid", "12x9")
+    assert code == 1 and "--grid 12x9 has 108 points, the inputs have 120" in err
+    code, _, err = run_cli(capsys, *run, "--lowpass", "dct", "--grid", "10x12")
+    assert code == 1 and "not a regular 10x12 grid" in err
+    code, _, err = run_cli(capsys, *run, "--grid", "12x10")
+    assert code == 2 and "--grid describes the points for --lowpass" in err
+    assert run_cli(capsys, *run, "-o", tmp_path / "raw.npy")[0] == 0
+    code, _, err = run_cli(capsys, *run, "--lowpass", "dct", "--grid", "12x10", "--cutoff", "0.5",
+                           "-o", tmp_path / "half.npy")
+    assert code == 0, err
+    raw = np.load(tmp_path / "raw.npy")
+    by_hand = lowpass(raw.reshape(12, 10, 1), 0.5, (0, 1), "dct").reshape(120, 1)
+    np.testing.assert_allclose(np.load(tmp_path / "half.npy"), by_hand, atol=1e-6)
+    code, out, err = run_cli(capsys, *run, "--lowpass", "dct", "--grid", "12x10", "-o", tmp_path / "auto.npy")
+    assert code == 0 and "(axes [0, 1])" in out, err
+    session = ort.InferenceSession(str(tmp_path / "pinn.onnx"), providers=["CPUExecutionProvider"])
+    ann = session.run(None, {"x": x})[0]
+    error = lambda y: np.linalg.norm(y - ann) / np.linalg.norm(ann)
+    assert error(np.load(tmp_path / "auto.npy")) <= error(raw)
