@@ -22,6 +22,7 @@ from .saving import atomic_write, check_output_path
 
 COMMANDS = ("convert", "run", "inspect", "verify", "standard", "train")
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+LONG_RUN_SECONDS = 10.0         # runs estimated to take longer say so first
 
 
 class UsageError(Exception):
@@ -204,6 +205,12 @@ def main(argv: list[str] | None = None) -> int:
         if traceback_wanted:
             raise
         print(f"onnx2snn: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except MemoryError:
+        if traceback_wanted:
+            raise
+        print("onnx2snn: error: out of memory; a smaller -T, fewer --samples or fewer points may help "
+              "(--traceback shows where)", file=sys.stderr)
         return EXIT_ERROR
 
 
@@ -406,6 +413,7 @@ def _run(args) -> int:
     if args.lowpass:                    # refused before the simulation where the points are no grid
         from .lowpass import point_grid
         grid = point_grid(snn.model, snn.check_inputs(inputs), args.grid)
+    _say_run_time(snn, inputs)
     report = lambda done, total: total > 1 and _progress(f"simulated {done}/{total} chunks of points")
     result = snn.run(inputs, progress=report)
     if args.lowpass:
@@ -417,6 +425,19 @@ def _run(args) -> int:
     shapes = ", ".join(f"{k} {list(v.shape)}" for k, v in result.items())
     print(f"wrote {output}  ({shapes}; T={snn.timesteps}, backend {args.backend})")
     return EXIT_OK
+
+
+def _say_run_time(snn, inputs: dict) -> None:
+    """A progress line with the estimated time of a long run (``resources.run_seconds``: only the time
+    grows with T, not the memory)."""
+    from runtimes.network import neuron_counts
+    from .resources import run_seconds
+    points = max((int(np.prod(np.shape(a)[:-1])) for a in inputs.values()), default=1)
+    live = neuron_counts(snn.model)[0]
+    seconds = run_seconds(points, snn.timesteps, live)
+    if seconds > LONG_RUN_SECONDS:
+        _progress(f"simulating {points:,} points x T={snn.timesteps:,} x {live:,} neurons: about "
+                  f"{seconds:,.0f} s in the numpy runtime")
 
 
 def _lowpass(args, snn, inputs: dict, result: dict, grid: tuple[int, ...] | None) -> dict:

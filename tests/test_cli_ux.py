@@ -102,3 +102,63 @@ def test_lowpass_on_a_grid_of_two_coordinates_filters_each_axis(model, tmp_path,
     ann = session.run(None, {"x": x})[0]
     error = lambda y: np.linalg.norm(y - ann) / np.linalg.norm(ann)
     assert error(np.load(tmp_path / "auto.npy")) <= error(raw)
+
+
+def test_a_calibration_that_cannot_fit_in_memory_is_refused_up_front(model, tmp_path, capsys, monkeypatch):
+    """Item 5: -T 100000 used to run two minutes into a MemoryError traceback.  The calibration's spike
+    trains, 2.5 x T x 4 bytes x (512 points x 32 units) = 16.4 GB, are refused at once against 8 GB
+    (the machine's memory, fixed here), naming the largest T that fits; T = 8 passes the same check."""
+    import time
+    from onnx2snn import resources
+    assert resources.memory_bytes() > 0
+    monkeypatch.setattr(resources, "memory_bytes", lambda: 8_000_000_000)
+    assert resources.calibration_bytes([(512, 16), (512, 16)], 100_000, 4) == pytest.approx(16.384e9)
+    started = time.perf_counter()
+    code, _, err = run_cli(capsys, model, "-T", 100_000, *FAST)
+    assert code == 1 and time.perf_counter() - started < 5
+    _one_line_error(err, "calibrating at T=100000 on 512 points would need about 16.4 GB of memory")
+    assert "8.0 GB is available; give a smaller -T (at most about 48828 here) or fewer --samples" in err
+    assert not model.with_name("pinn.snn.onnx").exists()
+    assert run_cli(capsys, model, "-T", 8, "--pieces", 1, "--calibration", "light", *FAST)[0] == 0
+
+
+def test_a_memory_error_anywhere_is_one_line(model, tmp_path, capsys, monkeypatch):
+    """Item 5: a MemoryError the estimate did not foresee ends as one line, exit 1, nothing written; the
+    traceback only with --traceback."""
+    import importlib
+    convert_module = importlib.import_module("onnx2snn.convert")
+
+    def exhausted(*args, **kwargs):
+        raise MemoryError
+    monkeypatch.setattr(convert_module, "calibrate", exhausted)
+    code, _, err = run_cli(capsys, model, *FAST)
+    assert code == 1 and not model.with_name("pinn.snn.onnx").exists()
+    _one_line_error(err, "onnx2snn: error: out of memory; a smaller -T")
+    with pytest.raises(MemoryError):
+        run_cli(capsys, model, "--traceback", *FAST)
+
+
+def test_run_memory_does_not_grow_with_T_and_a_long_run_says_how_long(model, tmp_path, capsys, monkeypatch):
+    """Item 5: the runtimes keep no per-step values, so a run is not refused for its T; numpy's peak
+    allocation at T = 800 stays that of T = 8 (within 10 %; tracemalloc sees numpy's buffers).  A run
+    estimated to take long says so first (the per-update time raised here to make a short run long)."""
+    import tracemalloc
+    import runtimes
+    from onnx2snn import resources
+    assert run_cli(capsys, model, "-T", 8, "--pieces", 1, "--calibration", "light", *FAST)[0] == 0
+    snn = runtimes.load(tmp_path / "pinn.snn.onnx")
+    x = np.random.default_rng(0).uniform(0, 1, (2000, 2)).astype(np.float32)
+    peaks = {}
+    for T in (8, 800):
+        snn.run({"x": x}, timesteps=T)
+        tracemalloc.start()
+        snn.run({"x": x}, timesteps=T)
+        peaks[T] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert peaks[800] < 1.1 * peaks[8], peaks
+    assert resources.run_seconds(4096, 100_000, 428) == pytest.approx(87.6, rel=0.01)
+    np.save(tmp_path / "x.npy", x)
+    monkeypatch.setattr(resources, "UPDATE_SECONDS", 1e-6)
+    code, _, err = run_cli(capsys, "run", tmp_path / "pinn.snn.onnx", "--input", tmp_path / "x.npy", "-T", 200)
+    assert code == 0, err
+    assert "[onnx2snn] simulating 2,000 points x T=200 x 32 neurons: about 13 s in the numpy runtime" in err
