@@ -413,6 +413,7 @@ def _run(args) -> int:
     if args.lowpass:                    # refused before the simulation where the points are no grid
         from .lowpass import point_grid
         grid = point_grid(snn.model, snn.check_inputs(inputs), args.grid)
+    _warn_outside_domain(snn, inputs)
     _say_run_time(snn, inputs)
     report = lambda done, total: total > 1 and _progress(f"simulated {done}/{total} chunks of points")
     result = snn.run(inputs, progress=report)
@@ -425,6 +426,21 @@ def _run(args) -> int:
     shapes = ", ".join(f"{k} {list(v.shape)}" for k, v in result.items())
     print(f"wrote {output}  ({shapes}; T={snn.timesteps}, backend {args.backend})")
     return EXIT_OK
+
+
+def _warn_outside_domain(snn, inputs: dict) -> None:
+    """A warning on stderr when run inputs lie outside the domain the artifact was calibrated on."""
+    from runtimes import spec
+    from .domain import count_outside, parse_domain
+    from .errors import DomainError
+    text = snn.metadata.get(spec.META_DOMAIN)
+    try:
+        outside, total = count_outside(parse_domain(text), inputs) if text else (0, 0)
+    except DomainError:                 # a damaged record: nothing to compare against
+        return
+    if outside:
+        print(f"onnx2snn: warning: {outside:,} of {total:,} points lie outside the artifact's domain {text}; "
+              f"its thresholds were calibrated there, so outputs outside it may be wrong", file=sys.stderr)
 
 
 def _say_run_time(snn, inputs: dict) -> None:

@@ -162,3 +162,31 @@ def test_run_memory_does_not_grow_with_T_and_a_long_run_says_how_long(model, tmp
     code, _, err = run_cli(capsys, "run", tmp_path / "pinn.snn.onnx", "--input", tmp_path / "x.npy", "-T", 200)
     assert code == 0, err
     assert "[onnx2snn] simulating 2,000 points x T=200 x 32 neurons: about 13 s in the numpy runtime" in err
+
+
+def test_run_warns_about_points_outside_the_domain(model, tmp_path, capsys):
+    """Item 6: points outside the calibrated domain (x=-1:1,0:1) ran silently into wrong values: 20 of 60
+    points pushed out now get a warning with the count and the domain, and there the SNN is indeed far
+    from the ANN (onnxruntime) while inside it is close.  The domain's bounds themselves are inside."""
+    import onnxruntime as ort
+    from onnx2snn.domain import count_outside, parse_domain
+    box = parse_domain("x=-1:1,0:1")
+    assert count_outside(box, {"x": np.array([[-1, 0], [1, 1], [0, 1.001], [1.5, 0.5]], np.float32)}) == (2, 4)
+    assert count_outside(parse_domain("x=-1:1;t=0:1"), {"x": np.zeros((3, 1)), "t": np.full((5, 1), 2.0)}) == (5, 8)
+    assert run_cli(capsys, model, "-T", 16, "--pieces", 1, "--calibration", "refit", *FAST)[0] == 0
+    rng = np.random.default_rng(0)
+    inside = np.stack([rng.uniform(-1, 1, 40), rng.uniform(0, 1, 40)], axis=1)
+    outside = np.stack([rng.uniform(2, 3, 20), rng.uniform(1.5, 2.5, 20)], axis=1)
+    x = np.concatenate([inside, outside]).astype(np.float32)
+    for name, points in [("in", x[:40]), ("all", x)]:
+        np.save(tmp_path / f"{name}.npy", points)
+        code, _, err = run_cli(capsys, "run", tmp_path / "pinn.snn.onnx", "--input", tmp_path / f"{name}.npy",
+                               "-o", tmp_path / f"y_{name}.npy")
+        assert code == 0, err
+        assert _warnings(err) == ([] if name == "in" else [
+            "onnx2snn: warning: 20 of 60 points lie outside the artifact's domain x=-1:1,0:1; its thresholds "
+            "were calibrated there, so outputs outside it may be wrong"])
+    ann = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    y = np.load(tmp_path / "y_all.npy")
+    error = lambda rows: np.linalg.norm(y[rows] - ann[rows]) / np.linalg.norm(ann[rows])
+    assert error(slice(40, None)) > 5 * error(slice(None, 40))
