@@ -232,6 +232,13 @@ def _progress(message: str) -> None:
     print(f"[onnx2snn] {message}", file=sys.stderr, flush=True)
 
 
+def _say_compiling(quiet: bool = False) -> None:
+    """Once, before numba's first compile of the spiking kernels (``runtimes.kernels.needs_compile``)."""
+    from runtimes import kernels
+    if not quiet and kernels.needs_compile():
+        _progress("compiling spiking kernels (first run only, cached afterwards)")
+
+
 def _convert(args) -> int:
     from .convert import convert
     source = Path(args.model)
@@ -243,6 +250,7 @@ def _convert(args) -> int:
     if args.energy_table:
         from .energy import load_tables
         load_tables(args.energy_table)              # a bad table fails before any work
+    _say_compiling(args.quiet)
     common = dict(domain=";".join(args.domain) if args.domain else None, calib=args.calib, samples=args.samples,
                   seed=args.seed, validation_points=args.validation_points,
                   progress=None if args.quiet else _progress, energy_table=args.energy_table)
@@ -415,6 +423,7 @@ def _run(args) -> int:
         grid = point_grid(snn.model, snn.check_inputs(inputs), args.grid)
     _warn_outside_domain(snn, inputs)
     _say_run_time(snn, inputs)
+    _say_compiling()
     report = lambda done, total: total > 1 and _progress(f"simulated {done}/{total} chunks of points")
     result = snn.run(inputs, progress=report)
     if args.lowpass:
@@ -616,6 +625,7 @@ def _verify(args) -> int:
     first = next(iter(snn.inputs.values()))
     dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(first.type.tensor_type.elem_type))
     points = sample_domain(parse_domain(text), shapes, args.points, np.random.default_rng(args.seed), dtype)
+    _say_compiling()
     report = verify(snn.model, points, timesteps=args.timesteps)
     for line in report.lines():
         print(line)

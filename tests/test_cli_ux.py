@@ -2,6 +2,7 @@
 each checked on the tiny fixtures with small T and few points."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -190,3 +191,38 @@ def test_run_warns_about_points_outside_the_domain(model, tmp_path, capsys):
     y = np.load(tmp_path / "y_all.npy")
     error = lambda rows: np.linalg.norm(y[rows] - ann[rows]) / np.linalg.norm(ann[rows])
     assert error(slice(40, None)) > 5 * error(slice(None, 40))
+
+
+def test_a_cold_kernel_cache_is_announced_before_compiling(model, tmp_path, capsys, monkeypatch):
+    """Item 8: the first conversion compiled numba's kernels for ~13 s in silence.  With an empty cache
+    (a fresh NUMBA_CACHE_DIR, checked in a child process) ``needs_compile`` is True; once the kernels are
+    compiled or loaded it is False, and convert says 'compiling' only while it is True."""
+    import subprocess
+    import sys
+    from conftest import ROOT
+    from runtimes import kernels
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba"), "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", "import runtimes.kernels as k; print(k.needs_compile())"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "True", done.stderr
+    line = "[onnx2snn] compiling spiking kernels (first run only, cached afterwards)"
+    assert run_cli(capsys, model, "-T", 8, "--pieces", 1, "--calibration", "light", *FAST)[0] == 0
+    assert not kernels.needs_compile()
+    code, _, err = run_cli(capsys, model, "-T", 8, "--pieces", 1, "--calibration", "light", *FAST)
+    assert code == 0 and line not in err
+    monkeypatch.setattr(kernels, "needs_compile", lambda: True)
+    code, _, err = run_cli(capsys, model, "-T", 8, "--pieces", 1, "--calibration", "light", *FAST)
+    assert code == 0 and err.count(line) == 1 and err.index(line) < err.index("calibrating")
+
+
+def test_help_stays_fast():
+    """Item 8: ``onnx2snn --help`` (import and parse, measured in a child process) under 0.5 s."""
+    import subprocess
+    import sys
+    from conftest import ROOT
+    script = ("import time; t = time.perf_counter()\nimport onnx2snn.cli\ntry:\n    onnx2snn.cli.main(['--help'])\n"
+              "except SystemExit:\n    pass\nprint(time.perf_counter() - t)")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert float(done.stdout.strip().splitlines()[-1]) < 0.5, done.stdout[-300:]
