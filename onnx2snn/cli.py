@@ -351,6 +351,7 @@ def _print_report(report: dict, output: Path) -> None:
           f"{report['neuron_updates_per_sample']:.0f} neuron updates, {report['first_layer_macs_per_sample']:.0f} "
           f"first-layer MACs, {report['analog_macs_per_sample']:.0f} analog MACs; "
           f"ANN {report['ann_macs_per_sample']:.0f} MACs; {report['spikes_per_synapse']:.2f} spikes per synapse")
+    print(_spiking_share(report))
     for line in energy_lines(report):
         print(line)
     if report["analog_nodes"]:
@@ -362,6 +363,15 @@ def _print_report(report: dict, output: Path) -> None:
             print(f"  {'*' if row['pareto'] else ' '} {row['method']:<8} T={row['timesteps']:<4} first layer "
                   f"{row['first_layer']:<7} rest {row['rest']:<7} error {row['rel_l2_snn_vs_ann']:.2e}  "
                   f"energy {row['energy_ratio']:.3f}x  ({row['seconds']:.0f} s)")
+
+
+def _spiking_share(report: dict) -> str:
+    """How much of the network spikes: the ANN's MACs that became synaptic operations (the rest, first
+    layers and analog nodes, still run as MACs) and the hidden layers that spike (``structure.hidden_layers``)."""
+    from .structure import hidden_layers
+    spiking, hidden = hidden_layers(report)
+    return (f"{100 * report['spiking_mac_fraction']:.0f}% of the ANN's MACs became synaptic operations; "
+            f"{spiking} of {hidden} hidden layers spike")
 
 
 def energy_lines(report: dict) -> list[str]:

@@ -226,3 +226,51 @@ def test_help_stays_fast():
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=60)
     assert float(done.stdout.strip().splitlines()[-1]) < 0.5, done.stdout[-300:]
+
+
+def _layer_norm_model(path) -> None:
+    """2-16-16-16-1 tanh network with a LayerNormalization before the second tanh, which keeps that hidden
+    layer analog: x → Gemm a → tanh → Gemm b → LayerNorm → tanh → Gemm c → tanh → Gemm d → u."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(0)
+    sizes = {"a": (2, 16), "b": (16, 16), "c": (16, 16), "d": (16, 1)}
+    inits = []
+    for name, (m, n) in sizes.items():
+        inits += [numpy_helper.from_array((rng.standard_normal((m, n)) / np.sqrt(m)).astype(np.float32), f"W{name}"),
+                  numpy_helper.from_array((0.1 * rng.standard_normal(n)).astype(np.float32), f"b{name}")]
+    inits += [numpy_helper.from_array(np.ones(16, np.float32), "gamma"),
+              numpy_helper.from_array(np.zeros(16, np.float32), "beta")]
+    gemm = lambda name, x: helper.make_node("Gemm", [x, f"W{name}", f"b{name}"], [f"z{name}"], f"/{name}/Gemm")
+    nodes = [gemm("a", "x"), helper.make_node("Tanh", ["za"], ["ha"], "/Tanh"), gemm("b", "ha"),
+             helper.make_node("LayerNormalization", ["zb", "gamma", "beta"], ["nb"], "/norm", axis=-1),
+             helper.make_node("Tanh", ["nb"], ["hb"], "/Tanh_1"), gemm("c", "hb"),
+             helper.make_node("Tanh", ["zc"], ["hc"], "/Tanh_2"), gemm("d", "hc")]
+    nodes[-1].output[0] = "u"
+    graph = helper.make_graph(nodes, "layer_norm", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 2])],
+                              [helper.make_tensor_value_info("u", TensorProto.FLOAT, ["batch", 1])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    helper.set_model_props(model, {"onnx2snn.domain": "x=-1:1,-1:1"})
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+
+
+def test_the_summary_says_how_much_of_the_network_spikes(tmp_path, capsys):
+    """Item 2: with a LayerNorm keeping the middle hidden layer analog, 2 of 3 hidden layers spike, and of
+    the ANN's 2·16 + 16·16 + 16·16 + 16 = 560 MACs the first layer's and Gemm c's (fed by the analog
+    layer: computed once per point), 288, stay MACs: 272/560 = 49 % became synaptic operations.  The SNN's
+    energy counts those MACs: its ratio to the ANN is at least their share of the ANN's energy."""
+    from onnx2snn.energy import load_tables
+    path = tmp_path / "norm.onnx"
+    _layer_norm_model(path)
+    code, out, err = run_cli(capsys, path, "-T", 8, "--pieces", 1, "--calibration", "refit",
+                             "--report-json", tmp_path / "r.json", *FAST)
+    assert code == 0, err
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["ann_macs_per_sample"] == 560
+    assert report["first_layer_macs_per_sample"] + report["analog_macs_per_sample"] == 288
+    assert report["spiking_mac_fraction"] == pytest.approx(272 / 560)
+    assert "49% of the ANN's MACs became synaptic operations; 2 of 3 hidden layers spike" in out
+    mac, fp32 = load_tables()["45nm_fp32"]["mac"], report["energy"]["45nm_fp32"]
+    assert fp32["ratio"] >= 288 * mac / fp32["ann_pj"]
+    assert fp32["snn_pj"] >= 288 * mac + report["synops_per_sample"] * load_tables()["45nm_fp32"]["synop"]
