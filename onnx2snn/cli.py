@@ -425,15 +425,7 @@ def _run(args) -> int:
     check_output_path(output, args.model)
     if len(snn.output_names) > 1 and output.suffix != ".npz":
         raise UsageError(f"onnx2snn run: the model has {len(snn.output_names)} outputs; give -o Y.npz")
-    if args.grid and not args.lowpass:
-        raise UsageError("onnx2snn run: --grid describes the points for --lowpass; give --lowpass dct|fft too")
-    grid = None
-    if args.lowpass:                    # refused before the simulation where the points are no grid
-        from .lowpass import point_grid
-        grid = point_grid(snn.model, snn.check_inputs(inputs), args.grid)
-    _warn_outside_domain(snn, inputs)
-    _say_run_time(snn, inputs)
-    _say_compiling()
+    grid = _before_run(args, snn, inputs)
     report = lambda done, total: total > 1 and _progress(f"simulated {done}/{total} chunks of points")
     result = snn.run(inputs, progress=report)
     if args.lowpass:
@@ -445,6 +437,22 @@ def _run(args) -> int:
     shapes = ", ".join(f"{k} {list(v.shape)}" for k, v in result.items())
     print(f"wrote {output}  ({shapes}; T={snn.timesteps}, backend {args.backend})")
     return EXIT_OK
+
+
+def _before_run(args, snn, inputs: dict) -> tuple[int, ...] | None:
+    """What ``run`` checks and says before simulating: --grid without --lowpass (usage), the grid of the
+    points for --lowpass (returned; refused where they are none), points outside the domain, the time of a
+    long run, a cold kernel cache."""
+    if args.grid and not args.lowpass:
+        raise UsageError("onnx2snn run: --grid describes the points for --lowpass; give --lowpass dct|fft too")
+    grid = None
+    if args.lowpass:
+        from .lowpass import point_grid
+        grid = point_grid(snn.model, snn.check_inputs(inputs), args.grid)
+    _warn_outside_domain(snn, inputs)
+    _say_run_time(snn, inputs)
+    _say_compiling()
+    return grid
 
 
 def _warn_outside_domain(snn, inputs: dict) -> None:
