@@ -23,6 +23,7 @@ from .saving import atomic_write, check_output_path
 COMMANDS = ("convert", "run", "evaluate", "inspect", "verify", "standard", "train")
 REPORT_TIMESTEPS = (8, 16, 32, 64, 128)      # the T sweep of --report, besides the artifact's own T
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+LONG_RUN_SECONDS = 10.0         # runs estimated to take longer say so first
 
 
 class UsageError(Exception):
@@ -133,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-T", "--timesteps", type=_positive, help="override the artifact's T")
     run.add_argument("--lowpass", choices=("dct", "fft"), help="low-pass filter the outputs along their grid "
                      "axes (DCT, or FFT with mirror extension), for outputs on a regular grid")
+    run.add_argument("--grid", type=_grid, metavar="N1xN2[x...]", help="--lowpass: the points lie on this "
+                     "grid, flattened in C order (needed for points of several coordinates; points of one "
+                     "coordinate must be sorted and equally spaced)")
     run.add_argument("--cutoff", default="auto", type=_cutoff, help="fraction of the modes kept per grid axis, "
                      "or auto (default): chosen against the ANN's outputs")
     run.add_argument("--ann", help="the original network, reference for --cutoff auto and for the errors "
@@ -227,6 +231,12 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"onnx2snn: error: {e}", file=sys.stderr)
         return EXIT_ERROR
+    except MemoryError:
+        if traceback_wanted:
+            raise
+        print("onnx2snn: error: out of memory; a smaller -T, fewer --samples or fewer points may help "
+              "(--traceback shows where)", file=sys.stderr)
+        return EXIT_ERROR
 
 
 def _join_negative_values(argv: list[str]) -> list[str]:
@@ -243,6 +253,10 @@ def _join_negative_values(argv: list[str]) -> list[str]:
     return joined
 
 
+def _progress(message: str) -> None:
+    print(f"[onnx2snn] {message}", file=sys.stderr, flush=True)
+
+
 class _Progress:
     """Renders the library's progress callback (``onnx2snn.progress``) on stderr: a stage line for
     ``progress(message)``; for ``progress(message, done, total, detail)`` a tqdm bar per stage on a
@@ -256,7 +270,7 @@ class _Progress:
                  detail: str | None = None) -> None:
         if done is None:
             self.close()
-            print(f"[onnx2snn] {message}", file=sys.stderr, flush=True)
+            _progress(message)
             return
         if not self.terminal:
             return
@@ -279,6 +293,13 @@ class _Progress:
             self.bar, self.label = None, None
 
 
+def _say_compiling(quiet: bool = False) -> None:
+    """Once, before numba's first compile of the spiking kernels (``runtimes.kernels.needs_compile``)."""
+    from runtimes import kernels
+    if not quiet and kernels.needs_compile():
+        _progress("compiling spiking kernels (first run only, cached afterwards)")
+
+
 def _convert(args) -> int:
     from .convert import convert
     source = Path(args.model)
@@ -292,6 +313,7 @@ def _convert(args) -> int:
     if args.energy_table:
         from .energy import load_tables
         load_tables(args.energy_table)              # a bad table fails before any work
+    _say_compiling(args.quiet)
     common = dict(domain=";".join(args.domain) if args.domain else None, calib=args.calib, samples=args.samples,
                   seed=args.seed, validation_points=args.validation_points,
                   progress=progress, energy_table=args.energy_table)
@@ -316,6 +338,8 @@ def _convert(args) -> int:
         text = json.dumps(result.report, indent=2) + "\n"
         atomic_write(Path(args.report_json), lambda tmp: tmp.write_text(text))
     _print_report(result.report, output)
+    if args.target_error is None:           # a search has its own goal, and meets it or says so
+        _warn_accuracy(result)
     if report_dir is not None:
         from .evaluate import evaluate
         steps = [result.options.timesteps] + [T for T in REPORT_TIMESTEPS if T != result.options.timesteps]
@@ -323,6 +347,31 @@ def _convert(args) -> int:
                               seed=args.seed, energy_table=args.energy_table, progress=progress)
         _write_document(report_dir, evaluation, output)
     return EXIT_OK
+
+
+def _warn_accuracy(result) -> None:
+    """A warning on stderr when the validation error is above what the conversion aims for
+    (``calibration.options.promised_error``), naming the options that lower it."""
+    from .calibration.options import promised_error
+    error, aim = result.report["validation"]["rel_l2_snn_vs_ann"], promised_error(result.options)
+    if error <= aim:
+        return
+    options = result.options
+    hints = ["a larger -T"]
+    if options.pieces == "auto":
+        hints.append("a smaller --tolerance")
+    else:
+        hints.append("--pieces auto")
+    if options.pieces == 1 and "finetune" not in options.methods:
+        hints.append("--calibration finetune")
+    print(f"onnx2snn: warning: SNN vs ANN error {_short(error)} is above the {_short(aim)} this conversion aims "
+          f"for; {', '.join(hints[:-1])} or {hints[-1]} may help", file=sys.stderr)
+
+
+def _short(value: float) -> str:
+    """``1.2e-2`` for 0.012 (two significant digits, no exponent padding)."""
+    mantissa, exponent = f"{value:.1e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
 
 
 def _convert_options(args) -> dict:
@@ -371,6 +420,7 @@ def _print_report(report: dict, output: Path) -> None:
           f"{report['neuron_updates_per_sample']:.0f} neuron updates, {report['first_layer_macs_per_sample']:.0f} "
           f"first-layer MACs, {report['analog_macs_per_sample']:.0f} analog MACs; "
           f"ANN {report['ann_macs_per_sample']:.0f} MACs; {report['spikes_per_synapse']:.2f} spikes per synapse")
+    print(_spiking_share(report))
     for line in energy_lines(report):
         print(line)
     if report["analog_nodes"]:
@@ -382,6 +432,15 @@ def _print_report(report: dict, output: Path) -> None:
             print(f"  {'*' if row['pareto'] else ' '} {row['method']:<8} T={row['timesteps']:<4} first layer "
                   f"{row['first_layer']:<7} rest {row['rest']:<7} error {row['rel_l2_snn_vs_ann']:.2e}  "
                   f"energy {row['energy_ratio']:.3f}x  ({row['seconds']:.0f} s)")
+
+
+def _spiking_share(report: dict) -> str:
+    """How much of the network spikes: the ANN's MACs that became synaptic operations (the rest, first
+    layers and analog nodes, still run as MACs) and the hidden layers that spike (``structure.hidden_layers``)."""
+    from .structure import hidden_layers
+    spiking, hidden = hidden_layers(report)
+    return (f"{100 * report['spiking_mac_fraction']:.0f}% of the ANN's MACs became synaptic operations; "
+            f"{spiking} of {hidden} hidden layers spike")
 
 
 def energy_lines(report: dict) -> list[str]:
@@ -435,11 +494,12 @@ def _run(args) -> int:
     check_output_path(output, args.model)
     if len(snn.output_names) > 1 and output.suffix != ".npz":
         raise UsageError(f"onnx2snn run: the model has {len(snn.output_names)} outputs; give -o Y.npz")
+    grid = _before_run(args, snn, inputs)
     progress = _Progress()
     result = snn.run(inputs, progress=lambda done, total: total > 1 and progress("simulating chunks of points",
                                                                                done, total))
     if args.lowpass:
-        result = _lowpass(args, snn, inputs, result)
+        result = _lowpass(args, snn, inputs, result, grid)
     if output.suffix == ".npz":
         atomic_write(output, lambda tmp: _save_npz(tmp, result))
     else:
@@ -449,7 +509,51 @@ def _run(args) -> int:
     return EXIT_OK
 
 
-def _lowpass(args, snn, inputs: dict, result: dict) -> dict:
+def _before_run(args, snn, inputs: dict) -> tuple[int, ...] | None:
+    """What ``run`` checks and says before simulating: --grid without --lowpass (usage), the grid of the
+    points for --lowpass (returned; refused where they are none), points outside the domain, the time of a
+    long run, a cold kernel cache."""
+    if args.grid and not args.lowpass:
+        raise UsageError("onnx2snn run: --grid describes the points for --lowpass; give --lowpass dct|fft too")
+    grid = None
+    if args.lowpass:
+        from .lowpass import point_grid
+        grid = point_grid(snn.model, snn.check_inputs(inputs), args.grid)
+    _warn_outside_domain(snn, inputs)
+    _say_run_time(snn, inputs)
+    _say_compiling()
+    return grid
+
+
+def _warn_outside_domain(snn, inputs: dict) -> None:
+    """A warning on stderr when run inputs lie outside the domain the artifact was calibrated on."""
+    from runtimes import spec
+    from .domain import count_outside, parse_domain
+    from .errors import DomainError
+    text = snn.metadata.get(spec.META_DOMAIN)
+    try:
+        outside, total = count_outside(parse_domain(text), inputs) if text else (0, 0)
+    except DomainError:                 # a damaged record: nothing to compare against
+        return
+    if outside:
+        print(f"onnx2snn: warning: {outside:,} of {total:,} points lie outside the artifact's domain {text}; "
+              f"its thresholds were calibrated there, so outputs outside it may be wrong", file=sys.stderr)
+
+
+def _say_run_time(snn, inputs: dict) -> None:
+    """A progress line with the estimated time of a long run (``resources.run_seconds``: only the time
+    grows with T, not the memory)."""
+    from runtimes.network import neuron_counts
+    from .resources import run_seconds
+    points = max((int(np.prod(np.shape(a)[:-1])) for a in inputs.values()), default=1)
+    live = neuron_counts(snn.model)[0]
+    seconds = run_seconds(points, snn.timesteps, live)
+    if seconds > LONG_RUN_SECONDS:
+        _progress(f"simulating {points:,} points x T={snn.timesteps:,} x {live:,} neurons: about "
+                  f"{seconds:,.0f} s in the numpy runtime")
+
+
+def _lowpass(args, snn, inputs: dict, result: dict, grid: tuple[int, ...] | None) -> dict:
     from .ann import run_ann
     from .importer import import_model
     from .lowpass import filter_outputs
@@ -466,7 +570,7 @@ def _lowpass(args, snn, inputs: dict, result: dict) -> dict:
     elif args.cutoff is None:
         raise UsageError("onnx2snn run: --cutoff auto needs the original network; give --ann MODEL.onnx "
                          "or a cut-off fraction")
-    filtered, info = filter_outputs(snn.model, result, args.lowpass, args.cutoff, reference)
+    filtered, info = filter_outputs(snn.model, result, args.lowpass, args.cutoff, reference, grid)
     for name, item in info.items():
         line = f"low-pass {args.lowpass} on {name} (axes {item['axes']}): kept {item['kept_fraction']:.3g} of the modes"
         if "rel_l2_before" in item:
@@ -474,6 +578,17 @@ def _lowpass(args, snn, inputs: dict, result: dict) -> dict:
                      f"({ann_path.name})")
         print(line)
     return filtered
+
+
+def _grid(text: str) -> tuple[int, ...]:
+    """``64x32`` → (64, 32)."""
+    try:
+        shape = tuple(int(n) for n in text.lower().split("x"))
+    except ValueError:
+        shape = ()
+    if not shape or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"expected a grid N1xN2[x...] of positive integers, got {text!r}")
+    return shape
 
 
 def _cutoff(text: str) -> float | None:
@@ -657,6 +772,7 @@ def _verify(args) -> int:
     first = next(iter(snn.inputs.values()))
     dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(first.type.tensor_type.elem_type))
     points = sample_domain(parse_domain(text), shapes, args.points, np.random.default_rng(args.seed), dtype)
+    _say_compiling()
     report = verify(snn.model, points, timesteps=args.timesteps)
     for line in report.lines():
         print(line)

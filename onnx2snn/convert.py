@@ -23,6 +23,7 @@ from .importer import ImportedModel, import_model
 from .inputs import calibration_inputs, is_grid_model, resolve_domain, validation_inputs
 from .progress import Progress, silent
 from .report import build_report, finish_timing
+from .resources import check_calibration_memory
 from .rewrite import build_artifact
 from .saving import save_model
 from .structure import Structure, analyse
@@ -84,6 +85,8 @@ def convert(model: str | os.PathLike, domain: Domain | str | None = None, timest
     grid_model = is_grid_model(imported)
     ann = run_ann(imported.model, feeds, _tensors_needed(structure), source=imported.path,
                   graph_outputs=not grid_model)        # a grid of 4096^d points is never needed
+    check_calibration_memory([(int(np.prod(ann[layer.activation.output].shape[:-1])), layer.width)
+                              for layer in structure.layers], options.timesteps, imported.dtype.itemsize)
     imported_at = time.perf_counter()
     say(f"calibrating (T={options.timesteps}, pieces={options.pieces}, "
         f"calibration={'+'.join(options.methods) or 'none'})")

@@ -15,6 +15,7 @@ from scipy.stats import qmc
 from .errors import DomainError
 
 Domain = dict[str, list[tuple[float, float]]]
+DOMAIN_SLACK = 1e-6        # of the interval's width: inputs rounded to float32 at a bound are inside
 
 
 def parse_domain(text: str) -> Domain:
@@ -45,6 +46,27 @@ def _parse_interval(name: str, text: str) -> tuple[float, float]:
     if lo >= hi:
         raise DomainError(f"domain of input '{name}': lower bound {lo:g} is not below upper bound {hi:g}")
     return lo, hi
+
+
+def count_outside(domain: Domain, inputs: dict[str, np.ndarray]) -> tuple[int, int]:
+    """(points outside ``domain``, points) of run inputs.  A point is a row of an input [..., features]
+    (every axis but the last; a rank-1 input is one point) and lies outside when a feature is below lo or
+    above hi by more than ``DOMAIN_SLACK``·(hi - lo) (rounding to the input's dtype).  Inputs that share
+    their rows (a plain network's) form one point per row, outside when any of them is; inputs with rows
+    of their own (a separable network's axes) count theirs separately.  Inputs the domain does not name,
+    or whose features it does not match, are not judged."""
+    masks = []
+    for name, boxes in domain.items():
+        array = np.asarray(inputs.get(name, np.empty((0, 0))))
+        if name not in inputs or array.shape[-1:] != (len(boxes),):
+            continue
+        lo, hi = np.array(boxes, dtype=np.float64).T
+        slack = DOMAIN_SLACK * (hi - lo)
+        rows = array.reshape(-1, len(boxes)).astype(np.float64)
+        masks.append(np.any((rows < lo - slack) | (rows > hi + slack), axis=1))
+    if masks and len({m.size for m in masks}) == 1:
+        return int(np.count_nonzero(np.any(masks, axis=0))), masks[0].size
+    return sum(int(np.count_nonzero(m)) for m in masks), sum(m.size for m in masks)
 
 
 def format_domain(domain: Domain) -> str:

@@ -17,9 +17,13 @@ class CalibrationError(Onnx2SnnError):
     """Calibration cannot produce finite parameters."""
 
 
+class ResourceError(Onnx2SnnError):
+    """The work would not fit in this machine's memory (estimated before it starts: ``resources``)."""
+
+
 class OutputPathError(Onnx2SnnError):
     """The output path is unusable (equal to the input, or in a missing folder)."""
 
 
-__all__ = ["Onnx2SnnError", "ModelError", "DomainError", "CalibrationError", "OutputPathError",
+__all__ = ["Onnx2SnnError", "ModelError", "DomainError", "CalibrationError", "OutputPathError", "ResourceError",
            "ArtifactError", "InputError"]

@@ -15,6 +15,13 @@ The cut-off f is given, or chosen against a reference (the ANN's output on the s
 
 Grid axes: the output axes whose size is not fixed by the model (a symbolic or unknown dimension: the
 points, or the axes of a separable network's grid); fixed-size axes hold features and are not filtered.
+A separable network's outputs are a grid already.  A plain network's single points axis is a grid only
+if its points are (``point_grid``): the points p [P, d] (the inputs' features side by side) reshaped in C
+order to the grid [N_1, ..., N_k, d] must be a regular lattice, consecutive points along each axis a
+differing by one constant non-zero step (within ``GRID_RTOL`` of the points' extent).  Without a given
+grid, one feature (d = 1) is checked as the grid (P,): sorted, either way, and equally spaced; d > 1
+needs the grid given.  The points axis is then reshaped to [N_1, ..., N_k], every axis filtered, and the
+result reshaped back.  Filtering points that are not a grid would mix unrelated values, so it is refused.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from scipy import fft as sfft
 from runtimes.errors import InputError
 
 METHODS = ("dct", "fft")
+GRID_RTOL = 1e-6
 CUTOFFS = tuple(float(f) for f in np.geomspace(1e-3, 1.0, 61))
 
 
@@ -73,9 +81,54 @@ def choose_cutoff(y: np.ndarray, reference: np.ndarray, axes: tuple[int, ...], m
     return CUTOFFS[int(np.argmin(errors))]
 
 
+def point_grid(model: onnx.ModelProto, inputs: dict[str, np.ndarray],
+               grid: tuple[int, ...] | None = None) -> tuple[int, ...] | None:
+    """The grid [N_1, ..., N_k] that a plain network's points lie on in C order (``grid`` if given, else
+    (P,) for points of one feature), or None for a separable network (its outputs are a grid already);
+    ``InputError`` where the points are not that grid (module docstring)."""
+    if any(len(grid_axes(model, o.name)) > 1 for o in model.graph.output):
+        if grid is not None:
+            raise InputError("the outputs are a grid already (one axis per input); drop --grid")
+        return None
+    arrays = [np.asarray(a) for a in inputs.values()]
+    if any(a.ndim < 2 for a in arrays) or len({a.shape[0] for a in arrays}) != 1:
+        raise InputError("low-pass: the inputs do not share one points axis, so their points are no grid")
+    points = np.concatenate([a.reshape(a.shape[0], -1).astype(np.float64) for a in arrays], axis=1)
+    if grid is None and points.shape[1] > 1:
+        raise InputError(f"low-pass: the points have {points.shape[1]} coordinates; give --grid N1xN2[x...] "
+                         f"(the points flattened in C order over that grid) to filter along each grid axis")
+    shape = tuple(grid) if grid is not None else (points.shape[0],)
+    if int(np.prod(shape)) != points.shape[0]:
+        raise InputError(f"--grid {'x'.join(map(str, shape))} has {int(np.prod(shape))} points, the inputs "
+                         f"have {points.shape[0]}")
+    if not is_regular_grid(points, shape):
+        wanted = "sorted and equally spaced" if grid is None else f"a regular {'x'.join(map(str, shape))} grid " \
+                                                                  f"in C order"
+        raise InputError(f"low-pass: the points are not {wanted}, so filtering along them would mix unrelated "
+                         f"values; give points on a grid (and --grid N1xN2[x...] for several coordinates)")
+    return shape
+
+
+def is_regular_grid(points: np.ndarray, shape: tuple[int, ...]) -> bool:
+    """Whether ``points`` [P, d] reshaped in C order to ``shape`` + (d,) step by one constant non-zero vector
+    along each axis (within ``GRID_RTOL`` of the points' extent)."""
+    lattice = points.reshape(tuple(shape) + (points.shape[1],))
+    scale = float(np.ptp(points, axis=0).max(initial=0.0)) or 1.0
+    for axis, n in enumerate(shape):
+        if n < 2:
+            continue
+        steps = np.diff(lattice, axis=axis)
+        first = steps.reshape(-1, points.shape[1])[0]
+        if np.abs(first).max() <= GRID_RTOL * scale or np.abs(steps - first).max() > GRID_RTOL * scale:
+            return False
+    return True
+
+
 def filter_outputs(model: onnx.ModelProto, outputs: dict[str, np.ndarray], method: str, cutoff: float | None,
-                   reference: dict[str, np.ndarray] | None = None) -> tuple[dict[str, np.ndarray], dict]:
-    """Low-pass every output along its grid axes.  ``cutoff`` None: chosen per output against
+                   reference: dict[str, np.ndarray] | None = None,
+                   grid: tuple[int, ...] | None = None) -> tuple[dict[str, np.ndarray], dict]:
+    """Low-pass every output along its grid axes; with ``grid`` (``point_grid``) the points axis is
+    reshaped to that grid and filtered along each of its axes.  ``cutoff`` None: chosen per output against
     ``reference`` (required then).  Returns the filtered outputs and, per output, the kept fraction and
     (with a reference) the relative L2 to it before and after."""
     if cutoff is None and reference is None:
@@ -84,11 +137,22 @@ def filter_outputs(model: onnx.ModelProto, outputs: dict[str, np.ndarray], metho
     for name, y in outputs.items():
         axes = grid_axes(model, name)
         ref = None if reference is None else reference[name]
-        fraction = cutoff if cutoff is not None else choose_cutoff(y, ref, axes, method)
-        filtered[name] = lowpass(y, fraction, axes, method)
-        info[name] = {"kept_fraction": fraction, "axes": list(axes)}
+        view, view_axes = _on_grid(y, axes, grid)
+        ref_view = None if ref is None else _on_grid(ref, axes, grid)[0]
+        fraction = cutoff if cutoff is not None else choose_cutoff(view, ref_view, view_axes, method)
+        filtered[name] = lowpass(view, fraction, view_axes, method).reshape(y.shape)
+        info[name] = {"kept_fraction": fraction, "axes": list(view_axes)}
         if ref is not None:
             norm = max(float(np.linalg.norm(ref)), 1e-30)
             info[name]["rel_l2_before"] = float(np.linalg.norm(y - ref)) / norm
             info[name]["rel_l2_after"] = float(np.linalg.norm(filtered[name] - ref)) / norm
     return filtered, info
+
+
+def _on_grid(y: np.ndarray, axes: tuple[int, ...], grid: tuple[int, ...] | None) -> tuple[np.ndarray, tuple]:
+    """``y`` with its points axis (the first grid axis) split into the axes of ``grid`` (C order), and those
+    axes; ``y`` and ``axes`` unchanged without a grid."""
+    if grid is None or not axes:
+        return y, axes
+    a = axes[0]
+    return y.reshape(y.shape[:a] + tuple(grid) + y.shape[a + 1:]), tuple(range(a, a + len(grid)))

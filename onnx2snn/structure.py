@@ -17,6 +17,10 @@ from .activations import Activation, find_activation
 from .affine import Affine, match_affine
 from .graph_index import GraphIndex
 
+ACTIVATION_OPS = ("Tanh", "Sin", "Sigmoid", "Relu", "Softplus", "Gelu", "Erf", "Elu", "LeakyRelu")
+OUTPUT_ACTIVATION = "activation not between two affine layers (evaluated on decoded values)"
+READOUT_NEURONS = "/output_neurons"     # suffix of a spiking readout's output neurons (rewrite, report)
+
 
 @dataclass
 class SpikingLayer:
@@ -130,8 +134,8 @@ def analyse(model: onnx.ModelProto, analog_first: bool = False) -> Structure:
             reason = rejected[node.name]
         elif id(node) in affine_of:
             reason = "affine layer not fed by a spiking layer and not followed by an activation"
-        elif node.op_type in ("Tanh", "Sin", "Sigmoid", "Relu", "Softplus", "Gelu", "Erf", "Elu", "LeakyRelu"):
-            reason = "activation not between two affine layers (evaluated on decoded values)"
+        elif node.op_type in ACTIVATION_OPS:
+            reason = OUTPUT_ACTIVATION
         else:
             reason = f"{node.op_type} is not an affine layer or a pointwise activation (evaluated on decoded values)"
         structure.analog.append(AnalogNode(node.name, node.op_type, reason))
@@ -149,3 +153,15 @@ def _reaches_einsum(name: str, g: GraphIndex) -> bool:
                 seen.add(id(node))
                 todo.extend(node.output)
     return False
+
+
+def hidden_layers(report: dict) -> tuple[int, int]:
+    """(spiking, all) hidden layers of a conversion report: the spiking layers (its ``layers``, less a
+    spiking readout's output neurons) and, besides them, each analog node that is an activation
+    (``ACTIVATION_OPS``; one per layer, as GELU's Erf or swish's Sigmoid) other than one after the last
+    affine layer (``OUTPUT_ACTIVATION``): a hidden layer kept analog, behind a normalisation or by
+    ``--first-layer analog``."""
+    spiking = sum(1 for layer in report["layers"] if not layer["name"].endswith(READOUT_NEURONS))
+    analog = sum(1 for node in report["analog_nodes"]
+                 if node["op"] in ACTIVATION_OPS and node["reason"] != OUTPUT_ACTIVATION)
+    return spiking, spiking + analog

@@ -158,3 +158,23 @@ def _run_chain(x0, timesteps, block, packed, offsets, firsts, pre_biases, v0s, o
 
 
 run_chain = njit(cache=True, nogil=True)(_run_chain) if available else None
+
+
+def needs_compile() -> bool:
+    """Whether the first call of a kernel will compile it (all three: ~13 s, once per installation):
+    numba is installed, a kernel is neither compiled nor loaded in this process (its dispatcher has no
+    signatures) and numba's on-disk cache (``cache=True``: an index beside this file, or under
+    ``NUMBA_CACHE_DIR``) holds nothing current for it: no index, or one written for another source stamp
+    or numba version.  A cached kernel called with a new dtype (a float64 model after float32 ones)
+    compiles that version silently: a few seconds, not counted here."""
+    if not available:
+        return False
+    return any(not kernel.signatures and not _cached(kernel) for kernel in (advance_units, advance_columns, run_chain))
+
+
+def _cached(kernel) -> bool:
+    """Whether numba's cache index of ``kernel`` lists compiled versions for this source and numba."""
+    try:
+        return bool(kernel._cache._cache_file._load_index())
+    except Exception:       # noqa: BLE001 - numba's private cache API moved, or the index is unreadable
+        return False

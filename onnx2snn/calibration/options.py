@@ -110,3 +110,14 @@ def default_tolerance(timesteps: int) -> float:
     (t1, e1), (t2, e2) = sorted(PROMISED_ERROR.items())
     gamma = np.log(e1 / e2) / np.log(t2 / t1)
     return float(TOLERANCE_MARGIN * e1 * (t1 / timesteps) ** gamma)
+
+
+def promised_error(options: ConversionOptions) -> float:
+    """The relative L2 error vs the ANN on fresh points that a conversion with ``options`` aims for, above
+    which the CLI warns: with ``--pieces auto`` the tolerance its budget used (``options.tolerance``,
+    default ``default_tolerance``: 4e-3·(32/T)^0.66), otherwise the default conversion's promise
+    (``PROMISED_ERROR``) scaled the same way, 5e-3·(32/T)^0.66 = ``default_tolerance`` / 0.8 (5e-3 at
+    T = 32, 2e-3 at T = 128)."""
+    if options.pieces == "auto":
+        return float(options.tolerance)
+    return default_tolerance(options.timesteps) / TOLERANCE_MARGIN
