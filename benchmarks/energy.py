@@ -2,11 +2,13 @@
 
     OMP_NUM_THREADS=1 python benchmarks/energy.py [--fresh] [--plot-only] [MODEL.onnx ...]
     OMP_NUM_THREADS=1 python benchmarks/energy.py --fixtures     # --target-error on every test fixture
+    ... [--targets=1e-2,3e-3] [--targets-only]     # which searches to run; only them
 
 Methods (``METHODS``): the papers' preset, one neuron per unit (finetune) across T, the default PWL
 expansion, the spike-aware rate code (one neuron per unit with rest values moved to where spikes cost
 least, ``--rest typical``, and the first layer analog where the cost table says its spikes cost more than
-its MACs), and ``--target-error`` 1e-2 and 3e-3 (the search's choice).  Each row: SNN vs ANN relative L2
+its MACs), the phase code (``--coding phase``: weighted spikes, T binary digits per unit), and
+``--target-error`` 1e-2 and 3e-3 (the search's choice).  Each row: SNN vs ANN relative L2
 on 16,384 fresh points, the energy ratio SNN / ANN under every cost table (``onnx2snn/energy_models.json``;
 compute only, same table for both sides), spikes per sample, what the SNN spends its energy on, time.
 
@@ -43,6 +45,7 @@ METHODS = {
     "one neuron/unit (finetune)": (dict(pieces=1), (4, 8, 32)),
     "default PWL (auto)": (dict(), (8, 32)),
     "spike-aware (rest typical, first layer by rule)": (dict(pieces=1, rest="typical"), (4, 8, 16, 32)),
+    "phase code (weighted spikes)": (dict(coding="phase"), (5, 6, 7, 8, 10)),
 }
 TARGETS = (1e-2, 3e-3)
 PATH = RESULTS / "energy.jsonl"
@@ -74,7 +77,7 @@ def row(model, label: str, result, seconds: float, **extra) -> dict:
             "seconds": round(seconds, 1), "commit": commit(), **extra}
 
 
-def run(models, path=PATH, methods=METHODS) -> None:
+def run(models, path=PATH, methods=METHODS, targets=TARGETS) -> None:
     done = {(r["model"], r["method"], r["timesteps"]) for r in load_rows(path)}
     for model in models:
         for label, (options, steps) in methods.items():
@@ -88,7 +91,7 @@ def run(models, path=PATH, methods=METHODS) -> None:
                 append(path, row(model, label, result, time.perf_counter() - started, **extra))
                 print(f"{model.stem} {label} T={T} done", file=sys.stderr, flush=True)
         default_seconds = None
-        for target in TARGETS:
+        for target in targets:
             label = f"--target-error {target:g}"
             if any(r[0] == model.stem and r[1] == label for r in done):
                 continue
@@ -206,10 +209,13 @@ def main(argv: list[str]) -> None:
     if "--fresh" in argv and PATH.exists():
         PATH.unlink()
     models = [Path(a) for a in argv if a.endswith(".onnx")] or source_models(ROOT / "models")
+    targets = next((tuple(float(t) for t in a.split("=", 1)[1].split(",")) for a in argv
+                    if a.startswith("--targets=")), TARGETS)
+    methods = {k: v for k, v in METHODS.items() if "--targets-only" not in argv}
     if "--fixtures" in argv:
-        run(source_models(ROOT / "tests" / "fixtures"), FIXTURES_PATH, methods={})
+        run(source_models(ROOT / "tests" / "fixtures"), FIXTURES_PATH, methods={}, targets=targets)
     elif "--plot-only" not in argv:
-        run(models)
+        run(models, methods=methods, targets=targets)
     rows = load_rows(PATH)
     write_markdown(rows)
     plot(rows)

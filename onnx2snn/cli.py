@@ -103,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="--pieces 1: the value a unit sends no spikes at; typical = where its spikes cost "
                               "least on the calibration points (e.g. a saturated unit's), the offset folded into "
                               "the next layer (default zero)")
+    convert.add_argument("--coding", choices=["rate", "phase"], default=None,
+                         help="rate (default): values as spike rates over T steps; phase: weighted spikes, each "
+                              "unit sends the signed binary digits of its value in T steps (one neuron per "
+                              "unit, fitted end to end; T digits ~ a rate code of 2^(T-1) steps)")
     convert.add_argument("--spike-penalty", type=float, default=None, metavar="LAMBDA",
                          help="finetune: weight of the SNN's synaptic operations per ANN MAC in the loss "
                               "(trades error for spikes; default 0)")
@@ -321,7 +325,8 @@ def _convert(args) -> int:
         from .search import cheapest_conversion
         chosen = [flag for flag, value in [("-T", args.timesteps), ("--pieces", args.pieces),
                                            ("--calibration", args.calibration), ("--first-layer", args.first_layer),
-                                           ("--rest", args.rest), ("--preset", args.preset)] if value is not None]
+                                           ("--rest", args.rest), ("--preset", args.preset),
+                                           ("--coding", args.coding)] if value is not None]
         if chosen:
             raise UsageError(f"onnx2snn convert: --target-error searches {', '.join(chosen)} itself; "
                              f"give one or the other")
@@ -385,7 +390,7 @@ def _convert_options(args) -> dict:
                "neuron": args.neuron, "readout": args.readout, "v0": args.v0, "shift": args.shift}
     if args.tolerance is not None:
         options["tolerance"] = args.tolerance
-    for key in ("finetune_iterations", "first_layer", "rest", "spike_penalty", "forward_budget"):
+    for key in ("finetune_iterations", "first_layer", "rest", "spike_penalty", "forward_budget", "coding"):
         if getattr(args, key) is not None:
             options[key] = getattr(args, key)
     if args.preset == "paper":
@@ -716,7 +721,8 @@ def _inspect_artifact(path: str, model) -> int:
     inputs = {i.name: [d.dim_value or d.dim_param or "?" for d in i.type.tensor_type.shape.dim]
               for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}}
     print(f"{path}: onnx2snn spiking artifact (format {meta.get(spec.META_FORMAT, '?')}), T={timesteps}, "
-          f"coding rate ({meta.get(spec.META_ENCODING, '?')} encoding), readout {meta.get(spec.META_READOUT, '?')}, "
+          f"coding {'+'.join(sorted({l['coding'] for l in layers})) or 'none'} "
+          f"({meta.get(spec.META_ENCODING, '?')} encoding), readout {meta.get(spec.META_READOUT, '?')}, "
           f"neuron {meta.get(spec.META_NEURON, '?')}")
     print(f"domain: {meta.get(spec.META_DOMAIN, 'not recorded')}; converted from {meta.get(spec.META_SOURCE, '?')}")
     print(f"inputs {inputs}; outputs {[o.name for o in model.graph.output]}")

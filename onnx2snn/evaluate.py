@@ -103,7 +103,8 @@ def evaluate(artifact: str | os.PathLike | onnx.ModelProto, ann: str | os.PathLi
         sweep.append(_sweep_row(T, measured))
     say("evaluating", len(steps), len(steps), "spikes per neuron")
     report = {"model": str(path.name) if path else "artifact", "ann": imported.path.name, "timesteps": steps[0],
-              "calibrated_timesteps": network.timesteps, "coding": "rate", **first, "sweep": sweep,
+              "calibrated_timesteps": network.timesteps,
+              "coding": "+".join(sorted({layer["coding"] for layer in if_layers(model)})), **first, "sweep": sweep,
               "neuron_spikes": neuron_spikes(network, feeds, steps[0])}
     return Evaluation(report=report, network=network, imported=imported, structure=structure, domain=box,
                       points=feeds)

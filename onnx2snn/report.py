@@ -98,7 +98,7 @@ def build_report(imported, result, points: dict[str, np.ndarray], timing: dict[s
            if "finetune" in options.methods else {}),
         "neuron": options.neuron,
         "readout": options.readout,
-        "coding": "rate",
+        "coding": options.coding,
         "first_layer": options.first_layer,
         "rest": options.rest,
         **({"spike_penalty": options.spike_penalty} if options.spike_penalty else {}),

@@ -4,6 +4,7 @@ Per spiking layer::
 
     x ─MatMul(W)─Add(b)─▶ z ─IF(v0, β, θ+, θ-)─▶ s ─Mul(w)─ReduceSum(-1)─Add(c)─▶ h
 
+(a phase-coded layer's ``h`` through a ``Decode``: the next layer reads its decoded value, ``spec``);
 per readout ``x ─MatMul(W)─Add(b)─▶ y``; then a ``Decode`` is inserted wherever a step tensor reaches an
 analog node or a graph output, so analog ops see decoded values and the graph's names are unchanged.
 """
@@ -48,8 +49,12 @@ def build_artifact(model: onnx.ModelProto, structure: Structure, calibration: Ca
                                         name=f"{prefix}/Add"))
 
     def neurons(name: str, current: str, out: str, p, decode_weight: np.ndarray, decode_offset: np.ndarray) -> None:
-        emitted.extend(if_layer_nodes(name, current, out, p, decode_weight, decode_offset, const,
-                                      axes_name if opset >= 13 else None))
+        phase = p.coding == spec.CODING_PHASE        # decoded at once: the next layer reads a static value
+        emitted.extend(if_layer_nodes(name, current, out + STEP_SUFFIX if phase else out, p, decode_weight,
+                                      decode_offset, const, axes_name if opset >= 13 else None))
+        if phase:
+            emitted.append(helper.make_node(spec.DECODE_OP, [out + STEP_SUFFIX], [out], name=f"{out}/decode",
+                                            domain=spec.DOMAIN))
 
     for layer, params in zip(structure.layers, calibration.layers):
         affine(layer.affine.name, layer.affine.input, layer.activation.input, params.weight, params.bias)
@@ -87,8 +92,10 @@ def if_layer_nodes(name: str, current: str, out: str, p: NeuronParams, decode_we
     """One spiking layer's nodes ``IF(v0, β, θ+, θ-) → Mul(w) → ReduceSum(-1) → Add(c)`` from ``current`` to
     ``out``, the IF node named ``name`` (spike counts are reported so) and its constants registered by
     ``const(name, value) -> name``; ``axes``: the initializer holding [-1] (opset >= 13), or None for the
-    attribute form.  No ``leak`` attribute when λ = 1."""
+    attribute form.  No ``leak`` attribute when λ = 1, no ``coding`` for the rate code."""
     leak = {} if p.leak == 1 else {spec.IF_LEAK: float(p.leak)}
+    if p.coding != spec.CODING_RATE:
+        leak[spec.IF_CODING] = p.coding
     reduce_axes = {} if axes is not None else {"axes": [-1]}
     return [
         helper.make_node(spec.IF_OP, [current, const(f"{name}/v0", p.v0), const(f"{name}/bias", p.bias),
@@ -108,7 +115,9 @@ def _insert_decodes(kept: list[onnx.NodeProto], emitted: list[onnx.NodeProto],
                     graph_outputs: list[str]) -> list[onnx.NodeProto]:
     """Decode each step tensor read by an analog node or a graph output, keeping its name for them."""
     step: set[str] = set()
-    for node in _toposort(emitted, None):      # only the emitted nodes run per step
+    for node in _toposort(emitted, None):      # only the emitted nodes run per step; a Decode ends them
+        if node.domain == spec.DOMAIN and node.op_type == spec.DECODE_OP:
+            continue
         if node.domain == spec.DOMAIN or any(i in step for i in node.input):
             step.update(node.output)
     analog_reads = {i for n in kept for i in n.input} | set(graph_outputs)

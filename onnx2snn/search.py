@@ -12,15 +12,20 @@ Search, per method, along T (spikes and neuron updates grow about linearly in T,
 
 * ``pwl`` (``--pieces auto`` with its error budget τ = 0.8·E): T ascending in ``PWL_T``, stopping at the
   first that meets E (more steps only add spikes).  These conversions are cheap and bound the rest.
-* ``finetune`` (one neuron per unit, end-to-end fit) with each unit's rest value moved to where its spikes
-  cost least (``--rest typical``): from T = 4, each next T predicted on a log-log line through the last
+* ``phase`` (``--coding phase``: one neuron per unit sending the binary digits of its value, fitted end to
+  end): from T = ``PHASE_START`` digits, down while the goal is met (fewer digits, fewer spikes and
+  updates), else up until it is met, the error stops falling, or ``PHASE_T`` ends.  Measured on the
+  shipped models it is the cheapest code at every error it reaches (``benchmarks/results/energy.md``).
+* ``finetune`` (one neuron per unit, rate code, end-to-end fit), only where neither found one, with each
+  unit's rest value moved to where its spikes cost least (``--rest typical``): from T = 4, each next T predicted on a log-log line through the last
   measurements (``next_timesteps``), narrowing in on the least T that meets E, stopping at an error floor
   or where the predicted energy exceeds the best found.  Only where it finds none, the same with units
   silent at 0 (``--rest zero``: finer steps, more spikes).
 
-The first hidden layer is made analog (``--first-layer analog``) when its spikes would cost more than
-computing it once (``first_layer_choice``): at 45 nm fp32 from T = 6 with units silent at 0, from T = 21
-with rest values moved.
+The first hidden layer of a rate-coded candidate is made analog (``--first-layer analog``) when its spikes
+would cost more than computing it once (``first_layer_choice``): at 45 nm fp32 from T = 6 with units
+silent at 0, from T = 21 with rest values moved; a phase-coded one's spikes (a few digits per unit) always
+cost less than the MACs.
 The spike penalty (``--spike-penalty``) is not searched: on poisson1d at T=8 (first layer analog) λ = 1e-5
 moved 1.27x to 1.18x of the ANN at the same error and λ = 1e-4 to 1.10x at 1.08e-2 (from 7.3e-3), where
 moving the rest values gave 0.56x.
@@ -43,6 +48,8 @@ from .progress import Progress, silent, steps_only
 from .report import build_report, finish_timing
 
 FINETUNE_T = (4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128)
+PHASE_T = tuple(range(4, 13))
+PHASE_START = 6
 PWL_T = (8, 16, 32, 64, 128)
 MARGIN = 0.9
 SELECTION_POINTS = 2048
@@ -76,6 +83,27 @@ class Candidate:
                 "rest": self.rest, "rel_l2_snn_vs_ann": self.rel_l2,
                 "energy_ratio": self.ratio, "spikes_per_sample": self.spikes_per_sample,
                 "seconds": round(self.seconds, 2)}
+
+
+def phase_allowed(options: dict) -> bool:
+    """Whether the user's options leave room for the phase code (``ConversionOptions._check_phase``)."""
+    return (not options.get("spike_penalty") and options.get("neuron") in (None, "round")
+            and options.get("readout") in (None, "analog") and not options.get("shift")
+            and options.get("v0") is None and "forward" not in str(options.get("calibration") or ""))
+
+
+def next_phase_timesteps(stream: list[Candidate], goal: float) -> int | None:
+    """The next T of the phase stream (module docstring), or None to stop: one digit fewer while the
+    least T tried meets the goal, one more while none does and the error still falls."""
+    met = [c.timesteps for c in stream if c.rel_l2 <= goal]
+    if met:
+        lower = min(met) - 1
+        tried = {c.timesteps for c in stream}
+        return lower if lower >= PHASE_T[0] and lower not in tried else None
+    last = stream[-1]
+    if len(stream) >= 2 and last.rel_l2 >= stream[-2].rel_l2:
+        return None                                     # the error stopped falling: a floor
+    return last.timesteps + 1 if last.timesteps < PHASE_T[-1] else None
 
 
 def next_timesteps(stream: list[Candidate], goal: float, best: Candidate | None) -> int | None:
@@ -149,6 +177,7 @@ def cheapest_conversion(model, target_error: float, energy_model: str = DEFAULT_
         say(f"search: {c.method}, T={c.timesteps}, first layer {c.first_layer}, rest {c.rest}")
         started = time.perf_counter()
         kind = {"pieces": 1, "calibration": "finetune", "rest": c.rest} if c.method == "finetune" else \
+            {"pieces": 1, "calibration": "finetune", "coding": "phase"} if c.method == "phase" else \
             {"pieces": "auto", "tolerance": min(options.get("tolerance") or 0.8 * target_error, 0.5)}
         c.result = convert(model, domain=box, timesteps=c.timesteps, seed=seed, validate=False,
                            progress=steps_only(progress),
@@ -173,7 +202,12 @@ def cheapest_conversion(model, target_error: float, energy_model: str = DEFAULT_
     for T in PWL_T:                                    # cheap conversions first: they bound the rest
         if measure(Candidate("pwl", T, first_layer(T, "zero"), "zero")).rel_l2 <= goal:
             break
-    for rest in REST_VALUES:
+    phase = []
+    T = PHASE_START if phase_allowed(options) else None
+    while T is not None:
+        phase.append(measure(Candidate("phase", T, "spiking", "zero")))
+        T = next_phase_timesteps(phase, goal)
+    for rest in REST_VALUES if best() is None else ():
         T = FINETUNE_T[0]
         while T is not None:
             measure(Candidate("finetune", T, first_layer(T, rest), rest))

@@ -15,7 +15,7 @@ import onnx
 from . import spec
 from .compact import CompactLayer
 from .neuron import NeuronParams
-from .schedule import if_attributes
+from .schedule import if_attributes, if_coding
 
 
 @dataclass
@@ -46,8 +46,8 @@ def find_fusable(nodes: list[onnx.NodeProto], initializers: dict[str, np.ndarray
     only = lambda t: consumers.get(t, [None])[0] if len(consumers.get(t, [])) == 1 and t not in graph_outputs else None
     found = []
     for node in nodes:
-        if node.domain != spec.DOMAIN or node.op_type != spec.IF_OP:
-            continue
+        if node.domain != spec.DOMAIN or node.op_type != spec.IF_OP or if_coding(node) != spec.CODING_RATE:
+            continue                # phase-coded layers run unfused (numpy_ref)
         params = [initializers.get(node.input[k]) for k in (spec.IF_MEMBRANE, spec.IF_BIAS, spec.IF_THETA_POS,
                                                              spec.IF_THETA_NEG)]
         if any(p is None for p in params) or (len(node.output) > 1 and node.output[1] in consumers) \

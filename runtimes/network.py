@@ -16,7 +16,7 @@ from .compact import compiled_block_rows
 from .loading import load_onnx
 from .neuron import live_mask
 from .numpy_ref import NumpyRuntime, RunResult, SpikeCounts
-from .schedule import if_attributes
+from .schedule import if_attributes, if_coding
 
 BACKENDS = ("numpy", "snntorch", "onnxruntime")
 CHUNK_ROWS = 4096      # at most this many points per chunk of a row-wise run on a CPU: bounded memory
@@ -178,7 +178,8 @@ def neuron_counts(model: onnx.ModelProto) -> tuple[int, int]:
 
 def if_layers(model: onnx.ModelProto) -> list[dict]:
     """Each IF node of an artifact whose thresholds are initializers, in graph order: its ``name``,
-    ``units`` n, dense slots ``per_unit`` K, ``neurons`` (live ones: θ finite), ``signed`` and ``leak``."""
+    ``units`` n, dense slots ``per_unit`` K, ``neurons`` (live ones: θ finite), ``signed``, ``leak`` and
+    ``coding``."""
     initializers = {t.name: t for t in model.graph.initializer}
     layers = []
     for node in model.graph.node:
@@ -190,7 +191,7 @@ def if_layers(model: onnx.ModelProto) -> list[dict]:
                 pos2 = pos.reshape(pos.shape[0] if pos.ndim else 1, -1)
                 layers.append({"name": node.name, "units": pos2.shape[0], "per_unit": pos2.shape[1],
                                "neurons": int(live_mask(pos, neg, signed).sum()), "signed": signed,
-                               "leak": leak})
+                               "leak": leak, "coding": if_coding(node)})
     return layers
 
 

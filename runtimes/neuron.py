@@ -9,6 +9,10 @@ Symbols (shapes broadcast): v membrane [..., n, K], z current [..., n], β bias,
     v' = u - s
 
 Without leak charge is conserved: v_T + Σ_t s_t = v_0 + Σ_t (z_t + β).
+
+A phase-coded neuron (``coding = "phase"``, ``spec``) integrates z once into a membrane saturating at
+[-θ-, θ+] and fires its signed binary digits against the thresholds θ±·2^-t of step t = 0..T-1
+(``phase_step``).
 """
 
 from __future__ import annotations
@@ -20,8 +24,8 @@ import numpy as np
 
 @dataclass(frozen=True)
 class NeuronParams:
-    """Per-neuron parameters of one IF layer, each [n, K]; ``signed``, ``fire_fraction`` and ``leak`` (λ,
-    1.0: integrate-and-fire without leak) are shared."""
+    """Per-neuron parameters of one IF layer, each [n, K]; ``signed``, ``fire_fraction``, ``leak`` (λ,
+    1.0: integrate-and-fire without leak) and ``coding`` ("rate" or "phase", ``spec``) are shared."""
 
     bias: np.ndarray
     theta_pos: np.ndarray
@@ -30,6 +34,7 @@ class NeuronParams:
     signed: bool
     fire_fraction: float
     leak: float = 1.0
+    coding: str = "rate"
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -64,6 +69,21 @@ def fire(u: np.ndarray, theta_pos: np.ndarray, theta_neg: np.ndarray, signed: bo
         if signed:
             s = np.where(u <= -fire_fraction * theta_neg, -theta_neg, s).astype(u.dtype, copy=False)
     return s, u - s
+
+
+def phase_step(v: np.ndarray, z: np.ndarray, step: int, p: NeuronParams, timesteps: int
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Step ``step`` (0 = the first) of a phase-coded layer: ``v`` [..., n, K] (or [n, K] at step 0), ``z``
+    [..., n] (read, and the membrane clipped to [-θ-, θ+], at step 0 only); returns (events
+    s = T·d·θ±·2^-step, v') as ``spec`` defines them."""
+    if step == 0:
+        lower = -p.theta_neg if p.signed else -np.inf
+        u = np.clip(v + (z[..., None] + p.bias), lower, p.theta_pos).astype(v.dtype, copy=False)
+    else:
+        u = v
+    scale = u.dtype.type(2.0 ** -step)
+    d, v = fire(u, p.theta_pos * scale, p.theta_neg * scale, p.signed, p.fire_fraction)
+    return d * u.dtype.type(timesteps), v
 
 
 def simulate_constant(z: np.ndarray, p: NeuronParams, timesteps: int) -> tuple[np.ndarray, np.ndarray]:

@@ -22,7 +22,7 @@ from .chain import find_chains
 from .compact import CompactLayer
 from .errors import ArtifactError
 from .fusion import FusedLayer, find_fusable
-from .neuron import fire, leaky, live_mask
+from .neuron import NeuronParams, fire, leaky, live_mask, phase_step
 from .schedule import PlannedNode, run_static, schedule
 
 
@@ -49,6 +49,13 @@ class SpikeCounts:
 class RunResult:
     outputs: dict[str, np.ndarray]
     spikes: dict[str, SpikeCounts] = field(default_factory=dict)   # by IF node name
+
+
+def params(n: PlannedNode, values: dict) -> NeuronParams:
+    """The neuron parameters of IF node ``n`` from the tensors in ``values``."""
+    return NeuronParams(bias=values[n.inputs[spec.IF_BIAS]], theta_pos=values[n.inputs[spec.IF_THETA_POS]],
+                        theta_neg=values[n.inputs[spec.IF_THETA_NEG]], v0=values[n.inputs[spec.IF_MEMBRANE]],
+                        signed=n.signed, fire_fraction=n.fire_fraction, leak=n.leak, coding=n.coding)
 
 
 class _FusedNode:
@@ -139,7 +146,7 @@ class NumpyRuntime:
                 spikes.setdefault(n.name, SpikeCounts(neurons=int(live.sum())))
                 if per_neuron:
                     fired[id(n)] = (0, live)
-        for _ in range(T):
+        for t in range(T):
             for n in stage:
                 if n.kind == "fused":
                     z = local[n.inputs[0]]
@@ -163,10 +170,14 @@ class NumpyRuntime:
                     spikes[n.name].events += compact.advance(v, rows, out=out, pre_bias=bias)
                     local[n.outputs[0]] = out.reshape(shape)
                 elif n.kind == spec.IF_OP:
-                    z = local[n.inputs[spec.IF_CURRENT]]
-                    u = leaky(membrane[id(n)], n.leak) + (z[..., None] + local[n.inputs[spec.IF_BIAS]])
-                    s, membrane[id(n)] = fire(u, local[n.inputs[spec.IF_THETA_POS]],
-                                              local[n.inputs[spec.IF_THETA_NEG]], n.signed, n.fire_fraction)
+                    if n.coding == spec.CODING_PHASE:
+                        s, membrane[id(n)] = phase_step(membrane[id(n)], local[n.inputs[spec.IF_CURRENT]], t,
+                                                        params(n, local), T)
+                    else:
+                        z = local[n.inputs[spec.IF_CURRENT]]
+                        u = leaky(membrane[id(n)], n.leak) + (z[..., None] + local[n.inputs[spec.IF_BIAS]])
+                        s, membrane[id(n)] = fire(u, local[n.inputs[spec.IF_THETA_POS]],
+                                                  local[n.inputs[spec.IF_THETA_NEG]], n.signed, n.fire_fraction)
                     local[n.outputs[spec.IF_SPIKES]] = s
                     if len(n.outputs) > 1 and n.outputs[spec.IF_MEMBRANE_OUT]:
                         local[n.outputs[spec.IF_MEMBRANE_OUT]] = membrane[id(n)]

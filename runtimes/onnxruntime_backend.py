@@ -181,12 +181,23 @@ def to_standard_onnx(model: onnx.ModelProto, timesteps: int, padfree: bool = Tru
                 v_in, c_in = fresh(f"{b.name}/std/membrane_in"), fresh(f"{b.name}/std/count_in")
                 v_out = b.membrane_out or fresh(f"{b.name}/std/membrane_out")
                 c_out = fresh(f"{b.name}/std/count_out")
-                _if_body(b, v_in, v_out, c_in, c_out, body, fresh, unsqueeze_last, opset)
                 carried_in += [(v_in, dtype), (c_in, dtype)]
                 carried_out += [(v_out, dtype), (c_out, dtype)]
                 init_values += [b.v0, zero]
                 b.final_membrane, b.final_count = fresh(f"{loop}/{b.name}/membrane"), fresh(f"{loop}/{b.name}/count")
                 final_names += [b.final_membrane, b.final_count]
+                if b.phase:
+                    scale_in, scale_out, gate_in, gate_out = (fresh(f"{b.name}/std/{k}") for k in (
+                        "scale_in", "scale_out", "gate_in", "gate_out"))
+                    _phase_body(b, v_in, v_out, c_in, c_out, scale_in, scale_out, gate_in, gate_out,
+                                const(f"{loop}/T_amplitude", np.asarray(T, np_dtype)), zero, body, fresh,
+                                unsqueeze_last, opset)
+                    carried_in += [(scale_in, dtype), (gate_in, dtype)]
+                    carried_out += [(scale_out, dtype), (gate_out, dtype)]
+                    init_values += [b.one, b.one]
+                    final_names += [fresh(f"{loop}/{b.name}/scale"), fresh(f"{loop}/{b.name}/gate")]
+                else:
+                    _if_body(b, v_in, v_out, c_in, c_out, body, fresh, unsqueeze_last, opset)
                 if n.name in padfree_layers:
                     _flat_decode(padfree_layers[n.name], b, n.inputs[spec.IF_CURRENT], body, opset, const, fresh)
             elif n.kind == spec.DECODE_OP:
@@ -287,8 +298,9 @@ class _Block:
     decode, ``runtimes.padfree``)."""
 
     def __init__(self, name, current, v0, bias, theta_pos, theta_neg, signed, fire_fraction, leak, spikes,
-                 zero_bias, membrane_out="", gather=None, weight=None):
+                 zero_bias, membrane_out="", gather=None, weight=None, coding=spec.CODING_RATE):
         self.name, self.current, self.v0, self.bias = name, current, v0, bias
+        self.phase = coding == spec.CODING_PHASE
         self.theta_pos, self.theta_neg, self.signed, self.fire_fraction = theta_pos, theta_neg, signed, fire_fraction
         self.leak = leak
         self.spikes, self.membrane_out, self.gather, self.weight = spikes, membrane_out, gather, weight
@@ -302,7 +314,8 @@ def _block(n: PlannedNode, layer: PadFreeLayer | None, inits: dict, const, fresh
         return _Block(n.name, n.inputs[spec.IF_CURRENT], n.inputs[spec.IF_MEMBRANE], n.inputs[spec.IF_BIAS],
                       n.inputs[spec.IF_THETA_POS], n.inputs[spec.IF_THETA_NEG], n.signed, n.fire_fraction, n.leak,
                       n.outputs[spec.IF_SPIKES] or fresh(f"{n.name}/std/spikes"),
-                      bias is not None and not np.any(bias), membrane_out)
+                      bias is not None and not np.any(bias) and n.coding == spec.CODING_RATE, membrane_out,
+                      coding=n.coding)
     name = f"{n.name}/flat"
     tensors = {key: const(f"{name}/{key}", layer.flat(value)) for key, value in layer.tensors.items()}
     return _Block(name, fresh(f"{name}/current"), tensors["v0"], tensors["bias"], tensors["theta_pos"],
@@ -383,6 +396,14 @@ def _prepare_block(b: _Block, dtype: int, np_dtype, zero: str, nodes: list, cons
         nodes.append(helper.make_node("Neg", [scaled], [b.level_neg], name=b.level_neg))
         finite = _finite(b.theta_neg, f"{b.name}/std/finite_neg", nodes, fresh)
         nodes.append(helper.make_node("Where", [finite, b.theta_neg, zero], [b.amp_neg], name=b.amp_neg))
+    if b.phase:     # the membrane's bounds at the first step, and the amplitude factor T (spec)
+        b.lower = fresh(f"{b.name}/std/lower")
+        if b.signed:
+            nodes.append(helper.make_node("Neg", [b.theta_neg], [b.lower], name=b.lower))
+        else:
+            b.lower = const(f"{b.name}/std/lower", np.asarray(-np.inf, np_dtype))
+        b.one, b.half = const(f"{b.name}/std/one", np.ones((), np_dtype)), const(f"{b.name}/std/half",
+                                                                                np.asarray(0.5, np_dtype))
 
 
 def _compare(op: str, a: str, b: str, out: str, body: list, fresh, opset: int) -> None:
@@ -432,6 +453,52 @@ def _if_body(b: _Block, v_in: str, v_out: str, c_in: str, c_out: str, body: list
         body.append(helper.make_node("Mul", [pos_f, b.amp_pos], [b.spikes], name=b.spikes))
         body.append(helper.make_node("Add", [c_in, pos_f], [c_out], name=c_out))
     body.append(helper.make_node("Sub", [u, b.spikes], [v_out], name=v_out))
+
+
+def _phase_body(b: _Block, v_in: str, v_out: str, c_in: str, c_out: str, scale_in: str, scale_out: str,
+                gate_in: str, gate_out: str, timesteps: str, zero: str, body: list, fresh, unsqueeze_last,
+                opset: int) -> None:
+    """One phase-coded IF node in standard ops (``spec``), the step's scale 2^-t and a gate (1 at the first
+    step, then 0) carried by the loop: the current enters as gate·(z + β) (exact: 1·x = x, v + 0 = v), the
+    membrane is clipped to [-θ-, θ+] where the gate is 1, the firing levels and amplitudes are scaled by
+    2^-t (exact), and the events are T times the digits' amplitudes."""
+    p = f"{b.name}/std"
+    z_col, vz, gated, u0, low, clipped, gate_b, u = (fresh(f"{p}/{k}") for k in (
+        "current_col", "z_plus_bias", "gated", "u0", "low", "clipped", "gate_b", "u"))
+    unsqueeze_last(b.current, z_col, z_col, body)
+    body.append(helper.make_node("Add", [z_col, b.bias], [vz], name=vz))
+    body.append(helper.make_node("Mul", [gate_in, vz], [gated], name=gated))
+    body.append(helper.make_node("Add", [v_in, gated], [u0], name=u0))
+    body.append(helper.make_node("Max", [u0, b.lower], [low], name=low))
+    body.append(helper.make_node("Min", [low, b.theta_pos], [clipped], name=clipped))
+    body.append(helper.make_node("Cast", [gate_in], [gate_b], name=gate_b, to=TensorProto.BOOL))
+    body.append(helper.make_node("Where", [gate_b, clipped, u0], [u], name=u))
+    level_pos, amp_pos, pos, pos_f, digits = (fresh(f"{p}/{k}") for k in ("level_pos_t", "amp_pos_t", "fire_pos",
+                                                                        "fire_pos_f", "digits_pos"))
+    body.append(helper.make_node("Mul", [b.level_pos, scale_in], [level_pos], name=level_pos))
+    body.append(helper.make_node("Mul", [b.amp_pos, scale_in], [amp_pos], name=amp_pos))
+    _compare("Greater", u, level_pos, pos, body, fresh, opset)
+    body.append(helper.make_node("Cast", [pos], [pos_f], name=pos_f, to=b.dtype))
+    body.append(helper.make_node("Mul", [pos_f, amp_pos], [digits], name=digits))
+    count = fresh(f"{p}/count_mid")
+    body.append(helper.make_node("Add", [c_in, pos_f], [count], name=count))
+    if b.signed:
+        level_neg, amp_neg, neg, neg_f, d_neg, both = (fresh(f"{p}/{k}") for k in (
+            "level_neg_t", "amp_neg_t", "fire_neg", "fire_neg_f", "digits_neg", "digits"))
+        body.append(helper.make_node("Mul", [b.level_neg, scale_in], [level_neg], name=level_neg))
+        body.append(helper.make_node("Mul", [b.amp_neg, scale_in], [amp_neg], name=amp_neg))
+        _compare("Less", u, level_neg, neg, body, fresh, opset)
+        body.append(helper.make_node("Cast", [neg], [neg_f], name=neg_f, to=b.dtype))
+        body.append(helper.make_node("Mul", [neg_f, amp_neg], [d_neg], name=d_neg))
+        body.append(helper.make_node("Sub", [digits, d_neg], [both], name=both))
+        c_next = fresh(f"{p}/count_neg")
+        body.append(helper.make_node("Add", [count, neg_f], [c_next], name=c_next))
+        digits, count = both, c_next
+    body.append(helper.make_node("Identity", [count], [c_out], name=c_out))
+    body.append(helper.make_node("Sub", [u, digits], [v_out], name=v_out))
+    body.append(helper.make_node("Mul", [digits, timesteps], [b.spikes], name=b.spikes))
+    body.append(helper.make_node("Mul", [scale_in, b.half], [scale_out], name=scale_out))
+    body.append(helper.make_node("Mul", [gate_in, zero], [gate_out], name=gate_out))
 
 
 def _size_one_reductions(stage: list[PlannedNode], initializers, opset: int) -> dict[int, bool]:

@@ -31,6 +31,7 @@ import onnx
 from onnx import helper
 
 from . import spec
+from .schedule import if_coding
 from .neuron import live_mask
 
 # Go padding-free when at most this fraction of a layer's neurons are live (above it the per-group
@@ -110,7 +111,7 @@ def find_padfree_layers(nodes: list[onnx.NodeProto], initializers: dict[str, np.
                 readers.setdefault(name, []).append(node)
     found = {}
     for node in nodes:
-        if node.domain != spec.DOMAIN or node.op_type != spec.IF_OP:
+        if node.domain != spec.DOMAIN or node.op_type != spec.IF_OP or if_coding(node) != spec.CODING_RATE:
             continue
         params = [initializers.get(node.input[k]) for k in
                   (spec.IF_MEMBRANE, spec.IF_BIAS, spec.IF_THETA_POS, spec.IF_THETA_NEG)]

@@ -31,6 +31,7 @@ class PlannedNode:
             raise ArtifactError(f"node '{self.name}': unknown op {spec.DOMAIN}.{proto.op_type}")
         self.signed, self.fire_fraction, self.leak = if_attributes(proto) if self.kind == spec.IF_OP \
             else (True, 0.5, 1.0)
+        self.coding = if_coding(proto) if self.kind == spec.IF_OP else spec.CODING_RATE
         self._kernel = None
 
     @property
@@ -50,6 +51,21 @@ def if_attributes(proto: onnx.NodeProto) -> tuple[bool, float, float]:
         raise ArtifactError(f"node '{proto.name or proto.output[0]}': IF attribute '{spec.IF_LEAK}' = {leak!r} "
                             f"is not a finite number in (0, 1]")
     return bool(attrs.get(spec.IF_SIGNED, 1)), float(attrs.get(spec.IF_FIRE_FRACTION, 0.5)), float(leak)
+
+
+def if_coding(proto: onnx.NodeProto) -> str:
+    """An IF node's ``coding`` ("rate" when absent); raises ``ArtifactError`` naming the node for an unknown
+    coding, or a phase-coded node with a leak (``spec``)."""
+    attrs = {a.name: helper.get_attribute_value(a) for a in proto.attribute}
+    coding = attrs.get(spec.IF_CODING, spec.CODING_RATE)
+    coding = coding.decode() if isinstance(coding, bytes) else coding
+    name = proto.name or proto.output[0]
+    if coding not in (spec.CODING_RATE, spec.CODING_PHASE):
+        raise ArtifactError(f"node '{name}': IF attribute '{spec.IF_CODING}' = {coding!r}; use "
+                            f"'{spec.CODING_RATE}' or '{spec.CODING_PHASE}'")
+    if coding == spec.CODING_PHASE and if_attributes(proto)[2] != 1:
+        raise ArtifactError(f"node '{name}': a phase-coded IF node has no leak (spec)")
+    return coding
 
 
 def step_tensors(nodes: list[onnx.NodeProto]) -> set[str]:

@@ -103,7 +103,7 @@ class SignedIF(snntorch.SpikingNeuron):
     Both give the same values."""
 
     def __init__(self, bias: np.ndarray, theta_pos: np.ndarray, theta_neg: np.ndarray, signed: bool,
-                 fire_fraction: float, name: str = "", leak: float = 1.0):
+                 fire_fraction: float, name: str = "", leak: float = 1.0, coding: str = spec.CODING_RATE):
         theta_pos, theta_neg = np.asarray(theta_pos), np.asarray(theta_neg)
         with np.errstate(invalid="ignore", over="ignore"):
             level_pos = fire_fraction * theta_pos          # exactly as neuron.fire computes them
@@ -122,6 +122,11 @@ class SignedIF(snntorch.SpikingNeuron):
         self.zero_bias = not np.any(bias)
         self.register_buffer("threshold_neg", torch.tensor(level_neg))
         self.register_buffer("graded_neg", torch.tensor(amp_neg))
+        self.phase = coding == spec.CODING_PHASE
+        if self.phase:      # the membrane's bounds at the first step (spec)
+            lower = -theta_neg if signed else np.full_like(theta_pos, -np.inf)
+            self.register_buffer("upper", torch.tensor(theta_pos))
+            self.register_buffer("lower", torch.tensor(np.asarray(lower, theta_pos.dtype)))
 
     def integrate(self, current: torch.Tensor, mem: torch.Tensor) -> torch.Tensor:
         """u = λ·v + (z[..., None] + β)."""
@@ -170,6 +175,26 @@ class SignedIF(snntorch.SpikingNeuron):
         if not exact:
             events = torch.count_nonzero(spikes)
         return spikes, u.sub_(spikes), events
+
+
+    def phase_step(self, current: torch.Tensor, mem: torch.Tensor, step: int,
+                   timesteps: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Step ``step`` (0 = the first) of a phase-coded layer (``spec``, ``neuron.phase_step``): returns
+        (events T·d·θ±·2^-step, mem', number of events)."""
+        if step == 0:
+            u = mem + (current.unsqueeze(-1) + self.bias)
+            u = torch.minimum(torch.maximum(u, self.lower), self.upper)
+        else:
+            u = mem
+        scale = 2.0 ** -step                                    # exact in the dtype: the levels as numpy's
+        pos = torch.ge(u, self.threshold * scale).to(u.dtype)
+        digits = pos * (self.graded_spikes_factor * scale)
+        events = pos.sum()
+        if self.signed:
+            neg = torch.le(u, self.threshold_neg * scale).to(u.dtype)
+            digits = digits - neg * (self.graded_neg * scale)
+            events = events + neg.sum()
+        return digits * timesteps, u - digits, events
 
 
 def _to_torch(array, device: torch.device) -> torch.Tensor:
@@ -270,7 +295,7 @@ class _Stage(torch.nn.Module):
             elif n.kind == spec.IF_OP:
                 theta_pos, theta_neg = values[n.inputs[spec.IF_THETA_POS]], values[n.inputs[spec.IF_THETA_NEG]]
                 neuron = SignedIF(values[n.inputs[spec.IF_BIAS]], theta_pos, theta_neg, n.signed, n.fire_fraction,
-                                  name=n.name, leak=n.leak).to(device)
+                                  name=n.name, leak=n.leak, coding=n.coding).to(device)
                 live = live_mask(theta_pos, theta_neg, n.signed)
                 self.ops.append((spec.IF_OP, n, neuron, int(np.sum(live)), dead))
             elif n.kind == spec.DECODE_OP:
@@ -393,10 +418,17 @@ class _Stage(torch.nn.Module):
                 membrane[n.name], own_membrane[n.name] = env[n.inputs[spec.IF_MEMBRANE]], False
                 events[n.name] = torch.zeros((), dtype=torch.float64, device=self.device)
                 workspaces[n.name] = {}
-        for _ in range(T):
+        for t in range(T):
             owned: set[str] = set()
             for kind, n, f, _live, dead in self.ops:
-                if kind == spec.IF_OP:
+                if kind == spec.IF_OP and f.phase:
+                    s, membrane[n.name], count = f.phase_step(env[n.inputs[spec.IF_CURRENT]], membrane[n.name], t, T)
+                    events[n.name] += count
+                    env[n.outputs[spec.IF_SPIKES]] = s
+                    owned.add(n.outputs[spec.IF_SPIKES])
+                    if len(n.outputs) > 1 and n.outputs[spec.IF_MEMBRANE_OUT]:
+                        env[n.outputs[spec.IF_MEMBRANE_OUT]] = membrane[n.name]
+                elif kind == spec.IF_OP:
                     s, membrane[n.name], count = f.step_(env[n.inputs[spec.IF_CURRENT]], membrane[n.name],
                                                          own_membrane[n.name], workspaces[n.name])
                     own_membrane[n.name] = True

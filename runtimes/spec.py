@@ -17,7 +17,8 @@ domain ``onnx2snn`` (opset 1).  The saved graph computes the first time step; a 
              membrane_out[..., n, K]   v(t)
     attributes: signed (int, 0|1), fire_fraction (float a ∈ (0, 1]),
                 leak (float λ ∈ (0, 1], optional: absent means λ = 1, the non-leaky neuron; like every
-                ONNX float attribute a float32 value)
+                ONNX float attribute a float32 value),
+                coding (string, optional: "rate", the default when absent, or "phase", below)
 
     u     = λ·v(t-1) + (z(t) + β)                   (integrate; z broadcast over the K neurons of a unit;
                                                       in this order, so every runtime rounds alike; λ in
@@ -29,6 +30,23 @@ domain ``onnx2snn`` (opset 1).  The saved graph computes the first time step; a 
 
 A leak λ < 1 makes the neuron leaky integrate-and-fire (the membrane decays by λ per step before the
 input is added); a leak outside (0, 1] or not finite is refused when the artifact is loaded.
+
+``coding = "phase"`` (weighted spikes, Kim et al. 2018): the current enters once, into a membrane that
+saturates at the thresholds, and the thresholds halve every step, so the T steps send the signed binary
+digits of the input, most significant first::
+
+    u     = clip(v(0) + z(1) + β, -θ-, θ+)   at t = 1    (no lower bound when unsigned)
+    u     = v(t-1)                           for t > 1    (no leak: λ must be 1)
+    θ±_t  = θ± · 2^(1-t)                                  (exact in binary floating point)
+    d(t)  = +1 if u >= a·θ+_t;  -1 if signed and u <= -a·θ-_t;  0 otherwise
+    v(t)  = u - d(t)·θ±_t                                 (θ+_t for d = +1, θ-_t for -1)
+    s(t)  = T · d(t)·θ±_t                                 (the event's amplitude)
+
+so the Decode's mean (1/T)·Σ_t s(t) = Σ_t d(t)·θ±_t: with a = 1/2, v0 = 0 and θ+ = θ- = θ it is
+clip(z + β, -θ, θ) rounded to a multiple of θ·2^(1-T) (|error| <= θ·2^-T: T digits are worth a rate code
+of 2^(T-1) steps), from at most T events; a unit at 0 sends none and a unit saturated at ±θ one.  Only
+z(1) is read, so a phase layer is fed a static current (the converter puts a Decode between phase layers:
+each layer is its own stage of T steps, and its events are weighted synaptic operations).
 
 ``a = 1`` with ``v0 = θ/2`` is the papers' "floor" neuron; ``a = 1/2`` with ``v0 = 0`` is the symmetric
 "rounding" neuron (a sigma-delta modulator): without leak, for a constant input its rate (1/T)·Σ s lies
@@ -61,8 +79,9 @@ IF_OP = "IF"
 DECODE_OP = "Decode"
 FORMAT_VERSION = "1"
 
-# IF node attributes (``leak`` is optional; its absence means 1.0).
-IF_SIGNED, IF_FIRE_FRACTION, IF_LEAK = "signed", "fire_fraction", "leak"
+# IF node attributes (``leak`` and ``coding`` are optional; their absence means 1.0 and "rate").
+IF_SIGNED, IF_FIRE_FRACTION, IF_LEAK, IF_CODING = "signed", "fire_fraction", "leak", "coding"
+CODING_RATE, CODING_PHASE = "rate", "phase"
 
 # IF node input / output positions.
 IF_CURRENT, IF_MEMBRANE, IF_BIAS, IF_THETA_POS, IF_THETA_NEG = range(5)

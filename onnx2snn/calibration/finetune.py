@@ -109,6 +109,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from runtimes.spec import CODING_PHASE
+
 from ..progress import Progress, report_interval, silent
 from .adam import Adam
 from .layer import ConvertedLayer, simulate_layer, static_response
@@ -307,6 +309,7 @@ def _l1_norm(values: np.ndarray) -> float:
 
 def _decode_quantum(layer: ConvertedLayer, timesteps: int) -> np.ndarray:
     """q [n]: one spike's worth of each unit's decoded value, √(Σ_k (w_k·θ+_k / T)²) over its live
-    neurons (θ+ = inf padding counts 0)."""
+    neurons (θ+ = inf padding counts 0); for a phase-coded layer the last digit's, w·θ·2^(1-T)."""
     theta = np.where(np.isfinite(layer.neurons.theta_pos), layer.neurons.theta_pos, 0.0)
-    return np.sqrt(np.sum((layer.decode_weight * theta / timesteps) ** 2, axis=1))
+    step = 2.0 ** (1 - timesteps) if layer.neurons.coding == CODING_PHASE else 1.0 / timesteps
+    return np.sqrt(np.sum((layer.decode_weight * theta * step) ** 2, axis=1))

@@ -6,7 +6,9 @@ A layer maps its input u_in(t) [N, m] to decoded unit values u(t) [N, n]::
     s(t)  = IF_step(v, z(t))                      (neurons [n, K], see runtimes.neuron)
     u(t)  = Σ_k w[:, k]·s(t)[:, :, k] + c         (decode weights w [n, K], offset c [n])
 
-Inputs are either static ([N, m], direct encoding) or a time series [T, N, m].
+Inputs are either static ([N, m], direct encoding) or a time series [T, N, m].  A phase-coded layer
+(``runtimes.spec``) reads its current once, from a static input or the first step of a series, and its
+decoded value is constant over the T steps (a Decode follows it in the artifact).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 
 from runtimes.compact import CompactLayer, compiled_block_rows
 from runtimes.neuron import NeuronParams
+from runtimes.spec import CODING_PHASE as PHASE
 
 from ..errors import CalibrationError
 
@@ -65,6 +68,11 @@ def simulate_layer(inputs: np.ndarray, layer: ConvertedLayer, timesteps: int, st
     N = inputs.shape[0] if static else inputs.shape[1]
     dtype = layer.weight.dtype
     compact = CompactLayer(layer.neurons, layer.decode_weight, layer.decode_offset, dtype)
+    if layer.neurons.coding == PHASE:
+        first = inputs if static else inputs[0]
+        total = phase_sums(compact, first @ layer.weight + layer.bias, timesteps)
+        series = None if rates else np.broadcast_to(compact.decode(total), (timesteps, N, n))
+        return LayerTrace(series=series, rates=total if rates else None, compact=compact)
     series = None if rates else np.empty((timesteps, N, n), dtype=dtype)
     total = np.zeros((N, compact.M), dtype=dtype) if rates else None
     m = inputs.shape[-1]
@@ -85,12 +93,30 @@ def simulate_layer(inputs: np.ndarray, layer: ConvertedLayer, timesteps: int, st
     return LayerTrace(series=series, rates=total, compact=compact)
 
 
+def phase_sums(compact: CompactLayer, z: np.ndarray, timesteps: int) -> np.ndarray:
+    """Σ_t d(t)·θ±_t of each live neuron [N, M] of a phase-coded layer driven by the current z [N, n]: the
+    neuron of ``runtimes.neuron.phase_step`` on the compact layout (the Decode's mean of its events)."""
+    upper = np.where(np.isfinite(compact.pos_thr), compact.pos_amp, np.inf)
+    lower = np.where(np.isfinite(compact.neg_thr), -compact.neg_amp, -np.inf)
+    v = np.clip(compact.drive(z) + compact.v0, lower, upper).astype(compact.v0.dtype)
+    total = np.zeros_like(v)
+    for t in range(timesteps):
+        scale = v.dtype.type(2.0 ** -t)
+        d = np.where(v >= compact.pos_thr * scale, compact.pos_amp * scale, 0.0).astype(v.dtype)
+        if compact.signed:
+            d = np.where(v <= compact.neg_thr * scale, -compact.neg_amp * scale, d).astype(v.dtype)
+        v -= d
+        total += d
+    return total
+
+
 def static_response(z: np.ndarray, layer: ConvertedLayer) -> tuple[np.ndarray, np.ndarray]:
     """The layer's rate-coded response to a constant current, without quantisation, and its slope.
 
     Per neuron the rate tends to r(x) = min(x⁺, θ+) - min(x⁻, θ-)·[signed] with x = z + β (a side whose
     θ is inf never fires: 0); the unit's value is g(z) = c + Σ_k w_k·r(x_k).  Returns (g [N, n], g' [N, n]),
-    the straight-through surrogate of the T-step simulation.
+    the straight-through surrogate of the T-step simulation (a phase-coded neuron's too: its membrane
+    saturates at θ±).
     """
     p = layer.neurons
     x = z[..., None] + p.bias

@@ -14,6 +14,8 @@ METHODS = ("none", "light", "potential", "advanced", "refit", "finetune", "forwa
 DEFAULT_MAX_PIECES = 128
 PROMISED_ERROR = {32: 5e-3, 128: 2e-3}    # default conversion, relative L2 vs the ANN on fresh points
 TOLERANCE_MARGIN = 0.8                   # of it spent on the calibration points
+CODINGS = ("rate", "phase")
+MAX_PHASE_DIGITS = 20                    # 2^-20: float32's relative precision is 2^-24
 
 
 @dataclass
@@ -38,11 +40,14 @@ class ConversionOptions:
     first_layer: str = "spiking"       # "analog": computed once per point, encoded into the next (structure.py)
     rest: str = "zero"                 # one neuron per unit: silent at "zero" or its "typical" value (rest.py)
     spike_penalty: float = 0.0         # finetune: weight λ of synaptic operations per ANN MAC in the loss
+    coding: str = "rate"               # "phase": weighted spikes, T binary digits per unit (runtimes.spec)
     methods: tuple[str, ...] = field(init=False, default=())
 
     def __post_init__(self):
         if not isinstance(self.timesteps, int) or self.timesteps <= 0:
             raise CalibrationError(f"timesteps must be a positive integer, got {self.timesteps!r}")
+        if self.coding == "phase" and self.pieces == "auto":      # the phase code's one neuron per unit
+            self.pieces = 1
         if self.pieces != "auto" and (not isinstance(self.pieces, int) or self.pieces < 1):
             raise CalibrationError(f"pieces must be a positive integer or 'auto', got {self.pieces!r}")
         if self.neuron not in ("round", "floor"):
@@ -78,8 +83,29 @@ class ConversionOptions:
             raise CalibrationError(f"unknown rest value {self.rest!r}; use zero or typical")
         if not self.spike_penalty >= 0:
             raise CalibrationError(f"spike penalty must be >= 0, got {self.spike_penalty}")
+        if self.coding not in CODINGS:
+            raise CalibrationError(f"unknown coding {self.coding!r}; use {' or '.join(CODINGS)}")
+        if self.coding == "phase":
+            self._check_phase()
         if self.readout_enlargement <= 0:
             raise CalibrationError(f"readout enlargement must be positive, got {self.readout_enlargement}")
+
+    def _check_phase(self) -> None:
+        """The phase code is built for one symmetric rounding neuron per unit, fitted end to end."""
+        clashes = [flag for flag, clash in [("--pieces " + str(self.pieces), self.pieces != 1),
+                                            ("--neuron floor", self.neuron != "round"),
+                                            ("--readout spiking", self.readout != "analog"),
+                                            ("--rest typical", self.rest != "zero"),
+                                            ("--spike-penalty", self.spike_penalty != 0),
+                                            ("--calibration forward", "forward" in self.methods),
+                                            ("--shift", self.shift), ("--v0", self.v0 is not None)] if clash]
+        if clashes:
+            raise CalibrationError(f"--coding phase is one rounding neuron per unit with an analog readout; it "
+                                   f"does not take {', '.join(clashes)}")
+        if self.timesteps > MAX_PHASE_DIGITS:
+            raise CalibrationError(f"--coding phase sends T binary digits per unit: T = {self.timesteps} is "
+                                   f"beyond float precision; use T <= {MAX_PHASE_DIGITS} (8 digits ~ a rate code "
+                                   f"of 128 steps)")
 
     @property
     def finetune_analog_iterations(self) -> int:

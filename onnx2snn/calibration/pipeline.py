@@ -19,7 +19,7 @@ readout adds one signed output neuron per output with θ± = enlargement × the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -39,7 +39,7 @@ from .options import ConversionOptions
 from .refit import refit_affine, refit_decode
 from .rest import move_rest
 from .tail import OutputTail
-from .thresholds import activation_range, mse_neurons, parse_threshold, signed_neurons
+from .thresholds import activation_range, mse_neurons, parse_threshold, phase_neurons, signed_neurons
 
 RANGE_MARGIN = 0.05
 AUTO_PASSES = 3       # wave at T=128: 1.85e-3, 1.73e-3 real error on the calibration points, τ = 1.6e-3
@@ -238,6 +238,8 @@ def _neurons(spec: SpikingLayer, weight, bias, z_snn, h_ann, options: Conversion
             return ConvertedLayer(weight, bias, neurons, gain[:, None].astype(dtype), offset.astype(dtype)), 0.0
         lo, hi = activation_range(h_ann, method, scope)
         neurons = signed_neurons(lo, hi, options.neuron, options.v0, options.timesteps if options.shift else None)
+        if options.coding == "phase":
+            neurons = phase_neurons(neurons)
         layer = ConvertedLayer(weight, bias, neurons, np.ones((n, 1), dtype), np.zeros(n, dtype))
         moved = options.rest == "typical" and "finetune" not in options.methods    # else moved after the fit
         return (move_rest(layer, z_snn) if moved else layer), 0.0
@@ -266,7 +268,7 @@ def _correct(layer: ConvertedLayer, rate: np.ndarray, h_ann: np.ndarray, options
     if "potential" in options.methods:
         n = layer.neurons
         v0 = n.v0 + (options.timesteps * shift)[:, None].astype(n.v0.dtype)
-        layer = layer.with_(neurons=NeuronParams(n.bias, n.theta_pos, n.theta_neg, v0, n.signed, n.fire_fraction))
+        layer = layer.with_(neurons=replace(n, v0=v0))
     return layer
 
 

@@ -15,6 +15,8 @@ fires on that side, so no division by zero and no spurious spikes.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from runtimes.neuron import NeuronParams, simulate_constant
@@ -82,6 +84,17 @@ def signed_neurons(lo: np.ndarray, hi: np.ndarray, neuron: str, v0_fraction: flo
     bias = finite_pos / (2 * shift_timesteps) if shift_timesteps else np.zeros_like(theta_pos)
     return NeuronParams(bias=bias.astype(theta_pos.dtype), theta_pos=theta_pos, theta_neg=theta_neg,
                         v0=(v0_part * finite_pos).astype(theta_pos.dtype), signed=True, fire_fraction=fraction)
+
+
+def phase_neurons(neurons: NeuronParams) -> NeuronParams:
+    """Phase-coded neurons (``runtimes.spec``) for a rate-coded unit's range: symmetric thresholds
+    θ = max(θ+, θ-) (over the finite ones), the membrane saturating at ±θ.  Symmetric, because a greedy
+    signed expansion whose positive and negative digits differ in size cannot cancel an overshoot of the
+    larger side with the smaller digits that follow."""
+    finite = lambda t: np.where(np.isfinite(t), t, 0.0)
+    theta = np.maximum(finite(neurons.theta_pos), finite(neurons.theta_neg)).astype(neurons.theta_pos.dtype)
+    return replace(neurons, theta_pos=theta, theta_neg=theta.copy(), v0=np.zeros_like(theta),
+                   bias=np.zeros_like(theta), signed=True, fire_fraction=0.5, coding="phase")
 
 
 def mse_neurons(z: np.ndarray, h: np.ndarray, timesteps: int, neuron: str, scope: str = "neuron",
