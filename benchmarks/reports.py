@@ -16,7 +16,7 @@ from pathlib import Path
 from common import RESULTS, ROOT, source_models
 
 import onnx2snn  # noqa: E402
-from onnx2snn.cli import REPORT_TIMESTEPS  # noqa: E402
+from onnx2snn.cli import report_timesteps  # noqa: E402
 from onnx2snn.evaluate import evaluate  # noqa: E402
 from onnx2snn.field import field  # noqa: E402
 from onnx2snn.report_document import write_report  # noqa: E402
@@ -31,7 +31,7 @@ def report_model(model: Path) -> dict:
     with tempfile.TemporaryDirectory() as scratch:     # the artifact beside a copy of its ANN
         artifact = result.save(Path(scratch) / f"{model.stem}.snn.onnx")
         shutil.copy(model, Path(scratch) / model.name)
-        steps = [TIMESTEPS] + [T for T in REPORT_TIMESTEPS if T != TIMESTEPS]
+        steps = report_timesteps(TIMESTEPS, "rate")
         evaluation = evaluate(artifact, timesteps=steps)
         shown = field(evaluation.imported, evaluation.network, evaluation.domain, TIMESTEPS)
         write_report(FOLDER / model.stem, evaluation.report, shown, f"{model.stem}: default conversion, T = {TIMESTEPS}")

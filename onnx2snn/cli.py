@@ -21,7 +21,7 @@ from . import __version__
 from .saving import atomic_write, check_output_path
 
 COMMANDS = ("convert", "run", "evaluate", "inspect", "verify", "standard", "train")
-REPORT_TIMESTEPS = (8, 16, 32, 64, 128)      # the T sweep of --report, besides the artifact's own T
+REPORT_TIMESTEPS = {"rate": (8, 16, 32, 64, 128), "phase": (4, 5, 6, 7, 8, 10, 12)}   # --report's T sweep, by coding
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 LONG_RUN_SECONDS = 10.0         # runs estimated to take longer say so first
 
@@ -347,7 +347,7 @@ def _convert(args) -> int:
         _warn_accuracy(result)
     if report_dir is not None:
         from .evaluate import evaluate
-        steps = [result.options.timesteps] + [T for T in REPORT_TIMESTEPS if T != result.options.timesteps]
+        steps = report_timesteps(result.options.timesteps, result.options.coding)
         evaluation = evaluate(result.model, ann=source, timesteps=steps, points=args.validation_points,
                               seed=args.seed, energy_table=args.energy_table, progress=progress)
         _write_document(report_dir, evaluation, output)
@@ -409,7 +409,8 @@ def _default_output(source: Path) -> Path:
 def _print_report(report: dict, output: Path) -> None:
     """The report on stdout; the time is the report's ``timing_s`` total (validation included, as said)."""
     v, timing = report["validation"], report["timing_s"]
-    print(f"wrote {output}  (T={report['timesteps']}, pieces={report['pieces']}, "
+    coding = f"coding={report['coding']}, " if report.get("coding", "rate") != "rate" else ""
+    print(f"wrote {output}  (T={report['timesteps']}, {coding}pieces={report['pieces']}, "
           f"calibration={report['calibration']}, {timing['total']:.1f} s including {timing['validate']:.1f} s "
           f"validation)")
     print(f"SNN vs ANN on {v['points']} fresh domain points: relative L2 {v['rel_l2_snn_vs_ann']:.3e}, "
@@ -618,6 +619,11 @@ def _save_npz(tmp: Path, arrays: dict) -> None:
         np.savez(f, **arrays)
 
 
+def report_timesteps(own: int, coding: str) -> list[int]:
+    """The T sweep of a report: the artifact's own T first, then ``REPORT_TIMESTEPS`` of its coding."""
+    return [own] + [T for T in REPORT_TIMESTEPS[coding] if T != own]
+
+
 def _report_directory(option: str | None, artifact: Path) -> Path | None:
     """``--report`` given as DIR, or bare (then ARTIFACT without .onnx, plus .report, beside it)."""
     if option is None:
@@ -649,10 +655,11 @@ def _evaluate(args) -> int:
     steps = [T for group in args.timesteps for T in group] if args.timesteps else None
     if report_dir is not None and steps is None:
         from runtimes.loading import load_onnx
-        from runtimes.network import artifact_timesteps
+        from runtimes.network import artifact_timesteps, if_layers
         from .errors import ModelError
         own = artifact_timesteps(load_onnx(artifact, ModelError), str(artifact))
-        steps = [own] + [T for T in REPORT_TIMESTEPS if T != own]
+        codings = {layer["coding"] for layer in if_layers(load_onnx(artifact, ModelError))}
+        steps = report_timesteps(own, "phase" if "phase" in codings else "rate")
     evaluation = evaluate(artifact, ann=args.ann, timesteps=steps, points=args.points, inputs=args.input,
                           seed=args.seed, energy_table=args.energy_table,
                           progress=None if args.quiet else _Progress())

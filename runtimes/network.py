@@ -75,6 +75,8 @@ class SpikingNetwork:
         if self.timesteps <= 0:
             raise ArtifactError(f"timesteps must be a positive integer, got {self.timesteps}")
         self.metadata = metadata(model)
+        self._phase = any(layer["coding"] == spec.CODING_PHASE for layer in if_layers(model))
+        self._check_timesteps(self.timesteps)
         self._runtime = _runtime(backend, model, self.timesteps, options)
         inits = {t.name for t in model.graph.initializer}
         self.inputs = {i.name: i for i in model.graph.input if i.name not in inits}
@@ -95,6 +97,8 @@ class SpikingNetwork:
         GPU) and at most ``chunk_rows``, so memory stays bounded for any number of points;
         ``progress(done, total)`` is called after each chunk.  ``per_neuron``: each neuron's spikes are
         counted too (``SpikeCounts.per_neuron``), by the unfused numpy reference whatever the backend."""
+        if timesteps is not None:
+            self._check_timesteps(int(timesteps))
         runtime = self._runtime
         if per_neuron:
             if self._reference is None:
@@ -119,6 +123,11 @@ class SpikingNetwork:
             if progress:
                 progress(k + 1, len(pieces))
         return _concatenate(parts)
+
+    def _check_timesteps(self, timesteps: int) -> None:
+        if self._phase and timesteps > spec.MAX_PHASE_DIGITS:
+            raise ArtifactError(f"{self.source}: a phase-coded artifact sends one binary digit per step; T = "
+                                f"{timesteps} is beyond float precision (at most {spec.MAX_PHASE_DIGITS})")
 
     def check_inputs(self, inputs: dict[str, np.ndarray] | np.ndarray) -> dict[str, np.ndarray]:
         """Name, dtype and shape checks against the graph's declared inputs; casts to the declared dtype."""

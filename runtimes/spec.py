@@ -82,6 +82,9 @@ FORMAT_VERSION = "1"
 # IF node attributes (``leak`` and ``coding`` are optional; their absence means 1.0 and "rate").
 IF_SIGNED, IF_FIRE_FRACTION, IF_LEAK, IF_CODING = "signed", "fire_fraction", "leak", "coding"
 CODING_RATE, CODING_PHASE = "rate", "phase"
+# The most steps (binary digits) a phase-coded artifact runs: θ·2^(1-T) stays a normal float32 for any
+# threshold above 1e-32, and 20 digits are already below float32's resolution of a unit's value (2^-24).
+MAX_PHASE_DIGITS = 20
 
 # IF node input / output positions.
 IF_CURRENT, IF_MEMBRANE, IF_BIAS, IF_THETA_POS, IF_THETA_NEG = range(5)

@@ -173,3 +173,11 @@ def test_phase_conversion_is_accurate_and_cheap(tmp_path):
 def test_phase_refuses_what_it_does_not_do(options, flag, tmp_path):
     with pytest.raises(CalibrationError, match=flag):
         convert(FIXTURES / "torch_tanh_gemm.onnx", coding="phase", **{"timesteps": 6, **options})
+
+
+def test_more_digits_than_float_precision_are_refused():
+    model = _artifact(_parameters(np.float32))
+    with pytest.raises(ArtifactError, match="at most 20"):
+        runtimes.SpikingNetwork(model, timesteps=21)
+    with pytest.raises(ArtifactError, match="at most 20"):
+        runtimes.SpikingNetwork(model).run({"x": _inputs(np.float32, 4)}, timesteps=64)

@@ -103,14 +103,29 @@ def test_target_error_search_keeps_the_cheapest_candidate_that_meets_it():
                                  finetune_iterations=40)
     report = result.report
     rows = report["search"]
-    assert {r["method"] for r in rows} >= {"pwl", "finetune"}
+    assert {r["method"] for r in rows} >= {"pwl", "phase"}
     met = [r for r in rows if r["rel_l2_snn_vs_ann"] <= MARGIN * target]
     cheapest = min(met, key=lambda r: r["energy_ratio"])
     assert report["timesteps"] == cheapest["timesteps"]
-    assert report["pieces"] == (1 if cheapest["method"] == "finetune" else "auto")
+    assert report["pieces"] == ("auto" if cheapest["method"] == "pwl" else 1)
+    assert report["coding"] == ("phase" if cheapest["method"] == "phase" else "rate")
     assert report["validation"]["rel_l2_snn_vs_ann"] <= target
     assert any(r["pareto"] for r in rows) and cheapest["pareto"]
     assert report["energy"]["45nm_fp32"]["ratio"] == pytest.approx(cheapest["energy_ratio"], rel=0.1)
+
+
+def test_the_phase_stream_steps_down_while_it_meets_the_goal_and_up_while_the_error_falls():
+    from onnx2snn.search import Candidate, next_phase_timesteps
+
+    def stream(*errors_by_t):
+        return [Candidate("phase", T, "spiking", "zero", rel_l2=e) for T, e in errors_by_t]
+    assert next_phase_timesteps(stream((6, 1e-3)), 1e-2) == 5
+    assert next_phase_timesteps(stream((6, 1e-3), (5, 2e-3), (4, 5e-3)), 1e-2) is None     # the last digit
+    assert next_phase_timesteps(stream((6, 1e-3), (5, 2e-2)), 1e-2) is None                # 6 is the least
+    assert next_phase_timesteps(stream((6, 2e-2)), 1e-2) == 7
+    assert next_phase_timesteps(stream((6, 2e-2), (7, 1.5e-2)), 1e-2) == 8
+    assert next_phase_timesteps(stream((6, 2e-2), (7, 2.1e-2)), 1e-2) is None              # a floor
+    assert next_phase_timesteps(stream((12, 2e-2)), 1e-2) is None                          # the most digits
 
 
 def test_target_error_refuses_what_it_cannot_reach_and_bad_models():

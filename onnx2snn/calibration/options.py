@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from runtimes.spec import MAX_PHASE_DIGITS
+
 from ..errors import CalibrationError
 from .finetune import ANALOG_PER_ITERATION, ITERATIONS
 from .thresholds import parse_threshold
@@ -15,7 +17,6 @@ DEFAULT_MAX_PIECES = 128
 PROMISED_ERROR = {32: 5e-3, 128: 2e-3}    # default conversion, relative L2 vs the ANN on fresh points
 TOLERANCE_MARGIN = 0.8                   # of it spent on the calibration points
 CODINGS = ("rate", "phase")
-MAX_PHASE_DIGITS = 20                    # 2^-20: float32's relative precision is 2^-24
 
 
 @dataclass
