@@ -143,8 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
                      "coordinate must be sorted and equally spaced)")
     run.add_argument("--cutoff", default="auto", type=_cutoff, help="fraction of the modes kept per grid axis, "
                      "or auto (default): chosen against the ANN's outputs")
-    run.add_argument("--ann", help="the original network, reference for --cutoff auto and for the errors "
-                     "printed (default: the artifact's source model beside it, if present)")
+    run.add_argument("--ann", help="the original network: the errors against it are printed, and it is the "
+                     "reference of --cutoff auto (default for those: the artifact's source model beside it)")
+    run.add_argument("--report-json", help="write this run's report here: errors against the ANN, spikes, "
+                     "synaptic operations and energy per point (needs the ANN: --ann or beside the artifact)")
 
     evaluate = sub.add_parser("evaluate", help="measure a spiking artifact against its ANN (and the exact "
                               "solution where known): error, spikes and energy at one or several T")
@@ -500,10 +502,15 @@ def _run(args) -> int:
     check_output_path(output, args.model)
     if len(snn.output_names) > 1 and output.suffix != ".npz":
         raise UsageError(f"onnx2snn run: the model has {len(snn.output_names)} outputs; give -o Y.npz")
+    if args.report_json:
+        check_output_path(args.report_json, args.model)
     grid = _before_run(args, snn, inputs)
     progress = _Progress()
-    result = snn.run(inputs, progress=lambda done, total: total > 1 and progress("simulating chunks of points",
-                                                                               done, total))
+    stats = snn.run_with_stats(inputs, progress=lambda done, total: total > 1 and progress(
+        "simulating chunks of points", done, total))
+    result = stats.outputs
+    if args.ann or args.report_json:
+        _run_report(args, snn, inputs, stats)
     if args.lowpass:
         result = _lowpass(args, snn, inputs, result, grid)
     if output.suffix == ".npz":
@@ -513,6 +520,24 @@ def _run(args) -> int:
     shapes = ", ".join(f"{k} {list(v.shape)}" for k, v in result.items())
     print(f"wrote {output}  ({shapes}; T={snn.timesteps}, backend {args.backend})")
     return EXIT_OK
+
+
+def _run_report(args, snn, inputs: dict, stats) -> None:
+    """``run --ann`` / ``--report-json``: this run measured against the ANN (``evaluate``, on the run's own
+    outputs and spike counts), the errors printed, the report written."""
+    from .evaluate import evaluate
+    evaluation = evaluate(args.model, ann=args.ann, inputs=snn.check_inputs(inputs), timesteps=[snn.timesteps],
+                          run=stats)
+    report = evaluation.report
+    v = report["validation"]
+    line = f"SNN vs ANN ({report['ann']}) on {v['points']} points: relative L2 {v['rel_l2_snn_vs_ann']:.3e}"
+    if "rel_l2_snn_vs_exact" in v:
+        line += f", vs exact {v['rel_l2_snn_vs_exact']:.3e}"
+    print(line + f"; {report['spikes_per_sample']:,.1f} spikes and {report['energy']['45nm_fp32']['ratio']:.3g}x "
+                 f"the ANN's energy per point (45nm_fp32, compute only)")
+    if args.report_json:
+        text = json.dumps(report, indent=2) + "\n"
+        atomic_write(Path(args.report_json), lambda tmp: tmp.write_text(text))
 
 
 def _before_run(args, snn, inputs: dict) -> tuple[int, ...] | None:

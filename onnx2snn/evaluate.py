@@ -66,10 +66,11 @@ def find_ann(artifact: onnx.ModelProto, path: Path | None, ann: str | os.PathLik
 def evaluate(artifact: str | os.PathLike | onnx.ModelProto, ann: str | os.PathLike | None = None,
              timesteps: list[int] | None = None, points: int = 2048,
              inputs: dict[str, np.ndarray] | np.ndarray | str | None = None, seed: int = 0,
-             energy_table: str | None = None, progress: Progress | None = None) -> Evaluation:
+             energy_table: str | None = None, progress: Progress | None = None, run=None) -> Evaluation:
     """Measure ``artifact`` (a path or an in-memory artifact, then with ``ann`` given) against its ANN at
     each of ``timesteps`` (default: the artifact's T); see the module docstring.  ``progress``:
-    ``onnx2snn.progress``."""
+    ``onnx2snn.progress``; ``run``: the artifact's ``RunResult`` at ``inputs`` for the first T, if it was
+    run already (``onnx2snn run``)."""
     say = progress or silent
     path = None if isinstance(artifact, onnx.ModelProto) else Path(artifact)
     model = artifact if path is None else load_onnx(path, ModelError)
@@ -98,7 +99,7 @@ def evaluate(artifact: str | os.PathLike | onnx.ModelProto, ann: str | os.PathLi
     sweep, first = [], None
     for k, T in enumerate(steps):
         say("evaluating", k, len(steps), f"T={T}")
-        measured = measure(imported, structure, network, feeds, T, pieces, energy_table)
+        measured = measure(imported, structure, network, feeds, T, pieces, energy_table, run if k == 0 else None)
         first = first or measured
         sweep.append(_sweep_row(T, measured))
     say("evaluating", len(steps), len(steps), "spikes per neuron")

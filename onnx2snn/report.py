@@ -111,15 +111,17 @@ def build_report(imported, result, points: dict[str, np.ndarray], timing: dict[s
 
 
 def measure(imported, structure, network, points: dict[str, np.ndarray], timesteps: int,
-            pieces: dict[str, float], energy_table: str | None = None) -> dict:
+            pieces: dict[str, float], energy_table: str | None = None, run=None) -> dict:
     """Run the ANN (``imported``, analysed as ``structure``) and the SNN (``network``, a
     ``runtimes.SpikingNetwork``) for ``timesteps`` steps at ``points``: the report's ``validation``
     (errors against the ANN and, where known, the exact solution), ``layers`` (one row per IF layer whose
     name is a layer of ``structure``, or a spiking readout's output neurons; ``pieces[name]`` its mean
-    neurons per unit), spike totals and the energy keys (``energy.py``)."""
+    neurons per unit), spike totals and the energy keys (``energy.py``).  ``run``: the network's
+    ``RunResult`` at these points if it has been run already (by any backend)."""
     ann = run_ann(imported.model, points, [a.input for a in structure.affines], source=imported.path)
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):   # non-finite outputs: checked below
-        run = network.run_with_stats(points, timesteps=timesteps)
+    if run is None:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):   # non-finite outputs: checked below
+            run = network.run_with_stats(points, timesteps=timesteps)
     names = [o.name for o in imported.model.graph.output]
     for name in names:
         y = np.asarray(run.outputs[name])

@@ -150,3 +150,18 @@ def test_progress_bars_on_a_terminal_only(monkeypatch, capsys):
     quiet = cli._Progress()
     quiet("finetune: quantised fit", 1, 10)
     assert capsys.readouterr().err == ""
+
+
+def test_cli_run_reports_its_own_error_spikes_and_energy(tmp_path, capsys):
+    source, artifact, _ = converted(tmp_path, "torch_tanh_gemm", timesteps=8, pieces=1, calibration="light")
+    x = np.random.default_rng(3).uniform([-1, 0], [1, 1], (200, 2)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    code = main(["run", str(artifact), "--input", str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.npy"),
+                 "--ann", str(source), "--report-json", str(tmp_path / "run.json")])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    report = json.loads((tmp_path / "run.json").read_text())
+    error = relative_l2(np.load(tmp_path / "y.npy"), ann_outputs(source, {"x": x})[0])
+    assert report["validation"]["rel_l2_snn_vs_ann"] == pytest.approx(error, rel=1e-9)
+    assert f"{error:.3e}" in out and report["validation"]["points"] == 200
+    assert report["energy"]["45nm_fp32"]["ratio"] > 0 and report["spikes_per_sample"] > 0
