@@ -46,6 +46,7 @@ METHODS = {
     "default PWL (auto)": (dict(), (8, 32)),
     "spike-aware (rest typical, first layer by rule)": (dict(pieces=1, rest="typical"), (4, 8, 16, 32)),
     "phase code (weighted spikes)": (dict(coding="phase"), (5, 6, 7, 8, 10)),
+    "phase code, 2.5x longer fit": (dict(coding="phase", finetune_iterations=1500), (8,)),
 }
 TARGETS = (1e-2, 3e-3)
 PATH = RESULTS / "energy.jsonl"

@@ -439,7 +439,8 @@ def _print_report(report: dict, output: Path) -> None:
         for row in report["search"]:
             print(f"  {'*' if row['pareto'] else ' '} {row['method']:<8} T={row['timesteps']:<4} first layer "
                   f"{row['first_layer']:<7} rest {row['rest']:<7} error {row['rel_l2_snn_vs_ann']:.2e}  "
-                  f"energy {row['energy_ratio']:.3f}x  ({row['seconds']:.0f} s)")
+                  f"energy {row['energy_ratio']:.3f}x  ({row['seconds']:.0f} s"
+                  + (f", {row['finetune_iterations']} fit iterations)" if "finetune_iterations" in row else ")"))
 
 
 def _spiking_share(report: dict) -> str:
