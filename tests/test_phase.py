@@ -181,3 +181,16 @@ def test_more_digits_than_float_precision_are_refused():
         runtimes.SpikingNetwork(model, timesteps=21)
     with pytest.raises(ArtifactError, match="at most 20"):
         runtimes.SpikingNetwork(model).run({"x": _inputs(np.float32, 4)}, timesteps=64)
+
+
+@pytest.mark.parametrize("name", ["torch_sigmoid_relu", "torch_separable"])
+def test_phase_conversions_of_dead_units_and_separable_grids_agree_in_every_runtime(name, tmp_path):
+    """Dead ReLU units (range {0}) get no neuron; a separable network's axes run as phase stages."""
+    from runtimes.verify import verify
+    from onnx2snn.importer import import_model
+    from onnx2snn.inputs import resolve_domain, validation_inputs
+    result = convert(FIXTURES / f"{name}.onnx", timesteps=8, coding="phase", samples=1024, validation_points=512)
+    assert result.report["validation"]["rel_l2_snn_vs_ann"] < 1e-2
+    imported = import_model(FIXTURES / f"{name}.onnx")
+    points = validation_inputs(imported, resolve_domain(imported, None), 256, np.random.default_rng(0))
+    assert verify(result.model, points).ok

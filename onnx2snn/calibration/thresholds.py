@@ -90,9 +90,11 @@ def phase_neurons(neurons: NeuronParams) -> NeuronParams:
     """Phase-coded neurons (``runtimes.spec``) for a rate-coded unit's range: symmetric thresholds
     θ = max(θ+, θ-) (over the finite ones), the membrane saturating at ±θ.  Symmetric, because a greedy
     signed expansion whose positive and negative digits differ in size cannot cancel an overshoot of the
-    larger side with the smaller digits that follow."""
+    larger side with the smaller digits that follow.  A unit whose range is {0} (a dead ReLU) gets none
+    (θ = inf: it sends nothing and decodes to 0)."""
     finite = lambda t: np.where(np.isfinite(t), t, 0.0)
-    theta = np.maximum(finite(neurons.theta_pos), finite(neurons.theta_neg)).astype(neurons.theta_pos.dtype)
+    theta = np.maximum(finite(neurons.theta_pos), finite(neurons.theta_neg))
+    theta = np.where(theta > 0, theta, np.inf).astype(neurons.theta_pos.dtype)     # a dead unit: no neuron
     return replace(neurons, theta_pos=theta, theta_neg=theta.copy(), v0=np.zeros_like(theta),
                    bias=np.zeros_like(theta), signed=True, fire_fraction=0.5, coding="phase")
 
