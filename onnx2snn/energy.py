@@ -6,7 +6,9 @@ one), from the tensors and spike counts of one run on fresh points:
 ANN   every node of the original graph (``operations.py``): MACs of its affine layers, one activation per
       unit (``ann_work``: however the exporter spelled it), adds and mults of the other nodes.
 SNN   * synaptic operations: Σ_l events_l × fan-out_l, fan-out_l = the widths of the affine layers fed by
-        layer l (+1 when analog nodes read its decoded value: one accumulate per event);
+        layer l (+1 when analog nodes read its decoded value: one accumulate per event); a phase-coded
+        event (``runtimes.spec``) carries the weight 2^(1-t)·θ, a power of two times the layer's constant:
+        its target adds that weight shifted by an exponent, counted as one accumulate too (Kim et al. 2018);
       * neuron updates: every live neuron, every step (n_l × T × its rows per sample), whether or not it
         fires;
       * static affines: a spiking layer fed by no spiking layer (the first layer under direct encoding) has

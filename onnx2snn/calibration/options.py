@@ -92,13 +92,15 @@ class ConversionOptions:
             raise CalibrationError(f"readout enlargement must be positive, got {self.readout_enlargement}")
 
     def _check_phase(self) -> None:
-        """The phase code is built for one symmetric rounding neuron per unit, fitted end to end."""
+        """The phase code is built for one symmetric rounding neuron per unit, fitted end to end; its
+        initial potential is not a calibration knob (it enters once, not every step)."""
         clashes = [flag for flag, clash in [("--pieces " + str(self.pieces), self.pieces != 1),
                                             ("--neuron floor", self.neuron != "round"),
                                             ("--readout spiking", self.readout != "analog"),
                                             ("--rest typical", self.rest != "zero"),
                                             ("--spike-penalty", self.spike_penalty != 0),
                                             ("--calibration forward", "forward" in self.methods),
+                                            ("--calibration potential", "potential" in self.methods),
                                             ("--shift", self.shift), ("--v0", self.v0 is not None)] if clash]
         if clashes:
             raise CalibrationError(f"--coding phase is one rounding neuron per unit with an analog readout; it "
