@@ -2,7 +2,7 @@
 
     OMP_NUM_THREADS=1 python benchmarks/energy.py [--fresh] [--plot-only] [MODEL.onnx ...]
     OMP_NUM_THREADS=1 python benchmarks/energy.py --fixtures     # --target-error on every test fixture
-    ... [--targets=1e-2,3e-3] [--targets-only]     # which searches to run; only them
+    ... [--targets=1e-2,3e-3] [--targets-only] [--methods=TEXT]   # which searches; only them; methods named so
 
 Methods (``METHODS``): the papers' preset, one neuron per unit (finetune) across T, the default PWL
 expansion, the spike-aware rate code (one neuron per unit with rest values moved to where spikes cost
@@ -74,7 +74,7 @@ def row(model, label: str, result, seconds: float, **extra) -> dict:
             "spikes_per_synapse": report["spikes_per_synapse"],
             "breakdown_45nm_fp32_pj": report["energy_breakdown_pj"][DEFAULT_MODEL],
             "ann_45nm_fp32_pj": report["energy"][DEFAULT_MODEL]["ann_pj"],
-            "pieces": report["pieces"], "first_layer": extra.pop("first_layer", "spiking"),
+            "pieces": report["pieces"], "coding": report["coding"], "first_layer": extra.pop("first_layer", "spiking"),
             "seconds": round(seconds, 1), "commit": commit(), **extra}
 
 
@@ -122,21 +122,41 @@ def fixture_table(rows: list[dict]) -> list[str]:
     """``--target-error`` on every test fixture: the chosen conversion, its error on fresh points, energy."""
     commits = ", ".join(sorted({r.get("commit", "unknown") for r in rows}))
     lines = ["## `--target-error` on every test fixture", "",
-             f"Searched at commit(s) {commits}: 6b6b9a2 predicts each next T from a slope of T^-0.5 with no cap on "
-             "the jump (since 91c152f a jump is at most 4x and the energy is extrapolated with the measured "
-             "slope, which finds cheaper one-neuron conversions where the slope is steeper, e.g. Burgers).", "",
+             f"Searched at commit(s) {commits} (PWL along T, then the phase code along T, then the rate code "
+             "with one neuron per unit only where neither met the goal; `search.py`).", "",
              "| fixture | target | chosen | T | SNN vs ANN (fresh) | met | x ANN 45nm_fp32 | candidates | s | "
              "default conversions |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if r.get("failed"):
             lines.append(f"| {r['model']} | {r['method'].split()[-1]} | failed: {r['failed'][:70]} | | | ✗ | | | {r['seconds']} |")
             continue
-        chosen = "one neuron/unit" if r["pieces"] == 1 else "PWL auto"
+        met = [c for c in r["search"] if c["rel_l2_snn_vs_ann"] <= MARGIN * r["target_error"]]
+        chosen = {"pwl": "PWL auto", "phase": "phase code", "finetune": "one neuron/unit"}[
+            min(met, key=lambda c: c["energy_ratio"])["method"]]
         met = "✓" if r["rel_l2_snn_vs_ann"] <= r["target_error"] else "✗"
         lines.append(f"| {r['model']} | {r['target_error']:g} | {chosen}, first layer {r['first_layer']} | "
                      f"{r['timesteps']} | {fmt(r['rel_l2_snn_vs_ann'])} | {met} | {r['energy_ratio'][DEFAULT_MODEL]:.3g} | "
                      f"{len(r['search'])} | {r['seconds']} | {r['seconds'] / r['default_seconds']:.0f} |")
     return lines
+
+
+def summary_table(rows: list[dict]) -> list[str]:
+    """Per model, the cheapest row (45 nm fp32) within 1e-2 and within 3e-3 of the ANN, with its ratios on
+    every table."""
+    tables = list(load_tables())
+    lines = ["## The cheapest conversion within an error, per model", "",
+             "| model | within | method | T | SNN vs ANN | " + " | ".join(f"x ANN {t}" for t in tables) + " |",
+             "|---|---|---|---|---|" + "---|" * len(tables)]
+    for model in dict.fromkeys(r["model"] for r in rows):
+        for bound in (1e-2, 3e-3):
+            met = [r for r in rows if r["model"] == model and not r.get("failed") and r["rel_l2_snn_vs_ann"] <= bound]
+            if not met:
+                lines.append(f"| {model} | {bound:g} | none measured | | |" + " |" * len(tables))
+                continue
+            r = min(met, key=lambda r: r["energy_ratio"][DEFAULT_MODEL])
+            lines.append(f"| {model} | {bound:g} | {r['method']} | {r['timesteps']} | {fmt(r['rel_l2_snn_vs_ann'])} | "
+                         + " | ".join(f"{r['energy_ratio'][t]:.3g}" for t in tables) + " |")
+    return lines + [""]
 
 
 def write_markdown(rows: list[dict]) -> None:
@@ -148,7 +168,7 @@ def write_markdown(rows: list[dict]) -> None:
              "`onnx2snn/energy_models.json`). First layer: `analog` = computed once per point "
              "(`--first-layer analog`). Spent: the SNN's 45 nm fp32 energy by synaptic operations / neuron "
              "updates / first layer / analog nodes.", "",
-             "![error against energy](energy.png)", ""]
+             "![error against energy](energy.png)", ""] + summary_table(rows)
     for r in rows:                   # a target row's first layer is its chosen candidate's
         if r.get("search"):
             met = [c for c in r["search"] if c["rel_l2_snn_vs_ann"] <= MARGIN * r["target_error"]]
@@ -212,7 +232,8 @@ def main(argv: list[str]) -> None:
     models = [Path(a) for a in argv if a.endswith(".onnx")] or source_models(ROOT / "models")
     targets = next((tuple(float(t) for t in a.split("=", 1)[1].split(",")) for a in argv
                     if a.startswith("--targets=")), TARGETS)
-    methods = {k: v for k, v in METHODS.items() if "--targets-only" not in argv}
+    chosen = next((a.split("=", 1)[1] for a in argv if a.startswith("--methods=")), "")
+    methods = {k: v for k, v in METHODS.items() if "--targets-only" not in argv and chosen in k}
     if "--fixtures" in argv:
         run(source_models(ROOT / "tests" / "fixtures"), FIXTURES_PATH, methods={}, targets=targets)
     elif "--plot-only" not in argv:
