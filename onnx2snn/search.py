@@ -218,7 +218,7 @@ def cheapest_conversion(model, target_error: float, energy_model: str = DEFAULT_
         phase.append(measure(Candidate("phase", T, "spiking", "zero")))
         T = next_phase_timesteps(phase, goal)
     closest = min(phase, key=lambda c: c.rel_l2) if phase else None
-    if closest is not None and best() is None and closest.rel_l2 <= LONGER_FIT_WITHIN * goal:
+    if closest is not None and closest.rel_l2 > goal and closest.rel_l2 <= LONGER_FIT_WITHIN * goal:
         iterations = round(LONGER_FIT * options.get("finetune_iterations", ITERATIONS))
         measure(Candidate("phase", closest.timesteps, "spiking", "zero", finetune_iterations=iterations))
     for rest in REST_VALUES if best() is None else ():

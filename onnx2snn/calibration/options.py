@@ -101,6 +101,7 @@ class ConversionOptions:
                                             ("--spike-penalty", self.spike_penalty != 0),
                                             ("--calibration forward", "forward" in self.methods),
                                             ("--calibration potential", "potential" in self.methods),
+                                            ("--threshold mse", self.threshold.startswith("mse")),
                                             ("--shift", self.shift), ("--v0", self.v0 is not None)] if clash]
         if clashes:
             raise CalibrationError(f"--coding phase is one rounding neuron per unit with an analog readout; it "
