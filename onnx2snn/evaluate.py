@@ -30,7 +30,7 @@ from runtimes.network import SpikingNetwork, if_layers, metadata
 from .domain import Domain, parse_domain
 from .errors import DomainError, ModelError
 from .importer import ImportedModel, import_model
-from .inputs import check_arrays, load_arrays, validation_inputs
+from .inputs import check_arrays, is_grid_model, load_arrays, validation_inputs
 from .progress import Progress, silent
 from .report import measure
 from .structure import Structure, analyse
@@ -106,19 +106,19 @@ def evaluate(artifact: str | os.PathLike | onnx.ModelProto, ann: str | os.PathLi
     report = {"model": str(path.name) if path else "artifact", "ann": imported.path.name, "timesteps": steps[0],
               "calibrated_timesteps": network.timesteps,
               "coding": "+".join(sorted({layer["coding"] for layer in if_layers(model)})), **first, "sweep": sweep,
-              "neuron_spikes": neuron_spikes(network, feeds, steps[0])}
+              "neuron_spikes": neuron_spikes(network, feeds, steps[0], is_grid_model(imported))}
     return Evaluation(report=report, network=network, imported=imported, structure=structure, domain=box,
                       points=feeds)
 
 
-def neuron_spikes(network: SpikingNetwork, feeds: dict[str, np.ndarray], timesteps: int) -> dict[str, list[float]]:
+def neuron_spikes(network: SpikingNetwork, feeds: dict[str, np.ndarray], timesteps: int,
+                  grid: bool) -> dict[str, list[float]]:
     """Per IF layer, the spikes per sample of each live neuron (4 significant digits) on the first
-    ``NEURON_POINTS`` rows (a separable network's axes: all of them)."""
-    rows = {name: (a[:NEURON_POINTS] if len(feeds) == 1 else a) for name, a in feeds.items()}
+    ``NEURON_POINTS`` rows, or for a separable (``grid``) network on its whole grid."""
+    rows = feeds if grid else {name: a[:NEURON_POINTS] for name, a in feeds.items()}
     run = network.run_with_stats(rows, timesteps=timesteps, per_neuron=True)
-    samples = max(min(a.shape[0] for a in rows.values()), 1) if len(rows) == 1 else \
-        int(np.prod([a.shape[0] for a in rows.values()]))
-    return {name: [float(f"{x:.4g}") for x in np.asarray(c.per_neuron, np.float64) / samples]
+    samples = int(np.prod([a.shape[0] for a in rows.values()])) if grid else next(iter(rows.values())).shape[0]
+    return {name: [float(f"{x:.4g}") for x in np.asarray(c.per_neuron, np.float64) / max(samples, 1)]
             for name, c in run.spikes.items() if c.per_neuron is not None}
 
 

@@ -89,6 +89,9 @@ def test_field_of_separable_and_multi_input_networks(tmp_path, name):
     shown = field(evaluation.imported, evaluation.network, evaluation.domain)
     assert [n for n, _ in shown.axes] == ["x", "t"] and shown.ann.shape == (64, 64)
     assert relative_l2(shown.snn, shown.ann) < 0.1
+    report = evaluation.report           # per-neuron counts on the same points add up to each layer's
+    for layer in report["layers"]:
+        assert sum(report["neuron_spikes"][layer["name"]]) == pytest.approx(layer["spikes_per_sample"], rel=1e-3)
 
 
 def test_cli_evaluate_and_report_files(tmp_path, capsys):
