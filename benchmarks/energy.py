@@ -219,7 +219,11 @@ def plot(rows: list[dict]) -> None:
                ylabel="rel. L2 vs ANN")
     for ax in axes.ravel()[len(models):]:
         ax.axis("off")
-    axes.ravel()[0].legend(fontsize=6)
+    handles = {}
+    for ax in axes.ravel():               # every method once, from whichever panel has it
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    axes.ravel()[0].legend(handles.values(), handles.keys(), fontsize=6)
     fig.suptitle("SNN vs ANN error against energy per sample (points labelled with T; ANN = 1.0; dashed: 1e-2)",
                  fontsize=9)
     fig.tight_layout()
