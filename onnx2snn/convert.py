@@ -57,7 +57,7 @@ def convert(model: str | os.PathLike, domain: Domain | str | None = None, timest
             threshold: str = "max", neuron: str = "round", readout: str = "analog",
             validation_points: int = VALIDATION_POINTS, validate: bool = True,
             progress: Progress | None = None, energy_table: str | None = None,
-            **extra) -> ConversionResult:
+            warm_start: Calibration | None = None, **extra) -> ConversionResult:
     """Convert the ONNX model at ``model`` to an SNN.
 
     ``domain``: {input: [(lo, hi) per feature]} or the text form (default: the model's metadata);
@@ -66,7 +66,8 @@ def convert(model: str | os.PathLike, domain: Domain | str | None = None, timest
     ``finetune_iterations``, ``first_layer``, ``rest``, ``spike_penalty``) and their meaning:
     ``ConversionOptions``; ``energy_table``: a JSON file of further cost tables for the report.
     ``progress``, if given, receives a line per stage and the steps of long ones (``onnx2snn.progress``;
-    the library never prints).
+    the library never prints).  ``warm_start``: a calibration of the same model to start finetune from
+    (``calibration.pipeline.calibrate``).
     """
     options = ConversionOptions(timesteps=timesteps, pieces=pieces, calibration=calibration,
                                 threshold=threshold, neuron=neuron, readout=readout, seed=seed, **extra)
@@ -94,7 +95,7 @@ def convert(model: str | os.PathLike, domain: Domain | str | None = None, timest
     tail = output_tail(imported.model, structure, ann, feeds) \
         if not grid_model and (options.pieces == "auto" or "finetune" in options.methods) else None
     grid = grid_error(imported.model, structure, ann, feeds) if options.pieces == "auto" and grid_model else None
-    result_calibration = calibrate(structure, ann, options, tail, grid, progress or silent)
+    result_calibration = calibrate(structure, ann, options, tail, grid, progress or silent, warm_start)
     metadata = {
         spec.META_FORMAT: spec.FORMAT_VERSION, spec.META_TIMESTEPS: str(options.timesteps),
         spec.META_ENCODING: "direct", spec.META_READOUT: options.readout, spec.META_DOMAIN: format_domain(box),

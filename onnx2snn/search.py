@@ -13,10 +13,12 @@ Search, per method, along T (spikes and neuron updates grow about linearly in T,
 * ``pwl`` (``--pieces auto`` with its error budget τ = 0.8·E): T ascending in ``PWL_T``, stopping at the
   first that meets E (more steps only add spikes).  These conversions are cheap and bound the rest.
 * ``phase`` (``--coding phase``: one neuron per unit sending the binary digits of its value, fitted end to
-  end): from T = ``PHASE_START`` digits, down while the goal is met (fewer digits, fewer spikes and
-  updates), else up until it is met, the error stops falling, or ``PHASE_T`` ends; where it floors above
-  the goal but near it, its best T once more with a longer fit (``LONGER_FIT``).  Measured on the shipped
-  models it is the cheapest code at every error it reaches (``benchmarks/results/energy.md``).
+  end): from the fewest digits ``PHASE_T[0]`` up, each candidate's fit started from the last one's (the
+  conversion's own curriculum of digits, ``calibration.pipeline.calibrate``: a few seconds per digit
+  after the first fit), until the goal is met (the least T that meets it: more digits only cost more),
+  the error stops falling, or ``PHASE_T`` ends; where it floors above the goal but near it, its best T
+  once more with a longer fit (``LONGER_FIT``).  Measured on the shipped models it is the cheapest code
+  at every error it reaches (``benchmarks/results/energy.md``).
 * ``finetune`` (one neuron per unit, rate code, end-to-end fit), only where neither found one, with each
   unit's rest value moved to where its spikes cost least (``--rest typical``): from T = 4, each next T predicted on a log-log line through the last
   measurements (``next_timesteps``), narrowing in on the least T that meets E, stopping at an error floor
@@ -51,7 +53,6 @@ from .report import build_report, finish_timing
 
 FINETUNE_T = (4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128)
 PHASE_T = tuple(range(4, 13))
-PHASE_START = 6
 # Where the phase stream floors above the goal but within LONGER_FIT_WITHIN of it, its best T once more with
 # LONGER_FIT times the fit: the floor is the fit's (wave, T = 8: 1.64e-2 with 600 iterations, 1.01e-2
 # with the analog phase 2.5x longer, 9.7e-3 with both; 3,000 quantised steps alone 1.56e-2).
@@ -101,16 +102,11 @@ def phase_allowed(options: dict) -> bool:
 
 
 def next_phase_timesteps(stream: list[Candidate], goal: float) -> int | None:
-    """The next T of the phase stream (module docstring), or None to stop: one digit fewer while the
-    least T tried meets the goal, one more while none does and the error still falls."""
-    met = [c.timesteps for c in stream if c.rel_l2 <= goal]
-    if met:
-        lower = min(met) - 1
-        tried = {c.timesteps for c in stream}
-        return lower if lower >= PHASE_T[0] and lower not in tried else None
+    """The next T of the phase stream (module docstring), or None to stop: one digit more while the goal
+    is not met and the error still falls."""
     last = stream[-1]
-    if len(stream) >= 2 and last.rel_l2 >= stream[-2].rel_l2:
-        return None                                     # the error stopped falling: a floor
+    if last.rel_l2 <= goal or (len(stream) >= 2 and last.rel_l2 >= stream[-2].rel_l2):
+        return None                                     # met, or the error stopped falling: a floor
     return last.timesteps + 1 if last.timesteps < PHASE_T[-1] else None
 
 
@@ -181,7 +177,7 @@ def cheapest_conversion(model, target_error: float, energy_model: str = DEFAULT_
     goal = MARGIN * target_error
     tried: list[Candidate] = []
 
-    def measure(c: Candidate) -> Candidate:
+    def measure(c: Candidate, warm=None) -> Candidate:
         say(f"search: {c.method}, T={c.timesteps}, first layer {c.first_layer}, rest {c.rest}")
         started = time.perf_counter()
         kind = {"pieces": 1, "calibration": "finetune", "rest": c.rest} if c.method == "finetune" else \
@@ -190,7 +186,7 @@ def cheapest_conversion(model, target_error: float, energy_model: str = DEFAULT_
         if c.finetune_iterations:
             kind["finetune_iterations"] = c.finetune_iterations
         c.result = convert(model, domain=box, timesteps=c.timesteps, seed=seed, validate=False,
-                           progress=steps_only(progress),
+                           progress=steps_only(progress), warm_start=warm,
                            first_layer=c.first_layer, **{**{k: v for k, v in options.items() if k != "tolerance"},
                                                          **kind})
         report = build_report(imported, c.result, selection, {}, energy_table)
@@ -213,9 +209,10 @@ def cheapest_conversion(model, target_error: float, energy_model: str = DEFAULT_
         if measure(Candidate("pwl", T, first_layer(T, "zero"), "zero")).rel_l2 <= goal:
             break
     phase = []
-    T = PHASE_START if phase_allowed(options) else None
+    T = PHASE_T[0] if phase_allowed(options) else None
     while T is not None:
-        phase.append(measure(Candidate("phase", T, "spiking", "zero")))
+        warm = phase[-1].result.calibration if phase else None
+        phase.append(measure(Candidate("phase", T, "spiking", "zero"), warm))
         T = next_phase_timesteps(phase, goal)
     closest = min(phase, key=lambda c: c.rel_l2) if phase else None
     if closest is not None and closest.rel_l2 > goal and closest.rel_l2 <= LONGER_FIT_WITHIN * goal:

@@ -114,17 +114,16 @@ def test_target_error_search_keeps_the_cheapest_candidate_that_meets_it():
     assert report["energy"]["45nm_fp32"]["ratio"] == pytest.approx(cheapest["energy_ratio"], rel=0.1)
 
 
-def test_the_phase_stream_steps_down_while_it_meets_the_goal_and_up_while_the_error_falls():
+def test_the_phase_stream_adds_digits_until_the_goal_is_met_or_the_error_stops_falling():
     from onnx2snn.search import Candidate, next_phase_timesteps
 
     def stream(*errors_by_t):
         return [Candidate("phase", T, "spiking", "zero", rel_l2=e) for T, e in errors_by_t]
-    assert next_phase_timesteps(stream((6, 1e-3)), 1e-2) == 5
-    assert next_phase_timesteps(stream((6, 1e-3), (5, 2e-3), (4, 5e-3)), 1e-2) is None     # the last digit
-    assert next_phase_timesteps(stream((6, 1e-3), (5, 2e-2)), 1e-2) is None                # 6 is the least
-    assert next_phase_timesteps(stream((6, 2e-2)), 1e-2) == 7
-    assert next_phase_timesteps(stream((6, 2e-2), (7, 1.5e-2)), 1e-2) == 8
-    assert next_phase_timesteps(stream((6, 2e-2), (7, 2.1e-2)), 1e-2) is None              # a floor
+    assert next_phase_timesteps(stream((4, 1e-3)), 1e-2) is None                          # the fewest digits
+    assert next_phase_timesteps(stream((4, 2e-2)), 1e-2) == 5
+    assert next_phase_timesteps(stream((4, 2e-2), (5, 1.5e-2)), 1e-2) == 6
+    assert next_phase_timesteps(stream((4, 2e-2), (5, 9e-3)), 1e-2) is None
+    assert next_phase_timesteps(stream((4, 2e-2), (5, 2.1e-2)), 1e-2) is None              # a floor
     assert next_phase_timesteps(stream((12, 2e-2)), 1e-2) is None                          # the most digits
 
 

@@ -18,10 +18,11 @@ from .tail import refit_through_tail
 
 
 def fit_end_to_end(structure: Structure, layers, traces, ann, options: ConversionOptions, rng, tail,
-                   progress: Progress = silent):
+                   progress: Progress = silent, analog: bool = True):
     """End-to-end fit of all layers (``finetune.py``) from the layer-by-layer result; returns the new
     layers, their traces on all calibration points, and with a ``tail`` the fitted readout affines by name
-    (without one the readouts are refit exactly afterwards).  ``progress``: ``onnx2snn.progress``."""
+    (without one the readouts are refit exactly afterwards).  ``progress``: ``onnx2snn.progress``;
+    ``analog=False``: the quantised fit only (a warm start from layers already fitted end to end)."""
     T = options.timesteps
     if tail is not None and tail.jacobian is None:       # J too large or failed: the per-boundary loss
         tail = None
@@ -37,19 +38,15 @@ def fit_end_to_end(structure: Structure, layers, traces, ann, options: Conversio
     spike_cost = _spike_costs(structure, options.spike_penalty)
     layers, affines = finetune(layers, upstream, static, readouts, T, rng, held, tail,
                                iterations=options.finetune_iterations,
-                               analog_iterations=options.finetune_analog_iterations, spike_cost=spike_cost,
-                               progress=progress)
+                               analog_iterations=options.finetune_analog_iterations if analog else 0,
+                               spike_cost=spike_cost, progress=progress)
     if options.rest == "typical":       # move each unit's rest to where the fit left it, then refit to it
         layers = _move_rests(layers, upstream, static, T)
         readouts = [(w, b, up, target) for (w, b), (_, _, up, target) in zip(affines, readouts)]
         layers, affines = finetune(layers, upstream, static, readouts, T, rng, held, tail,
                                    iterations=options.finetune_iterations, analog_iterations=0,
                                    spike_cost=spike_cost, progress=progress)
-    traces = []
-    for k, spec in enumerate(specs):
-        inputs = static[k] if spec.upstream is None else traces[spec.upstream].series
-        traces.append(simulate_layer(inputs, layers[k], T, spec.upstream is None))
-        check_finite(layers[k], spec.name)
+    traces = simulate_network(structure, layers, static, T)
     if tail is None:
         return layers, traces, {}
     inputs, held_means = [traces[r[2]].mean for r in readouts], [traces[k].mean for k in held]
@@ -61,6 +58,17 @@ def fit_end_to_end(structure: Structure, layers, traces, ann, options: Conversio
 
     best = affines if exact is None or error(affines) <= error(exact) else exact
     return layers, traces, {a.name: affine for a, affine in zip(structure.readouts, best)}
+
+
+def simulate_network(structure: Structure, layers: list[ConvertedLayer], static: list, T: int) -> list:
+    """Every layer's trace on the calibration points, each fed by its upstream layer's series (or its
+    static input ``static[k]``); checks the layers are finite."""
+    traces = []
+    for k, spec in enumerate(structure.layers):
+        inputs = static[k] if spec.upstream is None else traces[spec.upstream].series
+        traces.append(simulate_layer(inputs, layers[k], T, spec.upstream is None))
+        check_finite(layers[k], spec.name)
+    return traces
 
 
 def _move_rests(layers: list[ConvertedLayer], upstream: list[int | None], static: list, T: int) -> list:
