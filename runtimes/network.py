@@ -75,7 +75,8 @@ class SpikingNetwork:
         if self.timesteps <= 0:
             raise ArtifactError(f"timesteps must be a positive integer, got {self.timesteps}")
         self.metadata = metadata(model)
-        self._phase = any(layer["coding"] == spec.CODING_PHASE for layer in if_layers(model))
+        self._phase = any(node.domain == spec.DOMAIN and node.op_type == spec.IF_OP
+                          and if_coding(node) == spec.CODING_PHASE for node in model.graph.node)
         self._check_timesteps(self.timesteps)
         self._runtime = _runtime(backend, model, self.timesteps, options)
         inits = {t.name for t in model.graph.initializer}
@@ -99,11 +100,11 @@ class SpikingNetwork:
         counted too (``SpikeCounts.per_neuron``), by the unfused numpy reference whatever the backend."""
         if timesteps is not None:
             self._check_timesteps(int(timesteps))
-        runtime = self._runtime
+        runtime, extra = self._runtime, {}
         if per_neuron:
             if self._reference is None:
                 self._reference = NumpyRuntime(self.model, self.timesteps, fuse=False)
-            runtime = self._reference
+            runtime, extra = self._reference, {"per_neuron": True}
         chunk_rows = self._block_rows if chunk_rows is None else min(chunk_rows, self._block_rows)
         feeds = self.check_inputs(inputs)
         if self._row_inputs is None:
@@ -111,7 +112,7 @@ class SpikingNetwork:
         total = feeds[self._row_inputs[0]].shape[0] if self._row_inputs else 0
         if not self._row_inputs or total <= chunk_rows \
                 or any(feeds[n].shape[0] != total for n in self._row_inputs):
-            result = runtime.run(feeds, timesteps, per_neuron=True) if per_neuron else runtime.run(feeds, timesteps)
+            result = runtime.run(feeds, timesteps, **extra)
             if progress:
                 progress(1, 1)
             return result
@@ -119,7 +120,7 @@ class SpikingNetwork:
         pieces = rows.chunks(total, chunk_rows)
         for k, part in enumerate(pieces):
             chunk = {n: a[part] if n in self._row_inputs else a for n, a in feeds.items()}
-            parts.append(runtime.run(chunk, timesteps, per_neuron=True) if per_neuron else runtime.run(chunk, timesteps))
+            parts.append(runtime.run(chunk, timesteps, **extra))
             if progress:
                 progress(k + 1, len(pieces))
         return _concatenate(parts)

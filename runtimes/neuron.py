@@ -73,17 +73,23 @@ def fire(u: np.ndarray, theta_pos: np.ndarray, theta_neg: np.ndarray, signed: bo
 
 def phase_step(v: np.ndarray, z: np.ndarray, step: int, p: NeuronParams, timesteps: int
                ) -> tuple[np.ndarray, np.ndarray]:
-    """Step ``step`` (0 = the first) of a phase-coded layer: ``v`` [..., n, K] (or [n, K] at step 0), ``z``
-    [..., n] (read, and the membrane clipped to [-θ-, θ+], at step 0 only); returns (events
-    s = T·d·θ±·2^-step, v') as ``spec`` defines them."""
+    """Step ``step`` (0 = the first) of a phase-coded layer as ``spec`` defines it: (events
+    s = T·d·θ±·2^-step, v') from ``phase_digits``."""
+    d, v = phase_digits(v, z, step, p)
+    return d * d.dtype.type(timesteps), v
+
+
+def phase_digits(v: np.ndarray, z: np.ndarray, step: int, p: NeuronParams) -> tuple[np.ndarray, np.ndarray]:
+    """The digit of step ``step`` (0 = the first) of a phase-coded layer, as amplitudes d·θ±·2^-step, and
+    the membrane after it: ``v`` [..., n, K] (or [n, K] at step 0), ``z`` [..., n] (read, and the membrane
+    clipped to [-θ-, θ+], at step 0 only)."""
     if step == 0:
         lower = -p.theta_neg if p.signed else -np.inf
         u = np.clip(v + (z[..., None] + p.bias), lower, p.theta_pos).astype(v.dtype, copy=False)
     else:
         u = v
     scale = u.dtype.type(2.0 ** -step)
-    d, v = fire(u, p.theta_pos * scale, p.theta_neg * scale, p.signed, p.fire_fraction)
-    return d * u.dtype.type(timesteps), v
+    return fire(u, p.theta_pos * scale, p.theta_neg * scale, p.signed, p.fire_fraction)
 
 
 def simulate_constant(z: np.ndarray, p: NeuronParams, timesteps: int) -> tuple[np.ndarray, np.ndarray]:

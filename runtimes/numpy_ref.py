@@ -22,7 +22,7 @@ from .chain import find_chains
 from .compact import CompactLayer
 from .errors import ArtifactError
 from .fusion import FusedLayer, find_fusable
-from .neuron import NeuronParams, fire, leaky, live_mask, phase_step
+from .neuron import NeuronParams, if_step, live_mask, phase_step
 from .schedule import PlannedNode, run_static, schedule
 
 
@@ -170,14 +170,9 @@ class NumpyRuntime:
                     spikes[n.name].events += compact.advance(v, rows, out=out, pre_bias=bias)
                     local[n.outputs[0]] = out.reshape(shape)
                 elif n.kind == spec.IF_OP:
-                    if n.coding == spec.CODING_PHASE:
-                        s, membrane[id(n)] = phase_step(membrane[id(n)], local[n.inputs[spec.IF_CURRENT]], t,
-                                                        params(n, local), T)
-                    else:
-                        z = local[n.inputs[spec.IF_CURRENT]]
-                        u = leaky(membrane[id(n)], n.leak) + (z[..., None] + local[n.inputs[spec.IF_BIAS]])
-                        s, membrane[id(n)] = fire(u, local[n.inputs[spec.IF_THETA_POS]],
-                                                  local[n.inputs[spec.IF_THETA_NEG]], n.signed, n.fire_fraction)
+                    z, p = local[n.inputs[spec.IF_CURRENT]], params(n, local)
+                    s, membrane[id(n)] = phase_step(membrane[id(n)], z, t, p, T) if n.coding == spec.CODING_PHASE \
+                        else if_step(membrane[id(n)], z, p)
                     local[n.outputs[spec.IF_SPIKES]] = s
                     if len(n.outputs) > 1 and n.outputs[spec.IF_MEMBRANE_OUT]:
                         local[n.outputs[spec.IF_MEMBRANE_OUT]] = membrane[id(n)]

@@ -386,6 +386,7 @@ def _prepare_block(b: _Block, dtype: int, np_dtype, zero: str, nodes: list, cons
     b.leak_factor = const(f"{b.name}/std/leak", np.asarray(b.leak, np_dtype)) if b.leak != 1 else None
     a = const(f"{b.name}/std/fire_fraction", np.asarray(b.fire_fraction, np_dtype))
     b.level_pos, b.amp_pos = fresh(f"{b.name}/std/level_pos"), fresh(f"{b.name}/std/amp_pos")
+    b.level_neg = b.amp_neg = None          # set below where the block is signed
     nodes.append(helper.make_node("Mul", [a, b.theta_pos], [b.level_pos], name=b.level_pos))
     finite = _finite(b.theta_pos, f"{b.name}/std/finite_pos", nodes, fresh)
     nodes.append(helper.make_node("Where", [finite, b.theta_pos, zero], [b.amp_pos], name=b.amp_pos))
@@ -418,6 +419,31 @@ def _compare(op: str, a: str, b: str, out: str, body: list, fresh, opset: int) -
              helper.make_node("Or", [strict, equal], [out], name=out)]
 
 
+def _fire_body(b: _Block, u: str, levels: tuple, amplitudes: tuple, out: str, c_in: str, c_out: str, body: list,
+               fresh, opset: int) -> None:
+    """The firing of an integrated membrane ``u`` against ``levels`` (a·θ+, -a·θ-; the second unused when
+    unsigned): ``out`` = pos·A+ - neg·A- with ``amplitudes`` (A+, A-), and the event count
+    ``c_out`` = ``c_in`` + pos + neg."""
+    p = f"{b.name}/std"
+    (level_pos, level_neg), (amp_pos, amp_neg) = levels, amplitudes
+    pos, pos_f = fresh(f"{p}/fire_pos"), fresh(f"{p}/fire_pos_f")
+    _compare("Greater", u, level_pos, pos, body, fresh, opset)
+    body.append(helper.make_node("Cast", [pos], [pos_f], name=pos_f, to=b.dtype))
+    if b.signed:
+        s_pos, neg, neg_f, s_neg = (fresh(f"{p}/{k}") for k in ("spikes_pos", "fire_neg", "fire_neg_f", "spikes_neg"))
+        c_mid = fresh(f"{p}/count_mid")
+        body.append(helper.make_node("Mul", [pos_f, amp_pos], [s_pos], name=s_pos))
+        _compare("Less", u, level_neg, neg, body, fresh, opset)
+        body.append(helper.make_node("Cast", [neg], [neg_f], name=neg_f, to=b.dtype))
+        body.append(helper.make_node("Mul", [neg_f, amp_neg], [s_neg], name=s_neg))
+        body.append(helper.make_node("Sub", [s_pos, s_neg], [out], name=out))
+        body.append(helper.make_node("Add", [c_in, pos_f], [c_mid], name=c_mid))
+        body.append(helper.make_node("Add", [c_mid, neg_f], [c_out], name=c_out))
+    else:
+        body.append(helper.make_node("Mul", [pos_f, amp_pos], [out], name=out))
+        body.append(helper.make_node("Add", [c_in, pos_f], [c_out], name=c_out))
+
+
 def _if_body(b: _Block, v_in: str, v_out: str, c_in: str, c_out: str, body: list, fresh, unsqueeze_last,
              opset: int) -> None:
     """One block of IF neurons in standard ops, inside the loop body (see the module docstring)."""
@@ -436,22 +462,7 @@ def _if_body(b: _Block, v_in: str, v_out: str, c_in: str, c_out: str, body: list
         body.append(helper.make_node("Mul", [v_in, b.leak_factor], [decayed], name=decayed))   # λ·v
         v_in = decayed
     body.append(helper.make_node("Add", [v_in, vz], [u], name=u))          # u = λ·v + x
-    pos, pos_f = fresh(f"{p}/fire_pos"), fresh(f"{p}/fire_pos_f")
-    _compare("Greater", u, b.level_pos, pos, body, fresh, opset)
-    body.append(helper.make_node("Cast", [pos], [pos_f], name=pos_f, to=b.dtype))
-    if b.signed:
-        s_pos, neg, neg_f, s_neg = (fresh(f"{p}/{k}") for k in ("spikes_pos", "fire_neg", "fire_neg_f", "spikes_neg"))
-        c_mid = fresh(f"{p}/count_mid")
-        body.append(helper.make_node("Mul", [pos_f, b.amp_pos], [s_pos], name=s_pos))
-        _compare("Less", u, b.level_neg, neg, body, fresh, opset)
-        body.append(helper.make_node("Cast", [neg], [neg_f], name=neg_f, to=b.dtype))
-        body.append(helper.make_node("Mul", [neg_f, b.amp_neg], [s_neg], name=s_neg))
-        body.append(helper.make_node("Sub", [s_pos, s_neg], [b.spikes], name=b.spikes))
-        body.append(helper.make_node("Add", [c_in, pos_f], [c_mid], name=c_mid))
-        body.append(helper.make_node("Add", [c_mid, neg_f], [c_out], name=c_out))
-    else:
-        body.append(helper.make_node("Mul", [pos_f, b.amp_pos], [b.spikes], name=b.spikes))
-        body.append(helper.make_node("Add", [c_in, pos_f], [c_out], name=c_out))
+    _fire_body(b, u, (b.level_pos, b.level_neg), (b.amp_pos, b.amp_neg), b.spikes, c_in, c_out, body, fresh, opset)
     body.append(helper.make_node("Sub", [u, b.spikes], [v_out], name=v_out))
 
 
@@ -473,28 +484,13 @@ def _phase_body(b: _Block, v_in: str, v_out: str, c_in: str, c_out: str, scale_i
     body.append(helper.make_node("Min", [low, b.theta_pos], [clipped], name=clipped))
     body.append(helper.make_node("Cast", [gate_in], [gate_b], name=gate_b, to=TensorProto.BOOL))
     body.append(helper.make_node("Where", [gate_b, clipped, u0], [u], name=u))
-    level_pos, amp_pos, pos, pos_f, digits = (fresh(f"{p}/{k}") for k in ("level_pos_t", "amp_pos_t", "fire_pos",
-                                                                        "fire_pos_f", "digits_pos"))
-    body.append(helper.make_node("Mul", [b.level_pos, scale_in], [level_pos], name=level_pos))
-    body.append(helper.make_node("Mul", [b.amp_pos, scale_in], [amp_pos], name=amp_pos))
-    _compare("Greater", u, level_pos, pos, body, fresh, opset)
-    body.append(helper.make_node("Cast", [pos], [pos_f], name=pos_f, to=b.dtype))
-    body.append(helper.make_node("Mul", [pos_f, amp_pos], [digits], name=digits))
-    count = fresh(f"{p}/count_mid")
-    body.append(helper.make_node("Add", [c_in, pos_f], [count], name=count))
-    if b.signed:
-        level_neg, amp_neg, neg, neg_f, d_neg, both = (fresh(f"{p}/{k}") for k in (
-            "level_neg_t", "amp_neg_t", "fire_neg", "fire_neg_f", "digits_neg", "digits"))
-        body.append(helper.make_node("Mul", [b.level_neg, scale_in], [level_neg], name=level_neg))
-        body.append(helper.make_node("Mul", [b.amp_neg, scale_in], [amp_neg], name=amp_neg))
-        _compare("Less", u, level_neg, neg, body, fresh, opset)
-        body.append(helper.make_node("Cast", [neg], [neg_f], name=neg_f, to=b.dtype))
-        body.append(helper.make_node("Mul", [neg_f, amp_neg], [d_neg], name=d_neg))
-        body.append(helper.make_node("Sub", [digits, d_neg], [both], name=both))
-        c_next = fresh(f"{p}/count_neg")
-        body.append(helper.make_node("Add", [count, neg_f], [c_next], name=c_next))
-        digits, count = both, c_next
-    body.append(helper.make_node("Identity", [count], [c_out], name=c_out))
+    scaled = {}
+    for key in ("level_pos", "amp_pos") + (("level_neg", "amp_neg") if b.signed else ()):
+        scaled[key] = fresh(f"{p}/{key}_t")
+        body.append(helper.make_node("Mul", [getattr(b, key), scale_in], [scaled[key]], name=scaled[key]))
+    digits = fresh(f"{p}/digits")
+    _fire_body(b, u, (scaled["level_pos"], scaled.get("level_neg")), (scaled["amp_pos"], scaled.get("amp_neg")),
+               digits, c_in, c_out, body, fresh, opset)
     body.append(helper.make_node("Sub", [u, digits], [v_out], name=v_out))
     body.append(helper.make_node("Mul", [digits, timesteps], [b.spikes], name=b.spikes))
     body.append(helper.make_node("Mul", [scale_in, b.half], [scale_out], name=scale_out))

@@ -421,17 +421,14 @@ class _Stage(torch.nn.Module):
         for t in range(T):
             owned: set[str] = set()
             for kind, n, f, _live, dead in self.ops:
-                if kind == spec.IF_OP and f.phase:
-                    s, membrane[n.name], count = f.phase_step(env[n.inputs[spec.IF_CURRENT]], membrane[n.name], t, T)
-                    events[n.name] += count
-                    env[n.outputs[spec.IF_SPIKES]] = s
-                    owned.add(n.outputs[spec.IF_SPIKES])
-                    if len(n.outputs) > 1 and n.outputs[spec.IF_MEMBRANE_OUT]:
-                        env[n.outputs[spec.IF_MEMBRANE_OUT]] = membrane[n.name]
-                elif kind == spec.IF_OP:
-                    s, membrane[n.name], count = f.step_(env[n.inputs[spec.IF_CURRENT]], membrane[n.name],
-                                                         own_membrane[n.name], workspaces[n.name])
-                    own_membrane[n.name] = True
+                if kind == spec.IF_OP:
+                    current = env[n.inputs[spec.IF_CURRENT]]
+                    if f.phase:
+                        s, membrane[n.name], count = f.phase_step(current, membrane[n.name], t, T)
+                    else:
+                        s, membrane[n.name], count = f.step_(current, membrane[n.name], own_membrane[n.name],
+                                                             workspaces[n.name])
+                        own_membrane[n.name] = True
                     events[n.name] += count
                     env[n.outputs[spec.IF_SPIKES]] = s
                     owned.add(n.outputs[spec.IF_SPIKES])

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from runtimes.compact import CompactLayer, compiled_block_rows
-from runtimes.neuron import NeuronParams
+from runtimes.neuron import NeuronParams, phase_digits
 from runtimes.spec import CODING_PHASE as PHASE
 
 from ..errors import CalibrationError
@@ -70,7 +70,7 @@ def simulate_layer(inputs: np.ndarray, layer: ConvertedLayer, timesteps: int, st
     compact = CompactLayer(layer.neurons, layer.decode_weight, layer.decode_offset, dtype)
     if layer.neurons.coding == PHASE:
         first = inputs if static else inputs[0]
-        total = phase_sums(compact, first @ layer.weight + layer.bias, timesteps)
+        total = phase_sums(layer.neurons, first @ layer.weight + layer.bias, timesteps)
         series = None if rates else np.broadcast_to(compact.decode(total), (timesteps, N, n))
         return LayerTrace(series=series, rates=total if rates else None, compact=compact)
     series = None if rates else np.empty((timesteps, N, n), dtype=dtype)
@@ -93,21 +93,16 @@ def simulate_layer(inputs: np.ndarray, layer: ConvertedLayer, timesteps: int, st
     return LayerTrace(series=series, rates=total, compact=compact)
 
 
-def phase_sums(compact: CompactLayer, z: np.ndarray, timesteps: int) -> np.ndarray:
-    """Σ_t d(t)·θ±_t of each live neuron [N, M] of a phase-coded layer driven by the current z [N, n]: the
-    neuron of ``runtimes.neuron.phase_step`` on the compact layout (the Decode's mean of its events)."""
-    upper = np.where(np.isfinite(compact.pos_thr), compact.pos_amp, np.inf)
-    lower = np.where(np.isfinite(compact.neg_thr), -compact.neg_amp, -np.inf)
-    v = np.clip(compact.drive(z) + compact.v0, lower, upper).astype(compact.v0.dtype)
+def phase_sums(neurons: NeuronParams, z: np.ndarray, timesteps: int) -> np.ndarray:
+    """Σ_t d(t)·θ±_t of each live neuron [N, M] (the compact layout's order) of a phase-coded layer driven
+    by the current z [N, n]: the neuron of ``runtimes.neuron.phase_digits`` (the Decode's mean of its
+    events)."""
+    v = np.broadcast_to(neurons.v0, z.shape + (neurons.shape[1],)).astype(z.dtype)
     total = np.zeros_like(v)
     for t in range(timesteps):
-        scale = v.dtype.type(2.0 ** -t)
-        d = np.where(v >= compact.pos_thr * scale, compact.pos_amp * scale, 0.0).astype(v.dtype)
-        if compact.signed:
-            d = np.where(v <= compact.neg_thr * scale, -compact.neg_amp * scale, d).astype(v.dtype)
-        v -= d
+        d, v = phase_digits(v, z, t, neurons)
         total += d
-    return total
+    return total[:, neurons.live]
 
 
 def static_response(z: np.ndarray, layer: ConvertedLayer) -> tuple[np.ndarray, np.ndarray]:
