@@ -9,12 +9,13 @@ import math
 import numpy as np
 import onnx
 import pytest
-from onnx import helper, numpy_helper
+from onnx import helper
 
 import runtimes
 from runtimes import kernels, padfree, spec
 from runtimes.neuron import NeuronParams, if_step
 from runtimes.numpy_ref import NumpyRuntime
+from artifact_graph import artifact_model
 from tolerances import BACKEND_FLOAT32, BACKEND_FLOAT64, BACKEND_SPIKE_RTOL, BACKEND_WITH_FLIPS
 
 N_IN, UNITS, K, N_OUT, T = 2, 6, 3, 2, 20
@@ -58,16 +59,7 @@ def _artifact(p, leak=None, name="if1", membrane=False):
     if membrane:
         nodes.append(helper.make_node(spec.DECODE_OP, ["v"], ["v_mean"], name="v/decode", domain=spec.DOMAIN))
         outputs.append(helper.make_tensor_value_info("v_mean", dtype, ["N", UNITS, K]))
-    inits = [numpy_helper.from_array(v, k) for k, v in p.items()]
-    inits.append(numpy_helper.from_array(np.array([-1], np.int64), "axes"))
-    graph = helper.make_graph(nodes, "leaky", [helper.make_tensor_value_info("x", dtype, ["N", N_IN])], outputs,
-                              inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
-                                                    helper.make_opsetid(spec.DOMAIN, spec.DOMAIN_VERSION)])
-    model.ir_version = spec.IR_VERSION
-    for key, value in {spec.META_FORMAT: spec.FORMAT_VERSION, spec.META_TIMESTEPS: str(T)}.items():
-        model.metadata_props.add(key=key, value=value)
-    return model
+    return artifact_model(nodes, p, [helper.make_tensor_value_info("x", dtype, ["N", N_IN])], outputs, T, "leaky")
 
 
 def _plain_loop(x, p, leak, timesteps=T, membrane=False):

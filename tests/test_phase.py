@@ -11,9 +11,10 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from onnx import helper, numpy_helper
+from onnx import helper
 
 import runtimes
+from artifact_graph import artifact_model
 from conftest import FIXTURES
 from onnx2snn import convert
 from onnx2snn.calibration.layer import ConvertedLayer, simulate_layer
@@ -52,16 +53,8 @@ def _artifact(p, attrs=None, timesteps=T):
         helper.make_node("MatMul", ["h", "W2"], ["hw"], name="out/MatMul"),
         helper.make_node("Add", ["hw", "b2"], ["y"], name="out/Add"),
     ]
-    inits = [numpy_helper.from_array(v, k) for k, v in p.items()]
-    inits.append(numpy_helper.from_array(np.array([-1], np.int64), "axes"))
-    graph = helper.make_graph(nodes, "phase", [helper.make_tensor_value_info("x", dtype, ["N", N_IN])],
-                              [helper.make_tensor_value_info("y", dtype, ["N", N_OUT])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
-                                                    helper.make_opsetid(spec.DOMAIN, spec.DOMAIN_VERSION)])
-    model.ir_version = spec.IR_VERSION
-    for key, value in {spec.META_FORMAT: spec.FORMAT_VERSION, spec.META_TIMESTEPS: str(timesteps)}.items():
-        model.metadata_props.add(key=key, value=value)
-    return model
+    return artifact_model(nodes, p, [helper.make_tensor_value_info("x", dtype, ["N", N_IN])],
+                          [helper.make_tensor_value_info("y", dtype, ["N", N_OUT])], timesteps, "phase")
 
 
 def _plain_loop(x, p, timesteps=T):
