@@ -342,8 +342,7 @@ def _convert(args) -> int:
         result = convert(source, timesteps=args.timesteps or 32, **common, **options)
     result.save(output)
     if args.report_json:
-        text = json.dumps(result.report, indent=2) + "\n"
-        atomic_write(Path(args.report_json), lambda tmp: tmp.write_text(text))
+        _write_json(args.report_json, result.report)
     _print_report(result.report, output)
     if args.target_error is None:           # a search has its own goal, and meets it or says so
         _warn_accuracy(result)
@@ -537,8 +536,7 @@ def _run_report(args, snn, inputs: dict, stats) -> None:
     print(line + f"; {report['spikes_per_sample']:,.1f} spikes and {report['energy']['45nm_fp32']['ratio']:.3g}x "
                  f"the ANN's energy per point (45nm_fp32, compute only)")
     if args.report_json:
-        text = json.dumps(report, indent=2) + "\n"
-        atomic_write(Path(args.report_json), lambda tmp: tmp.write_text(text))
+        _write_json(args.report_json, report)
 
 
 def _before_run(args, snn, inputs: dict) -> tuple[int, ...] | None:
@@ -635,6 +633,12 @@ def _cutoff(text: str) -> float | None:
     return value
 
 
+def _write_json(path: str, data: dict) -> None:
+    """A report as indented JSON, written atomically."""
+    text = json.dumps(data, indent=2) + "\n"
+    atomic_write(Path(path), lambda tmp: tmp.write_text(text))
+
+
 def _save_npy(tmp: Path, array: np.ndarray) -> None:
     with open(tmp, "wb") as f:
         np.save(f, array)
@@ -703,8 +707,7 @@ def _evaluate(args) -> int:
     print(f"{100 * report['spiking_mac_fraction']:.1f}% of the ANN's MACs became synaptic operations; "
           f"{len(report['analog_nodes'])} node(s) stay analog")
     if args.report_json:
-        text = json.dumps(report, indent=2) + "\n"
-        atomic_write(Path(args.report_json), lambda tmp: tmp.write_text(text))
+        _write_json(args.report_json, report)
     if report_dir is not None:
         _write_document(report_dir, evaluation, artifact)
     return EXIT_OK
@@ -816,8 +819,7 @@ def _verify(args) -> int:
     for line in report.lines():
         print(line)
     if args.report_json:
-        text = json.dumps(report.to_dict(), indent=2) + "\n"
-        atomic_write(Path(args.report_json), lambda tmp: tmp.write_text(text))
+        _write_json(args.report_json, report.to_dict())
     if not report.ok:
         print(f"onnx2snn: error: {args.model}: the runtimes disagree beyond the bound "
               f"(relative L2 {report.rtol:g}, spike counts {report.spike_rtol:g})", file=sys.stderr)
@@ -860,8 +862,7 @@ def _train(args) -> int:
     trained.save(output)
     report = trained.report
     if args.report_json:
-        text = json.dumps(report, indent=2) + "\n"
-        atomic_write(Path(args.report_json), lambda tmp: tmp.write_text(text))
+        _write_json(args.report_json, report)
     print(f"wrote {output}  ({report['task']}, {report['estimator']}, T={report['timesteps']}, "
           f"{report['parameters']:,} parameters)")
     print(f"test relative L2 vs exact: {report['test_rel_l2']:.3e} (artifact in the numpy runtime: "
