@@ -12,6 +12,8 @@ s = max(mean|p⁰|, 1e-3) the initial magnitude of p, so one learning rate suits
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -29,12 +31,14 @@ class Adam:
 
     def step(self, grads: list[np.ndarray], lr: float) -> None:
         self.t += 1
+        first, second = 1 - self.b1 ** self.t, math.sqrt(1 - self.b2 ** self.t)
         for p, g, m, v, s, decay in zip(self.params, grads, self.m, self.v, self.scale, self.decay):
             m *= self.b1
             m += (1 - self.b1) * g
             v *= self.b2
             v += (1 - self.b2) * g * g
-            update = (m / (1 - self.b1 ** self.t)) / (np.sqrt(v / (1 - self.b2 ** self.t)) + self.eps)
+            denominator = np.sqrt(v)        # √(v / (1-β2^t)) + ε, scaled by √(1-β2^t) to save a pass
+            denominator += self.eps * second
             if decay:
                 p -= lr * decay * p
-            p -= lr * s * update
+            p -= (lr * s * second / first) * m / denominator

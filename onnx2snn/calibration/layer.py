@@ -115,11 +115,13 @@ def static_response(z: np.ndarray, layer: ConvertedLayer) -> tuple[np.ndarray, n
     """
     p = layer.neurons
     x = z[..., None] + p.bias
-    pos_live, neg_live = np.isfinite(p.theta_pos), np.isfinite(p.theta_neg) & p.signed
-    theta_pos = np.where(pos_live, p.theta_pos, 0.0)
-    theta_neg = np.where(neg_live, p.theta_neg, 0.0)
-    rate = np.minimum(np.maximum(x, 0.0), theta_pos) - np.minimum(np.maximum(-x, 0.0), theta_neg)
-    slope = ((x > 0) & (x < theta_pos)) | ((x < 0) & (-x < theta_neg))
+    high = np.where(np.isfinite(p.theta_pos), p.theta_pos, 0.0).astype(z.dtype)         # r ∈ [low, high]
+    low = -np.where(np.isfinite(p.theta_neg) & p.signed, p.theta_neg, 0.0).astype(z.dtype)
+    rate = np.clip(x, low, high)
+    slope = (x > low) & (x < high) & (x != 0)
+    if p.shape[1] == 1:                 # one neuron per unit: the decode is a scaling, no sum over k
+        w = layer.decode_weight[:, 0].astype(z.dtype)
+        return rate[..., 0] * w + layer.decode_offset, slope[..., 0] * w
     value = np.einsum("...nk,nk->...n", rate, layer.decode_weight) + layer.decode_offset
     derivative = np.einsum("...nk,nk->...n", slope.astype(z.dtype), layer.decode_weight)
     return value, derivative
