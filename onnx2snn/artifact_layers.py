@@ -267,8 +267,8 @@ def _affine(node: onnx.NodeProto, name: str, args: list, index: GraphIndex) -> F
             else y
     if op == "ReduceSum":
         return _reduce_sum(node, name, x, args, index)
-    raise ModelError(f"node '{name}' ({op}): NIR export carries IF layers and affine maps only; this node "
-                     f"is neither (its inputs include a signal)")
+    raise ModelError(f"node '{name}' ({op}): an analog op that is not an affine map of the spikes or inputs; NIR "
+                     f"export carries spiking layers and affine maps only, so the artifact is not exported")
 
 
 def _feature_constant(value: np.ndarray, form: Form, name: str) -> np.ndarray:

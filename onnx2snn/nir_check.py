@@ -7,7 +7,9 @@ T = 1), run for one step at a time with the membranes fed back — and every cha
 every step is compared with the artifact's spike: y_c(t) = 1 ⇔ σ_c·s_{j_c}(t) > 0.  ``dtype`` float64 runs
 the artifact with its parameters cast to float64, the precision the export is written in; float32 runs it
 as shipped (a float32 artifact), whose own rounding flips the spikes of membranes within float32 rounding
-of a threshold.  The decoded outputs are compared with the artifact's ordinary run (its own dtype).
+of a threshold.  The decoded outputs are compared with that stepped run's (the mean of its per-step
+outputs: bit for bit the unfused reference's ordinary run) and with the artifact's ordinary run in its
+own dtype.
 
 ON/OFF form: decoded outputs against the artifact's ordinary run, relative L2 over all outputs, under NIR's
 IF reset (v = v_reset = 0) and under the subtractive reset some consumers apply (``NirExecutor``).
@@ -36,9 +38,11 @@ MEMBRANE_IN, SPIKES_OUT, MEMBRANE_OUT = "{}/nir_check/membrane_in", "{}/nir_chec
 
 @dataclass
 class ExactCheck:
-    """``events``: the artifact's spikes (non-zero events) over all layers, points and steps;
-    ``mismatches``: channel-steps where the export and the artifact differ (per layer in
-    ``per_layer``); ``rel_l2`` / ``max_abs``: decoded outputs of the export against the artifact's run."""
+    """``events``: the artifact's spikes (non-zero events) over all layers, points and steps, run in
+    ``dtype``; ``mismatches``: channel-steps where the export and the artifact differ (per layer in
+    ``per_layer``); ``rel_l2`` / ``max_abs``: decoded outputs of the export against that run's;
+    ``rel_l2_shipped``: against the artifact's ordinary run in its own dtype (float32 for a float32 one);
+    ``rel_l2_precision``: the artifact's ordinary run in ``dtype`` against that one (its own rounding)."""
 
     dtype: str
     points: int
@@ -47,6 +51,8 @@ class ExactCheck:
     mismatches: int
     rel_l2: float
     max_abs: float
+    rel_l2_shipped: float
+    rel_l2_precision: float
     per_layer: dict[str, int] = field(default_factory=dict)
 
 
@@ -87,10 +93,12 @@ def check_exact(export: NirExport, model: onnx.ModelProto, inputs: dict[str, np.
     executor = NirExecutor(export.graph, dtype=np.float64)
     nir_inputs = {export.inputs[name]: value for name, value in inputs.items()}
     per_layer = {layer.artifact_node: 0 for layer in export.layers}
-    events, sums = 0, {}
+    events, sums, stepped = 0, {}, {}
     for _ in range(export.timesteps):
         spikes = stepper.step(inputs)
         out = executor.step(nir_inputs)
+        for name, value in stepper.outputs.items():
+            stepped[name] = value if name not in stepped else stepped[name] + value
         for layer in export.layers:
             s = spikes[layer.artifact_node]
             events += int(np.count_nonzero(s))
@@ -99,9 +107,12 @@ def check_exact(export: NirExport, model: onnx.ModelProto, inputs: dict[str, np.
         for name, node in export.outputs.items():
             sums[name] = out[node] if name not in sums else sums[name] + out[node]
     decoded = {name: total / export.timesteps for name, total in sums.items()}
-    rel, worst = _compare(decoded, reference)
+    own = {name: total / np.asarray(export.timesteps, total.dtype) for name, total in stepped.items()}
+    rel, worst = _compare(decoded, own)
+    recast = _reference(cast_artifact(model, dtype), {k: np.asarray(v, dtype) for k, v in inputs.items()},
+                        export.timesteps)
     return ExactCheck(np.dtype(dtype).name, _points(inputs), export.timesteps, events, sum(per_layer.values()),
-                      rel, worst, per_layer)
+                      rel, worst, _compare(decoded, reference)[0], _compare(recast, reference)[0], per_layer)
 
 
 def check_onoff(export: NirExport, model: onnx.ModelProto, inputs: dict[str, np.ndarray]) -> OnOffCheck:
@@ -148,17 +159,10 @@ def stepping_model(model: onnx.ModelProto, dtype) -> tuple[onnx.ModelProto, dict
     """A copy of ``model`` in ``dtype`` whose IF membranes are inputs and whose spikes and membranes are
     outputs (each through a Decode: the identity when run for one step); returns it and each IF node's
     initial potential v0 [n, K]."""
-    stepped = onnx.ModelProto()
-    stepped.CopyFrom(model)
+    stepped = cast_artifact(model, dtype)
     graph = stepped.graph
-    del graph.value_info[:]
     elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
-    inits = {}
-    for tensor in graph.initializer:
-        array = numpy_helper.to_array(tensor)
-        if array.dtype.kind == "f":
-            array = array.astype(dtype)
-        inits[tensor.name] = array
+    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     layers = {}
     for node in list(graph.node):
         if node.domain != spec.DOMAIN or node.op_type != spec.IF_OP:
@@ -178,12 +182,24 @@ def stepping_model(model: onnx.ModelProto, dtype) -> tuple[onnx.ModelProto, dict
             graph.node.append(helper.make_node(spec.DECODE_OP, [tensor], [out.format(name)], domain=spec.DOMAIN,
                                                name=out.format(name) + "/decode"))
             graph.output.append(helper.make_tensor_value_info(out.format(name), elem, None))
-    del graph.initializer[:]
-    graph.initializer.extend(numpy_helper.from_array(array, name) for name, array in inits.items())
+    return stepped, layers
+
+
+def cast_artifact(model: onnx.ModelProto, dtype) -> onnx.ModelProto:
+    """A copy of ``model`` whose float initializers, inputs and outputs are in ``dtype``."""
+    cast = onnx.ModelProto()
+    cast.CopyFrom(model)
+    graph = cast.graph
+    del graph.value_info[:]
+    elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    for k, tensor in enumerate(graph.initializer):
+        array = numpy_helper.to_array(tensor)
+        if array.dtype.kind == "f" and array.dtype != dtype:
+            graph.initializer[k].CopyFrom(numpy_helper.from_array(array.astype(dtype), tensor.name))
     for value in list(graph.input) + list(graph.output):
-        if value.type.tensor_type.elem_type in (TensorProto.FLOAT, TensorProto.DOUBLE):
+        if value.type.tensor_type.elem_type in (TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16):
             value.type.tensor_type.elem_type = elem
-    return stepped, {name: layers[name].astype(dtype) for name in layers}
+    return cast
 
 
 def _reference(model: onnx.ModelProto, inputs: dict[str, np.ndarray], timesteps: int) -> dict[str, np.ndarray]:

@@ -100,7 +100,10 @@ class NirExport:
 def export_nir(artifact, form: str = "exact", source: str = "artifact") -> NirExport:
     """The NIR graph of ``artifact`` (an ``onnx.ModelProto``, or the path of a spiking artifact) in
     ``form`` ("exact" or "onoff"); raises ``ModelError`` naming the node NIR cannot carry."""
-    import nir
+    try:
+        import nir
+    except ImportError:
+        raise ModelError("NIR export needs the nir package: pip install nir") from None
     if form not in FORMS:
         raise ModelError(f"unknown NIR form {form!r}; use {' or '.join(FORMS)}")
     if isinstance(artifact, (str, os.PathLike)):
