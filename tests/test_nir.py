@@ -223,3 +223,8 @@ def test_cli_export_nir(artifacts, tmp_path, capsys):
     assert main(["export-nir", str(artifacts["one-per-unit"]), "-o", str(onoff), "--form", "onoff",
                  "--points", "16"]) == 0
     assert "lossy" in capsys.readouterr().err and nir.read(onoff).metadata["onnx2snn.form"] == "onoff"
+    refused = tmp_path / "phase.snn.onnx"
+    onnx.save(_with_node(_one_layer(0.5, 0.0), spec.IF_OP, coding="phase"), refused)
+    assert main(["export-nir", str(refused), "-o", str(tmp_path / "phase.nir")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "node 'if1'" in err and not (tmp_path / "phase.nir").exists()
