@@ -7,8 +7,9 @@
     y = snn.run({"x": x})
     cheapest = onnx2snn.cheapest_conversion("model.onnx", 1e-2)   # least energy within 1e-2
     evaluation = onnx2snn.evaluate("model.snn.onnx", timesteps=[8, 32])   # an artifact against its ANN
+    exported = onnx2snn.export_nir("model.snn.onnx"); onnx2snn.write_nir(exported, "model.nir")   # NIR hand-off
 
-``convert``, ``ConversionResult``, ``cheapest_conversion`` and ``evaluate`` are imported on first use, so that importing
+``convert``, ``ConversionResult``, ``cheapest_conversion``, ``evaluate`` and ``export_nir`` are imported on first use, so that importing
 the package (and ``onnx2snn --help``) loads neither onnx, scipy nor numba.
 """
 
@@ -19,10 +20,11 @@ import types
 from .errors import CalibrationError, DomainError, ModelError, Onnx2SnnError, OutputPathError
 
 __version__ = "0.1.0"
-__all__ = ["convert", "cheapest_conversion", "ConversionResult", "evaluate", "Evaluation", "Onnx2SnnError", "ModelError", "DomainError",
+__all__ = ["convert", "cheapest_conversion", "ConversionResult", "evaluate", "Evaluation", "export_nir", "write_nir",
+           "Onnx2SnnError", "ModelError", "DomainError",
            "CalibrationError", "OutputPathError", "__version__"]
 _LAZY = {"convert": ".convert", "ConversionResult": ".convert", "cheapest_conversion": ".search",
-         "evaluate": ".evaluate", "Evaluation": ".evaluate"}
+         "evaluate": ".evaluate", "Evaluation": ".evaluate", "export_nir": ".nir_export", "write_nir": ".nir_export"}
 
 
 class _Package(types.ModuleType):
