@@ -129,6 +129,9 @@ class SpikingNetwork:
         return _concatenate(parts)
 
     def _check_timesteps(self, timesteps: int) -> None:
+        if timesteps != 1 and is_delta(self.model):
+            raise ArtifactError(f"{self.source}: a delta-coded artifact streams one step per point; T = "
+                                f"{timesteps} does not apply")
         if self._phase and timesteps > spec.MAX_PHASE_DIGITS:
             raise ArtifactError(f"{self.source}: a phase-coded artifact sends one binary digit per step; T = "
                                 f"{timesteps} is beyond float precision (at most {spec.MAX_PHASE_DIGITS})")

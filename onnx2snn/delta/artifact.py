@@ -68,6 +68,8 @@ def build_delta_artifact(model: onnx.ModelProto, structure: Structure, threshold
         out.opset_import.append(helper.make_opsetid(spec.DOMAIN, spec.DOMAIN_VERSION))
     out.producer_name = "onnx2snn"
     out.ir_version = spec.IR_VERSION if opset <= 21 else model.ir_version
-    for key, value in metadata.items():
+    merged = {**{m.key: m.value for m in model.metadata_props}, **metadata}
+    del out.metadata_props[:]
+    for key, value in merged.items():
         out.metadata_props.add(key=key, value=value)
     return out
