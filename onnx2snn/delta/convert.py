@@ -1,9 +1,10 @@
 """``convert(..., coding="delta")``: the ANN with a sigma-delta layer after each spiking layer, its event
 sizes chosen for a target error on ordered calibration points, measured on fresh ordered points.
 
-Calibration points: the user's (``calib``), else a grid of about ``samples`` points spanning the domain
-(endpoints included; a separable network: ⌈samples^(1/d)⌉ values per input axis).  Validation points:
-the grid of about ``validation_points`` cell midpoints, which the calibration grid never visits.  Both
+Calibration points: the user's (``calib``), else a grid of about max(``samples``, ``MIN_POINTS``) points
+spanning the domain (endpoints included; a separable network: values per input axis).  Validation points:
+the grid of about max(``validation_points``, ``MIN_POINTS``) cell midpoints, which the calibration grid
+never visits.  Both
 are streamed in the default order (``order.DEFAULT_ORDER``), so the report's error and energy are those of
 a stream from its first point (start-up included).
 """
@@ -26,6 +27,10 @@ from .stream import stream_report
 from .thresholds import choose_thresholds
 
 DEFAULT_TARGET_ERROR = 3e-3     # relative L2 vs the ANN on fresh ordered points, without --target-error
+# At least this many calibration and validation points: a stream's error at fixed θ grows with its density
+# until its steps are small against θ, then stays (burgers, θ for 3e-3 chosen on 64x64: 2.3e-3 on 64x64,
+# 2.9e-3 on 128x128, 3.4e-3 on 256x256, 512x512 and 1000x1000), so a dense grid covers any denser one.
+MIN_POINTS = 1 << 16
 FIRE_FRACTION = {"round": 0.5, "floor": 1.0}
 
 
@@ -61,7 +66,7 @@ def convert_delta(imported, box: Domain, structure, options, target_error: float
     at the call."""
     from ..convert import ConversionResult
     target = DEFAULT_TARGET_ERROR if target_error is None else float(target_error)
-    points = grid_points(imported, box, samples) if calib is None else \
+    points = grid_points(imported, box, max(samples, MIN_POINTS)) if calib is None else \
         calibration_inputs(imported, box, calib, samples, np.random.default_rng(seed))
     progress(f"choosing delta thresholds for relative L2 {target:g} on {_count(points, imported)} ordered "
              f"calibration points")
@@ -77,7 +82,7 @@ def convert_delta(imported, box: Domain, structure, options, target_error: float
     timing = {"convert": time.perf_counter() - started, "calibrate": time.perf_counter() - calibrating}
     if validate:
         validating = time.perf_counter()
-        fresh = grid_points(imported, box, validation_points, midpoints=True)
+        fresh = grid_points(imported, box, max(validation_points, MIN_POINTS), midpoints=True)
         progress(f"validating on {_count(fresh, imported)} fresh ordered points")
         measured = stream_report(imported, structure, SpikingNetwork(artifact, source="converted model"), fresh,
                                  DEFAULT_ORDER, seed, energy_table)
