@@ -103,10 +103,16 @@ def build_parser() -> argparse.ArgumentParser:
                          help="--pieces 1: the value a unit sends no spikes at; typical = where its spikes cost "
                               "least on the calibration points (e.g. a saturated unit's), the offset folded into "
                               "the next layer (default zero)")
-    convert.add_argument("--coding", choices=["rate", "phase"], default=None,
+    convert.add_argument("--coding", choices=["rate", "phase", "delta"], default=None,
                          help="rate (default): values as spike rates over T steps; phase: weighted spikes, each "
                               "unit sends the signed binary digits of its value in T steps (one neuron per "
-                              "unit, fitted end to end; T digits ~ a rate code of 2^(T-1) steps)")
+                              "unit, fitted end to end; T digits ~ a rate code of 2^(T-1) steps); delta: "
+                              "streaming sigma-delta neurons for ordered points, one point per step, each unit "
+                              "sending only the changes of its value (--target-error E sets their sizes, "
+                              "default 3e-3; stream points with 'run --order')")
+    convert.add_argument("--graded", action="store_true",
+                         help="--coding delta: one graded event per unit that changes (chips with graded "
+                              "spikes) instead of binary spikes")
     convert.add_argument("--spike-penalty", type=float, default=None, metavar="LAMBDA",
                          help="finetune: weight of the SNN's synaptic operations per ANN MAC in the loss "
                               "(trades error for spikes; default 0)")
@@ -145,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "or auto (default): chosen against the ANN's outputs")
     run.add_argument("--ann", help="the original network: the errors against it are printed, and it is the "
                      "reference of --cutoff auto (default for those: the artifact's source model beside it)")
+    run.add_argument("--order", choices=("boustrophedon", "hilbert", "random", "keep"), default=None,
+                     help="delta-coded artifacts: the path the stream visits the points along (default "
+                     "boustrophedon; keep: your order, e.g. a trajectory); outputs come back in your order")
     run.add_argument("--report-json", help="write this run's report here: errors against the ANN, spikes, "
                      "synaptic operations and energy per point (needs the ANN: --ann or beside the artifact)")
 
@@ -337,6 +346,10 @@ def _convert(args) -> int:
     common = dict(domain=";".join(args.domain) if args.domain else None, calib=args.calib, samples=args.samples,
                   seed=args.seed, validation_points=args.validation_points,
                   progress=progress, energy_table=args.energy_table)
+    if args.coding == "delta":
+        return _convert_delta(args, source, output, common, options, report_dir)
+    if args.graded:
+        raise UsageError("onnx2snn convert: --graded is for --coding delta")
     if args.target_error is not None:
         from .search import cheapest_conversion
         chosen = [flag for flag, value in [("-T", args.timesteps), ("--pieces", args.pieces),
@@ -366,6 +379,27 @@ def _convert(args) -> int:
         evaluation = evaluate(result.model, ann=source, timesteps=steps, points=args.validation_points,
                               seed=args.seed, energy_table=args.energy_table, progress=progress)
         _write_document(report_dir, evaluation, output)
+    return EXIT_OK
+
+
+def _convert_delta(args, source: Path, output: Path, common: dict, options: dict, report_dir) -> int:
+    """``convert --coding delta``: the streaming conversion (``onnx2snn.delta``), its report, and a warning
+    when the fresh points miss the target error."""
+    from .convert import convert
+    given = [flag for flag, value in [("-T", args.timesteps), ("--energy-model", args.energy_model),
+                                      ("--report", report_dir), ("--preset", args.preset)] if value is not None]
+    if given:
+        raise UsageError(f"onnx2snn convert: --coding delta runs one step per point and chooses its event sizes "
+                         f"for --target-error; it does not take {', '.join(given)}")
+    result = convert(source, target_error=args.target_error, graded=args.graded, **common, **options)
+    result.save(output)
+    if args.report_json:
+        _write_json(args.report_json, result.report)
+    _print_report(result.report, output)
+    error, target = result.report["validation"]["rel_l2_snn_vs_ann"], result.report["target_error"]
+    if error > target:
+        print(f"onnx2snn: warning: SNN vs ANN error {_short(error)} on fresh ordered points is above the target "
+              f"{_short(target)}; a smaller --target-error may help", file=sys.stderr)
     return EXIT_OK
 
 
@@ -444,6 +478,10 @@ def _print_report(report: dict, output: Path) -> None:
     print(_spiking_share(report))
     for line in energy_lines(report):
         print(line)
+    if report.get("coding") == "delta":
+        from .delta.stream import summary_lines
+        for line in summary_lines(report):
+            print(line)
     if report["analog_nodes"]:
         print(f"{len(report['analog_nodes'])} node(s) stay analog (see 'onnx2snn inspect')")
     if "search" in report:
@@ -519,12 +557,18 @@ def _run(args) -> int:
     if args.report_json:
         check_output_path(args.report_json, args.model)
     grid = _before_run(args, snn, inputs)
-    progress = _Progress()
-    stats = snn.run_with_stats(inputs, progress=lambda done, total: total > 1 and progress(
-        "simulating chunks of points", done, total))
-    result = stats.outputs
-    if args.ann or args.report_json:
-        _run_report(args, snn, inputs, stats)
+    from runtimes.stream import is_delta
+    if is_delta(snn.model):
+        result = _run_stream(args, snn, inputs)
+    elif args.order:
+        raise UsageError("onnx2snn run: --order is for delta-coded (streaming) artifacts (convert --coding delta)")
+    else:
+        progress = _Progress()
+        stats = snn.run_with_stats(inputs, progress=lambda done, total: total > 1 and progress(
+            "simulating chunks of points", done, total))
+        result = stats.outputs
+        if args.ann or args.report_json:
+            _run_report(args, snn, inputs, stats)
     if args.lowpass:
         result = _lowpass(args, snn, inputs, result, grid)
     if output.suffix == ".npz":
@@ -551,6 +595,27 @@ def _run_report(args, snn, inputs: dict, stats) -> None:
                  f"the ANN's energy per point (45nm_fp32, compute only)")
     if args.report_json:
         _write_json(args.report_json, report)
+
+
+def _run_stream(args, snn, inputs: dict) -> dict:
+    """``run`` of a delta-coded artifact: the points streamed along ``--order``, outputs in the user's order;
+    with ``--ann`` / ``--report-json`` the stream's errors, spikes and energy per point, and its delta-ANN
+    baseline (``delta.stream``)."""
+    from .delta.order import DEFAULT_ORDER
+    from .delta.stream import artifact_report, stream, summary_lines
+    streamed = stream(snn, inputs, args.order or DEFAULT_ORDER)
+    if args.ann or args.report_json:
+        report = artifact_report(args.model, snn, inputs, streamed, ann=args.ann)
+        v, e = report["validation"], report["energy"]["45nm_fp32"]
+        print(f"SNN vs ANN ({report['ann']}) on {v['points']} points streamed in {report['order']} order: relative "
+              f"L2 {v['rel_l2_snn_vs_ann']:.3e}; {report['spikes_per_sample']:,.1f} spikes, "
+              f"{report['synops_per_sample']:,.0f} synaptic ops and {e['ratio']:.3g}x the ANN's energy per point "
+              f"(45nm_fp32, compute only, start-up included)")
+        for line in summary_lines(report):
+            print(line)
+        if args.report_json:
+            _write_json(args.report_json, report)
+    return streamed.outputs
 
 
 def _before_run(args, snn, inputs: dict) -> tuple[int, ...] | None:

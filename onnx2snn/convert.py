@@ -57,7 +57,8 @@ def convert(model: str | os.PathLike, domain: Domain | str | None = None, timest
             threshold: str = "max", neuron: str = "round", readout: str = "analog",
             validation_points: int = VALIDATION_POINTS, validate: bool = True,
             progress: Progress | None = None, energy_table: str | None = None,
-            warm_start: Calibration | None = None, **extra) -> ConversionResult:
+            warm_start: Calibration | None = None, target_error: float | None = None, graded: bool = False,
+            **extra) -> ConversionResult:
     """Convert the ONNX model at ``model`` to an SNN.
 
     ``domain``: {input: [(lo, hi) per feature]} or the text form (default: the model's metadata);
@@ -67,7 +68,9 @@ def convert(model: str | os.PathLike, domain: Domain | str | None = None, timest
     ``ConversionOptions``; ``energy_table``: a JSON file of further cost tables for the report.
     ``progress``, if given, receives a line per stage and the steps of long ones (``onnx2snn.progress``;
     the library never prints).  ``warm_start``: a calibration of the same model to start finetune from
-    (``calibration.pipeline.calibrate``).
+    (``calibration.pipeline.calibrate``).  ``coding="delta"``: a streaming artifact (``onnx2snn.delta``) whose
+    event sizes meet ``target_error`` (default ``delta.convert.DEFAULT_TARGET_ERROR``) on ordered points;
+    ``graded``: one graded event per sending unit.
     """
     options = ConversionOptions(timesteps=timesteps, pieces=pieces, calibration=calibration,
                                 threshold=threshold, neuron=neuron, readout=readout, seed=seed, **extra)
@@ -80,6 +83,10 @@ def convert(model: str | os.PathLike, domain: Domain | str | None = None, timest
     if not structure.layers:
         raise ModelError(f"{imported.path}: no affine layer followed by a pointwise activation and another "
                          f"affine layer; nothing to convert (see 'onnx2snn inspect')")
+    if options.coding == spec.CODING_DELTA:       # streaming sigma-delta neurons: their own conversion
+        from .delta.convert import convert_delta
+        return convert_delta(imported, box, structure, options, target_error, calib, samples, seed,
+                             validation_points, validate, say, energy_table, started, graded)
     say(f"{len(structure.layers)} spiking layer(s), {len(structure.analog)} analog node(s); running the ANN "
         f"on calibration points")
     feeds = calibration_inputs(imported, box, calib, samples, np.random.default_rng(seed))

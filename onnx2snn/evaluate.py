@@ -26,6 +26,7 @@ import onnx
 from runtimes import spec
 from runtimes.loading import load_onnx
 from runtimes.network import SpikingNetwork, if_layers, metadata
+from runtimes.stream import is_delta
 
 from .domain import Domain, parse_domain
 from .errors import DomainError, ModelError
@@ -76,6 +77,9 @@ def evaluate(artifact: str | os.PathLike | onnx.ModelProto, ann: str | os.PathLi
     model = artifact if path is None else load_onnx(path, ModelError)
     if not any(node.domain == spec.DOMAIN for node in model.graph.node):
         raise ModelError(f"{path}: not a spiking artifact (no onnx2snn.IF node); convert it first")
+    if is_delta(model):
+        raise ModelError(f"{path}: a delta-coded artifact is measured on a stream of points: use "
+                         f"'onnx2snn run --report-json' (onnx2snn.delta.stream)")
     network = SpikingNetwork(model, source=str(path or "artifact"))
     imported = import_model(find_ann(model, path, ann))
     _check_matches(network, imported, path)

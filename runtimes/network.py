@@ -17,6 +17,7 @@ from .loading import load_onnx
 from .neuron import live_mask
 from .numpy_ref import NumpyRuntime, RunResult, SpikeCounts
 from .schedule import if_attributes, if_coding
+from .stream import is_delta, stream_runtime
 
 BACKENDS = ("numpy", "snntorch", "onnxruntime")
 CHUNK_ROWS = 4096      # at most this many points per chunk of a row-wise run on a CPU: bounded memory
@@ -32,6 +33,8 @@ def available_backends() -> tuple[str, ...]:
 
 def _runtime(backend: str, model: onnx.ModelProto, timesteps: int, options: dict):
     """The runtime object of ``backend``, its module imported only now."""
+    if is_delta(model):                        # a stream: its points are its steps (runtimes.stream)
+        return stream_runtime(backend, model, options)
     if backend == "numpy":
         return NumpyRuntime(model, timesteps, **options)
     packages, install = _REQUIRES[backend]
@@ -107,8 +110,8 @@ class SpikingNetwork:
             runtime, extra = self._reference, {"per_neuron": True}
         chunk_rows = self._block_rows if chunk_rows is None else min(chunk_rows, self._block_rows)
         feeds = self.check_inputs(inputs)
-        if self._row_inputs is None:
-            self._row_inputs = rows.row_inputs(self.model) or []
+        if self._row_inputs is None:       # a delta artifact's stream is cut into blocks by its runtime only
+            self._row_inputs = [] if is_delta(self.model) else rows.row_inputs(self.model) or []
         total = feeds[self._row_inputs[0]].shape[0] if self._row_inputs else 0
         if not self._row_inputs or total <= chunk_rows \
                 or any(feeds[n].shape[0] != total for n in self._row_inputs):
@@ -126,6 +129,9 @@ class SpikingNetwork:
         return _concatenate(parts)
 
     def _check_timesteps(self, timesteps: int) -> None:
+        if timesteps != 1 and is_delta(self.model):
+            raise ArtifactError(f"{self.source}: a delta-coded artifact streams one step per point; T = "
+                                f"{timesteps} does not apply")
         if self._phase and timesteps > spec.MAX_PHASE_DIGITS:
             raise ArtifactError(f"{self.source}: a phase-coded artifact sends one binary digit per step; T = "
                                 f"{timesteps} is beyond float precision (at most {spec.MAX_PHASE_DIGITS})")

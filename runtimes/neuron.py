@@ -13,6 +13,11 @@ Without leak charge is conserved: v_T + Σ_t s_t = v_0 + Σ_t (z_t + β).
 A phase-coded neuron (``coding = "phase"``, ``spec``) integrates z once into a membrane saturating at
 [-θ-, θ+] and fires its signed binary digits against the thresholds θ±·2^-t of step t = 0..T-1
 (``phase_step``).
+
+A delta-coded neuron (``coding = "delta"``, ``spec``) keeps r, the value it has sent so far, and sends
+the change of its activation a in multiples of θ± once it reaches a·θ± (``delta_step``)::
+
+    u = (a[..., None] + β) - r;   k = ±max(1, floor(±u/θ± + (1 - a))) past ±a·θ±, else 0;   r' = r + k·θ±
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ class NeuronParams:
     fire_fraction: float
     leak: float = 1.0
     coding: str = "rate"
+    graded: bool = False        # delta coding: one graded event per sending unit instead of |k| binary ones
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -106,3 +112,15 @@ def simulate_constant(z: np.ndarray, p: NeuronParams, timesteps: int) -> tuple[n
         total += s
         count += s != 0
     return total / timesteps, count
+
+
+def delta_step(r: np.ndarray, a: np.ndarray, p: NeuronParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One step (one point) of a delta-coded layer as ``spec`` defines it: ``r`` [..., n, 1] the value sent
+    so far (or r(0) [n, 1]), ``a`` [..., n] the activation; returns (s = k·θ±, r' = r + s, |k|)."""
+    dtype = r.dtype.type
+    u = (a[..., None] + p.bias) - r
+    rest = dtype(1 - p.fire_fraction)
+    up = np.where(u >= dtype(p.fire_fraction) * p.theta_pos, np.maximum(np.floor(u / p.theta_pos + rest), 1), 0)
+    down = np.where(u <= -(dtype(p.fire_fraction) * p.theta_neg), np.maximum(np.floor(-u / p.theta_neg + rest), 1), 0)
+    s = (up.astype(r.dtype) * p.theta_pos - down.astype(r.dtype) * p.theta_neg).astype(r.dtype, copy=False)
+    return s, r + s, (up + down).astype(r.dtype, copy=False)

@@ -58,6 +58,7 @@ from .numpy_ref import RunResult, SpikeCounts
 from .padfree import PadFreeLayer, find_padfree_layers
 from .rows import chunk_size, chunks, row_inputs
 from .schedule import PlannedNode, schedule
+from .stream import is_delta
 
 EVENTS_PREFIX = "onnx2snn.events/"
 NEURONS_PREFIX = "onnx2snn.neurons/"
@@ -91,6 +92,9 @@ def to_standard_onnx(model: onnx.ModelProto, timesteps: int, padfree: bool = Tru
     T = int(timesteps)
     if T <= 0:
         raise ArtifactError(f"timesteps must be positive, got {T}")
+    if is_delta(model):
+        raise ArtifactError("a delta-coded artifact streams its points as its steps; it has no standard-ONNX "
+                            "form (run it with the numpy or snntorch backend)")
     graph = model.graph
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
     if opset < 11:

@@ -55,16 +55,18 @@ def if_attributes(proto: onnx.NodeProto) -> tuple[bool, float, float]:
 
 def if_coding(proto: onnx.NodeProto) -> str:
     """An IF node's ``coding`` ("rate" when absent); raises ``ArtifactError`` naming the node for an unknown
-    coding, or a phase-coded node with a leak (``spec``)."""
+    coding, a phase-coded node with a leak, or a delta-coded one unsigned or with a leak (``spec``)."""
     attrs = {a.name: helper.get_attribute_value(a) for a in proto.attribute}
     coding = attrs.get(spec.IF_CODING, spec.CODING_RATE)
     coding = coding.decode() if isinstance(coding, bytes) else coding
     name = proto.name or proto.output[0]
-    if coding not in (spec.CODING_RATE, spec.CODING_PHASE):
+    if coding not in (spec.CODING_RATE, spec.CODING_PHASE, spec.CODING_DELTA):
         raise ArtifactError(f"node '{name}': IF attribute '{spec.IF_CODING}' = {coding!r}; use "
-                            f"'{spec.CODING_RATE}' or '{spec.CODING_PHASE}'")
+                            f"'{spec.CODING_RATE}', '{spec.CODING_PHASE}' or '{spec.CODING_DELTA}'")
     if coding == spec.CODING_PHASE and if_attributes(proto)[2] != 1:
         raise ArtifactError(f"node '{name}': a phase-coded IF node has no leak (spec)")
+    if coding == spec.CODING_DELTA and if_attributes(proto)[::2] != (True, 1.0):
+        raise ArtifactError(f"node '{name}': a delta-coded IF node is signed and has no leak (spec)")
     return coding
 
 

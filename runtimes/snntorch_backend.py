@@ -123,6 +123,7 @@ class SignedIF(snntorch.SpikingNeuron):
         self.register_buffer("threshold_neg", torch.tensor(level_neg))
         self.register_buffer("graded_neg", torch.tensor(amp_neg))
         self.phase = coding == spec.CODING_PHASE
+        self.register_buffer("rest", torch.tensor(np.asarray(1 - fire_fraction, theta_pos.dtype)))  # delta: 1 - a
         if self.phase:      # the membrane's bounds at the first step (spec)
             lower = -theta_neg if signed else np.full_like(theta_pos, -np.inf)
             self.register_buffer("upper", torch.tensor(theta_pos))
@@ -176,6 +177,17 @@ class SignedIF(snntorch.SpikingNeuron):
             events = torch.count_nonzero(spikes)
         return spikes, u.sub_(spikes), events
 
+
+    def delta_step(self, x: torch.Tensor, sent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One point of a delta-coded layer (``spec``, ``neuron.delta_step``): ``x`` = a + β [..., n, 1] (the
+        activation plus the bias, added as numpy adds it), ``sent`` r [..., n, 1]; returns (s = k·θ±, r + s,
+        |k|).  The same float operations as numpy, so the same bits given the same activations."""
+        u = x - sent
+        zero = torch.zeros((), dtype=u.dtype, device=u.device)
+        up = torch.where(u >= self.threshold, torch.floor(u / self.graded_spikes_factor + self.rest).clamp_min_(1), zero)
+        down = torch.where(u <= self.threshold_neg, torch.floor(-u / self.graded_neg + self.rest).clamp_min_(1), zero)
+        s = up * self.graded_spikes_factor - down * self.graded_neg
+        return s, sent + s, up + down
 
     def phase_step(self, current: torch.Tensor, mem: torch.Tensor, step: int,
                    timesteps: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -265,6 +277,76 @@ class _PadFreeIF(torch.nn.Module):
         return y.t().reshape(z.shape), events
 
 
+def torch_kernel(n: PlannedNode, values: dict, opset: int, device: torch.device):
+    """The torch kernel ``f(inputs, may_overwrite) -> (outputs, owned)`` of standard node ``n`` (``_Stage``);
+    an op without one runs its numpy kernel on host copies."""
+    op, at = n.proto.op_type, _attrs(n)
+    if op in _BINARY:
+        f, inplace, commutative = _BINARY[op]
+
+        def binary(x, free):
+            a, b = x
+            shape = torch.broadcast_shapes(a.shape, b.shape)
+            dtype = torch.result_type(a, b)
+            if free[0] and a.shape == shape and a.dtype == dtype:
+                return [getattr(a, inplace)(b)], [True]
+            if commutative and free[1] and b.shape == shape and b.dtype == dtype:
+                return [getattr(b, inplace)(a)], [True]
+            return [f(a, b)], [True]
+        return binary
+    if op in _UNARY:
+        name = _UNARY[op]
+        return lambda x, free: ([getattr(x[0], name + "_")()] if free[0] else [getattr(torch, name)(x[0])], [True])
+    if op == "Identity":
+        return lambda x, free: ([x[0]], [free[0]])
+    if op == "MatMul":
+        return lambda x, free: ([torch.matmul(x[0], x[1])], [True])
+    if op == "Gemm":
+        alpha, beta = at.get("alpha", 1.0), at.get("beta", 1.0)
+        ta, tb = at.get("transA", 0), at.get("transB", 0)
+
+        def gemm(x, free):
+            y = (x[0].T if ta else x[0]) @ (x[1].T if tb else x[1])
+            if alpha != 1.0:
+                y.mul_(torch.tensor(alpha, dtype=y.dtype, device=y.device))
+            if len(x) > 2 and x[2] is not None:
+                c = x[2] if beta == 1.0 else x[2] * torch.tensor(beta, dtype=y.dtype, device=y.device)
+                y = y.add_(c) if torch.broadcast_shapes(y.shape, c.shape) == y.shape else y + c
+            return [y], [True]
+        return gemm
+    if op in ("ReduceSum", "Squeeze", "Unsqueeze"):
+        try:
+            axes = _static_axes(n, values, opset)
+        except KeyError:
+            return _fallback(n, device)
+        if op == "ReduceSum":
+            return _reduce_sum(n, axes, at)
+        if op == "Squeeze":
+            if axes is None:
+                return lambda x, free: ([torch.squeeze(x[0])], [free[0]])
+            return lambda x, free: ([x[0].squeeze(tuple(axes))], [free[0]])
+        if axes is None:
+            raise ArtifactError(f"node '{n.name}': Unsqueeze without axes")
+
+        def unsqueeze(x, free):
+            y, rank = x[0], x[0].dim() + len(axes)
+            for a in sorted(a % rank for a in axes):
+                y = y.unsqueeze(a)
+            return [y], [free[0]]
+        return unsqueeze
+    return _fallback(n, device)
+
+
+def _fallback(n: PlannedNode, device: torch.device):
+    """Any other op: its numpy kernel (onnx.reference), on host copies."""
+
+    def run(x, free):
+        arrays = [None if a is None else a.detach().cpu().numpy() for a in x]
+        outs = [_to_torch(a, device) for a in n.kernel(arrays)]
+        return outs, [True] * len(outs)
+    return run
+
+
 class _Stage(torch.nn.Module):
     """One stage compiled to torch: per node a kernel ``f(inputs, may_overwrite) -> (outputs, owned)``;
     its neurons (``SignedIF`` modules) are submodules.
@@ -301,7 +383,7 @@ class _Stage(torch.nn.Module):
             elif n.kind == spec.DECODE_OP:
                 self.ops.append((spec.DECODE_OP, n, None, 0, dead))
             else:
-                self.ops.append(("standard", n, self._kernel(n, values), 0, dead))
+                self.ops.append(("standard", n, torch_kernel(n, values, self.opset, self.device), 0, dead))
         self.neurons = torch.nn.ModuleList([f for kind, n, f, *_ in self.ops if kind in (spec.IF_OP, "padfree")])
         self.rows = _row_inputs(stage, values, opset, constants) if device.type == "cpu" else None
         if chunk_rows is None and self.rows is not None:
@@ -310,74 +392,6 @@ class _Stage(torch.nn.Module):
                       for n in stage if n.kind == spec.IF_OP]
             chunk_rows = chunk_size(sum(blocks), len(blocks), CHUNK_NEURON_STATES, MIN_OP_ELEMENTS)
         self.chunk_rows = chunk_rows
-
-    # ----- kernels -------------------------------------------------------------------------------
-    def _kernel(self, n: PlannedNode, values: dict):
-        op, at = n.proto.op_type, _attrs(n)
-        if op in _BINARY:
-            f, inplace, commutative = _BINARY[op]
-
-            def binary(x, free):
-                a, b = x
-                shape = torch.broadcast_shapes(a.shape, b.shape)
-                dtype = torch.result_type(a, b)
-                if free[0] and a.shape == shape and a.dtype == dtype:
-                    return [getattr(a, inplace)(b)], [True]
-                if commutative and free[1] and b.shape == shape and b.dtype == dtype:
-                    return [getattr(b, inplace)(a)], [True]
-                return [f(a, b)], [True]
-            return binary
-        if op in _UNARY:
-            name = _UNARY[op]
-            return lambda x, free: ([getattr(x[0], name + "_")()] if free[0] else [getattr(torch, name)(x[0])], [True])
-        if op == "Identity":
-            return lambda x, free: ([x[0]], [free[0]])
-        if op == "MatMul":
-            return lambda x, free: ([torch.matmul(x[0], x[1])], [True])
-        if op == "Gemm":
-            alpha, beta = at.get("alpha", 1.0), at.get("beta", 1.0)
-            ta, tb = at.get("transA", 0), at.get("transB", 0)
-
-            def gemm(x, free):
-                y = (x[0].T if ta else x[0]) @ (x[1].T if tb else x[1])
-                if alpha != 1.0:
-                    y.mul_(torch.tensor(alpha, dtype=y.dtype, device=y.device))
-                if len(x) > 2 and x[2] is not None:
-                    c = x[2] if beta == 1.0 else x[2] * torch.tensor(beta, dtype=y.dtype, device=y.device)
-                    y = y.add_(c) if torch.broadcast_shapes(y.shape, c.shape) == y.shape else y + c
-                return [y], [True]
-            return gemm
-        if op in ("ReduceSum", "Squeeze", "Unsqueeze"):
-            try:
-                axes = _static_axes(n, values, self.opset)
-            except KeyError:
-                return self._fallback(n)
-            if op == "ReduceSum":
-                return _reduce_sum(n, axes, at)
-            if op == "Squeeze":
-                if axes is None:
-                    return lambda x, free: ([torch.squeeze(x[0])], [free[0]])
-                return lambda x, free: ([x[0].squeeze(tuple(axes))], [free[0]])
-            if axes is None:
-                raise ArtifactError(f"node '{n.name}': Unsqueeze without axes")
-
-            def unsqueeze(x, free):
-                y, rank = x[0], x[0].dim() + len(axes)
-                for a in sorted(a % rank for a in axes):
-                    y = y.unsqueeze(a)
-                return [y], [free[0]]
-            return unsqueeze
-        return self._fallback(n)
-
-    def _fallback(self, n: PlannedNode):
-        """Any other op: its numpy kernel (onnx.reference), on host copies."""
-        device = self.device
-
-        def run(x, free):
-            arrays = [None if a is None else a.detach().cpu().numpy() for a in x]
-            outs = [_to_torch(a, device) for a in n.kernel(arrays)]
-            return outs, [True] * len(outs)
-        return run
 
     # ----- execution -----------------------------------------------------------------------------
     def run(self, values: dict, constants: dict, T: int, spikes: dict) -> None:

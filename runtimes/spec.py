@@ -18,7 +18,8 @@ domain ``onnx2snn`` (opset 1).  The saved graph computes the first time step; a 
     attributes: signed (int, 0|1), fire_fraction (float a ∈ (0, 1]),
                 leak (float λ ∈ (0, 1], optional: absent means λ = 1, the non-leaky neuron; like every
                 ONNX float attribute a float32 value),
-                coding (string, optional: "rate", the default when absent, or "phase", below)
+                coding (string, optional: "rate", the default when absent, "phase" or "delta", below),
+                graded (int 0|1, optional: delta coding only)
 
     u     = λ·v(t-1) + (z(t) + β)                   (integrate; z broadcast over the K neurons of a unit;
                                                       in this order, so every runtime rounds alike; λ in
@@ -47,6 +48,30 @@ clip(z + β, -θ, θ) rounded to a multiple of θ·2^(1-T) (|error| <= θ·2^-T:
 of 2^(T-1) steps), from at most T events; a unit at 0 sends none and a unit saturated at ±θ one.  Only
 z(1) is read, so a phase layer is fed a static current (the converter puts a Decode between phase layers:
 each layer is its own stage of T steps, and its events are weighted synaptic operations).
+
+``coding = "delta"`` (sigma-delta / send-on-delta neurons, as Loihi 2's): a *streaming* artifact, whose
+time steps are its points.  Step t reads row t (axis 0) of the node's current — one point per step, in the
+order the rows are given — and the state persists from one point to the next.  The current a(t) is the
+unit's activation value, computed by standard ops from the input the unit has accumulated (the original
+``h(x·W + b)``); the membrane input is r(0), the value the receivers hold before the first point; the
+thresholds are the event sizes; ``signed`` must be 1 and ``leak`` 1::
+
+    u(t) = (a(t) + β) - r(t-1)                     (the change not yet sent)
+    k(t) = +max(1, floor(u/θ+ + (1 - a)))   if u >= a·θ+
+           -max(1, floor(-u/θ- + (1 - a)))  if u <= -a·θ-
+           0                                 otherwise
+    s(t) = k·θ+ if k > 0,  k·θ- if k < 0,  else 0  (output 0: the amplitude sent)
+    r(t) = r(t-1) + s(t)                           (output 1: the value sent so far)
+
+so |a(t) + β - r(t)| < a·θ± after every step (a = 1/2: the change rounded to a multiple of θ; a = 1: the
+level-crossing neuron that sends once its value moved by θ).  Attribute ``graded`` (int, optional, 0 when
+absent): 0 sends |k| binary events of amplitude ±θ (a spike count is Σ|k|), 1 one graded event carrying
+s(t) (a count is the number of units that send).  Each event adds its weighted amplitude to its targets'
+input, so after step t a receiver holds W·r(t) + b (W·r(0) folded into b when the chip is loaded); the
+graph states the same value directly: the next layer reads output 1, r(t) [..., n, 1], through a
+``ReduceSum`` over the last axis.  Evaluating the graph on all rows at once, each delta node scanning its
+rows in order, is therefore the streaming execution.  Every IF node of a delta artifact is delta-coded
+(no Decode); the inputs of a separable network each stream their own rows.
 
 ``a = 1`` with ``v0 = θ/2`` is the papers' "floor" neuron; ``a = 1/2`` with ``v0 = 0`` is the symmetric
 "rounding" neuron (a sigma-delta modulator): without leak, for a constant input its rate (1/T)·Σ s lies
@@ -82,6 +107,7 @@ FORMAT_VERSION = "1"
 # IF node attributes (``leak`` and ``coding`` are optional; their absence means 1.0 and "rate").
 IF_SIGNED, IF_FIRE_FRACTION, IF_LEAK, IF_CODING = "signed", "fire_fraction", "leak", "coding"
 CODING_RATE, CODING_PHASE = "rate", "phase"
+CODING_DELTA, IF_GRADED = "delta", "graded"      # streaming sigma-delta neurons and their event kind
 # The most steps (binary digits) a phase-coded artifact runs: θ·2^(1-T) stays a normal float32 for any
 # threshold above 1e-32, and 20 digits are already below float32's resolution of a unit's value (2^-24).
 MAX_PHASE_DIGITS = 20

@@ -31,6 +31,7 @@ from .errors import ArtifactError, Onnx2SnnError
 from .loading import load_onnx
 from .network import BACKENDS, SpikingNetwork, available_backends
 from .numpy_ref import RunResult
+from .stream import is_delta
 
 RTOL = 1e-4
 SPIKE_RTOL = 1e-3
@@ -95,6 +96,8 @@ def verify(model: onnx.ModelProto | str | os.PathLike, inputs: dict[str, np.ndar
     if unknown:
         raise ArtifactError(f"unknown backend(s) {unknown}; available: {', '.join(BACKENDS)}")
     installed = set(available_backends())
+    if is_delta(model):                  # a stream has no onnxruntime form (runtimes.stream)
+        installed.discard("onnxruntime")
     reference_net = SpikingNetwork(model, "numpy", timesteps=timesteps)
     feeds = reference_net.check_inputs(inputs)
     started = time.perf_counter()

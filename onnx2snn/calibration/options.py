@@ -16,7 +16,7 @@ METHODS = ("none", "light", "potential", "advanced", "refit", "finetune", "forwa
 DEFAULT_MAX_PIECES = 128
 PROMISED_ERROR = {32: 5e-3, 128: 2e-3}    # default conversion, relative L2 vs the ANN on fresh points
 TOLERANCE_MARGIN = 0.8                   # of it spent on the calibration points
-CODINGS = ("rate", "phase")
+CODINGS = ("rate", "phase", "delta")
 
 
 @dataclass
@@ -88,6 +88,8 @@ class ConversionOptions:
             raise CalibrationError(f"unknown coding {self.coding!r}; use {' or '.join(CODINGS)}")
         if self.coding == "phase":
             self._check_phase()
+        if self.coding == "delta":
+            self._check_delta()
         if self.readout_enlargement <= 0:
             raise CalibrationError(f"readout enlargement must be positive, got {self.readout_enlargement}")
 
@@ -110,6 +112,21 @@ class ConversionOptions:
             raise CalibrationError(f"--coding phase sends T binary digits per unit: T = {self.timesteps} is "
                                    f"beyond float precision; use T <= {MAX_PHASE_DIGITS} (8 digits ~ a rate code "
                                    f"of 128 steps)")
+
+    def _check_delta(self) -> None:
+        """The delta code (``onnx2snn.delta``) keeps the ANN's own layers and chooses only each layer's event
+        size θ (for ``--target-error``) and the neuron (round: a = 1/2, floor: a = 1); no other knob applies."""
+        clashes = [flag for flag, clash in [("--pieces " + str(self.pieces), self.pieces != "auto"),
+                                            ("--calibration", self.calibration is not None),
+                                            ("--threshold " + self.threshold, self.threshold != "max"),
+                                            ("--readout spiking", self.readout != "analog"),
+                                            ("--first-layer analog", self.first_layer != "spiking"),
+                                            ("--rest typical", self.rest != "zero"),
+                                            ("--spike-penalty", self.spike_penalty != 0),
+                                            ("--shift", self.shift), ("--v0", self.v0 is not None)] if clash]
+        if clashes:
+            raise CalibrationError(f"--coding delta streams the ANN's own layers and chooses only their event "
+                                   f"sizes; it does not take {', '.join(clashes)}")
 
     @property
     def finetune_analog_iterations(self) -> int:

@@ -1,0 +1,1 @@
+"""Streaming sigma-delta conversion (``--coding delta``): artifacts whose points are their time steps."""
