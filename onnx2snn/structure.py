@@ -107,6 +107,15 @@ class Structure:
         k = self.upstream_of(affine)
         return Link(affine.input, [k], [affine.input])
 
+    def activations(self) -> list[dict]:
+        """Per activation of the model, in graph order when known: its ``name``, ``op`` (the activation's
+        kind), whether it ``spikes``, and for one that does not the ``reason`` (activation nodes kept analog:
+        ``ACTIVATION_OPS``)."""
+        rows = [{"name": l.name, "op": l.activation.kind, "spikes": True, "reason": ""} for l in self.layers]
+        rows += [{"name": a.name, "op": a.op, "spikes": False, "reason": a.reason} for a in self.analog
+                 if a.op in ACTIVATION_OPS]
+        return rows
+
     @property
     def plain(self) -> bool:
         """Every layer and readout fed directly by one layer or by static values, nothing analog in between."""
