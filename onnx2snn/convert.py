@@ -25,6 +25,7 @@ from .progress import Progress, silent
 from .report import build_report, finish_timing
 from .resources import check_calibration_memory
 from .rewrite import build_artifact
+from .oscillation import oscillating_static_layers
 from .saving import save_model
 from .structure import Structure, analyse
 
@@ -89,6 +90,11 @@ def convert(model: str | os.PathLike, domain: Domain | str | None = None, timest
     ann = run_ann(imported.model, feeds, [t for t in _tensors_needed(structure) if t not in feeds], source=imported.path,
                   graph_outputs=not grid_model)        # a grid of 4096^d points is never needed
     ann = {**feeds, **ann}
+    oscillating = oscillating_static_layers(structure, ann) if not chains_only and options.first_layer == "spiking" else {}
+    if oscillating:
+        structure = analyse(imported.model, analog_first=oscillating)
+        ann = {**feeds, **run_ann(imported.model, feeds, [t for t in _tensors_needed(structure) if t not in feeds],
+                                  source=imported.path, graph_outputs=not grid_model)}
     check_calibration_memory([(int(np.prod(ann[layer.activation.output].shape[:-1])), layer.width)
                               for layer in structure.layers], options.timesteps, imported.dtype.itemsize)
     imported_at = time.perf_counter()

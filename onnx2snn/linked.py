@@ -9,7 +9,8 @@
 3. Demotions, until none applies: a candidate computed from static values whose output is one factor of a
    product with another step tensor is a *static gate* (``STATIC_GATE``); a candidate whose output reaches
    no affine layer is an output activation; with ``analog_first``, a static candidate whose output reaches
-   only spiking layers is computed once per point.  Each demotion changes the flow, so it is recomputed.
+   only spiking layers is computed once per point (``True``: every such layer; a dict: the layers it
+   names, for the reason it gives).  Each demotion changes the flow, so it is recomputed.
 4. The layers (graph order), their input links, the readouts (affines fed by step tensors that are not a
    layer's), the step tensors analog nodes or graph outputs read (decoded), and every analog node's reason.
 """
@@ -40,7 +41,8 @@ class _Flow:
     products: list[tuple[set[int], ...]] = field(default_factory=list)   # the layers behind each factor
 
 
-def analyse_linked(model: onnx.ModelProto, g: GraphIndex, affines: list[Affine], analog_first: bool) -> Structure:
+def analyse_linked(model: onnx.ModelProto, g: GraphIndex, affines: list[Affine],
+                   analog_first: bool | dict[str, str]) -> Structure:
     layers = _candidates(model, g, affines)
     reasons: dict[int, str] = {}
     while True:
@@ -127,7 +129,8 @@ def _flow(g: GraphIndex, layers: list[SpikingLayer]) -> _Flow:
     return flow
 
 
-def _demotions(g: GraphIndex, layers: list[SpikingLayer], flow: _Flow, affines: list[Affine], analog_first: bool) -> dict[int, str]:
+def _demotions(g: GraphIndex, layers: list[SpikingLayer], flow: _Flow, affines: list[Affine],
+               analog_first: bool | dict[str, str]) -> dict[int, str]:
     """Layers to keep analog and why (module docstring, 3); the first rule that applies wins."""
     static = {k for k, l in enumerate(layers) if l.affine.input not in flow.step}
     demoted: dict[int, str] = {}
@@ -142,8 +145,9 @@ def _demotions(g: GraphIndex, layers: list[SpikingLayer], flow: _Flow, affines: 
     if demoted or not analog_first:
         return demoted
     layer_inputs = {l.affine.input for l in layers}
-    return {k: FIRST_ANALOG for k in static
-            if reached[k] and all(a.input in layer_inputs for a in reached[k]) and not _read_by_analog(g, layers, flow, affines, k)}
+    chosen = {l.name: FIRST_ANALOG for l in layers} if analog_first is True else analog_first
+    return {k: chosen[layers[k].name] for k in static if layers[k].name in chosen and reached[k]
+            and all(a.input in layer_inputs for a in reached[k]) and not _read_by_analog(g, layers, flow, affines, k)}
 
 
 def _reached_affines(g: GraphIndex, layers: list[SpikingLayer], flow: _Flow,

@@ -123,13 +123,14 @@ class Structure:
             l.identity for l in self.layers) and all(link.identity for link in self.readout_links.values())
 
 
-def analyse(model: onnx.ModelProto, analog_first: bool = False, links: bool = True) -> Structure:
+def analyse(model: onnx.ModelProto, analog_first: bool | dict[str, str] = False, links: bool = True) -> Structure:
     """The model's spiking layers, readouts and analog nodes (module docstring); ``links=False``: the
     plain-chain analysis.  With ``analog_first``, a layer fed by no spiking layer (the first hidden layer
     under direct encoding) whose output feeds only further spiking layers stays analog: h(x·W + b) is
     computed once per point and the next layer's constant current h·W' + b' directly encodes it, as the
     network input does for the first layer (its cost: the two affines' MACs and one activation per unit,
-    instead of T steps of neurons and their spikes)."""
+    instead of T steps of neurons and their spikes); a dict {layer name: reason} (links only) does so for
+    the static layers it names."""
     g = GraphIndex(model)
     affines = []
     for node in g.nodes:

@@ -123,3 +123,16 @@ def test_inspect_says_per_activation_whether_it_spikes(capsys):
 def test_artifact_is_valid_onnx(converted, tmp_path):
     path = converted["torch_modified_mlp"].save(tmp_path / "mmlp.snn.onnx")
     onnx.checker.check_model(onnx.load(path))
+
+
+def test_oscillating_static_layer_is_computed_once():
+    """SIREN's sin(30·z) first layer (total variation 7.7x its range on the data) is not expanded into
+    pieces: computed once per point; tanh first layers (variation 1) keep spiking."""
+    from onnx2snn.oscillation import oscillating_static_layers
+    siren = onnx2snn.convert(FIXTURES / "torch_siren.onnx", samples=1024, validation_points=512, timesteps=16)
+    assert [l.name for l in siren.structure.layers] == ["/Sin_1"] and siren.structure.layers[0].static
+    assert {a.name for a in siren.structure.analog} >= {"/first/Gemm", "/Sin"}
+    imported = import_model(FIXTURES / "torch_residual_linear.onnx")
+    s = analyse(imported.model)
+    ann = run_ann(imported.model, _points(), [s.layers[0].activation.input])
+    assert oscillating_static_layers(s, ann) == {}
