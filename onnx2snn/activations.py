@@ -154,3 +154,24 @@ def _float_type(name: str, g: GraphIndex) -> np.dtype:
     """The dtype of tensor ``name``: that of the float constants or inputs of the model."""
     floats = [c.dtype for c in g.constants.values() if c.dtype.kind == "f" and c.ndim == 2]
     return floats[0] if floats else np.dtype(np.float32)
+
+
+def activation_after(source: str, sources: set[str], g: GraphIndex) -> Activation | None:
+    """The pointwise activation that starts at tensor ``source``: of the tensors reachable from it through
+    elementwise nodes, the last in graph order that ``find_activation`` accepts with ``source`` as its only
+    source (``sources``: the tensors a backward walk stops at, ``source`` among them); None if there is none.
+    Finds tanh(z), sin(30·z), swish z·σ(z) alike, and stops before a sum with another layer's output."""
+    reached, todo, seen = [], [source], set()
+    while todo:
+        for node in g.consumers.get(todo.pop(), []):
+            if id(node) in seen or node.op_type not in ELEMENTWISE or node.domain not in ("", "ai.onnx"):
+                continue
+            seen.add(id(node))
+            reached.append(node)
+            todo.extend(node.output)
+    for node in sorted(reached, key=lambda n: g.order[id(n)], reverse=True):
+        for e in node.output:
+            activation, _ = find_activation(e, sources, g)
+            if activation is not None and activation.input == source:
+                return activation
+    return None

@@ -476,6 +476,9 @@ def _print_report(report: dict, output: Path) -> None:
           f"first-layer MACs, {report['analog_macs_per_sample']:.0f} analog MACs; "
           f"ANN {report['ann_macs_per_sample']:.0f} MACs; {report['spikes_per_synapse']:.2f} spikes per synapse")
     print(_spiking_share(report))
+    if any(not a["spikes"] for a in report["activations"]):
+        for line in activation_lines(report["activations"]):
+            print(line)
     for line in energy_lines(report):
         print(line)
     if report.get("coding") == "delta":
@@ -501,6 +504,15 @@ def _spiking_share(report: dict) -> str:
     spiking, hidden = hidden_layers(report)
     return (f"{100 * report['spiking_mac_fraction']:.0f}% of the ANN's MACs became synaptic operations; "
             f"{spiking} of {hidden} hidden layers spike")
+
+
+def activation_lines(activations: list[dict]) -> list[str]:
+    """Per activation of the model: whether it spikes, and why not (``Structure.activations``)."""
+    spiking = sum(a["spikes"] for a in activations)
+    lines = [f"activations: {spiking} of {len(activations)} spike"]
+    for a in activations:
+        lines.append(f"  {a['name']} ({a['op']}): " + ("spikes" if a["spikes"] else f"analog, {a['reason']}"))
+    return lines
 
 
 def energy_lines(report: dict) -> list[str]:
@@ -810,14 +822,20 @@ def _inspect(args) -> int:
     print(f"{len(structure.layers)} spiking layer(s) (affine layer -> activation -> spiking neurons):")
     for layer in structure.layers:
         feeds = ", ".join(c.name for c in layer.consumers)
-        print(f"  {layer.affine.name} [{layer.affine.fan_in} -> {layer.width}] -> {layer.activation.kind} "
-              f"('{layer.name}') -> feeds {feeds}")
+        source = f"{layer.affine.input} (analog node's output, encoded directly)" if layer.identity else \
+            f"{layer.affine.name} [{layer.affine.fan_in} -> {layer.width}]"
+        via = "" if layer.link is None or layer.link.identity else \
+            f" (input through {'+'.join(n.op_type for n in layer.link.nodes)} of spiking layers " \
+            f"{', '.join(structure.layers[k].name for k in layer.link.sources)})"
+        print(f"  {source}{via} -> {layer.activation.kind} ('{layer.name}') -> feeds {feeds}")
     print(f"{len(structure.readouts)} readout(s) (analog readout of decoded spikes):")
     for readout in structure.readouts:
         print(f"  {readout.name} [{readout.fan_in} -> {readout.width}]")
     print(f"{len(structure.analog)} node(s) stay analog:")
     for node in structure.analog:
         print(f"  {node.name} ({node.op}): {node.reason}")
+    for line in activation_lines(structure.activations()):
+        print(line)
     for line in budget:
         print(line)
     return EXIT_OK

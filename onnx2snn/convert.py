@@ -25,6 +25,7 @@ from .progress import Progress, silent
 from .report import build_report, finish_timing
 from .resources import check_calibration_memory
 from .rewrite import build_artifact
+from .oscillation import oscillating_static_layers
 from .saving import save_model
 from .structure import Structure, analyse
 
@@ -79,7 +80,9 @@ def convert(model: str | os.PathLike, domain: Domain | str | None = None, timest
     say(f"importing {model}")
     imported = import_model(model)
     box = resolve_domain(imported, domain)
-    structure = analyse(imported.model, analog_first=options.first_layer == "analog")
+    # the end-to-end fits and the phase code work on plain chains (structure.py)
+    chains_only = bool({"finetune", "forward"} & set(options.methods)) or options.coding == "phase"
+    structure = analyse(imported.model, analog_first=options.first_layer == "analog", links=not chains_only)
     if not structure.layers:
         raise ModelError(f"{imported.path}: no affine layer followed by a pointwise activation and another "
                          f"affine layer; nothing to convert (see 'onnx2snn inspect')")
@@ -91,8 +94,14 @@ def convert(model: str | os.PathLike, domain: Domain | str | None = None, timest
         f"on calibration points")
     feeds = calibration_inputs(imported, box, calib, samples, np.random.default_rng(seed))
     grid_model = is_grid_model(imported)
-    ann = run_ann(imported.model, feeds, _tensors_needed(structure), source=imported.path,
+    ann = run_ann(imported.model, feeds, [t for t in _tensors_needed(structure) if t not in feeds], source=imported.path,
                   graph_outputs=not grid_model)        # a grid of 4096^d points is never needed
+    ann = {**feeds, **ann}
+    oscillating = oscillating_static_layers(structure, ann) if not chains_only and options.first_layer == "spiking" else {}
+    if oscillating:
+        structure = analyse(imported.model, analog_first=oscillating)
+        ann = {**feeds, **run_ann(imported.model, feeds, [t for t in _tensors_needed(structure) if t not in feeds],
+                                  source=imported.path, graph_outputs=not grid_model)}
     check_calibration_memory([(int(np.prod(ann[layer.activation.output].shape[:-1])), layer.width)
                               for layer in structure.layers], options.timesteps, imported.dtype.itemsize)
     imported_at = time.perf_counter()
@@ -132,6 +141,9 @@ def _tensors_needed(structure: Structure) -> list[str]:
         names += [layer.affine.input, layer.affine.output, layer.activation.output]
     for readout in structure.readouts:
         names += [readout.input, readout.output]
+    links = [l.link for l in structure.layers if l.link is not None] + list(structure.readout_links.values())
+    for link in links + structure.decoded:
+        names += link.source_tensors + link.statics + [link.output]
     return list(dict.fromkeys(names))
 
 

@@ -6,9 +6,10 @@ one), from the tensors and spike counts of one run on fresh points:
 ANN   every node of the original graph (``operations.py``): MACs of its affine layers, one activation per
       unit (``ann_work``: however the exporter spelled it), adds and mults of the other nodes.
 SNN   * synaptic operations: Σ_l events_l × fan-out_l, fan-out_l = the widths of the affine layers fed by
-        layer l (+1 when analog nodes read its decoded value: one accumulate per event); a phase-coded
-        event (``runtimes.spec``) carries the weight 2^(1-t)·θ, a power of two times the layer's constant:
-        its target adds that weight shifted by an exponent, counted as one accumulate too (Kim et al. 2018);
+        layer l, directly or through links (a residual sum routes an event to the synapses of both
+        paths; a static gate scales it, counted within the synaptic operation), +1 when analog nodes
+        read its decoded value (one accumulate per event); a phase-coded event (``runtimes.spec``)
+        carries the weight 2^(1-t)·θ, a power of two times the layer's constant: its target adds that weight shifted by an exponent, counted as one accumulate too (Kim et al. 2018);
       * neuron updates: every live neuron, every step (n_l × T × its rows per sample), whether or not it
         fires;
       * static affines: a spiking layer fed by no spiking layer (the first layer under direct encoding) has
@@ -144,7 +145,8 @@ def account(model, structure, shapes: dict[str, tuple[int, ...]], rows: float,
     layer (hidden and spiking readout neurons); ``readout_outputs``: readout values per sample."""
     spiking = {node_key(n) for l in structure.layers for n in l.affine.nodes + l.activation.nodes}
     spiking |= {node_key(n) for a in structure.readouts for n in a.nodes}
-    static = {node_key(n) for l in structure.layers if l.upstream is None for n in l.affine.nodes}
+    spiking |= {node_key(n) for n in structure.link_nodes}
+    static = {node_key(n) for l in structure.layers if l.static for n in l.affine.nodes}
     analog_keys = {node_key(n) for n in model.graph.node} - spiking
     per_sample = 1.0 / rows
     ann = ann_work(model, structure, shapes, rows)
@@ -167,8 +169,9 @@ def ann_work(model, structure, shapes: dict[str, tuple[int, ...]], rows: float) 
 
 
 def layer_fan_out(layer) -> int:
-    """Targets of one event of a spiking layer: the widths of the affine layers it feeds, +1 when analog
-    nodes read its decoded value (``SpikingLayer.read_directly``)."""
+    """Targets of one event of a spiking layer: the widths of the affine layers it feeds, directly or
+    through links (``links.py``), +1 when analog nodes read its decoded value
+    (``SpikingLayer.read_directly``)."""
     return int(sum(c.width for c in layer.consumers) + (1 if layer.read_directly else 0))
 
 
@@ -179,7 +182,7 @@ def ann_budget(model, structure, shapes: dict[str, tuple[int, ...]], rows: float
     break-even spikes per neuron E_ANN / (e_synop · Σ_l n_l·fan-out_l): the mean spikes per inference each
     hidden neuron may send before the SNN's synaptic operations alone cost as much as the ANN."""
     work = ann_work(model, structure, shapes, rows)
-    fed = {node_key(n) for l in structure.layers if l.upstream is not None for n in l.affine.nodes}
+    fed = {node_key(n) for l in structure.layers if not l.static for n in l.affine.nodes}
     fed |= {node_key(n) for a in structure.readouts for n in a.nodes}
     spiking_macs = graph_work(model, shapes, fed).macs / rows
     synapses = sum(l.width * layer_fan_out(l) for l in structure.layers)

@@ -170,6 +170,7 @@ def measure(imported, structure, network, points: dict[str, np.ndarray], timeste
         "validation": validation,
         "layers": layers,
         "analog_nodes": [{"name": a.name, "op": a.op, "reason": a.reason} for a in structure.analog],
+        "activations": structure.activations(),
         "spike_rate": events_total / slots_total if slots_total else 0.0,
         "spikes_per_sample": events_total / samples,
         "synops_per_sample": energy.snn.synops,

@@ -4,9 +4,11 @@ Per spiking layer::
 
     x ─MatMul(W)─Add(b)─▶ z ─IF(v0, β, θ+, θ-)─▶ s ─Mul(w)─ReduceSum(-1)─Add(c)─▶ h
 
-(a phase-coded layer's ``h`` through a ``Decode``: the next layer reads its decoded value, ``spec``);
-per readout ``x ─MatMul(W)─Add(b)─▶ y``; then a ``Decode`` is inserted wherever a step tensor reaches an
-analog node or a graph output, so analog ops see decoded values and the graph's names are unchanged.
+(a phase-coded layer's ``h`` through a ``Decode``: the next layer reads its decoded value, ``spec``; a
+layer on an analog node's output has no affine: ``x ─IF─▶ ...``); per readout ``x ─MatMul(W)─Add(b)─▶ y``.
+The link ops between layers (``links.py``) stay as they are and run every step.  Then a ``Decode`` is
+inserted wherever a step tensor reaches an analog node, a graph output or a static layer's affine, so those
+see decoded values and the graph's names are unchanged.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ def build_artifact(model: onnx.ModelProto, structure: Structure, calibration: Ca
     removed = {id(n) for l in structure.layers for n in l.affine.nodes + l.activation.nodes}
     removed |= {id(n) for a in structure.readouts for n in a.nodes}
     emitted: list[onnx.NodeProto] = []
+    entries: set[int] = set()       # the first node of each static layer's affine: it reads decoded values
     inits: list[onnx.TensorProto] = []
     axes_name = "onnx2snn/axes_last"
     if opset >= 13:
@@ -57,7 +60,10 @@ def build_artifact(model: onnx.ModelProto, structure: Structure, calibration: Ca
                                             domain=spec.DOMAIN))
 
     for layer, params in zip(structure.layers, calibration.layers):
-        affine(layer.affine.name, layer.affine.input, layer.activation.input, params.weight, params.bias)
+        if not layer.identity:      # an identity layer's neurons read the analog node's output itself
+            affine(layer.affine.name, layer.affine.input, layer.activation.input, params.weight, params.bias)
+            if layer.static:
+                entries.add(id(emitted[-2]))
         neurons(layer.name, layer.activation.input, layer.activation.output, params.neurons,
                 params.decode_weight, params.decode_offset)
     for readout in structure.readouts:
@@ -71,8 +77,15 @@ def build_artifact(model: onnx.ModelProto, structure: Structure, calibration: Ca
             neurons(f"{readout.name}/output_neurons", current, readout.output, fitted.neurons,
                     np.ones((width, 1), fitted.weight.dtype), np.zeros(width, fitted.weight.dtype))
 
-    kept = [n for n in graph.node if id(n) not in removed]
-    nodes = _insert_decodes(kept, emitted, [o.name for o in graph.output])
+    links = {id(n) for n in structure.link_nodes}
+    kept, link_copies = [], set()
+    for node in graph.node:
+        if id(node) in links:           # renamed below where a Decode follows: a copy, not the model's node
+            node = _copy(node)
+            link_copies.add(id(node))
+        if id(node) not in removed:
+            kept.append(node)
+    nodes = _insert_decodes(kept, emitted, [o.name for o in graph.output], link_copies, entries)
     used = {i for n in nodes for i in n.input}
     initializers = [t for t in graph.initializer if t.name in used] + [t for t in inits if t.name in used]
     new_graph = helper.make_graph(_toposort(nodes, [i.name for i in graph.input] + [t.name for t in initializers]),
@@ -111,20 +124,31 @@ def if_layer_nodes(name: str, current: str, out: str, p: NeuronParams, decode_we
     ]
 
 
-def _insert_decodes(kept: list[onnx.NodeProto], emitted: list[onnx.NodeProto],
-                    graph_outputs: list[str]) -> list[onnx.NodeProto]:
-    """Decode each step tensor read by an analog node or a graph output, keeping its name for them."""
+def _copy(node: onnx.NodeProto) -> onnx.NodeProto:
+    copy = onnx.NodeProto()
+    copy.CopyFrom(node)
+    return copy
+
+
+def _insert_decodes(kept: list[onnx.NodeProto], emitted: list[onnx.NodeProto], graph_outputs: list[str],
+                    links: set[int], entries: set[int]) -> list[onnx.NodeProto]:
+    """Decode each step tensor read by an analog node, a graph output or a static layer's affine
+    (``entries``), keeping its name for them; ``links``: the ids of the kept nodes that are link ops (run
+    every step, never decoded before)."""
+    stepping = emitted + [n for n in kept if id(n) in links]
     step: set[str] = set()
-    for node in _toposort(emitted, None):      # only the emitted nodes run per step; a Decode ends them
+    for node in _toposort(stepping, None):     # only these run per step; a Decode ends them
         if node.domain == spec.DOMAIN and node.op_type == spec.DECODE_OP:
             continue
-        if node.domain == spec.DOMAIN or any(i in step for i in node.input):
+        if node.domain == spec.DOMAIN or (id(node) not in entries and any(i in step for i in node.input)):
             step.update(node.output)
-    analog_reads = {i for n in kept for i in n.input} | set(graph_outputs)
+    analog_reads = {i for n in kept if id(n) not in links for i in n.input} | set(graph_outputs)
+    analog_reads |= {i for n in emitted if id(n) in entries for i in n.input}
     decoded = sorted(step & analog_reads)
     rename = {t: t + STEP_SUFFIX for t in decoded}
-    for node in emitted:
-        node.input[:] = [rename.get(i, i) for i in node.input]
+    for node in stepping:
+        if id(node) not in entries:
+            node.input[:] = [rename.get(i, i) for i in node.input]
         node.output[:] = [rename.get(o, o) for o in node.output]
     decodes = [helper.make_node(spec.DECODE_OP, [rename[t]], [t], name=f"{t}/decode", domain=spec.DOMAIN)
                for t in decoded]

@@ -1,9 +1,20 @@
 """What in a model becomes spiking and what stays analog.
 
-A *spiking layer* is an affine layer followed by a pointwise activation whose output feeds at least one
-affine layer.  The affine layers fed by a spiking layer run every time step on decoded spikes; those
-that feed no further spiking layer are *readouts* (their outputs are decoded: analog readout).  Every
-other node stays analog, evaluated once on decoded values, with the reason recorded.
+A *spiking layer* is a pointwise activation h whose output reaches at least one affine layer, fed by an
+affine layer (z = x·W + b) or, where an analog node produces its input (a LayerNorm, a product), by that
+node's output itself (an identity affine: the activation is encoded directly, as the first layer is).  Its
+output reaches affine layers directly or through *links* (``links.py``: sums with other spiking layers'
+outputs or static tensors, products with static gates, Concat, Slice), which run every step.  A layer whose
+input depends on no spiking layer is *static* (direct encoding: the same current every step); otherwise its
+input is a link of earlier layers.  The affine layers fed by spiking layers that feed no further spiking
+layer are *readouts* (analog readout).  Every other node stays analog, evaluated once on decoded values,
+with the reason recorded.
+
+A layer computed only from the inputs whose output multiplies a spiking signal (the modified MLP's gates U,
+V) is kept analog, computed once per point: spiking it would need a Decode before the product (a product of
+two time-varying signals does not commute with the time average), adding error and spikes for nothing.
+``analyse(links=False)`` is the plain-chain analysis (each layer fed by one layer, nothing between): the
+end-to-end fits (``finetune``, ``forward``) and the phase code work on it.
 """
 
 from __future__ import annotations
@@ -16,9 +27,13 @@ import onnx
 from .activations import Activation, find_activation
 from .affine import Affine, match_affine
 from .graph_index import GraphIndex
+from .links import Link
 
 ACTIVATION_OPS = ("Tanh", "Sin", "Sigmoid", "Relu", "Softplus", "Gelu", "Erf", "Elu", "LeakyRelu")
 OUTPUT_ACTIVATION = "activation not between two affine layers (evaluated on decoded values)"
+STATIC_GATE = ("gate computed once per point: its input is static and it multiplies a spiking signal (spiking it "
+               "would need a Decode before the product)")
+FIRST_ANALOG = "first hidden layer computed once per point and encoded into the next layer (--first-layer analog)"
 READOUT_NEURONS = "/output_neurons"     # suffix of a spiking readout's output neurons (rewrite, report)
 
 
@@ -29,8 +44,19 @@ class SpikingLayer:
     affine: Affine
     activation: Activation
     consumers: list[Affine] = field(default_factory=list)
-    upstream: int | None = None     # index of the spiking layer that feeds ``affine``, if any
+    upstream: int | None = None     # index of the spiking layer that feeds ``affine`` directly, if any
     read_directly: bool = False     # h(z) is also read by a non-affine node or is a graph output
+    link: Link | None = None        # how ``affine``'s input is computed from earlier layers (None: static)
+
+    @property
+    def static(self) -> bool:
+        """Whether the layer's input depends on no spiking layer (direct encoding)."""
+        return self.link is None
+
+    @property
+    def identity(self) -> bool:
+        """Whether the activation reads an analog node's output itself (no affine nodes: W = I, b = 0)."""
+        return not self.affine.nodes
 
     @property
     def name(self) -> str:
@@ -55,6 +81,10 @@ class Structure:
     analog: list[AnalogNode]
     affines: list[Affine]
     contracted: set[str] = field(default_factory=set)   # readouts whose columns an Einsum contracts
+    readout_links: dict[str, Link] = field(default_factory=dict)   # by readout name: how its input is made
+    decoded: list[Link] = field(default_factory=list)    # step tensors that analog nodes or outputs read
+    link_nodes: list[onnx.NodeProto] = field(default_factory=list)  # the link ops, run every step
+    model: onnx.ModelProto | None = None                 # the model analysed
 
     def relative_scale(self, affine: Affine, y) -> np.ndarray:
         """The scale of a readout's relative error, per column [width], from its ANN values y [N, width]:
@@ -70,19 +100,48 @@ class Structure:
         """Index of the spiking layer whose activation output is ``affine``'s input, if any."""
         return next((k for k, l in enumerate(self.layers) if l.activation.output == affine.input), None)
 
+    def input_link(self, affine: Affine) -> Link:
+        """How readout ``affine``'s input is computed from the spiking layers."""
+        if affine.name in self.readout_links:
+            return self.readout_links[affine.name]
+        k = self.upstream_of(affine)
+        return Link(affine.input, [k], [affine.input])
 
-def analyse(model: onnx.ModelProto, analog_first: bool = False) -> Structure:
-    """The model's spiking layers, readouts and analog nodes.  With ``analog_first``, a layer fed by no
-    spiking layer (the first hidden layer under direct encoding) whose output feeds only further spiking
-    layers stays analog: h(x·W + b) is computed once per point and the next layer's constant current
-    h·W' + b' directly encodes it, as the network input does for the first layer (its cost: the two
-    affines' MACs and one activation per unit, instead of T steps of neurons and their spikes)."""
+    def activations(self) -> list[dict]:
+        """Per activation of the model, in graph order when known: its ``name``, ``op`` (the activation's
+        kind), whether it ``spikes``, and for one that does not the ``reason`` (activation nodes kept analog:
+        ``ACTIVATION_OPS``)."""
+        rows = [{"name": l.name, "op": l.activation.kind, "spikes": True, "reason": ""} for l in self.layers]
+        rows += [{"name": a.name, "op": a.op, "spikes": False, "reason": a.reason} for a in self.analog
+                 if a.op in ACTIVATION_OPS]
+        return rows
+
+    @property
+    def plain(self) -> bool:
+        """Every layer and readout fed directly by one layer or by static values, nothing analog in between."""
+        return all(l.link is None or l.link.identity for l in self.layers) and not any(
+            l.identity for l in self.layers) and all(link.identity for link in self.readout_links.values())
+
+
+def analyse(model: onnx.ModelProto, analog_first: bool | dict[str, str] = False, links: bool = True) -> Structure:
+    """The model's spiking layers, readouts and analog nodes (module docstring); ``links=False``: the
+    plain-chain analysis.  With ``analog_first``, a layer fed by no spiking layer (the first hidden layer
+    under direct encoding) whose output feeds only further spiking layers stays analog: h(x·W + b) is
+    computed once per point and the next layer's constant current h·W' + b' directly encodes it, as the
+    network input does for the first layer (its cost: the two affines' MACs and one activation per unit,
+    instead of T steps of neurons and their spikes); a dict {layer name: reason} (links only) does so for
+    the static layers it names."""
     g = GraphIndex(model)
     affines = []
     for node in g.nodes:
         found = match_affine(node, g)
         if found is not None:
             affines.append(found)
+    if links:
+        from .linked import analyse_linked
+        structure = analyse_linked(model, g, affines, analog_first)
+        structure.model = model
+        return structure
     by_output = {a.output: a for a in affines}
     layers_by_z: dict[str, SpikingLayer] = {}
     rejected: dict[str, str] = {}
@@ -98,7 +157,7 @@ def analyse(model: onnx.ModelProto, analog_first: bool = False) -> Structure:
         layer = layers_by_z.setdefault(activation.input, SpikingLayer(by_output[activation.input], activation))
         layer.consumers.append(consumer)
     layers = sorted(layers_by_z.values(), key=lambda l: g.order[id(l.affine.nodes[0])])
-    structure = Structure(layers=layers, readouts=[], analog=[], affines=affines)
+    structure = Structure(layers=layers, readouts=[], analog=[], affines=affines, model=model)
     for layer in layers:
         first_nodes = {id(c.nodes[0]) for c in layer.consumers}
         layer.read_directly = layer.activation.output in g.outputs or any(
@@ -110,8 +169,7 @@ def analyse(model: onnx.ModelProto, analog_first: bool = False) -> Structure:
                   and all(id(c) in encoded for c in l.consumers)]
         for layer in firsts:
             layers.remove(layer)
-            kept_analog.update({id(n): "first hidden layer computed once per point and encoded into the next "
-                                "layer (--first-layer analog)" for n in layer.affine.nodes + layer.activation.nodes})
+            kept_analog.update({id(n): FIRST_ANALOG for n in layer.affine.nodes + layer.activation.nodes})
     for layer in layers:
         layer.upstream = structure.upstream_of(layer.affine)
     layer_affines = {id(l.affine) for l in layers}
@@ -122,24 +180,39 @@ def analyse(model: onnx.ModelProto, analog_first: bool = False) -> Structure:
                 structure.readouts.append(c)
                 seen.add(id(c))
     structure.contracted = {a.name for a in structure.readouts if _reaches_einsum(a.output, g)}
+    structure.decoded = [Link(l.activation.output, [k], [l.activation.output]) for k, l in enumerate(layers)
+                         if l.read_directly]
+    for k, layer in enumerate(layers):
+        if layer.upstream is not None:
+            layer.link = Link(layer.affine.input, [layer.upstream], [layer.affine.input])
     spiking_nodes = {id(n) for l in layers for n in l.affine.nodes + l.activation.nodes}
     spiking_nodes |= {id(n) for a in structure.readouts for n in a.nodes}
     affine_of = {id(n): a for a in affines for n in a.nodes}
-    for node in g.nodes:
-        if id(node) in spiking_nodes:
-            continue
+
+    def specific(node: onnx.NodeProto) -> str | None:
         if id(node) in kept_analog:
-            reason = kept_analog[id(node)]
-        elif node.name in rejected:
-            reason = rejected[node.name]
-        elif id(node) in affine_of:
-            reason = "affine layer not fed by a spiking layer and not followed by an activation"
-        elif node.op_type in ACTIVATION_OPS:
-            reason = OUTPUT_ACTIVATION
-        else:
-            reason = f"{node.op_type} is not an affine layer or a pointwise activation (evaluated on decoded values)"
-        structure.analog.append(AnalogNode(node.name, node.op_type, reason))
+            return kept_analog[id(node)]
+        if node.name in rejected:
+            return rejected[node.name]
+        if id(node) in affine_of:
+            return "affine layer not fed by a spiking layer and not followed by an activation"
+        return None
+
+    record_analog(structure, g, spiking_nodes, specific)
     return structure
+
+
+def record_analog(structure: Structure, g: GraphIndex, converted: set[int], specific) -> None:
+    """Every node not in ``converted`` (ids) is analog: with ``specific(node)``'s reason if it gives one,
+    else that of an activation after the last affine layer, else that of any other op."""
+    for node in g.nodes:
+        if id(node) in converted:
+            continue
+        reason = specific(node)
+        if reason is None:
+            reason = OUTPUT_ACTIVATION if node.op_type in ACTIVATION_OPS else \
+                f"{node.op_type} is not an affine layer or a pointwise activation (evaluated on decoded values)"
+        structure.analog.append(AnalogNode(node.name, node.op_type, reason))
 
 
 def _reaches_einsum(name: str, g: GraphIndex) -> bool:

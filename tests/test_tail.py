@@ -24,7 +24,7 @@ RESIDUAL = FIXTURES / "torch_residual.onnx"      # u = W_out·(h1 + tanh(W_hid·
 
 def _tail(path, points=256):
     imported = import_model(path)
-    structure = analyse(imported.model)
+    structure = analyse(imported.model, links=False)     # the chains finetune fits through the tail
     feeds = calibration_inputs(imported, resolve_domain(imported, None), None, points, np.random.default_rng(0))
     ann = run_ann(imported.model, feeds, _tensors_needed(structure))
     return imported, structure, ann, output_tail(imported.model, structure, ann, feeds)
@@ -85,7 +85,7 @@ def test_closed_form_readout_refit_minimises_the_linearised_error():
 def test_grid_models_keep_the_per_boundary_loss(name):
     """A separable model's outputs are a grid over the axes' points: no row-wise tail."""
     imported = import_model(FIXTURES / name)
-    structure = analyse(imported.model)
+    structure = analyse(imported.model, links=False)     # the chains finetune fits through the tail
     feeds = calibration_inputs(imported, resolve_domain(imported, None), None, 64, np.random.default_rng(0))
     ann = run_ann(imported.model, feeds, _tensors_needed(structure), graph_outputs=False)
     assert output_tail(imported.model, structure, ann, feeds) is None
@@ -132,7 +132,6 @@ def _graph_outputs_from(model: onnx.ModelProto, feeds: dict, boundary: dict) -> 
 
 @pytest.mark.parametrize("name, proxy_over_output", [
     ("torch_normalised_hardbc.onnx", 1.058),   # u = x(1-x)·(s·NN + c): the readout 2.64e-3, the output 2.49e-3
-    ("torch_residual.onnx", 1.651),            # u = W·(h1 + tanh(z_hid)): z_hid's error 6.55e-3, u's 3.97e-3
 ])
 def test_auto_passes_measure_the_graph_outputs_through_the_tail(name, proxy_over_output):
     """The error the kept ``--pieces auto`` pass measured (``calibration_output_error``) is the graph

@@ -52,8 +52,11 @@ STATIC_ROUNDING_WEIGHT = 2.0   # on the rounding term of a layer with a static (
 
 
 def output_sensitivities(structure: Structure, ann: dict[str, np.ndarray]) -> list[np.ndarray]:
-    """s_l [n_l] for every spiking layer (see the module docstring)."""
+    """s_l [n_l] for every spiking layer (see the module docstring); for layers joined by links
+    (``Structure.plain`` false), by central differences through the ANN (``linked_sensitivities``)."""
     flat = lambda a: a.reshape(-1, a.shape[-1])
+    if not structure.plain:
+        return linked_sensitivities(structure, ann)
     rows = min(flat(ann[structure.layers[0].activation.input]).shape[0], MODEL_POINTS)
     columns: dict[str, slice] = {}
     total = 0
@@ -121,3 +124,34 @@ def budget_pieces(activation, lo: np.ndarray, hi: np.ndarray, currents: np.ndarr
                 hi_lam = mid
         chosen = choose(lo_lam)
     return chosen, float(np.sqrt(total(chosen)))
+
+
+def linked_sensitivities(structure: Structure, ann: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """s_l [n_l] with δ_l[x, j, m] = ∂y_m/∂h_l[x, j] / rms(y_m) taken through the ANN graph itself (links,
+    analog nodes and later layers included) by central differences in onnxruntime: the readouts y computed
+    from h_l and the graph inputs, h_l[:, j] moved by ±10⁻³·rms(h_l[:, j]), 2·n_l runs on ``MODEL_POINTS``
+    calibration points per layer (``ann`` holds the graph inputs too)."""
+    from .tail import tail_outputs_runner
+    model = structure.model
+    outputs = [a.output for a in structure.readouts]
+    rows = min(next(iter(ann.values())).shape[0], MODEL_POINTS)
+    scales = [structure.relative_scale(a, ann[a.output].reshape(-1, a.width)) for a in structure.readouts]
+    inputs = {i.name: ann[i.name][:rows] for i in model.graph.input if i.name in ann}
+    found = []
+    for layer in structure.layers:
+        name = layer.activation.output
+        h = ann[name][:rows]
+        run = tail_outputs_runner(model, [name], outputs)
+        step = 1e-3 * np.sqrt(np.mean(np.square(h.reshape(-1, h.shape[-1]), dtype=np.float64), axis=0)) + 1e-6
+        squares = np.zeros(h.shape[-1])
+        for j in range(h.shape[-1]):
+            ys = []
+            for sign in (1.0, -1.0):
+                moved = h.copy()
+                moved[..., j] += h.dtype.type(sign * step[j])
+                ys.append(run({**inputs, name: moved}))
+            for plus, minus, scale in zip(*ys, scales):
+                delta = (plus - minus).reshape(-1, len(scale)) / (2 * step[j]) / scale
+                squares[j] += np.mean(np.sum(delta ** 2, axis=1))
+        found.append(np.sqrt(squares))
+    return found

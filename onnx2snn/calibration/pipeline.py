@@ -34,6 +34,7 @@ from .advanced import MIN_POINTS, advanced_calibration
 from .finetune import MIN_POINTS as FINETUNE_MIN_POINTS
 from .grid_error import GridError
 from .end_to_end import fit_end_to_end, simulate_network
+from .flows import decoded_means, feeds_spiking, layer_inputs, link_mean, readout_mean
 from .layer import ConvertedLayer, LayerTrace, check_finite, flat, simulate_layer
 from .options import ConversionOptions
 from .refit import refit_affine, refit_decode
@@ -151,7 +152,7 @@ def calibrate(structure: Structure, ann: dict[str, np.ndarray], options: Convers
     fitted = {}
     if "finetune" in options.methods:
         layers, traces, fitted = fit_end_to_end(structure, layers, traces, ann, options, rng, tail, progress)
-    readouts = {a.name: _readout(a, traces[structure.upstream_of(a)], ann, options, fitted.get(a.name))
+    readouts = {a.name: _readout(a, readout_mean(structure, a, traces, ann), ann, options, fitted.get(a.name))
                 for a in structure.readouts}
     pieces = [l.neurons.live.sum(axis=1) if options.max_pieces > 1 else np.ones(l.neurons.shape[0], int)
               for l in layers]
@@ -167,7 +168,7 @@ def _warm_calibration(structure: Structure, ann, options: ConversionOptions, tai
     traces = simulate_network(structure, warm_start.layers, static, options.timesteps)
     layers, traces, fitted = fit_end_to_end(structure, warm_start.layers, traces, ann, options,
                                             np.random.default_rng(options.seed), tail, progress, analog=False)
-    readouts = {a.name: _readout(a, traces[structure.upstream_of(a)], ann, options, fitted.get(a.name))
+    readouts = {a.name: _readout(a, readout_mean(structure, a, traces, ann), ann, options, fitted.get(a.name))
                 for a in structure.readouts}
     return Calibration(layers=layers, readouts=readouts, pieces=[np.ones(l.neurons.shape[0], int) for l in layers],
                        measured_error=None)
@@ -184,15 +185,14 @@ def _calibrate_layers(structure: Structure, ann, options: ConversionOptions, sen
     share = options.tolerance / np.sqrt(len(structure.layers))      # each layer's part of the budget
     predicted = []
     for k, spec in enumerate(structure.layers):
-        static = spec.upstream is None
-        inputs = flat(ann[spec.affine.input]) if static else traces[spec.upstream].series
+        static = spec.static
+        inputs = layer_inputs(spec, traces, ann)
         budget = None if sensitivity is None else LayerBudget(sensitivity[k], share, max_pieces,
                                                               None if least is None else least[k])
         layer, layer_predicted = _calibrate_layer(spec, inputs, static, traces, ann, options, rng, budget)
         layers.append(layer)
         predicted.append(layer_predicted)
-        feeds_spiking = any(other.upstream == len(traces) for other in structure.layers)
-        traces.append(simulate_layer(inputs, layers[-1], T, static, rates=not feeds_spiking))
+        traces.append(simulate_layer(inputs, layers[-1], T, static, rates=not feeds_spiking(structure, k)))
         check_finite(layers[-1], spec.name)
     return layers, traces, float(np.sqrt(np.sum(np.square(predicted))))
 
@@ -209,14 +209,14 @@ def _output_error(structure: Structure, traces: list[LayerTrace], ann,
     quantity the budget predicts."""
     total, boundary = 0.0, []
     for affine in structure.readouts:
-        mean = traces[structure.upstream_of(affine)].mean
+        mean = readout_mean(structure, affine, traces, ann)
         target = flat(ann[affine.output]).astype(np.float64)
         weight, bias = refit_affine(mean, target)
         fitted = mean.astype(np.float64) @ weight + bias
         boundary.append(fitted)
         total += float(np.sum(np.mean((fitted - target) ** 2, axis=0) / structure.relative_scale(affine, target) ** 2))
     if exact is not None:
-        boundary += [trace.mean for trace, spec in zip(traces, structure.layers) if spec.read_directly]
+        boundary += decoded_means(structure, traces, ann)
         return exact.output_error(boundary)
     return float(np.sqrt(total))
 
@@ -228,9 +228,9 @@ def _calibrate_layer(spec: SpikingLayer, inputs, static: bool, traces, ann, opti
     weight, bias = spec.affine.weight, spec.affine.bias
     z_ann, h_ann = flat(ann[spec.activation.input]), flat(ann[spec.activation.output])
     _check_points(spec, z_ann.shape[0], options)
-    if not static and "refit" in options.methods:
-        weight, bias = refit_affine(traces[spec.upstream].mean, z_ann)
-    mean_in = inputs if static else traces[spec.upstream].mean
+    mean_in = inputs if static else link_mean(spec.link, traces, ann)
+    if not static and "refit" in options.methods and not spec.identity:
+        weight, bias = refit_affine(mean_in, z_ann)
     z_snn = mean_in @ weight + bias                     # the mean current the neurons will see
     layer, predicted = _neurons(spec, weight, bias, z_snn, h_ann, options, rng, budget)
     if "advanced" in options.methods:
@@ -285,7 +285,7 @@ def _neurons(spec: SpikingLayer, weight, bias, z_snn, h_ann, options: Conversion
         spread = (h_ann.max(axis=0) - h_ann.min(axis=0)).astype(np.float64)
         pieces, predicted = budget_pieces(spec.activation, lo, hi, z_snn, spread, budget.sensitivity,
                                           options.timesteps, budget.share, budget.max_pieces, budget.least,
-                                          STATIC_ROUNDING_WEIGHT if spec.upstream is None else 1.0)
+                                          STATIC_ROUNDING_WEIGHT if spec.static else 1.0)
     found = expand(spec.activation, lo, hi, pieces, np.median(z_snn, axis=0), z_snn)
     return ConvertedLayer(weight, bias, found.neurons, found.decode_weight, found.decode_offset), predicted
 
@@ -306,19 +306,19 @@ def _correct(layer: ConvertedLayer, rate: np.ndarray, h_ann: np.ndarray, options
     return layer
 
 
-def _readout(affine, trace: LayerTrace, ann, options: ConversionOptions, fitted=None) -> SpikingReadout:
-    """The readout's affine (``fitted`` by finetune through a tail, else refit or the original) and,
-    for a spiking readout, its output neurons."""
+def _readout(affine, mean: np.ndarray, ann, options: ConversionOptions, fitted=None) -> SpikingReadout:
+    """The readout's affine (``fitted`` by finetune through a tail, else refit or the original) from its
+    decoded input ``mean`` [N, m] and, for a spiking readout, its output neurons."""
     target = flat(ann[affine.output])
     weight, bias = affine.weight, affine.bias
     if fitted is not None:
         weight, bias = (a.astype(affine.weight.dtype) for a in fitted)
     elif {"refit", "advanced", "finetune"} & set(options.methods):
         # for a linear readout the advanced objective E|ū·W + b - y|² is least squares: solved exactly
-        weight, bias = refit_affine(trace.mean, target)
+        weight, bias = refit_affine(mean, target)
     if options.readout == "analog":
         return SpikingReadout(weight, bias)
-    y = trace.mean @ weight + bias
+    y = mean @ weight + bias
     lo, hi = options.readout_enlargement * y.min(axis=0), options.readout_enlargement * y.max(axis=0)
     neurons = signed_neurons(lo, hi, options.neuron, options.v0)
     return SpikingReadout(weight, bias, neurons)

@@ -70,8 +70,9 @@ class OutputTail:
 
 
 def boundary_tensors(structure: Structure) -> list[str]:
-    """Readout outputs, then the activation outputs of the layers read directly (layer order)."""
-    return [a.output for a in structure.readouts] + [l.activation.output for l in structure.layers if l.read_directly]
+    """Readout outputs, then the decoded step tensors analog nodes read (``Structure.decoded``: the
+    activation outputs of the layers read directly, and link outputs such as a residual sum)."""
+    return [a.output for a in structure.readouts] + [link.output for link in structure.decoded]
 
 
 def output_tail(model: onnx.ModelProto, structure: Structure, ann: dict[str, np.ndarray],
