@@ -125,11 +125,11 @@ ANALOG_LEARNING_RATE = 3e-2     # phase 1's, steps relative to each tensor's mag
 ANALOG_PREACTIVATION_STEP = 0.1     # phase 1's other rule: steps of ~0.1 in each pre-activation (docstring)
 MIN_POINTS = 64
 EVALUATE_EVERY = 100    # iterations between evaluations of L on all points; the best parameters are kept
-# The fit's arithmetic (parameters, Adam's moments, decoded means): float32 halves the time of the matmuls
-# that dominate an analog iteration, at the same error (poisson1d, phase code, T = 4: 75.7 s -> 40.8 s,
-# 8.0e-3 and 7.1e-3 from the ANN, within the spread of seeds; Burgers 1.37e-2 / 1.49e-2).  The artifact
-# keeps the model's dtype, and without a tail the readouts are refit exactly afterwards (float64).
-FIT_DTYPE = np.float32
+# The fit's arithmetic (parameters, Adam's moments, decoded means).  float32 halves the time of the
+# matmuls that dominate an analog iteration (poisson1d, phase code, T = 4: 75.7 s -> 40.8 s, 8.0e-3 and
+# 7.1e-3 from the ANN), but the diffusion-reaction model's phase code then floored at 1.2e-2 (1.14e-2 with
+# the 2.5x fit at T = 12, against 7.6e-3 in float64), so the fit stays in float64.
+FIT_DTYPE = np.float64
 
 
 def finetune(layers: list[ConvertedLayer], upstream: list[int | None], static_inputs: list[np.ndarray | None],
