@@ -15,7 +15,7 @@ Parts (``PARTS``), each a list of runs (task, estimator, T, budget in forward-pa
   measured side by side in one process at T = 32 and 128 with the peak memory of a fresh process
   (``ru_maxrss``) per estimator and T;
 * ``calibration``: ``--calibration forward`` on the shipped Poisson model at T = 32 against the layer-wise
-  calibration it starts from (error vs the ANN on fresh points).
+  calibration it starts from and the same fit by back-propagation (error vs the ANN on fresh points).
 
 Rows go to ``benchmarks/results/forward_gradient.jsonl`` as they finish (rows already there are skipped
 unless ``--fresh``); ``forward_gradient.md`` and ``forward_gradient.png`` (test error against FPE on x²,
@@ -148,7 +148,8 @@ def calibration_rows() -> list[dict]:
     import onnx2snn
     rows = []
     model = ROOT / "models" / "poisson1d.onnx"
-    for label, calibration in (("advanced", "advanced"), ("advanced+forward", "advanced+forward")):
+    for label, calibration in (("advanced", "advanced"), ("advanced+forward", "advanced+forward"),
+                               ("advanced+finetune (back-propagation)", "advanced+finetune")):
         started = time.perf_counter()
         report = onnx2snn.convert(model, pieces=1, calibration=calibration, timesteps=32,
                                   validation_points=16384).report

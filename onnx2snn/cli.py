@@ -81,9 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="neurons per unit: 1 = one signed neuron (papers), K > 1 = PWL, auto (default)")
     convert.add_argument("--calibration", help="none, light, potential, advanced, refit, finetune, combined with + "
                          "(default: finetune for --pieces 1, refit otherwise); forward (last, --pieces 1): "
-                         "forward-only gradient training against the ANN instead of finetune")
-    convert.add_argument("--forward-budget", type=float, default=None, metavar="FPE",
-                         help="--calibration forward: training budget in forward-pass equivalents (default 1500)")
+                         "finetune's fit with forward-only gradients (node perturbation) instead of back-propagation")
     convert.add_argument("--threshold", default=None, help="max (default), percentile:P or mse")
     convert.add_argument("--neuron", choices=["round", "floor"], default=None, help="neuron model (default round)")
     convert.add_argument("--readout", choices=["analog", "spiking"], default=None, help="readout (default analog)")
@@ -439,7 +437,7 @@ def _convert_options(args) -> dict:
                "neuron": args.neuron, "readout": args.readout, "v0": args.v0, "shift": args.shift}
     if args.tolerance is not None:
         options["tolerance"] = args.tolerance
-    for key in ("finetune_iterations", "first_layer", "rest", "spike_penalty", "forward_budget", "coding"):
+    for key in ("finetune_iterations", "first_layer", "rest", "spike_penalty", "coding"):
         if getattr(args, key) is not None:
             options[key] = getattr(args, key)
     if args.preset == "paper":

@@ -109,7 +109,7 @@ def convert(model: str | os.PathLike, domain: Domain | str | None = None, timest
         f"calibration={'+'.join(options.methods) or 'none'})")
     # the analog tail run exactly: the auto passes' output error, finetune's loss (and its J, on demand)
     tail = output_tail(imported.model, structure, ann, feeds) \
-        if not grid_model and (options.pieces == "auto" or "finetune" in options.methods) else None
+        if not grid_model and (options.pieces == "auto" or options.end_to_end) else None
     grid = grid_error(imported.model, structure, ann, feeds) if options.pieces == "auto" and grid_model else None
     result_calibration = calibrate(structure, ann, options, tail, grid, progress or silent, warm_start)
     metadata = {
@@ -118,10 +118,6 @@ def convert(model: str | os.PathLike, domain: Domain | str | None = None, timest
         spec.META_NEURON: options.neuron, spec.META_SOURCE: imported.path.name,
     }
     artifact = build_artifact(imported.model, structure, result_calibration, metadata)
-    if "forward" in options.methods:
-        from .calibration.forward import forward_finetune
-        result_calibration = forward_finetune(artifact, result_calibration, feeds, ann, options, say)
-        artifact = build_artifact(imported.model, structure, result_calibration, metadata)
     calibrated_at = time.perf_counter()
     result = ConversionResult(model=artifact, structure=structure, calibration=result_calibration,
                               domain=box, options=options, source=imported.path)

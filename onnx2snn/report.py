@@ -95,7 +95,7 @@ def build_report(imported, result, points: dict[str, np.ndarray], timing: dict[s
         "calibration": "+".join(options.methods) or "none",
         **({"finetune_iterations": options.finetune_iterations,
             "finetune_analog_iterations": options.finetune_analog_iterations}
-           if "finetune" in options.methods else {}),
+           if options.end_to_end else {}),
         "neuron": options.neuron,
         "readout": options.readout,
         "coding": options.coding,

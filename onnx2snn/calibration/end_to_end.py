@@ -39,13 +39,13 @@ def fit_end_to_end(structure: Structure, layers, traces, ann, options: Conversio
     layers, affines = finetune(layers, upstream, static, readouts, T, rng, held, tail,
                                iterations=options.finetune_iterations,
                                analog_iterations=options.finetune_analog_iterations if analog else 0,
-                               spike_cost=spike_cost, progress=progress)
+                               spike_cost=spike_cost, progress=progress, gradient=options.gradient)
     if options.rest == "typical":       # move each unit's rest to where the fit left it, then refit to it
         layers = _move_rests(layers, upstream, static, T)
         readouts = [(w, b, up, target) for (w, b), (_, _, up, target) in zip(affines, readouts)]
         layers, affines = finetune(layers, upstream, static, readouts, T, rng, held, tail,
                                    iterations=options.finetune_iterations, analog_iterations=0,
-                                   spike_cost=spike_cost, progress=progress)
+                                   spike_cost=spike_cost, progress=progress, gradient=options.gradient)
     traces = simulate_network(structure, layers, static, T)
     if tail is None:
         return layers, traces, {}

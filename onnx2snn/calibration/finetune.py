@@ -99,6 +99,20 @@ it spends a spike every step.
 Units pay for every step they spend away from the value they are silent at (0, or their typical value
 with ``--rest typical``), so the fit moves them there where the outputs allow it.
 
+*Forward-only gradients* (``gradient="forward"``, ``--calibration forward``; node perturbation in forward
+mode, Ren et al. 2022, the estimator the issue's prototype found of lowest variance): no backward pass.
+Per batch point x and unit of every layer a direction ε_l(x) ~ N(0, I) perturbs the currents; its tangent
+is carried forward with the values through the same straight-through slopes,
+
+    ż_l = ε_l + u̇_up(l)·W_l,   u̇_l = g_l'(z̄_l) ⊙ ż_l,   D(x) = Σ_b ∂L/∂b(x)·ḃ(x)   (b: the boundary values),
+
+so D(x) = Σ_l ∂L/∂z_l(x)·ε_l(x) is the directional derivative, and ĝ_l(x) = D(x)·ε_l(x) is an unbiased
+estimate of δz_l (E[ε εᵀ] = I) that replaces the backward pass above; the readouts' gradients are local
+(their output errors).  A step costs the forward pass and one tangent pass, and keeps nothing per layer
+for later.  Measured on poisson1d (one neuron per unit, T = 32, 4,096 fresh points): from the layer-by-
+layer result ``advanced`` at 3.32e-2 to 7.8e-3 (all layers perturbed at once; one layer per step, cycling:
+8.5e-3), where back-propagation (``finetune``) reaches 4.8e-3 (``benchmarks/results/energy.md``).
+
 The thresholds stay those of the layer-by-layer pass.  Without a tail, each readout is then refit exactly
 by least squares on all calibration points (for a linear readout that is the optimum of L given the
 layers); with one, the caller keeps whichever gives the lower real output error of these fitted readouts
@@ -137,7 +151,7 @@ def finetune(layers: list[ConvertedLayer], upstream: list[int | None], static_in
              rng: np.random.Generator, held: dict[int, np.ndarray] | None = None, tail: OutputTail | None = None,
              iterations: int = ITERATIONS, batch: int = BATCH, lr: float = LEARNING_RATE, *,
              analog_iterations: int, spike_cost: list[float] | None = None, progress: Progress = silent,
-             ) -> tuple[list[ConvertedLayer], list[tuple[np.ndarray, np.ndarray]]]:
+             gradient: str = "backprop") -> tuple[list[ConvertedLayer], list[tuple[np.ndarray, np.ndarray]]]:
     """Fit all (W, b) end to end; returns the fitted layers and readout affines (W, b).
 
     ``layers`` in topological order, ``upstream[l]`` the index of the layer feeding layer l (None: static
@@ -147,7 +161,8 @@ def finetune(layers: list[ConvertedLayer], upstream: list[int | None], static_in
     ``iterations`` and ``lr``: phase 2's; ``analog_iterations``: the length of each of phase 1's two runs
     (``ConversionOptions.finetune_analog_iterations``); ``spike_cost[l]``: the loss of one spike per
     sample of layer l (the spike penalty, module docstring; None: no penalty); ``progress``: each run's
-    steps with the best loss so far (``onnx2snn.progress``)."""
+    steps with the best loss so far (``onnx2snn.progress``); ``gradient``: "backprop" or "forward" (node
+    perturbation in forward mode, module docstring)."""
     held = dict(sorted((held or {}).items()))
     N = readouts[0][3].shape[0]
     weights = [l.weight.astype(FIT_DTYPE) for l in layers] + [r[0].astype(FIT_DTYPE) for r in readouts]
@@ -248,6 +263,13 @@ def finetune(layers: list[ConvertedLayer], upstream: list[int | None], static_in
         for g, l in zip(grads[len(readouts):], held):
             delta[l] += g
         pulls = penalty(means)[1]
+        if gradient == "forward":
+            for l, dz in enumerate(_perturbed_currents(means, slopes, weights, upstream, grads, readouts, held, rng)):
+                u_in = static_inputs[l][idx].astype(FIT_DTYPE) if upstream[l] is None else means[upstream[l]]
+                dz = dz if pulls[l] is None else dz + pulls[l]
+                grads_w[l], grads_b[l] = u_in.T @ dz, dz.sum(axis=0)
+            adam.step(grads_w + grads_b, rate)
+            return
         for l in reversed(range(L)):
             up = upstream[l]
             u_in = static_inputs[l][idx].astype(FIT_DTYPE) if up is None else means[up]
@@ -283,6 +305,21 @@ def finetune(layers: list[ConvertedLayer], upstream: list[int | None], static_in
     run(iterations, lr, False, "quantised fit")
     restore(best)
     return [current(l) for l in range(L)], [(weights[L + o], biases[L + o]) for o in range(len(readouts))]
+
+
+def _perturbed_currents(means, slopes, weights, upstream, grads, readouts, held, rng) -> list[np.ndarray]:
+    """Forward-only estimates of ∂L/∂z_l [B, n_l] for every layer (node perturbation, module docstring):
+    ε_l ~ N(0, I) per point and unit, the tangent ż_l = ε_l + u̇_up(l)·W_l, u̇_l = g_l'·ż_l carried forward
+    with the values, D(x) = Σ_b ∂L/∂b(x)·ḃ(x) at the boundary values b, and ĝ_l(x) = D(x)·ε_l(x)."""
+    L = len(slopes)
+    noise = [rng.standard_normal(m.shape) for m in means]
+    tangent: list[np.ndarray] = []
+    for l in range(L):
+        z = noise[l] if upstream[l] is None else noise[l] + tangent[upstream[l]] @ weights[l]
+        tangent.append(z * slopes[l])
+    boundary = [tangent[up] @ weights[L + o] for o, (_, _, up, _) in enumerate(readouts)] + [tangent[l] for l in held]
+    directional = sum(np.sum(g * t, axis=1) for g, t in zip(grads, boundary))         # D(x) [B]
+    return [directional[:, None] * e for e in noise]
 
 
 def _tail_gradients(residual: np.ndarray, tail: OutputTail, idx: np.ndarray, widths: list[int]) -> list[np.ndarray]:

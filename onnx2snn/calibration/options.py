@@ -35,7 +35,6 @@ class ConversionOptions:
     v0: float | None = None            # initial potential as a fraction of θ (None: 0 round, 1/2 floor)
     shift: bool = False                # Deng & Gu's θ/(2T) bias shift (for floor neurons)
     readout_enlargement: float = 1.5   # spiking readout: θ_out = enlargement × calibrated output range
-    forward_budget: float = 1500.0     # --calibration forward: forward-pass equivalents of training (forward.py)
     tolerance: float | None = None     # --pieces auto: relative output error budget (calibration/budget.py)
     finetune_iterations: int = ITERATIONS   # quantised Adam steps of the end-to-end calibration (finetune.py)
     first_layer: str = "spiking"       # "analog": computed once per point, encoded into the next (structure.py)
@@ -68,8 +67,6 @@ class ConversionOptions:
                                        "last and replaces finetune (e.g. advanced+forward)")
             if self.methods == ("forward",):
                 self.methods = ("advanced", "forward")
-            if not self.forward_budget > 0:
-                raise CalibrationError(f"forward budget must be positive, got {self.forward_budget}")
         parse_threshold(self.threshold)
         if self.tolerance is None:
             self.tolerance = default_tolerance(self.timesteps)
@@ -127,6 +124,18 @@ class ConversionOptions:
         if clashes:
             raise CalibrationError(f"--coding delta streams the ANN's own layers and chooses only their event "
                                    f"sizes; it does not take {', '.join(clashes)}")
+
+    @property
+    def end_to_end(self) -> bool:
+        """Whether the layers are fitted end to end (``finetune.py``): by back-propagation (finetune) or by
+        forward-only gradients (forward)."""
+        return "finetune" in self.methods or "forward" in self.methods
+
+    @property
+    def gradient(self) -> str:
+        """The end-to-end fit's gradient: "forward" (node perturbation, ``--calibration forward``) or
+        "backprop"."""
+        return "forward" if "forward" in self.methods else "backprop"
 
     @property
     def finetune_analog_iterations(self) -> int:

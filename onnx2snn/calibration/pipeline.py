@@ -150,7 +150,7 @@ def calibrate(structure: Structure, ann: dict[str, np.ndarray], options: Convers
         measured, layers, traces = kept
     rng = np.random.default_rng(options.seed)
     fitted = {}
-    if "finetune" in options.methods:
+    if options.end_to_end:
         layers, traces, fitted = fit_end_to_end(structure, layers, traces, ann, options, rng, tail, progress)
     readouts = {a.name: _readout(a, readout_mean(structure, a, traces, ann), ann, options, fitted.get(a.name))
                 for a in structure.readouts}
@@ -253,7 +253,7 @@ def _check_points(spec: SpikingLayer, count: int, options: ConversionOptions) ->
         needed = max(needed, spec.affine.fan_in + 1)
     if "advanced" in options.methods:
         needed = max(needed, MIN_POINTS)
-    if "finetune" in options.methods:
+    if options.end_to_end:
         needed = max(needed, FINETUNE_MIN_POINTS)
     if count < needed:
         raise CalibrationError(f"layer '{spec.name}': calibration with {'+'.join(options.methods) or 'none'} "
@@ -275,7 +275,7 @@ def _neurons(spec: SpikingLayer, weight, bias, z_snn, h_ann, options: Conversion
         if options.coding == "phase":
             neurons = phase_neurons(neurons)
         layer = ConvertedLayer(weight, bias, neurons, np.ones((n, 1), dtype), np.zeros(n, dtype))
-        moved = options.rest == "typical" and "finetune" not in options.methods    # else moved after the fit
+        moved = options.rest == "typical" and not options.end_to_end    # else moved after the fit
         return (move_rest(layer, z_snn) if moved else layer), 0.0
     lo, hi = z_snn.min(axis=0), z_snn.max(axis=0)
     pad = np.maximum(RANGE_MARGIN * (hi - lo), 1e-3 * (1.0 + np.abs(lo) + np.abs(hi)))
@@ -313,7 +313,7 @@ def _readout(affine, mean: np.ndarray, ann, options: ConversionOptions, fitted=N
     weight, bias = affine.weight, affine.bias
     if fitted is not None:
         weight, bias = (a.astype(affine.weight.dtype) for a in fitted)
-    elif {"refit", "advanced", "finetune"} & set(options.methods):
+    elif {"refit", "advanced"} & set(options.methods) or options.end_to_end:
         # for a linear readout the advanced objective E|ū·W + b - y|² is least squares: solved exactly
         weight, bias = refit_affine(mean, target)
     if options.readout == "analog":
