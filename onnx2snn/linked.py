@@ -9,8 +9,9 @@
 3. Demotions, until none applies: a candidate computed from static values whose output is one factor of a
    product with another step tensor is a *static gate* (``STATIC_GATE``); a candidate whose output reaches
    no affine layer is an output activation; with ``analog_first``, a static candidate whose output reaches
-   only spiking layers is computed once per point (``True``: every such layer; a dict: the layers it
-   names, for the reason it gives).  Each demotion changes the flow, so it is recomputed.
+   only spiking layers is computed once per point (``True``: every affine layer fed by the inputs alone in
+   the undemoted flow, so the demotion does not cascade down the chain; a dict: the layers it names, for
+   the reason it gives).  Each demotion changes the flow, so it is recomputed.
 4. The layers (graph order), their input links, the readouts (affines fed by step tensors that are not a
    layer's), the step tensors analog nodes or graph outputs read (decoded), and every analog node's reason.
 """
@@ -44,6 +45,9 @@ class _Flow:
 def analyse_linked(model: onnx.ModelProto, g: GraphIndex, affines: list[Affine],
                    analog_first: bool | dict[str, str]) -> Structure:
     layers = _candidates(model, g, affines)
+    if analog_first is True:            # the layers fed by the inputs alone, not those a demotion leaves static
+        step = _flow(g, layers).step
+        analog_first = {l.name: FIRST_ANALOG for l in layers if not l.identity and l.affine.input not in step}
     reasons: dict[int, str] = {}
     while True:
         flow = _flow(g, layers)

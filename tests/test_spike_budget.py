@@ -19,6 +19,16 @@ from tolerances import rounding_bound
 FAST = dict(samples=512, validation_points=256)
 
 
+def test_analog_first_layer_does_not_cascade_down_a_deep_chain():
+    """--first-layer analog computes only the layer fed by the inputs once per point: on the 4x100 Poisson
+    chain the three layers after it stay spiking (each is static once its predecessor is analog, which
+    must not demote it in turn)."""
+    model = onnx.load(FIXTURES.parent.parent / "models" / "poisson1d.onnx")
+    plain, first = analyse(model), analyse(model, analog_first=True)
+    assert len(plain.layers) == 4
+    assert [l.name for l in first.layers] == [l.name for l in plain.layers[1:]]
+
+
 def test_analog_first_layer_is_computed_once_and_costed_as_macs():
     """2-16-16-1 tanh: with the first layer analog, one spiking layer is left, fed by the constant current
     tanh(x·W1 + b1)·W2 + b2; the report counts both affines' MACs and 16 tanh, from the ONNX weights."""
