@@ -109,9 +109,10 @@ is carried forward with the values through the same straight-through slopes,
 so D(x) = Σ_l ∂L/∂z_l(x)·ε_l(x) is the directional derivative, and ĝ_l(x) = D(x)·ε_l(x) is an unbiased
 estimate of δz_l (E[ε εᵀ] = I) that replaces the backward pass above; the readouts' gradients are local
 (their output errors).  A step costs the forward pass and one tangent pass, and keeps nothing per layer
-for later.  Measured on poisson1d (one neuron per unit, T = 32, 4,096 fresh points): from the layer-by-
-layer result ``advanced`` at 3.32e-2 to 7.8e-3 (all layers perturbed at once; one layer per step, cycling:
-8.5e-3), where back-propagation (``finetune``) reaches 4.8e-3 (``benchmarks/results/energy.md``).
+for later.  Measured on poisson1d (one neuron per unit, T = 32, 16,384 fresh points,
+``benchmarks/results/forward_gradient.md``): from the layer-by-layer result ``advanced`` at 3.28e-2 to
+8.7e-3 in 122 s, where back-propagation from the same start reaches 6.5e-3 in 63 s (perturbing one
+layer per step, cycling, instead of all at once: 8.5e-3 against 7.8e-3 on 4,096 points).
 
 The thresholds stay those of the layer-by-layer pass.  Without a tail, each readout is then refit exactly
 by least squares on all calibration points (for a linear readout that is the optimum of L given the
