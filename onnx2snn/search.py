@@ -2,7 +2,7 @@
 
 Candidates are conversions (method, T, first layer, rest value), each measured on *selection* points
 drawn from the domain with their own seed (neither calibration nor the final validation points):
-its relative L2 error against the ANN, e_sel, and its energy ratio ρ = E_SNN / E_ANN under one cost
+its relative L2 error against the ANN, e_sel (a grid model: the largest over ``SELECTION_GRIDS`` grids), and its energy ratio ρ = E_SNN / E_ANN under one cost
 table (``energy.py``; ``--energy-model``).  The result is the candidate of least ρ with e_sel ≤ E·MARGIN
 (MARGIN < 1 covers the gap between the selection and fresh points), re-measured on fresh validation
 points for the report; every candidate is listed with its error and energy (``report["search"]``,
@@ -47,7 +47,7 @@ from .convert import ConversionResult, convert
 from .energy import DEFAULT_MODEL, load_tables
 from .errors import CalibrationError
 from .importer import import_model
-from .inputs import resolve_domain, validation_inputs
+from .inputs import is_grid_model, resolve_domain, validation_inputs
 from .progress import Progress, silent, steps_only
 from .report import build_report, finish_timing
 
@@ -61,6 +61,10 @@ PWL_T = (8, 16, 32, 64, 128)
 MARGIN = 0.9
 SELECTION_POINTS = 2048
 SELECTION_SEED_OFFSET = 2_000_003
+# A grid model's error depends on its random per-axis sample: spinn_burgers, phase T=10, three 128x128 grids
+# 2.13e-3 / 2.22e-3 / 2.57e-3 (three 512x512: 2.37-2.50e-3), a spread MARGIN does not cover; its e_sel is
+# the largest over SELECTION_GRIDS independent grids (evaluated per axis: cheap).
+SELECTION_GRIDS = 3
 REST_VALUES = ("typical", "zero")
 # Spikes per neuron and step of one neuron per unit after finetune (benchmarks/results/energy.md): 0.86-0.93
 # with units silent at 0 (poisson1d, T=8-128), 0.17-0.26 with rest values moved (poisson1d and
@@ -172,8 +176,9 @@ def cheapest_conversion(model, target_error: float, energy_model: str = DEFAULT_
     started = time.perf_counter()
     imported = import_model(model)
     box = resolve_domain(imported, domain)
-    selection = validation_inputs(imported, box, SELECTION_POINTS,
-                                  np.random.default_rng(seed + SELECTION_SEED_OFFSET))
+    rng = np.random.default_rng(seed + SELECTION_SEED_OFFSET)
+    selections = [validation_inputs(imported, box, SELECTION_POINTS, rng)
+                  for _ in range(SELECTION_GRIDS if is_grid_model(imported) else 1)]
     goal = MARGIN * target_error
     tried: list[Candidate] = []
 
@@ -189,8 +194,9 @@ def cheapest_conversion(model, target_error: float, energy_model: str = DEFAULT_
                            progress=steps_only(progress), warm_start=warm,
                            first_layer=c.first_layer, **{**{k: v for k, v in options.items() if k != "tolerance"},
                                                          **kind})
-        report = build_report(imported, c.result, selection, {}, energy_table)
-        c.rel_l2 = report["validation"]["rel_l2_snn_vs_ann"]
+        reports = [build_report(imported, c.result, points, {}, energy_table) for points in selections]
+        report = reports[0]
+        c.rel_l2 = max(r["validation"]["rel_l2_snn_vs_ann"] for r in reports)
         c.ratio = report["energy"][energy_model]["ratio"]
         c.spikes_per_sample = report["spikes_per_sample"]
         c.seconds = time.perf_counter() - started
