@@ -386,6 +386,15 @@ def test_a_repeated_domain_is_refused_naming_the_input(model, capsys):
     assert not model.with_name("pinn.snn.onnx").exists()
 
 
+def test_a_floor_neuron_with_pwl_pieces_is_refused(model, capsys):
+    """The PWL expansion builds rounding neurons, so --neuron floor with --pieces auto (or K > 1) changed
+    nothing but the artifact's metadata, which then said "floor"; it is refused naming both options."""
+    for pieces in ("auto", "3"):
+        code, _, err = run_cli(capsys, model, "--neuron", "floor", "--pieces", pieces, *FAST)
+        assert code == 1 and "--neuron floor" in err and f"--pieces {pieces}" in err, err
+        assert not model.with_name("pinn.snn.onnx").exists()
+
+
 def test_a_domain_without_a_name(model, tmp_path, capsys):
     """Issue 24, item 7b: ``--domain -1:1,0:1`` was argparse's bare 'expected one argument'; it now names
     the model's only input, and a model with several inputs says the form is NAME=LO:HI."""

@@ -83,6 +83,9 @@ class ConversionOptions:
             raise CalibrationError(f"spike penalty must be >= 0, got {self.spike_penalty}")
         if self.coding not in CODINGS:
             raise CalibrationError(f"unknown coding {self.coding!r}; use {' or '.join(CODINGS)}")
+        if self.coding == "rate" and self.neuron == "floor" and self.pieces != 1:
+            raise CalibrationError(f"--neuron floor is the papers' neuron of one neuron per unit (--pieces 1); the "
+                                   f"piecewise-linear expansion (--pieces {self.pieces}) is built of rounding neurons")
         if self.coding == "phase":
             self._check_phase()
         if self.coding == "delta":
