@@ -83,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "(default: finetune for --pieces 1, refit otherwise); forward (last, --pieces 1): "
                          "finetune's fit with forward-only gradients (node perturbation) instead of back-propagation")
     convert.add_argument("--threshold", default=None, help="max (default), percentile:P or mse")
-    convert.add_argument("--neuron", choices=["round", "floor"], default=None, help="neuron model (default round; floor: the papers' neuron, --pieces 1 only)")
+    convert.add_argument("--neuron", choices=["round", "floor"], default=None,
+                         help="neuron model (default round; floor: the papers' neuron, --pieces 1 only)")
     convert.add_argument("--readout", choices=["analog", "spiking"], default=None, help="readout (default analog)")
     convert.add_argument("--preset", choices=["paper"], help="the papers' pipeline: --pieces 1 --threshold max "
                          "--neuron floor --calibration advanced --readout spiking (explicit options win)")
