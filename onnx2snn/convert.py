@@ -81,7 +81,7 @@ def convert(model: str | os.PathLike, domain: Domain | str | None = None, timest
     imported = import_model(model)
     box = resolve_domain(imported, domain)
     # the end-to-end fits and the phase code work on plain chains (structure.py)
-    chains_only = bool({"finetune", "forward"} & set(options.methods)) or options.coding == "phase"
+    chains_only = options.end_to_end or options.coding == "phase"
     structure = analyse(imported.model, analog_first=options.first_layer == "analog", links=not chains_only)
     if not structure.layers:
         raise ModelError(f"{imported.path}: no affine layer followed by a pointwise activation and another "
@@ -94,14 +94,19 @@ def convert(model: str | os.PathLike, domain: Domain | str | None = None, timest
         f"on calibration points")
     feeds = calibration_inputs(imported, box, calib, samples, np.random.default_rng(seed))
     grid_model = is_grid_model(imported)
-    ann = run_ann(imported.model, feeds, [t for t in _tensors_needed(structure) if t not in feeds], source=imported.path,
-                  graph_outputs=not grid_model)        # a grid of 4096^d points is never needed
-    ann = {**feeds, **ann}
-    oscillating = oscillating_static_layers(structure, ann) if not chains_only and options.first_layer == "spiking" else {}
+
+    def ann_values(structure: Structure) -> dict[str, np.ndarray]:
+        """The calibration inputs and every ANN tensor the structure's calibration reads."""
+        needed = [t for t in _tensors_needed(structure) if t not in feeds]
+        return {**feeds, **run_ann(imported.model, feeds, needed, source=imported.path,
+                                   graph_outputs=not grid_model)}      # a grid of 4096^d points is never needed
+
+    ann = ann_values(structure)
+    oscillating = oscillating_static_layers(structure, ann) \
+        if not chains_only and options.first_layer == "spiking" else {}
     if oscillating:
         structure = analyse(imported.model, analog_first=oscillating)
-        ann = {**feeds, **run_ann(imported.model, feeds, [t for t in _tensors_needed(structure) if t not in feeds],
-                                  source=imported.path, graph_outputs=not grid_model)}
+        ann = ann_values(structure)
     check_calibration_memory([(int(np.prod(ann[layer.activation.output].shape[:-1])), layer.width)
                               for layer in structure.layers], options.timesteps, imported.dtype.itemsize)
     imported_at = time.perf_counter()

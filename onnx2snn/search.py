@@ -2,11 +2,11 @@
 
 Candidates are conversions (method, T, first layer, rest value), each measured on *selection* points
 drawn from the domain with their own seed (neither calibration nor the final validation points):
-its relative L2 error against the ANN, e_sel (a grid model: the largest over ``SELECTION_GRIDS`` grids), and its energy ratio ρ = E_SNN / E_ANN under one cost
-table (``energy.py``; ``--energy-model``).  The result is the candidate of least ρ with e_sel ≤ E·MARGIN
-(MARGIN < 1 covers the gap between the selection and fresh points), re-measured on fresh validation
-points for the report; every candidate is listed with its error and energy (``report["search"]``,
-the Pareto front marked).
+its relative L2 error against the ANN, e_sel (a grid model: the largest over ``SELECTION_GRIDS`` grids),
+and its energy ratio ρ = E_SNN / E_ANN under one cost table (``energy.py``; ``--energy-model``).  The
+result is the candidate of least ρ with e_sel ≤ E·MARGIN (MARGIN < 1 covers the gap between the
+selection and fresh points), re-measured on fresh validation points for the report; every candidate is
+listed with its error and energy (``report["search"]``, the Pareto front marked).
 
 Search, per method, along T (spikes and neuron updates grow about linearly in T, the error falls):
 

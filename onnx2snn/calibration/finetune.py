@@ -264,20 +264,19 @@ def finetune(layers: list[ConvertedLayer], upstream: list[int | None], static_in
         for g, l in zip(grads[len(readouts):], held):
             delta[l] += g
         pulls = penalty(means)[1]
-        if gradient == "forward":
-            for l, dz in enumerate(_perturbed_currents(means, slopes, weights, upstream, grads, readouts, held, rng)):
-                u_in = static_inputs[l][idx].astype(FIT_DTYPE) if upstream[l] is None else means[upstream[l]]
-                dz = dz if pulls[l] is None else dz + pulls[l]
-                grads_w[l], grads_b[l] = u_in.T @ dz, dz.sum(axis=0)
-            adam.step(grads_w + grads_b, rate)
-            return
-        for l in reversed(range(L)):
-            up = upstream[l]
-            u_in = static_inputs[l][idx].astype(FIT_DTYPE) if up is None else means[up]
-            dz = delta[l] * slopes[l] if pulls[l] is None else delta[l] * slopes[l] + pulls[l]
+        if gradient == "forward":           # δz estimated forward; the spike penalty pulls on its own layer
+            estimates = _perturbed_currents(means, slopes, weights, upstream, grads, readouts, held, rng)
+            currents = [dz if pull is None else dz + pull for dz, pull in zip(estimates, pulls)]
+        else:
+            currents = [None] * L
+            for l in reversed(range(L)):
+                dz = delta[l] * slopes[l] if pulls[l] is None else delta[l] * slopes[l] + pulls[l]
+                currents[l] = dz
+                if upstream[l] is not None:
+                    delta[upstream[l]] += dz @ weights[l].T
+        for l, dz in enumerate(currents):
+            u_in = static_inputs[l][idx].astype(FIT_DTYPE) if upstream[l] is None else means[upstream[l]]
             grads_w[l], grads_b[l] = u_in.T @ dz, dz.sum(axis=0)
-            if up is not None:
-                delta[up] += dz @ weights[l].T
         adam.step(grads_w + grads_b, rate)
 
     def restore(kept: tuple) -> None:
