@@ -143,14 +143,14 @@ def test_cli_evaluate_refuses_what_it_cannot_measure(tmp_path, capsys):
 def test_progress_bars_on_a_terminal_only(monkeypatch, capsys):
     from onnx2snn import cli
     monkeypatch.setattr("sys.stderr.isatty", lambda: True, raising=False)
-    bar = cli._Progress()
+    bar = cli.Progress()
     for done in range(1, 11):
         bar("finetune: quantised fit", done, 10, f"best loss {1.0 / done:.3e}")
     bar("validating")
     err = capsys.readouterr().err
     assert "finetune: quantised fit" in err and "best loss" in err and "[onnx2snn] validating" in err
     monkeypatch.setattr("sys.stderr.isatty", lambda: False, raising=False)
-    quiet = cli._Progress()
+    quiet = cli.Progress()
     quiet("finetune: quantised fit", 1, 10)
     assert capsys.readouterr().err == ""
 
