@@ -77,10 +77,10 @@ class _FusedNode:
 class NumpyRuntime:
     """Executes an artifact (``onnx.ModelProto``) with numpy in the order of ``schedule``.
 
-    With ``fuse`` (default), each IF node and its decode ops run as one compact kernel (``fusion``):
-    the same values up to the last bits of each unit's decode sum, padding neurons skipped; with ``chains`` (default) too, a stage made of plain
-    chains of such layers and matrix products (one, or one per axis of a separable network) runs as
-    compiled loops (``chain``)."""
+    With ``fuse`` (default), each IF node and its decode ops run as one compact kernel (``fusion``): the
+    same values up to the last bits of each unit's decode sum, padding neurons skipped; with ``chains``
+    (default) too, a stage made of plain chains of such layers and matrix products (one, or one per axis
+    of a separable network) runs as compiled loops (``chain``)."""
 
     def __init__(self, model: onnx.ModelProto, timesteps: int, fuse: bool = True, chains: bool = True):
         self.model, self.timesteps = model, int(timesteps)
