@@ -49,8 +49,9 @@ W_l·ḣ on every layer after its first one in the chain; the activity ξ is add
   against L·K + K·Σ_l f_l·(j_l + 1) ≈ 8 with one forward-mode pass per layer);
 * ``activity`` K·(3 + C): the forward-mode pass 1 + C, the replay 2 (the primal and the accumulation
   hᵀ·(d ⊙ ξ));
-* ``activity-rate`` K·(1 + C + P) with P = Σ_l n_{l-1}·n_l / (T·Σ_l flops_l): the forward-mode pass and
-  each layer's one product hᵀ·(d ⊙ ξ) of the summed inputs.
+* ``activity-rate`` K·(1 + C + P): the forward-mode pass and each layer's one product hᵀ·(d ⊙ ξ) of
+  the summed inputs, P = Σ_l n_{l-1}·n_l / (T·Σ_l F_l) with F_l the unnormalised ``layer_flops`` (per
+  point and step).
 
 Neuron updates, the ξ draws and the Stein surrogate's threshold tests are not counted (elementwise, O(n)
 per layer).
