@@ -1,6 +1,7 @@
 """Forward-only training against BPTT: every estimator on every task at equal forward-pass budgets.
 
-    OMP_NUM_THREADS=1 python benchmarks/forward_gradient.py [--fresh] [--workers 2] [--only PART ...] [--report-only]
+    OMP_NUM_THREADS=1 python benchmarks/forward_gradient.py [--fresh] [--redo PART ...] [--workers 2] [--only PART ...]
+                                                           [--report-only]
 
 Parts (``PARTS``), each a list of runs (task, estimator, T, budget in forward-pass equivalents, seed):
 
@@ -11,14 +12,14 @@ Parts (``PARTS``), each a list of runs (task, estimator, T, budget in forward-pa
 * ``deeponet``: the Poisson DeepONet at T = 128, BPTT and the forward-only estimators activity,
   activity-rate and rfg-layer, 6,000 FPE, seed 0;
 * ``cosine``: the cosine between each estimator's estimate and the BPTT gradient (x², T = 32, at
-  initialisation, 64 draws; mean and the cosine of the 64-draw mean), and each estimator's step time
-  measured side by side in one process at T = 32 and 128 with the peak memory of a fresh process
-  (``ru_maxrss``) per estimator and T;
+  initialisation, 64 draws; mean and the cosine of the 64-draw mean);
+* ``step``: each estimator's step time measured side by side in one process at T = 32 and 128 (median
+  of 5 interleaved rounds) with the peak memory of a fresh process per estimator and T;
 * ``calibration``: ``--calibration forward`` on the shipped Poisson model at T = 32 against the layer-wise
   calibration it starts from and the same fit by back-propagation (error vs the ANN on fresh points).
 
 Rows go to ``benchmarks/results/forward_gradient.jsonl`` as they finish (rows already there are skipped
-unless ``--fresh``); ``forward_gradient.md`` and ``forward_gradient.png`` (test error against FPE on x²,
+unless ``--fresh``, or ``--redo PART ...`` which drops those parts' rows first); ``forward_gradient.md`` and ``forward_gradient.png`` (test error against FPE on x²,
 one curve per estimator, seed 0) are written from them.
 """
 
@@ -89,7 +90,7 @@ def _job(args):
 
 
 def cosine_rows() -> list[dict]:
-    """Cosine to the BPTT gradient and step time per estimator (x², seed 0, at initialisation)."""
+    """Cosine to the BPTT gradient per estimator (x², seed 0, at initialisation)."""
     torch.set_num_threads(1)
     task = load_task("x2")
     rows = []
@@ -104,6 +105,15 @@ def cosine_rows() -> list[dict]:
         mean = draws.mean(0)
         rows.append({"part": "cosine", "estimator": name, "cosine_mean": float(cos.mean()),
                      "cosine_of_mean_64": float(mean @ exact / mean.norm() / exact.norm())})
+    return rows
+
+
+def step_rows() -> list[dict]:
+    """Step time (median of 5 rounds, the estimators interleaved in each) and peak memory per estimator
+    (x², seed 0, at initialisation, K = 1) at T = 32 and 128."""
+    torch.set_num_threads(1)
+    task = load_task("x2")
+    rows = []
     for T in (32, 128):
         model = build_model(task, task.initial(T), Surrogate("gaussian", task.sigma))
         objective = Objective(model, *task.train)
@@ -163,21 +173,24 @@ def write_report(rows: list[dict]) -> None:
     lines = ["# Forward-only training against BPTT", "",
              "`OMP_NUM_THREADS=1 python benchmarks/forward_gradient.py`; test error = relative L2 against the exact",
              "solution on the task's test points (DeepONet: mean over 200 test functions of each one's relative",
-             "L2).  Budgets in forward-pass equivalents (FPE) of one minibatch (`estimators.py` counts them).",
+             "L2).  Budgets in forward-pass equivalents (FPE) of one minibatch (`estimators.py` counts them;",
+             "FPE/step: the count when the row was trained, the step-cost table: the current one).",
              "Learning rates: `trainer.LEARNING_RATES`.", ""]
     trained = [r for r in rows if r["part"] not in ("cosine", "step", "calibration")]
     groups: dict[tuple, list[dict]] = {}
     for r in trained:
         groups.setdefault((r["task"], r["timesteps"], r["budget_fpe"], r["estimator"]), []).append(r)
-    lines += ["| task | T | budget (FPE) | estimator | η | seeds | test error mean | worst | steps | train s | "
-              "spikes/sample |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += ["| task | T | budget (FPE) | estimator | η | seeds | test error mean | worst | steps | FPE/step | "
+              "train s | spikes/sample |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for (task, T, budget, est), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2],
                                                                             ESTIMATORS.index(kv[0][3]))):
         errors = [r["test_rel_l2"] for r in rs]
         spikes = [r["spikes_per_sample"] for r in rs if "spikes_per_sample" in r]
         lines.append(f"| {task} | {T} | {budget:,.0f} | {est} | {fmt(rs[0].get('learning_rate'), 1)} | {len(rs)} | "
                      f"{100 * np.mean(errors):.2f} % | {100 * max(errors):.2f} % | "
-                     f"{np.mean([r['iterations'] for r in rs]):,.0f} | {np.mean([r['train_s'] for r in rs]):.0f} | "
+                     f"{np.mean([r['iterations'] for r in rs]):,.0f} | "
+                     f"{np.mean([r['curve'][-1]['fpe'] / r['iterations'] for r in rs]):.2f} | "
+                     f"{np.mean([r['train_s'] for r in rs]):.0f} | "
                      f"{f'{np.mean(spikes):,.0f}' if spikes else '—'} |")
     cosine = [r for r in rows if r["part"] == "cosine"]
     if cosine:
@@ -223,17 +236,22 @@ def main() -> None:
     parser.add_argument("--fresh", action="store_true")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--only", nargs="*", default=None)
+    parser.add_argument("--redo", nargs="*", default=[], help="parts to measure again (their rows are dropped)")
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
     if args.fresh and OUT.exists():
         OUT.unlink()
-    parts = args.only or ["cosine", "x2", "deeponet", "x2-30k", "x2-t128", "ricker", "separable-2d", "calibration"]
+    if args.redo:
+        OUT.write_text("".join(json.dumps(r) + "\n" for r in load_rows(OUT) if r["part"] not in args.redo))
+    parts = args.only or ["cosine", "step", "x2", "deeponet", "x2-30k", "x2-t128", "ricker", "separable-2d",
+                          "calibration"]
+    measures = {"cosine": cosine_rows, "step": step_rows, "calibration": calibration_rows}
     if not args.report_only:
         for part in parts:
             done = load_rows(OUT)
-            if part in ("cosine", "calibration"):
-                if not any(r["part"] in ((part,) if part == "calibration" else ("cosine", "step")) for r in done):
-                    for row in (cosine_rows() if part == "cosine" else calibration_rows()):
+            if part in measures:
+                if not any(r["part"] == part for r in done):
+                    for row in measures[part]():
                         append(OUT, row)
                 continue
             have = {_key(r) for r in done if "task" in r}

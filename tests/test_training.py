@@ -11,7 +11,7 @@ import torch
 
 from onnx2snn.cli import main
 from onnx2snn.training import train_network
-from onnx2snn.training.estimators import ESTIMATORS, Objective, directional, estimate
+from onnx2snn.training.estimators import ESTIMATORS, Objective, directional, estimate, layer_directional
 from onnx2snn.training.network import SpikingMLP, initial_mlp
 from onnx2snn.training.parameters import SpikingDeepONetParams
 from onnx2snn.training.product import SpikingProduct
@@ -58,18 +58,73 @@ def test_tangent_equals_bptt_directional_derivative(options, surrogate):
         assert abs(expected) > 1e-3          # the surrogate carries a gradient at all
 
 
-def test_tangent_equals_bptt_for_a_product_network():
+def _product_objective(surrogate):
     branch, trunk = _mlp([3, 8, 8, 4], 12, seed=1), _mlp([1, 8, 4], 12, readout="rate", seed=2)
-    model = SpikingProduct(SpikingDeepONetParams(branch, trunk), Surrogate("gaussian", 0.3))
+    model = SpikingProduct(SpikingDeepONetParams(branch, trunk), Surrogate(surrogate, 0.3, samples=4))
     g = torch.Generator().manual_seed(0)
     a = torch.randn(5, 3, dtype=torch.float64, generator=g)
     c = torch.linspace(-1, 1, 7, dtype=torch.float64)[:, None]
-    objective = Objective(model, (a, c), torch.randn(5, 7, dtype=torch.float64, generator=g))
+    return Objective(model, (a, c), torch.randn(5, 7, dtype=torch.float64, generator=g))
+
+
+def test_tangent_equals_bptt_for_a_product_network():
+    objective = _product_objective("gaussian")
+    g = torch.Generator().manual_seed(3)
     bptt = estimate("bptt", objective, rng=g)
-    u = [torch.randn(p.shape, dtype=p.dtype, generator=g) for p in model.parameters]
+    u = [torch.randn(p.shape, dtype=p.dtype, generator=g) for p in objective.model.parameters]
     _, d = directional(objective, u)
     expected = float(_flat(bptt.gradient) @ _flat(u))
     assert abs(d - expected) <= 1e-10 * abs(expected)
+
+
+def _layer_directions(model, per_layer, generator):
+    """``per_layer`` random directions (Ẇ [k, ...], ḃ [k, ...]) for every layer."""
+    return [tuple(torch.randn((per_layer,) + model.parameters[i].shape, dtype=torch.float64, generator=generator)
+                  for i in s) for s in model.layer_slices()]
+
+
+def _alone(model, directions, layer, k):
+    """Direction k of ``layer`` as a full per-parameter direction list for ``directional``."""
+    u = [None] * len(model.parameters)
+    for i, v in zip(model.layer_slices()[layer], directions[layer]):
+        u[i] = v[k]
+    return u
+
+
+@pytest.mark.parametrize("options", NEURONS + ["product"], ids=lambda o: o if isinstance(o, str) else (
+    ",".join(f"{k}={v}" for k, v in o.items()) or "if"))
+def test_batched_layer_tangents_equal_one_forward_mode_pass_per_layer(options):
+    """rfg-layer's one pass with all layers' directions side by side gives, channel by channel, the
+    derivative of a separate forward-mode (torch.autograd.forward_ad) pass per layer and direction."""
+    if options == "product":
+        objective = _product_objective("gaussian")
+    else:
+        objective = Objective(SpikingMLP(_mlp([1, 12, 12, 1], 16, **options), Surrogate("gaussian", 0.5)), *_line(40))
+    model = objective.model
+    directions = _layer_directions(model, 2, torch.Generator().manual_seed(1))
+    loss, d = layer_directional(objective, directions, seed=5)
+    passes = [directional(objective, _alone(model, directions, l, k), seed=5)
+              for l in range(len(directions)) for k in range(2)]
+    expected = torch.tensor([p[1] for p in passes], dtype=torch.float64)
+    assert d.shape == expected.shape and loss == pytest.approx(passes[0][0], rel=1e-14)
+    assert float((d - expected).abs().max()) <= 1e-12 * float(expected.abs().max())
+    assert float(expected.abs().min()) > 1e-6            # every layer's channel carries a derivative
+
+
+@pytest.mark.parametrize("surrogate", ["gaussian", "stein"])
+def test_batched_layer_tangents_equal_bptt_layer_by_layer(surrogate):
+    """Each channel's derivative is BPTT's layer gradient along that direction (a Stein surrogate: the
+    same noise draw as BPTT with the same seed), for a leaky IF network and a product network."""
+    leaky = Objective(SpikingMLP(_mlp([1, 12, 12, 1], 16, leak=0.8), Surrogate(surrogate, 0.5, samples=4)),
+                      *_line(40))
+    for objective in (leaky, _product_objective(surrogate)):
+        model = objective.model
+        bptt = estimate("bptt", objective, rng=torch.Generator(), surrogate_seed=5)
+        directions = _layer_directions(model, 2, torch.Generator().manual_seed(1))
+        _, d = layer_directional(objective, directions, seed=5)
+        expected = torch.tensor([sum(float((bptt.gradient[i] * v[k]).sum()) for i, v in zip(s, directions[l]))
+                                 for l, s in enumerate(model.layer_slices()) for k in range(2)], dtype=torch.float64)
+        assert torch.all((d - expected).abs() <= 1e-10 * expected.abs())
 
 
 def _mean_estimate(name, objective, samples, seed=0):
@@ -94,6 +149,32 @@ def test_forward_gradient_estimates_are_unbiased(name):
     assert float((2 * mean - exact).pow(2).sum() / variance_of_mean) > 3.0
 
 
+def test_rate_activity_in_one_pass_equals_the_replay_at_one_step():
+    """At T = 1 a per-step draw is a per-rate draw: activity-rate's sums of the inputs, taken in its one
+    forward pass, give what activity's replay pass accumulates, from the same draws."""
+    objective = Objective(SpikingMLP(_mlp([2, 6, 6, 3], 1), Surrogate("gaussian", 0.5)), *_line(24))
+    objective.inputs = torch.cat([objective.inputs, objective.inputs ** 2], 1)
+    objective.target = objective.target.repeat(1, 3)
+    replay, rate = (estimate(n, objective, 2, rng=torch.Generator().manual_seed(4)) for n in ("activity", "activity-rate"))
+    assert float((_flat(rate.gradient) - _flat(replay.gradient)).abs().max()) <= 1e-13 * float(_flat(replay.gradient).abs().max())
+    assert rate.cost_fpe < replay.cost_fpe
+
+
+def test_rate_activity_is_unbiased_where_the_input_is_constant_in_time():
+    """activity-rate's first layer (input x every step) and analog readout (input m̄ once) average to
+    BPTT's gradients (the χ² ratio of the unbiasedness test, on those layers' parameters)."""
+    model = SpikingMLP(_mlp([1, 5, 5, 1], 8), Surrogate("gaussian", 0.5))
+    objective = Objective(model, *_line(24))
+    exact = estimate("bptt", objective, rng=torch.Generator()).gradient
+    rng = torch.Generator().manual_seed(0)
+    draws = [estimate("activity-rate", objective, rng=rng).gradient for _ in range(600)]
+    for i in (0, 1, 4, 5):                              # W_1, b_1, W_3, b_3
+        stack = torch.stack([d[i].flatten() for d in draws])
+        mean, variance_of_mean = stack.mean(0), stack.var(0).sum() / len(draws)
+        assert float((mean - exact[i].flatten()).pow(2).sum() / variance_of_mean) < 3.0
+        assert float((2 * mean - exact[i].flatten()).pow(2).sum() / variance_of_mean) > 3.0
+
+
 def test_weight_perturbation_follows_the_loss_without_a_surrogate():
     model = SpikingMLP(_mlp([1, 5, 5, 1], 8), Surrogate("gaussian", 0.5))
     objective = Objective(model, *_line(24))
@@ -109,7 +190,13 @@ def test_costs_in_forward_pass_equivalents():
     costs = {n: estimate(n, objective, 2, rng=rng).cost_fpe for n in ESTIMATORS}
     assert costs["bptt"] == 3.0 and costs["weight-fd"] == 3.0        # forward + backward; K + 1 forwards
     assert 2 * 2 < costs["rfg-global"] <= 2 * 3                       # K × (primal + tangent)
-    assert costs["rfg-layer"] > costs["rfg-global"]                   # one pass per layer
+    # one primal; layer l (its share f_l of a forward pass's multiply-adds: 6·6 per step for the hidden
+    # layer, 6 once for the first and the readout) carries l·K channels in (W·ḣ) and adds its own K (Ẇ·h)
+    f = np.array([6 / 4, 36, 6 / 4]) / 39
+    assert costs["rfg-layer"] == pytest.approx(1 + 2 * (f[0] + 2 * f[1] + 3 * f[2]), rel=1e-12)
+    assert costs["activity"] == pytest.approx(2 * (4 - f[0]), rel=1e-12)      # forward-mode pass and replay
+    # no replay: the forward-mode pass and one hᵀ·(d ⊙ ξ) per layer (48 weights once against 39 per step)
+    assert costs["activity-rate"] == pytest.approx(2 * (2 - f[0] + 48 / (4 * 39)), rel=1e-12)
 
 
 def _tiny_task():

@@ -7,14 +7,18 @@ With K directions averaged (k = 1..K, fresh draws each call):
 * ``rfg-global`` (the paper): u ~ N(0, I) over all weights, d = ∇L·u by forward-mode differentiation
   (``torch.autograd.forward_ad``: one pass carries the primal and its tangent), g = d·u.  E g = ∇L.
 * ``rfg-layer`` (the paper's layer-wise form): per layer l a direction u_l on that layer's weights only,
-  d_l = ∇_l L·u_l in its own forward-mode pass, g_l = d_l·u_l: the other layers' noise leaves each
-  layer's estimate, at the price of one pass per layer.
+  d_l = ∇_l L·u_l, g_l = d_l·u_l: the other layers' noise leaves each layer's estimate.  All K·L
+  directional derivatives come from one pass (``model.run_tangents``): the spikes, membranes and
+  surrogate slopes once, the L tangents side by side on a channel axis (channel l is zero before layer
+  l, so layer l carries l·K channels in and adds its own K); each d_l is the forward-mode derivative
+  along u_l alone (equal to a ``directional`` pass per layer with a deterministic surrogate; with a
+  Stein surrogate all channels see one draw of its noise, the draw BPTT uses with the same seed).
 * ``weight-fd``: d = [L(w + εu) - L(w)]/ε, g = d·u: forward passes only, no surrogate (the spikes
   themselves respond to the perturbation), biased by O(ε) and by the loss's steps.
 * ``activity`` (beyond the paper; Ren et al. 2022): perturb each layer's *current* instead of its
   weights, ξ_l(t) ∈ {-1, +1} (Rademacher: E ξξᵀ = I like a Gaussian, a lower fourth moment, and
   3.6x cheaper to draw than torch's float64 normals) per sample b, step t and unit, all layers in one
-  forward-mode pass.  With
+  forward-mode pass (``run_tangents`` with a perturbation: ż_l += ξ_l).  With
   d_b = the tangent of sample b's share of L (its own loss elements: one point, or for a DeepONet
   layer the row or column of the loss that its branch or trunk sample feeds),
 
@@ -28,13 +32,29 @@ With K directions averaged (k = 1..K, fresh draws each call):
   variance of a time-averaged rate code, about T times lower), g_{W_l} = Σ_b d_b ((1/T) Σ_t h_{l-1,b}(t))
   ⊗ ξ_{l,b}.  Then E[d_b ξ_{l,b}] = Σ_t ∂L/∂z_{l,b}(t), and the estimate is unbiased only where a
   layer's input is constant in time (the first layer) or its gradient is (the rate approximation).
+  With ξ constant in time the first pass sums each layer's input Σ_t h_{l-1}(t) [B, n_{l-1}] as it
+  goes, and g_{W_l} = (Σ_t h_{l-1}/T)ᵀ·(d ⊙ ξ_l) follows at the end: no second pass.
 
-Cost in forward-pass equivalents (FPE), counted from the multiply-adds actually executed (each layer's
-share f_l of one forward pass, ``model.layer_flops``): a forward pass is 1; a forward-mode pass adds
-its tangent, Ẇ·h on perturbed layers and W·ḣ on every layer after the first perturbed one; a backward
-pass is 2 (δ·Wᵀ and hᵀ·δ per layer); the activity estimator's replay pass is 2 (the primal and the
-accumulation hᵀ·(d ⊙ ξ)), so it costs 4 less the first layer's tangent share.  Neuron
-updates and the Stein surrogate's threshold tests are not counted (elementwise, O(n) per layer).
+Cost in forward-pass equivalents (FPE), counted from the multiply-adds actually executed: with f_l each
+layer's share of one forward pass (``model.layer_flops``, normalised) and j_l its depth in its chain of
+layers (``model.layer_depths``: 0 for a layer that reads the input x), a forward pass is 1 and a
+tangent channel costs f_l on each layer where it is a matrix product (Ẇ_l·h on the layer it perturbs,
+W_l·ḣ on every layer after its first one in the chain; the activity ξ is added, not multiplied):
+
+* ``bptt`` 3 (a forward pass, then δ·Wᵀ and hᵀ·δ per layer);  ``weight-fd`` 1 + K;
+* ``rfg-global`` K·(2 + C) with C = Σ_l f_l·[j_l > 0]: per direction the primal, Ẇ·h on every layer and
+  W·ḣ after the first;
+* ``rfg-layer`` 1 + K·Σ_l f_l·(j_l + 1): one primal; layer l computes Ẇ_l·h for its own K channels and
+  W_l·ḣ for the j_l·K channels of the layers before it (x²'s 1-64×4-1: 1 + K·(2 + 3 + 4)/3 ≈ 1 + 3K,
+  against L·K + K·Σ_l f_l·(j_l + 1) ≈ 8 with one forward-mode pass per layer);
+* ``activity`` K·(3 + C): the forward-mode pass 1 + C, the replay 2 (the primal and the accumulation
+  hᵀ·(d ⊙ ξ));
+* ``activity-rate`` K·(1 + C + P): the forward-mode pass and each layer's one product hᵀ·(d ⊙ ξ) of
+  the summed inputs, P = Σ_l n_{l-1}·n_l / (T·Σ_l F_l) with F_l the unnormalised ``layer_flops`` (per
+  point and step).
+
+Neuron updates, the ξ draws and the Stein surrogate's threshold tests are not counted (elementwise, O(n)
+per layer).
 """
 
 from __future__ import annotations
@@ -52,10 +72,14 @@ FD_STEP = 1e-2   # ε of weight-fd, relative to each tensor's RMS magnitude
 
 class Model(Protocol):
     parameters: list[torch.Tensor]
+    timesteps: int
 
-    def run(self, inputs, parameters=None, *, generator=None, perturbation=None) -> torch.Tensor: ...
+    def run(self, inputs, parameters=None, *, generator=None) -> torch.Tensor: ...
+    def run_tangents(self, inputs, directions=None, *, generator=None, perturbation=None
+                     ) -> tuple[torch.Tensor, torch.Tensor | None]: ...
     def layer_slices(self) -> list[list[int]]: ...
     def layer_flops(self) -> np.ndarray: ...
+    def layer_depths(self) -> np.ndarray: ...
     def sample_axis(self, layer: int) -> int: ...
 
 
@@ -74,9 +98,15 @@ class Objective:
     inputs: object
     target: torch.Tensor
 
-    def elements(self, parameters=None, generator=None, perturbation=None) -> torch.Tensor:
-        return (self.model.run(self.inputs, parameters, generator=generator,
-                               perturbation=perturbation) - self.target) ** 2
+    def elements(self, parameters=None, generator=None) -> torch.Tensor:
+        return (self.model.run(self.inputs, parameters, generator=generator) - self.target) ** 2
+
+    def tangents(self, directions, generator=None, perturbation=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The elements e = (y - target)² and their tangents ė = ẏ·2(y - target) [K, *e.shape] along the
+        model's K tangent channels (``run_tangents``: layer-wise directions or an activity perturbation)."""
+        y, y_dot = self.model.run_tangents(self.inputs, directions, generator=generator, perturbation=perturbation)
+        residual = y - self.target
+        return residual ** 2, y_dot * (2 * residual)
 
 
 def estimate(name: str, objective: Objective, directions: int = 1, *,
@@ -93,10 +123,23 @@ def _generator(seed: int | None) -> torch.Generator | None:
     return None if seed is None else torch.Generator().manual_seed(seed)
 
 
-def _tangent_cost(flops: np.ndarray, perturbed: set[int]) -> float:
-    first = min(perturbed)
-    share = flops / flops.sum()
-    return float(sum(share[l] * ((l in perturbed) + (l > first)) for l in range(len(flops))))
+def _shares(model: Model) -> np.ndarray:
+    """f_l: each layer's share of one forward pass's multiply-adds."""
+    flops = model.layer_flops()
+    return flops / flops.sum()
+
+
+def _carried(model: Model) -> float:
+    """C: one tangent channel's W·ḣ on every layer but a chain's first, in FPE."""
+    return float(_shares(model) @ (model.layer_depths() > 0))
+
+
+def _activity_cost(model: Model, per_step: bool) -> float:
+    """One activity estimate in FPE (module docstring): 3 + C with the replay, else 1 + C + P."""
+    if per_step:
+        return 3.0 + _carried(model)
+    weights = sum(model.parameters[s[0]].numel() for s in model.layer_slices())
+    return 1.0 + _carried(model) + weights / (model.timesteps * model.layer_flops().sum())
 
 
 def _bptt(objective, directions, rng, seed) -> Estimate:
@@ -118,31 +161,41 @@ def directional(objective: Objective, directions: list[torch.Tensor | None], see
     return float(primal), 0.0 if tangent is None else float(tangent)
 
 
-def _rfg(objective, directions, rng, seed, groups) -> Estimate:
-    model = objective.model
-    grads = [torch.zeros_like(p) for p in model.parameters]
-    flops, cost, losses = model.layer_flops(), 0.0, []
-    for _ in range(directions):
-        for group, layers in groups:
-            u = [torch.randn(p.shape, dtype=p.dtype, generator=rng) if i in group else None
-                 for i, p in enumerate(model.parameters)]
-            loss, d = directional(objective, u, seed)
-            losses.append(loss)
-            for i in group:
-                grads[i] += d * u[i] / directions
-            cost += 1.0 + _tangent_cost(flops, layers)
-    return Estimate(losses[0], grads, cost)
+def layer_directional(objective: Objective, directions: list, seed: int | None = None
+                      ) -> tuple[float, torch.Tensor]:
+    """(L, d) with d [K] = ∇L·u_c for the K layer-wise directions of ``model.run_tangents`` (``directions[l]``
+    = (Ẇ_l [k_l, ...], ḃ_l [k_l, ...]) or None; channels by layer, then k), all in one forward pass."""
+    with torch.no_grad():
+        elements, tangents = objective.tangents(directions, _generator(seed))
+    return float(elements.mean()), tangents.flatten(1).mean(1)
 
 
 def _rfg_global(objective, directions, rng, seed) -> Estimate:
-    n = len(objective.model.layer_slices())
-    return _rfg(objective, directions, rng, seed,
-                [(set(range(len(objective.model.parameters))), set(range(n)))])
+    model = objective.model
+    grads = [torch.zeros_like(p) for p in model.parameters]
+    cost, losses = 0.0, []
+    for _ in range(directions):
+        u = [torch.randn(p.shape, dtype=p.dtype, generator=rng) for p in model.parameters]
+        loss, d = directional(objective, u, seed)
+        losses.append(loss)
+        for g, v in zip(grads, u):
+            g += d * v / directions
+        cost += 2.0 + _carried(model)
+    return Estimate(losses[0], grads, cost)
 
 
 def _rfg_layer(objective, directions, rng, seed) -> Estimate:
-    return _rfg(objective, directions, rng, seed,
-                [(set(s), {l}) for l, s in enumerate(objective.model.layer_slices())])
+    model = objective.model
+    slices = model.layer_slices()
+    draws = [[torch.randn(model.parameters[i].shape, dtype=model.parameters[i].dtype, generator=rng) for i in s]
+             for _ in range(directions) for s in slices]          # direction k of layer l: draws[k·L + l]
+    stacked = [[torch.stack(d) for d in zip(*draws[l::len(slices)])] for l in range(len(slices))]
+    loss, d = layer_directional(objective, stacked, seed)
+    grads = [torch.zeros_like(p) for p in model.parameters]
+    for s, u, d_layer in zip(slices, stacked, d.reshape(len(slices), directions)):
+        for i, v in zip(s, u):
+            grads[i] = torch.tensordot(d_layer, v, 1) / directions
+    return Estimate(loss, grads, 1.0 + directions * float(_shares(model) @ (model.layer_depths() + 1)))
 
 
 def _weight_fd(objective, directions, rng, seed) -> Estimate:
@@ -165,10 +218,17 @@ def _activity(objective, directions, rng, seed, per_step: bool = True) -> Estima
     slices = model.layer_slices()
     grads = [torch.zeros_like(p) for p in model.parameters]
     cost, first_loss = 0.0, None
+
+    def add(layer: int, h: torch.Tensor, weighted: torch.Tensor) -> None:
+        iw, ib = slices[layer]                          # g_W += hᵀ·(d ⊙ ξ), g_b += Σ_b d ⊙ ξ
+        grads[iw] += h.T @ weighted / directions
+        grads[ib] += weighted.sum(0) / directions
+
     for _ in range(directions):
         state = rng.get_state()
         held: dict[int, torch.Tensor] = {}
         calls: dict[int, int] = {}
+        input_sums: dict[int, torch.Tensor] = {}
 
         def draw(layer: int, h: torch.Tensor) -> torch.Tensor:
             calls[layer] = calls.get(layer, 0) + 1
@@ -179,29 +239,31 @@ def _activity(objective, directions, rng, seed, per_step: bool = True) -> Estima
             return held[layer]
 
         def perturb(layer: int, step: int, h: torch.Tensor) -> torch.Tensor:
-            xi = draw(layer, h)
-            return fwAD.make_dual(torch.zeros_like(xi), xi)      # zero, with tangent ξ
+            if not per_step:                            # Σ_t h_{l-1}(t), for the rate's g_W
+                input_sums[layer] = h if layer not in input_sums else input_sums[layer] + h
+            return draw(layer, h)
 
-        with torch.no_grad(), fwAD.dual_level():        # pass 1: the loss's tangent per element [rows, cols]
-            primal, tangent = fwAD.unpack_dual(objective.elements(None, _generator(seed), perturb))
-        first_loss = float(primal.mean()) if first_loss is None else first_loss
+        with torch.no_grad():                           # pass 1: the loss's tangent per element [rows, cols]
+            elements, tangents = objective.tangents(None, _generator(seed), perturb)
+        tangent = tangents.sum(0)                       # a product network: one channel per net
+        first_loss = float(elements.mean()) if first_loss is None else first_loss
         share = {axis: tangent.sum(dim=1 - axis) / tangent.numel() for axis in (0, 1)}   # d per row / column
 
-        steps = dict(calls)      # calls per layer in one pass: T for a spiking layer, 1 for an analog readout
-        held.clear()
+        def weighted(layer: int, xi: torch.Tensor) -> torch.Tensor:
+            return share[model.sample_axis(layer)].reshape(-1, 1) * xi
 
-        def accumulate(layer: int, step: int, h: torch.Tensor) -> None:
-            xi = draw(layer, h)                         # pass 2: the same draws, in the same order
-            d = share[model.sample_axis(layer)]
-            weighted = d.reshape(-1, 1) * xi / (1 if per_step else steps[layer])
-            iw, ib = slices[layer]
-            grads[iw] += h.T @ weighted / directions
-            grads[ib] += weighted.sum(0) / directions
+        if per_step:
+            def accumulate(layer: int, step: int, h: torch.Tensor) -> None:
+                add(layer, h, weighted(layer, draw(layer, h)))    # pass 2: the same draws, in the same order
 
-        rng.set_state(state)
-        with torch.no_grad():
-            objective.elements(None, _generator(seed), accumulate)
-        cost += 4.0 - float(model.layer_flops()[0] / model.layer_flops().sum())
+            held.clear()
+            rng.set_state(state)
+            with torch.no_grad():
+                model.run_tangents(objective.inputs, generator=_generator(seed), perturbation=accumulate)
+        else:
+            for layer, total in input_sums.items():     # calls[layer]: T for a spiking layer, 1 for a readout
+                add(layer, total / calls[layer], weighted(layer, held[layer]))
+        cost += _activity_cost(model, per_step)
     return Estimate(first_loss, grads, cost)
 
 

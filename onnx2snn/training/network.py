@@ -3,17 +3,19 @@
 Symbols: x [B, n_0] input, W_l [n_{l-1}, n_l], b_l [n_l], λ leak, a fire fraction, θ± [n_l], v0 [n_l].
 For t = 1..T, with h_0(t) = x (direct encoding: the first current z_1 = x·W_1 + b_1 is computed once)::
 
-    z_l(t) = h_{l-1}(t)·W_l + b_l + ξ_l(t)      ξ: the activity perturbation (zero but for its tangent)
-    u_l(t) = λ·v_l(t-1) + z_l(t),  h_l(t) = s(u_l(t)),  v_l(t) = u_l(t) - h_l(t)
+    z_l(t) = h_{l-1}(t)·W_l + b_l,  u_l(t) = λ·v_l(t-1) + z_l(t),  h_l(t) = s(u_l(t)),  v_l(t) = u_l(t) - h_l(t)
 
 (``surrogate.spike``: exact spikes, surrogate derivatives), and the readout
 
-    analog: y = ((1/T) Σ_t h_{L-1}(t))·W_L + b_L + ξ_L;      rate: y = (1/T) Σ_t h_L(t).
+    analog: y = ((1/T) Σ_t h_{L-1}(t))·W_L + b_L;      rate: y = (1/T) Σ_t h_L(t).
 
 Gradients flow through the reset (v = u - s differentiates s too), as in the paper's group's code.  The
 parameters are passed to ``run`` as a flat list [W_1, b_1, ..., W_L, b_L] so the estimators can run the
 network at perturbed weights (finite differences), with dual tensors (forward mode) or with autograd
-(BPTT).  A forward-mode run under ``torch.no_grad`` keeps no graph: its memory does not grow with T.
+(BPTT).  ``run_tangents`` carries tangents by hand instead, several directions at once on one primal
+(linear maps of the same form: ż = ḣ·W + h·Ẇ + ḃ + ξ, u̇ = λ·v̇ + ż, ḣ = ψ'(u)·u̇, v̇ = u̇ - ḣ, ξ the
+activity perturbation: zero in value, a tangent of its own).  A forward-mode run under ``torch.no_grad``
+keeps no graph: its memory does not grow with T.
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ import numpy as np
 import torch
 
 from .parameters import DenseLayer, SpikingMLPParams
-from .surrogate import Surrogate, spike
+from .surrogate import Surrogate, spike, spike_and_slope
 
-# ξ_l(t) for layer l (0-based; the readout is len(layers) - 1), step t and the layer's input h (or None
-# for an analog readout, perturbed once): a [B, n_l] tensor to add to the current, or None.
+# ξ_l(t) for layer l (0-based; the readout is len(layers) - 1, called once), step t and the layer's input h:
+# a [B, n_l] tensor to add to the tangent of the current (the value stays), or None.
 Perturbation = Callable[[int, int, torch.Tensor], "torch.Tensor | None"]
+# Directions on one layer's weights for ``run_tangents``: (Ẇ [k, n_in, n_out], ḃ [k, n_out]), or None.
+LayerDirections = "tuple[torch.Tensor, torch.Tensor] | None"
 
 
 class SpikingMLP:
@@ -66,36 +70,85 @@ class SpikingMLP:
             flops[-1] /= self.timesteps
         return flops
 
+    def layer_depths(self) -> np.ndarray:
+        """Each layer's position in its chain of layers: 0, 1, ..., L - 1."""
+        return np.arange(self.n_layers)
+
     def run(self, x: torch.Tensor, parameters: list[torch.Tensor] | None = None, *,
-            generator: torch.Generator | None = None, perturbation: Perturbation | None = None) -> torch.Tensor:
+            generator: torch.Generator | None = None) -> torch.Tensor:
         """Outputs y [B, n_L] of inputs x [B, n_0]."""
         p = self.parameters if parameters is None else parameters
+        return self._simulate(x, p, generator, [None] * self.n_layers, None)[0]
+
+    def run_tangents(self, x: torch.Tensor, directions: list[LayerDirections] | None = None, *,
+                     generator: torch.Generator | None = None, perturbation: Perturbation | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """y [B, n_L] and its tangents ẏ [K, B, n_L] in one pass: along K = Σ_l k_l layer-wise weight
+        directions, or along the activity perturbation ξ (K = 1).
+
+        ``directions[l]`` = (Ẇ_l [k_l, n_{l-1}, n_l], ḃ_l [k_l, n_l]) or None: k_l directions that move
+        layer l's weights only.  Channel c (ordered by layer, then by k) is then zero before its layer,
+        so each layer's current carries the channels of the layers before it and adds its own::
+
+            ż_l = [ḣ_{l-1}·W_l ; h_{l-1}·Ẇ_l + ḃ_l]       (the carried channels; layer l's k_l)
+            u̇ = λ·v̇ + ż,   ḣ = ψ'(u)·u̇ (``surrogate.spike_and_slope``),   v̇ = u̇ - ḣ,   v̇(0) = 0
+
+        and the readout ẏ = [m̄̇·W_L ; m̄·Ẇ_L + ḃ_L] with m̄ = (1/T) Σ_t h_{L-1}(t) (analog), or
+        ẏ = (1/T) Σ_t ḣ_L(t) (rate).  ``perturbation`` (no directions then) adds ξ_l(t) to the one
+        channel's ż_l(t), and sees each layer's input h on the way (with no ξ at all, a primal run).
+
+        The spikes, membranes and surrogate slopes are computed once for all K channels (the forward-mode
+        ``run`` recomputes them per direction); channel c equals that run with direction c alone whenever
+        the surrogate draws nothing (a Stein surrogate draws its noise once here, for every layer from the
+        first one with a tangent, as BPTT does).  Under ``torch.no_grad`` it keeps per layer the state
+        (v, v̇): memory independent of T.  ẏ is None when nothing is perturbed."""
+        directions = [None] * self.n_layers if directions is None else directions
+        if len(directions) != self.n_layers or (perturbation is not None and any(d is not None for d in directions)):
+            raise ValueError(f"run_tangents: expected {self.n_layers} layer directions, or a perturbation alone")
+        return self._simulate(x, self.parameters, generator, directions, perturbation)
+
+    def _integrate(self, v: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """u = λ·v + z (linear: the same map for a membrane and for its tangent)."""
+        return self.leak * v + z if self.leak != 1.0 else v + z
+
+    def _simulate(self, x, p, generator, directions, perturbation):
         spiking = len(self._neurons)
         state = [v0.expand(x.shape[0], -1).to(x.dtype) for _, _, v0 in self._neurons]
+        state_dot: list[torch.Tensor | None] = [None] * spiking
         first = x @ p[0] + p[1]
-        total = None
+        first_dot = _tangent_current(None, x, directions[0])
+        total = total_dot = None
         for t in range(self.timesteps):
-            h = x
+            h, h_dot = x, None
             for l in range(spiking):
-                z = first if l == 0 else h @ p[2 * l] + p[2 * l + 1]
+                if l == 0:
+                    z, z_dot = first, first_dot
+                else:
+                    z = h @ p[2 * l] + p[2 * l + 1]
+                    z_dot = _tangent_current(None if h_dot is None else h_dot @ p[2 * l], h, directions[l])
                 if perturbation is not None:
-                    xi = perturbation(l, t, h)
-                    if xi is not None:
-                        z = z + xi
+                    z_dot = _perturbed(z_dot, perturbation(l, t, h))
                 theta_pos, theta_neg, _ = self._neurons[l]
-                u = self.leak * state[l] + z if self.leak != 1.0 else state[l] + z
-                h = spike(u, theta_pos, theta_neg, self.fire_fraction, self.surrogate, generator)
+                u = self._integrate(state[l], z)
+                if z_dot is None:
+                    h = spike(u, theta_pos, theta_neg, self.fire_fraction, self.surrogate, generator)
+                else:
+                    u_dot = self._integrate(torch.zeros_like(z_dot) if state_dot[l] is None else state_dot[l], z_dot)
+                    h, slope = spike_and_slope(u, theta_pos, theta_neg, self.fire_fraction, self.surrogate, generator)
+                    h_dot = slope * u_dot
+                    state_dot[l] = u_dot - h_dot
                 state[l] = u - h
             total = h if total is None else total + h
+            if h_dot is not None:
+                total_dot = h_dot if total_dot is None else total_dot + h_dot
         mean = total / self.timesteps
+        mean_dot = None if total_dot is None else total_dot / self.timesteps
         if self.readout == "rate":
-            return mean
-        y = mean @ p[-2] + p[-1]
+            return mean, mean_dot
+        y_dot = _tangent_current(None if mean_dot is None else mean_dot @ p[-2], mean, directions[-1])
         if perturbation is not None:
-            xi = perturbation(self.n_layers - 1, 0, mean)
-            if xi is not None:
-                y = y + xi
-        return y
+            y_dot = _perturbed(y_dot, perturbation(self.n_layers - 1, 0, mean))
+        return mean @ p[-2] + p[-1], y_dot
 
     def to_params(self) -> SpikingMLPParams:
         """The current weights as numpy parameters (thresholds and v0 unchanged)."""
@@ -107,6 +160,24 @@ class SpikingMLP:
                                      self.parameters[2 * l + 1].detach().numpy().copy(), spiking,
                                      *(None if v is None else v.numpy().copy() for v in theta)))
         return SpikingMLPParams(layers, self.timesteps, self.leak, self.fire_fraction)
+
+
+def _tangent_current(carried: torch.Tensor | None, h: torch.Tensor, direction: LayerDirections
+                     ) -> torch.Tensor | None:
+    """ż of a layer [c + k, B, n_out]: the ``carried`` channels' ḣ·W [c, B, n_out], then the layer's own
+    directions' h·Ẇ + ḃ [k, B, n_out] (h [B, n_in]: the layer's input)."""
+    if direction is None:
+        return carried
+    w_dot, b_dot = direction
+    own = h @ w_dot + b_dot[:, None, :]
+    return own if carried is None else torch.cat([carried, own])
+
+
+def _perturbed(z_dot: torch.Tensor | None, xi: torch.Tensor | None) -> torch.Tensor | None:
+    """ż + ξ on the perturbation's one channel (ż None: the channel starts here)."""
+    if xi is None:
+        return z_dot
+    return xi[None] if z_dot is None else z_dot + xi
 
 
 def initial_mlp(widths: list[int], timesteps: int, *, readout: str = "analog", leak: float = 1.0,

@@ -38,17 +38,35 @@ class SpikingProduct:
     def layer_flops(self) -> np.ndarray:
         return np.concatenate([self.first.layer_flops(), self.second.layer_flops()])
 
+    def layer_depths(self) -> np.ndarray:
+        return np.concatenate([self.first.layer_depths(), self.second.layer_depths()])
+
     def sample_axis(self, layer: int) -> int:
         return 0 if layer < self._first_layers else 1
 
-    def run(self, inputs, parameters=None, *, generator=None, perturbation=None) -> torch.Tensor:
+    def run(self, inputs, parameters=None, *, generator=None) -> torch.Tensor:
         a, c = inputs
         p = self.parameters if parameters is None else parameters
+        return self.first.run(a, p[:self._split], generator=generator) @ self.second.run(
+            c, p[self._split:], generator=generator).T
+
+    def run_tangents(self, inputs, directions=None, *, generator=None, perturbation=None
+                     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """y [F, P] and its tangents [K, F, P] (``SpikingMLP.run_tangents``; the first net's layers first):
+        ẏ = [Ȧ·Cᵀ ; A·Ċᵀ], each net's channels through the other's primal.  A perturbation gives each net
+        a channel of its own (two channels; their sum is the tangent of both perturbations at once)."""
+        a, c = inputs
+        split = self._first_layers
+        directions = [None] * len(self.layer_slices()) if directions is None else directions
         second_perturbation = None if perturbation is None else (
-            lambda layer, step, h: perturbation(layer + self._first_layers, step, h))
-        first = self.first.run(a, p[:self._split], generator=generator, perturbation=perturbation)
-        second = self.second.run(c, p[self._split:], generator=generator, perturbation=second_perturbation)
-        return first @ second.T
+            lambda layer, step, h: perturbation(layer + split, step, h))
+        first, first_dot = self.first.run_tangents(a, directions[:split], generator=generator,
+                                                   perturbation=perturbation)
+        second, second_dot = self.second.run_tangents(c, directions[split:], generator=generator,
+                                                      perturbation=second_perturbation)
+        parts = ([] if first_dot is None else [first_dot @ second.T]) + (
+            [] if second_dot is None else [first @ second_dot.transpose(1, 2)])
+        return first @ second.T, torch.cat(parts) if parts else None
 
     def to_params(self, metadata: dict | None = None) -> SpikingDeepONetParams:
         return SpikingDeepONetParams(self.first.to_params(), self.second.to_params(), 0.0, dict(metadata or {}))

@@ -76,21 +76,30 @@ def _fire(u, theta_pos, theta_neg, fire_fraction):
     return torch.where(u >= fire_fraction * theta_pos, theta_pos, negative)
 
 
+def spike_and_slope(u: torch.Tensor, theta_pos: torch.Tensor, theta_neg: torch.Tensor, fire_fraction: float,
+                    surrogate: Surrogate, generator: torch.Generator | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(s(u), ∂s/∂u): the spikes and the surrogate slope ψ(u/θ+ - a) + ψ(-u/θ- - a) (``straight``: 1 inside
+    the unsaturated range), as plain tensors: what both derivative rules multiply by, and what a
+    hand-written tangent (``network.SpikingMLP.run_tangents``) multiplies by."""
+    s = _fire(u, theta_pos, theta_neg, fire_fraction)
+    zero = torch.zeros((), dtype=u.dtype)
+    if surrogate.kind == "straight":
+        slope = ((u <= (1 + fire_fraction) * theta_pos) & (-u <= (1 + fire_fraction) * theta_neg)).to(u.dtype)
+    else:
+        upper = surrogate.density(u / theta_pos - fire_fraction, generator)
+        lower = surrogate.density(-u / theta_neg - fire_fraction, generator)
+        slope = (torch.where(torch.isfinite(theta_pos), upper, zero)
+                 + torch.where(torch.isfinite(theta_neg), lower, zero))
+    return s, slope
+
+
 class _Spike(torch.autograd.Function):
     """s(u) with the surrogate slope computed once in forward and used by both rules."""
 
     @staticmethod
     def forward(u, theta_pos, theta_neg, fire_fraction, surrogate, generator):
-        s = _fire(u, theta_pos, theta_neg, fire_fraction)
-        zero = torch.zeros((), dtype=u.dtype)
-        if surrogate.kind == "straight":
-            slope = ((u <= (1 + fire_fraction) * theta_pos) & (-u <= (1 + fire_fraction) * theta_neg)).to(u.dtype)
-        else:
-            upper = surrogate.density(u / theta_pos - fire_fraction, generator)
-            lower = surrogate.density(-u / theta_neg - fire_fraction, generator)
-            slope = (torch.where(torch.isfinite(theta_pos), upper, zero)
-                     + torch.where(torch.isfinite(theta_neg), lower, zero))
-        return s, slope
+        return spike_and_slope(u, theta_pos, theta_neg, fire_fraction, surrogate, generator)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
