@@ -1,6 +1,6 @@
 """snnTorch's ``StreamOps`` for delta-coded artifacts (``runtimes.stream``), in float64 on ``device``: the
-ops ``exact`` specifies by its algorithms in torch (``TorchMath``), the ops exact in IEEE arithmetic
-(``exact.IEEE_EXACT``) by ``snntorch_backend.torch_kernel``, any other by the numpy reference's kernel on
+ops ``stream_math`` specifies by its algorithms in torch (``TorchMath``), the ops exact in IEEE arithmetic
+(``stream_math.IEEE_EXACT``) by ``snntorch_backend.torch_kernel``, any other by the numpy reference's kernel on
 host copies (so its bits are the reference's); each delta layer a ``SignedIF`` stepped once per row
 (``SignedIF.delta_step``), carrying r from row to row.
 
@@ -14,13 +14,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import exact
+from . import stream_math
 from .neuron import NeuronParams
 from .snntorch_backend import SignedIF, _fallback, _to_torch, torch_kernel
 
 
 class TorchMath:
-    """``exact.Math`` in torch: the same operations, correctly rounded on CPU and CUDA alike."""
+    """``stream_math.Math`` in torch: the same operations, correctly rounded on CPU and CUDA alike."""
 
     float64 = torch.float64
 
@@ -75,10 +75,10 @@ class TorchStreamOps:
         return x.detach().cpu().numpy()
 
     def kernel(self, node, values: dict):
-        specified = exact.kernel(node.proto, TorchMath)
+        specified = stream_math.kernel(node.proto, TorchMath)
         if specified is not None:
             return specified
-        if node.proto.op_type in exact.IEEE_EXACT:
+        if node.proto.op_type in stream_math.IEEE_EXACT:
             f = torch_kernel(node, values, node._opsets.get("", 13), self.device)
         else:
             f = _fallback(node, self.device)

@@ -7,14 +7,14 @@ unit has sent so far) from row to row and from one block to the next.  That is t
 ``BLOCK_ROWS`` points, so memory stays bounded for any number of points; any other graph (a separable
 network, whose inputs each stream their own rows) runs whole.
 
-The stream computes in float64 with the specified arithmetic of ``exact`` (``spec``): floating
+The stream computes in float64 with the specified arithmetic of ``stream_math`` (``spec``): floating
 initializers and inputs are upcast (exact for float32), contractions sum in a fixed order and activations
 follow fixed algorithms of IEEE-754 basic operations, so every runtime computes the same activations,
 hence the same spikes, bit for bit; the outputs are cast back to the graph's declared types.
 
 A backend supplies ``StreamOps``: how arrays move in and out, how a standard node runs, and the delta
-layer's scan.  ``NumpyStreamOps`` is the reference: the ops ``exact`` specifies by its kernels (``compiled``,
-default: ``exact_compiled``'s numba loops, the same bits), the others by their numpy kernels (``ops``),
+layer's scan.  ``NumpyStreamOps`` is the reference: the ops ``stream_math`` specifies by its kernels (``compiled``,
+default: ``stream_math_compiled``'s numba loops, the same bits), the others by their numpy kernels (``ops``),
 the scan as ``neuron.delta_step`` row by row, or (``compiled``) as one numba loop doing the same float
 operations in the same order (bit-identical).  ``snntorch_stream.TorchStreamOps`` runs it in torch.
 
@@ -31,7 +31,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from . import exact, exact_compiled, kernels, spec
+from . import kernels, spec, stream_math, stream_math_compiled
 from .errors import ArtifactError
 from .neuron import NeuronParams, delta_step
 from .numpy_ref import RunResult, SpikeCounts
@@ -91,7 +91,7 @@ class NumpyStreamOps:
         return x
 
     def kernel(self, node: PlannedNode, values: dict):
-        specified = exact_compiled.kernel(node.proto) if self.compiled else exact.kernel(node.proto)
+        specified = stream_math_compiled.kernel(node.proto) if self.compiled else stream_math.kernel(node.proto)
         f = specified or node.kernel
 
         def run(x):

@@ -1,7 +1,7 @@
-"""The numpy reference's fast path for ``exact``: its MatMul and activations as numba loops doing the same
+"""The numpy reference's fast path for ``stream_math``: its MatMul and activations as numba loops doing the same
 float64 operations in the same order (no fast-math, so no FMA contraction and no reassociation), hence
-the same bits as ``exact``'s array form (``tests/test_exact.py``).  ``kernel(node)`` returns None when
-the node is not one ``exact`` specifies; without numba it is ``exact.kernel``.
+the same bits as ``stream_math``'s array form (``tests/test_stream_math.py``).  ``kernel(node)`` returns None when
+the node is not one ``stream_math`` specifies; without numba it is ``stream_math.kernel``.
 
 MatMul of 2-D operands, y [N, n] = A [N, K] · B [K, n]: for each row i, y[i, :] = A[i, 0]·B[0, :], then
 y[i, :] += A[i, k]·B[k, :] for k = 1, ..., K-1 (vectorised over j, each sum still left to right in k).
@@ -12,17 +12,17 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from . import exact, kernels
+from . import kernels, stream_math
 
-# Horner's rule as ``exact._horner``: start from the last coefficient, then the others from last to first.
-_E_LAST, _EXPM1 = exact.EXPM1_COEFFICIENTS[-1], tuple(reversed(exact.EXPM1_COEFFICIENTS[:-1]))
-_S_LAST, _SIN = exact.SIN_COEFFICIENTS[-1], tuple(reversed(exact.SIN_COEFFICIENTS[:-1]))
-_C_LAST, _COS = exact.COS_COEFFICIENTS[-1], tuple(reversed(exact.COS_COEFFICIENTS[:-1]))
+# Horner's rule as ``stream_math._horner``: start from the last coefficient, then the others from last to first.
+_E_LAST, _EXPM1 = stream_math.EXPM1_COEFFICIENTS[-1], tuple(reversed(stream_math.EXPM1_COEFFICIENTS[:-1]))
+_S_LAST, _SIN = stream_math.SIN_COEFFICIENTS[-1], tuple(reversed(stream_math.SIN_COEFFICIENTS[:-1]))
+_C_LAST, _COS = stream_math.COS_COEFFICIENTS[-1], tuple(reversed(stream_math.COS_COEFFICIENTS[:-1]))
 
 
 def _reduce_ln2(x):
-    n = np.rint(x * exact.INV_LN2)
-    r = (x - n * exact.LN2_1) - n * exact.LN2_2
+    n = np.rint(x * stream_math.INV_LN2)
+    r = (x - n * stream_math.LN2_1) - n * stream_math.LN2_2
     p = _E_LAST
     for c in _EXPM1:
         p = p * r + c
@@ -63,8 +63,8 @@ def _sigmoid(x):
 
 
 def _quadrant(x, shift):
-    n = np.rint(x * exact.INV_PIO2)
-    r = ((x - n * exact.PIO2_1) - n * exact.PIO2_2) - n * exact.PIO2_3
+    n = np.rint(x * stream_math.INV_PIO2)
+    r = ((x - n * stream_math.PIO2_1) - n * stream_math.PIO2_2) - n * stream_math.PIO2_3
     r2 = r * r
     ps = _S_LAST
     for c in _SIN:
@@ -80,7 +80,7 @@ def _quadrant(x, shift):
         return c
     if q == 2.0:
         return -s
-    return -c                      # q == 3 (or NaN, as ``exact._select``)
+    return -c                      # q == 3 (or NaN, as ``stream_math._select``)
 
 
 def _sin(x):
@@ -114,18 +114,18 @@ if kernels.available:
 
 
 def matmul(a, b):
-    """``exact.matmul(exact.Math, a, b)``, as one compiled loop for float64 matrices [N, K] · [K, n]."""
+    """``stream_math.matmul(stream_math.Math, a, b)``, as one compiled loop for float64 matrices [N, K] · [K, n]."""
     if _matmul_loop is None or a.ndim != 2 or b.ndim != 2 or not a.shape[1] or not a.dtype == b.dtype == np.float64:
-        return exact.matmul(exact.Math, a, b)
+        return stream_math.matmul(stream_math.Math, a, b)
     y = np.empty((a.shape[0], b.shape[1]), np.float64)
     _matmul_loop(np.ascontiguousarray(a), np.ascontiguousarray(b), y)
     return y
 
 
 def kernel(node: onnx.NodeProto):
-    """``exact.kernel(node)`` with the compiled loops (module docstring), or None."""
+    """``stream_math.kernel(node)`` with the compiled loops (module docstring), or None."""
     f = _UFUNCS.get(node.op_type)
     if f is not None:
-        reference = exact.kernel(node)
+        reference = stream_math.kernel(node)
         return lambda x: [f(x[0])] if x[0].dtype == np.float64 else reference(x)
-    return exact.kernel(node, contract=matmul)
+    return stream_math.kernel(node, contract=matmul)
