@@ -13,10 +13,11 @@ follow fixed algorithms of IEEE-754 basic operations, so every runtime computes 
 hence the same spikes, bit for bit; the outputs are cast back to the graph's declared types.
 
 A backend supplies ``StreamOps``: how arrays move in and out, how a standard node runs, and the delta
-layer's scan.  ``NumpyStreamOps`` is the reference: the ops ``stream_math`` specifies by its kernels (``compiled``,
-default: ``stream_math_compiled``'s numba loops, the same bits), the others by their numpy kernels (``ops``),
-the scan as ``neuron.delta_step`` row by row, or (``compiled``) as one numba loop doing the same float
-operations in the same order (bit-identical).  ``snntorch_stream.TorchStreamOps`` runs it in torch.
+layer's scan.  ``NumpyStreamOps`` is the reference: the ops ``stream_math`` specifies by its kernels
+(``compiled``, default: ``stream_math_compiled``'s numba loops, the same bits), the others by their numpy
+kernels (``ops``), the scan as ``neuron.delta_step`` row by row, or (``compiled``) as one numba loop doing
+the same float operations in the same order (bit-identical).  ``snntorch_stream.TorchStreamOps`` runs it
+in torch.
 
 Counts per IF node (``DeltaCounts``): ``events`` as the chip sends them (Σ|k| binary events, or one per
 sending unit when ``graded``), ``changes`` the sending units (the events a graded or a delta-ANN layer

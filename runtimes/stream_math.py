@@ -11,7 +11,7 @@ SVML, CUDA) is not.  So a delta stream evaluates:
   which is exact for float32); the graph's outputs are cast back to their declared type;
 * contractions in a fixed order, each product rounded, then added left to right (no FMA)::
 
-      MatMul  y[.., i, j] = ((A[.., i, 0]·B[.., 0, j] + A[.., i, 1]·B[.., 1, j]) + ...) + A[.., i, K-1]·B[.., K-1, j]
+      MatMul  y[i, j] = ((A[i, 0]·B[0, j] + A[i, 1]·B[1, j]) + ...) + A[i, K-1]·B[K-1, j]  (per batch index)
       Gemm    y = α·MatMul(A', B') + β·C      (the multiplications by α, β only when they differ from 1)
       ReduceSum / ReduceMean  ((x_0 + x_1) + ...) + x_{m-1}   over the reduced elements in C order; mean: / m
       Einsum  Σ over the contracted indices in lexicographic order, each term the product of the operands
@@ -20,11 +20,11 @@ SVML, CUDA) is not.  So a delta stream evaluates:
 * activations by these algorithms (constants are float64; c_k = 1/k! rounded; Horner's rule)::
 
       reduce   n = rint(x / ln2),  r = (x - n·L1) - n·L2     L1 + L2 = ln 2 (fdlibm's split: n·L1 exact)
-      expm1    q = r + r²·(c2 + r·(c3 + ... + r·c14)),  e = 2^n (built from its bits),  expm1(x) = e·q + (e - 1)
+      expm1    q = r + r²·(c2 + r·(c3 + ... + r·c14)),  e = 2^n (from its bits),  expm1(x) = e·q + (e - 1)
       Exp      exp(x) = (2^⌊n/2⌋ · (1 + q)) · 2^(n-⌊n/2⌋)             (x clipped to [-746, 710])
       Tanh     t = -m / (m + 2),  m = expm1(-2|x|)  (-2|x| clipped to -80);  tanh(x) = -t if x < 0 else t
       Sigmoid  1 / (1 + exp(-x))
-      Sin/Cos  n = rint(x·2/π),  r = ((x - n·P1) - n·P2) - n·P3   (P1 + P2 + P3 = π/2, fdlibm's 33-bit parts)
+      Sin/Cos  n = rint(x·2/π),  r = ((x - n·P1) - n·P2) - n·P3   (P1 + P2 + P3 = π/2, fdlibm's parts)
                s = r + r³·(-c3 + r²·(c5 - ...  c17)),  c = 1 + r²·(-c2 + r²·(c4 - ...  c18))
                sin x = (s, c, -s, -c)[n mod 4],  cos x = (c, -s, -c, s)[n mod 4]
 
@@ -281,7 +281,8 @@ def kernel(node: onnx.NodeProto, m=Math, contract=None):
     if op in ("ReduceSum", "ReduceMean"):
         return _reduce(m, attrs, op == "ReduceMean")
     if op == "Einsum":
-        parsed = einsum_terms(attrs["equation"].decode() if isinstance(attrs["equation"], bytes) else attrs["equation"])
+        equation = attrs["equation"]
+        parsed = einsum_terms(equation.decode() if isinstance(equation, bytes) else equation)
         if parsed is not None:
             return lambda x: [einsum(m, *parsed, x)]
     return None

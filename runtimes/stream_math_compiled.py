@@ -1,7 +1,7 @@
-"""The numpy reference's fast path for ``stream_math``: its MatMul and activations as numba loops doing the same
-float64 operations in the same order (no fast-math, so no FMA contraction and no reassociation), hence
-the same bits as ``stream_math``'s array form (``tests/test_stream_math.py``).  ``kernel(node)`` returns None when
-the node is not one ``stream_math`` specifies; without numba it is ``stream_math.kernel``.
+"""The numpy reference's fast path for ``stream_math``: its MatMul and activations as numba loops doing the
+same float64 operations in the same order (no fast-math, so no FMA contraction and no reassociation),
+hence the same bits as ``stream_math``'s array form (``tests/test_stream_math.py``).  ``kernel(node)``
+returns None when the node is not one ``stream_math`` specifies; without numba it is ``stream_math.kernel``.
 
 MatMul of 2-D operands, y [N, n] = A [N, K] · B [K, n]: for each row i, y[i, :] = A[i, 0]·B[0, :], then
 y[i, :] += A[i, k]·B[k, :] for k = 1, ..., K-1 (vectorised over j, each sum still left to right in k).
@@ -14,12 +14,20 @@ import onnx
 
 from . import kernels, stream_math
 
-# Horner's rule as ``stream_math._horner``: start from the last coefficient, then the others from last to first.
+if kernels.available:
+    from numba import njit, vectorize
+    _inline = njit(cache=True, inline="always")
+else:                       # pragma: no cover - numba is a dependency; ``stream_math`` runs instead
+    def _inline(f):
+        return f
+
+# Horner's rule as ``stream_math._horner``: start from the last coefficient, then the others, last to first.
 _E_LAST, _EXPM1 = stream_math.EXPM1_COEFFICIENTS[-1], tuple(reversed(stream_math.EXPM1_COEFFICIENTS[:-1]))
 _S_LAST, _SIN = stream_math.SIN_COEFFICIENTS[-1], tuple(reversed(stream_math.SIN_COEFFICIENTS[:-1]))
 _C_LAST, _COS = stream_math.COS_COEFFICIENTS[-1], tuple(reversed(stream_math.COS_COEFFICIENTS[:-1]))
 
 
+@_inline
 def _reduce_ln2(x):
     n = np.rint(x * stream_math.INV_LN2)
     r = (x - n * stream_math.LN2_1) - n * stream_math.LN2_2
@@ -29,16 +37,19 @@ def _reduce_ln2(x):
     return n, r + (r * r) * p
 
 
+@_inline
 def _pow2(n):
     return np.ldexp(1.0, np.int64(0 if np.isnan(n) else n))
 
 
+@_inline
 def _expm1(x):
     n, q = _reduce_ln2(x)
     e = _pow2(n)
     return e * q + (e - 1.0)
 
 
+@_inline
 def _exp(x):
     if x < -746.0:
         x = -746.0
@@ -62,6 +73,7 @@ def _sigmoid(x):
     return 1.0 / (1.0 + _exp(-x))
 
 
+@_inline
 def _quadrant(x, shift):
     n = np.rint(x * stream_math.INV_PIO2)
     r = ((x - n * stream_math.PIO2_1) - n * stream_math.PIO2_2) - n * stream_math.PIO2_3
@@ -105,17 +117,15 @@ def _matmul(a, b, y):
 
 _UFUNCS, _matmul_loop = {}, None
 if kernels.available:
-    from numba import njit, vectorize
-    for _f in (_reduce_ln2, _pow2, _expm1, _exp, _quadrant):
-        globals()[_f.__name__] = njit(cache=True, inline="always")(_f)
-    _UFUNCS = {op: vectorize(["float64(float64)"], cache=True)(f)
-               for op, f in (("Tanh", _tanh), ("Exp", _exp), ("Sigmoid", _sigmoid), ("Sin", _sin), ("Cos", _cos))}
+    _UFUNCS = {op: vectorize(["float64(float64)"], cache=True)(getattr(f, "py_func", f)) for op, f in
+               (("Tanh", _tanh), ("Exp", _exp), ("Sigmoid", _sigmoid), ("Sin", _sin), ("Cos", _cos))}
     _matmul_loop = njit(cache=True, nogil=True)(_matmul)
 
 
 def matmul(a, b):
-    """``stream_math.matmul(stream_math.Math, a, b)``, as one compiled loop for float64 matrices [N, K] · [K, n]."""
-    if _matmul_loop is None or a.ndim != 2 or b.ndim != 2 or not a.shape[1] or not a.dtype == b.dtype == np.float64:
+    """``stream_math.matmul(stream_math.Math, a, b)``; one compiled loop for float64 matrices [N, K]·[K, n]."""
+    compiled = a.ndim == b.ndim == 2 and a.shape[1] > 0 and a.dtype == b.dtype == np.float64
+    if _matmul_loop is None or not compiled:
         return stream_math.matmul(stream_math.Math, a, b)
     y = np.empty((a.shape[0], b.shape[1]), np.float64)
     _matmul_loop(np.ascontiguousarray(a), np.ascontiguousarray(b), y)

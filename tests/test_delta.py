@@ -136,7 +136,8 @@ def _with_layer_outputs(model):
     return out
 
 
-@pytest.mark.parametrize("source, theta", [("models/burgers.onnx", 1e-4), ("tests/fixtures/torch_siren.onnx", 1e-3),
+@pytest.mark.parametrize("source, theta", [("models/burgers.onnx", 1e-4),
+                                           ("tests/fixtures/torch_siren.onnx", 1e-3),
                                            ("tests/fixtures/torch_gelu.onnx", 1e-3)])
 def test_snntorch_stream_identical_spikes_float32(source, theta):
     """On float32 networks (a shipped model; Sin; Erf, which has no specified algorithm and runs the numpy
