@@ -124,6 +124,18 @@ def test_snntorch_stream_identical_spikes_float64():
     np.testing.assert_array_equal(got.outputs["y"], reference.outputs["y"])
 
 
+def test_verify_requires_identical_streams():
+    """``verify`` holds a delta artifact's backends to exact agreement, and snnTorch meets it."""
+    pytest.importorskip("torch")
+    pytest.importorskip("snntorch")
+    from runtimes.verify import verify
+    _, model = _artifact("torch_tanh_gemm.onnx", 1e-3)
+    report = verify(model, {"x": _line(300, np.float32, 2)}, backends=["snntorch"])
+    assert report.ok and report.rtol == 0.0
+    check = report.backends["snntorch"]
+    assert check.exact_spikes and set(check.rel_l2.values()) == {0.0}
+
+
 def _with_layer_outputs(model):
     """A copy of delta artifact ``model`` whose graph also outputs every IF node's spikes s and sent r."""
     from onnx import TensorProto, helper
