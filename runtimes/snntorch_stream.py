@@ -1,8 +1,8 @@
 """snnTorch's ``StreamOps`` for delta-coded artifacts (``runtimes.stream``), in float64 on ``device``: the
-ops ``stream_math`` specifies by its algorithms in torch (``TorchMath``), the ops exact in IEEE arithmetic
-(``stream_math.IEEE_EXACT``) by ``snntorch_backend.torch_kernel``, any other by the numpy reference's kernel on
-host copies (so its bits are the reference's); each delta layer a ``SignedIF`` stepped once per row
-(``SignedIF.delta_step``), carrying r from row to row.
+ops ``stream_math`` specifies by its algorithms in torch (``TorchMath``), the ops exact in IEEE
+arithmetic (``stream_math.IEEE_EXACT``) by ``snntorch_backend.torch_kernel``, any other by the numpy
+reference's kernel on host copies (so its bits are the reference's); each delta layer a ``SignedIF``
+stepped once per row (``SignedIF.delta_step``), carrying r from row to row.
 
 Spikes and outputs therefore equal the numpy reference's bit for bit: every activation is the same
 sequence of correctly rounded IEEE operations in both (no library MatMul or tanh), and the neuron does
@@ -20,9 +20,9 @@ from .snntorch_backend import SignedIF, _fallback, _to_torch, torch_kernel
 
 
 class TorchMath:
-    """``stream_math.Math`` in torch: the same operations, correctly rounded on CPU and CUDA alike."""
-
-    float64 = torch.float64
+    """``stream_math.Math`` in torch: the same float64 operations, each correctly rounded (IEEE 754) by
+    torch's elementwise kernels on CPU, and on CUDA, whose float64 +, -, ×, ÷ round to nearest; separate
+    kernels, so nothing is contracted into an FMA."""
 
     @staticmethod
     def rint(x):

@@ -67,8 +67,6 @@ INV_PIO2 = 6.36619772367581382433e-01
 class Math:
     """numpy's vocabulary of the algorithms (the torch one, ``snntorch_stream.TorchMath``, mirrors it)."""
 
-    float64 = np.float64
-
     @staticmethod
     def rint(x):
         return np.rint(x)
