@@ -28,9 +28,9 @@ SVML, CUDA) is not.  So a delta stream evaluates:
                s = r + r³·(-c3 + r²·(c5 - ...  c17)),  c = 1 + r²·(-c2 + r²·(c4 - ...  c18))
                sin x = (s, c, -s, -c)[n mod 4],  cos x = (c, -s, -c, s)[n mod 4]
 
-  Against numpy's float64 functions on 2·10^6 points of [-30, 30]: |error| <= 4.5e-16 (tanh, sigmoid,
-  sin, cos), relative <= 3e-16 (exp) (``tests/test_stream_math.py``), far below float32's 6e-8, so the
-  error against the ANN is unchanged.  The reduction of Sin/Cos is exact for |n| < 2^20 (|x| < 1.6e6);
+  Against numpy's float64 functions on 2·10^5 points of [-30, 30]: |error| <= 4.5e-16 (tanh, sigmoid,
+  sin, cos), relative <= 3e-16 (exp) (``tests/test_stream_math.py``), far below float32's 6e-8 (the error
+  against the ANN: ``benchmarks/results/stream_arithmetic.md``).  The reduction of Sin/Cos is exact for |n| < 2^20 (|x| < 1.6e6);
   beyond, values stay deterministic but lose accuracy.
 
 Every other op is either exact in IEEE arithmetic whatever the library (elementwise +, -, ×, ÷, neg, abs,
