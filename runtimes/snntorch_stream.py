@@ -1,10 +1,12 @@
-"""snnTorch's ``StreamOps`` for delta-coded artifacts (``runtimes.stream``): every node in torch on
-``device``, standard nodes by ``snntorch_backend.torch_kernel``, each delta layer a ``SignedIF`` stepped
-once per row (``SignedIF.delta_step``), carrying r from row to row.
+"""snnTorch's ``StreamOps`` for delta-coded artifacts (``runtimes.stream``), in float64 on ``device``: the
+ops ``stream_math`` specifies by its algorithms in torch (``TorchMath``), the ops exact in IEEE
+arithmetic (``stream_math.IEEE_EXACT``) by ``snntorch_backend.torch_kernel``, any other by the numpy
+reference's kernel on host copies (so its bits are the reference's); each delta layer a ``SignedIF``
+stepped once per row (``SignedIF.delta_step``), carrying r from row to row.
 
-Spikes equal the numpy reference's bit for bit given the same activations (the neuron does the same float
-operations); activations may differ in the last bit where torch's MatMul sums in another order than
-numpy's, which moves a unit's decision only when its change lands within that bit of a level.
+Spikes and outputs therefore equal the numpy reference's bit for bit: every activation is the same
+sequence of correctly rounded IEEE operations in both (no library MatMul or tanh), and the neuron does
+the same float operations as numpy's.
 """
 
 from __future__ import annotations
@@ -12,8 +14,52 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from . import stream_math
 from .neuron import NeuronParams
-from .snntorch_backend import SignedIF, _to_torch, torch_kernel
+from .snntorch_backend import SignedIF, _fallback, _to_torch, torch_kernel
+
+
+class TorchMath:
+    """``stream_math.Math`` in torch: the same float64 operations, each correctly rounded (IEEE 754) by
+    torch's elementwise kernels on CPU, and on CUDA, whose float64 +, -, ×, ÷ round to nearest; separate
+    kernels, so nothing is contracted into an FMA."""
+
+    @staticmethod
+    def rint(x):
+        return torch.round(x)                  # half to even, as numpy's rint
+
+    @staticmethod
+    def floor(x):
+        return torch.floor(x)
+
+    @staticmethod
+    def where(c, a, b):
+        return torch.where(c, a, b)
+
+    @staticmethod
+    def clip(x, lo, hi):
+        return torch.clamp(x, lo, hi)
+
+    @staticmethod
+    def pow2(n):
+        n = torch.where(torch.isnan(n), torch.zeros_like(n), n)
+        return ((n.to(torch.int64) + 1023) << 52).view(torch.float64)
+
+    @staticmethod
+    def permute(x, order):
+        return x.permute(*order)
+
+    @staticmethod
+    def moveaxis(x, source, destination):
+        return torch.movedim(x, source, destination)
+
+    @staticmethod
+    def zeros(shape, like):
+        return torch.zeros(shape, dtype=like.dtype, device=like.device)
+
+    @staticmethod
+    def host(x) -> np.ndarray:
+        return x.detach().cpu().numpy()
 
 
 class TorchStreamOps:
@@ -29,7 +75,13 @@ class TorchStreamOps:
         return x.detach().cpu().numpy()
 
     def kernel(self, node, values: dict):
-        f = torch_kernel(node, values, node._opsets.get("", 13), self.device)
+        specified = stream_math.kernel(node.proto, TorchMath)
+        if specified is not None:
+            return specified
+        if node.proto.op_type in stream_math.IEEE_EXACT:
+            f = torch_kernel(node, values, node._opsets.get("", 13), self.device)
+        else:
+            f = _fallback(node, self.device)
         return lambda inputs: f(inputs, [False] * len(inputs))[0]
 
     def layer(self, p: NeuronParams, name: str):

@@ -73,6 +73,14 @@ graph states the same value directly: the next layer reads output 1, r(t) [..., 
 rows in order, is therefore the streaming execution.  Every IF node of a delta artifact is delta-coded
 (no Decode); the inputs of a separable network each stream their own rows.
 
+A delta stream's arithmetic is specified, so that every runtime sends the same events: a unit whose
+change lands within one rounding of a level fires or not depending on the last bit of its activation.
+It computes in float64 — floating inputs, initializers and the IF parameters upcast (exact for float32),
+the state r(t) in float64, the outputs cast back to their declared types — with the contractions (MatMul,
+Gemm, ReduceSum/ReduceMean, Einsum) summed in a fixed order and the activations (Tanh, Sin, Cos, Exp,
+Sigmoid) computed by fixed sequences of correctly rounded IEEE-754 operations, as
+``runtimes.stream_math`` states them; ops without such an algorithm are the numpy reference's kernels.
+
 ``a = 1`` with ``v0 = θ/2`` is the papers' "floor" neuron; ``a = 1/2`` with ``v0 = 0`` is the symmetric
 "rounding" neuron (a sigma-delta modulator): without leak, for a constant input its rate (1/T)·Σ s lies
 within θ/(2T) of clip(z + β, -θ-, θ+).  Events carry their amplitude (θ+ or -θ-), so no weight folding is

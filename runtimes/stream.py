@@ -7,10 +7,17 @@ unit has sent so far) from row to row and from one block to the next.  That is t
 ``BLOCK_ROWS`` points, so memory stays bounded for any number of points; any other graph (a separable
 network, whose inputs each stream their own rows) runs whole.
 
+The stream computes in float64 with the specified arithmetic of ``stream_math`` (``spec``): floating
+initializers and inputs are upcast (exact for float32), contractions sum in a fixed order and activations
+follow fixed algorithms of IEEE-754 basic operations, so every runtime computes the same activations,
+hence the same spikes, bit for bit; the outputs are cast back to the graph's declared types.
+
 A backend supplies ``StreamOps``: how arrays move in and out, how a standard node runs, and the delta
-layer's scan.  ``NumpyStreamOps`` is the reference: standard nodes by their numpy kernels (``ops``), the
-scan as ``neuron.delta_step`` row by row, or (``compiled``, default) as one numba loop doing the same float
-operations in the same order (bit-identical).  ``snntorch_stream.TorchStreamOps`` runs everything in torch.
+layer's scan.  ``NumpyStreamOps`` is the reference: the ops ``stream_math`` specifies by its kernels
+(``compiled``, default: ``stream_math_compiled``'s numba loops, the same bits), the others by their numpy
+kernels (``ops``), the scan as ``neuron.delta_step`` row by row, or (``compiled``) as one numba loop doing
+the same float operations in the same order (bit-identical).  ``snntorch_stream.TorchStreamOps`` runs it
+in torch.
 
 Counts per IF node (``DeltaCounts``): ``events`` as the chip sends them (Σ|k| binary events, or one per
 sending unit when ``graded``), ``changes`` the sending units (the events a graded or a delta-ANN layer
@@ -25,7 +32,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from . import kernels, spec
+from . import kernels, spec, stream_math, stream_math_compiled
 from .errors import ArtifactError
 from .neuron import NeuronParams, delta_step
 from .numpy_ref import RunResult, SpikeCounts
@@ -85,7 +92,13 @@ class NumpyStreamOps:
         return x
 
     def kernel(self, node: PlannedNode, values: dict):
-        return node.kernel
+        specified = stream_math_compiled.kernel(node.proto) if self.compiled else stream_math.kernel(node.proto)
+        f = specified or node.kernel
+
+        def run(x):
+            with np.errstate(over="ignore", invalid="ignore"):    # inf and NaN are the algorithms' values
+                return f(x)
+        return run
 
     def layer(self, p: NeuronParams, name: str):
         return _NumpyDelta(p, self.compiled)
@@ -159,8 +172,10 @@ class StreamRuntime:
             raise ArtifactError("not a delta-coded artifact (no IF node with coding 'delta')")
         self.model, self.timesteps, self.ops = model, int(timesteps), ops or NumpyStreamOps()
         self.block = int(block_rows)
-        self.initializers = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+        self.initializers = {t.name: _float64(numpy_helper.to_array(t)) for t in model.graph.initializer}
         self.output_names = [o.name for o in model.graph.output]
+        self.output_types = {o.name: helper.tensor_dtype_to_np_dtype(o.type.tensor_type.elem_type)
+                             for o in model.graph.output if o.type.tensor_type.elem_type}
         opsets = {o.domain or "": o.version for o in model.opset_import}
         self.nodes = [PlannedNode(p, False, opsets) for p in model.graph.node]
         self.params = {n.name: delta_params(n, self.initializers) for n in self.nodes if n.kind == spec.IF_OP}
@@ -204,7 +219,7 @@ class StreamRuntime:
         """Run one block of rows: ``states`` carries each delta layer's r across blocks, ``rows`` collects
         its events and sending units per row."""
         values = dict(self._constants)
-        values.update({k: self.ops.array(v) for k, v in feeds.items()})
+        values.update({k: self.ops.array(_float64(np.asarray(v))) for k, v in feeds.items()})
         values[""] = None
         for n in self.nodes:
             if n.kind == spec.IF_OP:
@@ -219,7 +234,19 @@ class StreamRuntime:
                 raise ArtifactError(f"node '{n.name}': a delta-coded artifact has no Decode (spec)")
             else:
                 values.update(zip(n.outputs, self.kernels[id(n)]([values[i] for i in n.inputs])))
-        return {k: self.ops.numpy(values[k]) for k in self.output_names}
+        return {k: _declared(self.ops.numpy(values[k]), self.output_types.get(k)) for k in self.output_names}
+
+
+def _float64(a: np.ndarray) -> np.ndarray:
+    """A floating array in float64 (exact from float16/32), any other unchanged."""
+    return a.astype(np.float64) if np.issubdtype(a.dtype, np.floating) else a
+
+
+def _declared(y: np.ndarray, dtype) -> np.ndarray:
+    """An output in its declared floating type (float64 rounded once, IEEE: the same in every runtime)."""
+    if dtype is None or not np.issubdtype(y.dtype, np.floating) or not np.issubdtype(dtype, np.floating):
+        return y
+    return y.astype(dtype, copy=False)
 
 
 def stream_runtime(backend: str, model: onnx.ModelProto, options: dict) -> StreamRuntime:

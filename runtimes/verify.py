@@ -14,6 +14,10 @@ which is rare and moves one event by one step (reset by subtraction makes the ne
   on a batch of a few hundred points; a semantic error (wrong reset, threshold or bias) moves outputs by
   the quantisation step θ/T of every unit, orders of magnitude above ``rtol``.
 
+A delta-coded artifact (a stream) must agree exactly: its arithmetic is specified (``spec``,
+``stream_math``), so every backend computes the same activations bit for bit; any difference in an
+output, an IF node's events or its events per point is a mismatch.
+
 ``VerifyReport.ok`` is true when every backend that ran agrees; per-backend numbers are in
 ``VerifyReport.backends``.  Backends that are not installed are listed in ``skipped``.
 """
@@ -96,8 +100,10 @@ def verify(model: onnx.ModelProto | str | os.PathLike, inputs: dict[str, np.ndar
     if unknown:
         raise ArtifactError(f"unknown backend(s) {unknown}; available: {', '.join(BACKENDS)}")
     installed = set(available_backends())
-    if is_delta(model):                  # a stream has no onnxruntime form (runtimes.stream)
+    stream = is_delta(model)
+    if stream:                           # no onnxruntime form (runtimes.stream); exact agreement (docstring)
         installed.discard("onnxruntime")
+        rtol = spike_rtol = 0.0
     reference_net = SpikingNetwork(model, "numpy", timesteps=timesteps)
     feeds = reference_net.check_inputs(inputs)
     started = time.perf_counter()
@@ -159,6 +165,9 @@ def _compare(reference: RunResult, result: RunResult, check: BackendCheck, rtol:
             continue
         check.events[node], check.event_diff[node] = got.events, got.events - expected.events
         exact &= got.events == expected.events
+        per_row = getattr(expected, "per_row", None)
+        if per_row is not None and not np.array_equal(getattr(got, "per_row", None), per_row):
+            check.problems.append(f"IF node '{node}': events per point differ")
         if abs(got.events - expected.events) > spike_rtol * expected.events:
             check.problems.append(f"IF node '{node}': {got.events} events vs {expected.events} "
                                   f"(more than {spike_rtol:.1%} apart)")
