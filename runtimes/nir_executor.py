@@ -201,9 +201,13 @@ def _forward_order(graph, back: set[tuple[str, str]]) -> list[str]:
 
 
 def _parameters(node) -> dict[str, np.ndarray]:
+    """The node's parameters by name; an IF without ``v_reset`` (nir <= 1.0.4 has none) resets to 0."""
     names = {"Affine": ("weight", "bias"), "Linear": ("weight",), "Scale": ("scale",), "Threshold": ("threshold",),
-             "I": ("r",), "IF": ("r", "v_threshold", "v_reset")}.get(type(node).__name__, ())
-    return {k: getattr(node, k) for k in names}
+             "I": ("r",), "IF": ("r", "v_threshold")}.get(type(node).__name__, ())
+    params = {k: getattr(node, k) for k in names}
+    if type(node).__name__ == "IF":
+        params["v_reset"] = getattr(node, "v_reset", np.zeros_like(node.v_threshold))
+    return params
 
 
 def _width(node) -> tuple[int, ...]:

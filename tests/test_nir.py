@@ -80,7 +80,7 @@ def test_exact_form_reproduces_every_spike(artifacts, kind, tmp_path):
 
 
 def test_exact_form_through_nirtorch(artifacts, tmp_path):
-    pytest.importorskip("nirtorch")
+    pytest.importorskip("nirtorch", minversion="2.6")     # the nir_to_torch of runtimes.nir_torch
     from runtimes.nir_torch import run_nirtorch
     model = onnx.load(artifacts["pwl-default"])
     x = domain_points(model, POINTS, seed=4)
@@ -116,7 +116,7 @@ def test_onoff_form_round_trip_and_error(artifacts, tmp_path):
 
 
 def test_onoff_form_through_nirtorch(artifacts, tmp_path):
-    pytest.importorskip("nirtorch")
+    pytest.importorskip("nirtorch", minversion="2.6")     # the nir_to_torch of runtimes.nir_torch
     from runtimes.nir_torch import run_nirtorch
     model = onnx.load(artifacts["pwl-default"])
     x = domain_points(model, POINTS, seed=6)["x"]
@@ -249,7 +249,7 @@ def test_executor_semantics_by_hand():
     at t = 10 (>=), then every 4 steps."""
     graph = nir.NIRGraph(nodes={"x": nir.Input(input_type={"input": np.array([1])}),
                                 "w": nir.Affine(weight=np.array([[1.0]]), bias=np.array([0.0])),
-                                "n": nir.IF(r=np.array([1.0]), v_threshold=np.array([1.0]), v_reset=np.array([0.0])),
+                                "n": nir.IF(r=np.array([1.0]), v_threshold=np.array([1.0])),      # v_reset = 0
                                 "y": nir.Output(output_type={"output": np.array([1])})},
                          edges=[("x", "w"), ("w", "n"), ("n", "y")])
     for reset, fired in (("value", [4, 8]), ("subtract", [4, 7]), ("sinabs", [4, 7])):
