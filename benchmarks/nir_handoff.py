@@ -1,7 +1,7 @@
 """NIR hand-off: every shipped model converted at T = 32 and T = 128, exported in both NIR forms and run
 in onnx2snn's NIR executor against the artifact's numpy run (``onnx2snn.nir_check``).
 
-    OMP_NUM_THREADS=1 python benchmarks/nir_handoff.py [--fresh] [--points N]
+    OMP_NUM_THREADS=1 python benchmarks/nir_handoff.py [--fresh] [--points N] [--sinabs-python PATH]
 
 (not ``nir.py``: run as a script, that name would shadow the ``nir`` package it imports.)
 
@@ -11,10 +11,16 @@ in float64 (the export's precision) and in float32 (the artifact as shipped), it
 both runs, the artifact's own float64-vs-float32 difference; the ON/OFF form's relative L2 against the
 artifact under NIR's IF reset to 0 and under a subtractive reset.  Models NIR cannot carry are listed with
 the refusal.  Writes ``benchmarks/results/nir.jsonl`` (appended as rows finish) and ``nir.md``.
+
+With a sinabs interpreter (``--sinabs-python PATH`` or ``ONNX2SNN_SINABS_PYTHON``: the python of an
+environment with sinabs, which pins an older nir; ``runtimes.nir_sinabs``), the default conversions' ON/OFF
+form is also run through sinabs on the same points (``onnx2snn.nir_check.check_sinabs``), rows in
+``nir_sinabs.jsonl``.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -24,7 +30,7 @@ from common import RESULTS, ROOT, append, load_rows, source_models
 
 import onnx2snn  # noqa: E402
 from onnx2snn.errors import ModelError  # noqa: E402
-from onnx2snn.nir_check import check_exact, check_onoff, domain_points  # noqa: E402
+from onnx2snn.nir_check import check_exact, check_onoff, check_sinabs, domain_points  # noqa: E402
 from onnx2snn.nir_export import export_nir  # noqa: E402
 
 TIMESTEPS = (32, 128)
@@ -62,7 +68,54 @@ def row_for(model, conversion: str, T: int, points: int) -> dict:
     return row
 
 
-def table(rows: list[dict]) -> str:
+def sinabs_row_for(model, conversion: str, T: int, points: int, python: str) -> dict:
+    import torch
+    torch.set_num_threads(1)
+    result = onnx2snn.convert(model, timesteps=T, validation_points=512, **CONVERSIONS[conversion])
+    artifact = result.model
+    row = {"model": model.stem, "conversion": conversion, "timesteps": T,
+           "rel_l2_snn_vs_ann": result.report["validation"]["rel_l2_snn_vs_ann"]}
+    try:
+        exported = export_nir(artifact, "onoff")
+    except ModelError as e:
+        return {**row, "refused": str(e)}
+    started = time.perf_counter()
+    check = check_sinabs(exported, artifact, domain_points(artifact, points, POINT_SEED), python)
+    return {**row, "points": points, "sinabs_rel_l2": check.rel_l2, "sinabs_max_abs": check.max_abs,
+            "sinabs_multi_rel_l2": check.rel_l2_multi, "sinabs_vs_executor": check.vs_executor,
+            "executor_rel_l2": check.executor_rel_l2, "sinabs_spikes_per_point": check.spikes / points,
+            "spike_mismatches": check.spike_mismatches, "sinabs_check_s": time.perf_counter() - started}
+
+
+def sinabs_table(rows: list[dict]) -> list[str]:
+    lines = [
+        "",
+        "## ON/OFF form through sinabs",
+        "",
+        "`--sinabs-python PATH`: the ON/OFF file read by `sinabs.from_nir` (sinabs 3.1.3, nir 1.0.4, nirtorch 2.0.2, "
+        "in an environment of its own; `runtimes/nir_sinabs.py`) and run on the same points as above. sinabs maps IF "
+        "to `IAFSqueeze`: subtractive reset, fire at v >= θ, membrane floor -θ, and MultiSpike (trunc(v/θ) spikes per "
+        "step) unless its `spike_fn` is set to SingleSpike (one per step, as NIR's IF). Relative L2 of the decoded "
+        "outputs against the artifact's run and against onnx2snn's NIR executor (`runtimes/nir_executor.py`) on the "
+        "same file: its `sinabs` reading runs sinabs's dynamics in float64 (spike count mismatch: summed per-layer "
+        "|difference| against sinabs with SingleSpike); `subtract` and `reset to 0` as in the table above.",
+        "",
+        "| model | T | sinabs as imported (MultiSpike) vs artifact | sinabs SingleSpike vs artifact | executor: sinabs "
+        "reading vs artifact | sinabs vs executor sinabs reading | spike count mismatches | sinabs vs executor "
+        "subtractive | sinabs vs executor reset to 0 | spikes/point |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if "refused" in r:
+            continue
+        ours = r["sinabs_vs_executor"]
+        lines.append(f"| {r['model']} | {r['timesteps']} | {r['sinabs_multi_rel_l2']:.3g} | {r['sinabs_rel_l2']:.2%} | "
+                     f"{r['executor_rel_l2']['sinabs']:.2%} | {ours['sinabs']:.1e} | {r['spike_mismatches']} | "
+                     f"{ours['subtract']:.2%} | {ours['value']:.2%} | {r['sinabs_spikes_per_point']:,.0f} |")
+    return lines
+
+
+def table(rows: list[dict], sinabs_rows: list[dict] = ()) -> str:
     done = [r for r in rows if "refused" not in r]
     lines = [
         "# NIR export: exact and ON/OFF forms against the artifact",
@@ -104,6 +157,8 @@ def table(rows: list[dict]) -> str:
         lines.append(f"| {r['model']} | {r['conversion']} | {r['timesteps']} | {r['rel_l2_snn_vs_ann']:.2e} | "
                      f"{r['onoff_rel_l2_value']:.2%} | {r['onoff_rel_l2_subtract']:.2%} | "
                      f"{r['onoff_spikes_per_point']:,.0f} | {r['artifact_spikes_per_point']:,.0f} |")
+    if sinabs_rows:
+        lines += sinabs_table(sinabs_rows)
     refused = [r for r in rows if "refused" in r]
     if refused:
         lines += ["", "## Refused", ""]
@@ -129,7 +184,28 @@ def main(argv: list[str]) -> None:
                     f"{row['events']:,} spikes; onoff {row['onoff_rel_l2_value']:.2%} (reset to 0), "
                     f"{row['onoff_rel_l2_subtract']:.2%} (subtractive)")
                 print(f"{model.stem:20s} {conversion:8s} T={T:<4d} {summary}", flush=True)
-    (RESULTS / "nir.md").write_text(table(load_rows(path)))
+    sinabs_path = RESULTS / "nir_sinabs.jsonl"
+    python = argv[argv.index("--sinabs-python") + 1] if "--sinabs-python" in argv \
+        else os.environ.get("ONNX2SNN_SINABS_PYTHON")
+    if python:
+        if "--fresh" in argv and sinabs_path.exists():
+            sinabs_path.unlink()
+        run_sinabs_rows(sinabs_path, python, points)
+    (RESULTS / "nir.md").write_text(table(load_rows(path), load_rows(sinabs_path)))
+
+
+def run_sinabs_rows(path, python: str, points: int) -> None:
+    done = {(r["model"], r["conversion"], r["timesteps"]) for r in load_rows(path)}
+    for model in source_models(ROOT / "models"):
+        for T in TIMESTEPS:
+            if (model.stem, "default", T) in done:
+                continue
+            row = sinabs_row_for(model, "default", T, points, python)
+            append(path, row)
+            summary = row.get("refused") or (
+                f"sinabs {row['sinabs_rel_l2']:.2%} (SingleSpike), {row['sinabs_multi_rel_l2']:.3g} (MultiSpike); "
+                f"vs executor {row['sinabs_vs_executor']['sinabs']:.1e}, {row['spike_mismatches']} count mismatches")
+            print(f"{model.stem:20s} sinabs   T={T:<4d} {summary}", flush=True)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,12 @@ own dtype.
 
 ON/OFF form: decoded outputs against the artifact's ordinary run, relative L2 over all outputs, under NIR's
 IF reset (v = v_reset = 0) and under the subtractive reset some consumers apply (``NirExecutor``).
+
+ON/OFF form through sinabs (``runtimes.nir_sinabs``): the export written to a file, run by sinabs as
+``from_nir`` imports it (MultiSpike) and with one spike per step (SingleSpike), against the artifact's run
+and against ``NirExecutor`` on the same file under the three IF readings; the per-layer spike counts of
+the single-spike run against the executor's sinabs reading (the same dynamics, in float64 instead of
+sinabs's float32 affine maps).
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from runtimes.nir_executor import NirExecutor
 from runtimes.numpy_ref import NumpyRuntime
 
 from .domain import parse_domain, sample_domain
-from .nir_export import NirExport
+from .nir_export import NirExport, write_nir
 from .report import flatten_outputs, relative_l2
 
 MEMBRANE_IN, SPIKES_OUT, MEMBRANE_OUT = "{}/nir_check/membrane_in", "{}/nir_check/spikes", "{}/nir_check/membrane"
@@ -68,6 +74,25 @@ class OnOffCheck:
     rel_l2_subtract: float
     max_abs_subtract: float
     spikes_per_point: float
+
+
+@dataclass
+class SinabsCheck:
+    """Relative L2 of sinabs's decoded outputs: ``rel_l2`` (one spike per step) and ``rel_l2_multi`` (as
+    ``from_nir`` imports IF) against the artifact's run; ``vs_executor`` the single-spike run against
+    ``NirExecutor`` per IF reading ("sinabs", "subtract", "value"), ``executor_rel_l2`` that reading
+    against the artifact's run; ``spike_mismatches`` the summed |difference| of the per-layer spike
+    counts against the executor's sinabs reading, of ``spikes`` (the single-spike run's events)."""
+
+    points: int
+    timesteps: int
+    rel_l2: float
+    max_abs: float
+    rel_l2_multi: float
+    vs_executor: dict[str, float]
+    executor_rel_l2: dict[str, float]
+    spikes: int
+    spike_mismatches: int
 
 
 def domain_points(model: onnx.ModelProto, count: int, seed: int = 0, source: str = "artifact") -> dict[str, np.ndarray]:
@@ -127,6 +152,38 @@ def check_onoff(export: NirExport, model: onnx.ModelProto, inputs: dict[str, np.
     points = _points(inputs)
     return OnOffCheck(points, export.timesteps, *results["value"][:2], *results["subtract"][:2],
                       results["value"][2] / max(points, 1))
+
+
+def check_sinabs(export: NirExport, model: onnx.ModelProto, inputs: dict[str, np.ndarray],
+                 python: str | None = None) -> SinabsCheck:
+    """Run the ON/OFF ``export`` through sinabs (in this interpreter, or in ``python``'s environment) and
+    in ``NirExecutor`` from the same file (module docstring)."""
+    import tempfile
+
+    import nir
+    from runtimes.nir_sinabs import run_sinabs
+
+    if export.form != "onoff":
+        raise ArtifactError(f"sinabs imports the ON/OFF form only (IF and Affine nodes), not the {export.form} form")
+    if len(export.inputs) != 1:
+        raise ArtifactError(f"sinabs (nirtorch 2.0) runs graphs with one input; this export has {len(export.inputs)}")
+    (name, x), = inputs.items()
+    reference = _reference(model, inputs, export.timesteps)
+    with tempfile.TemporaryDirectory() as folder:
+        path = write_nir(export, f"{folder}/onoff.nir")
+        runs = {spike: run_sinabs(path, x, export.timesteps, spike, python) for spike in ("single", "multi")}
+        graph = nir.read(path)
+    decoded = {spike: {n: run[node] for n, node in export.outputs.items()} for spike, run in runs.items()}
+    vs_executor, executor, counts = {}, {}, {}
+    for reset in ("sinabs", "subtract", "value"):
+        run = NirExecutor(graph, if_reset=reset).run({export.inputs[name]: x}, export.timesteps)
+        ours = {n: run.outputs[node] for n, node in export.outputs.items()}
+        vs_executor[reset], executor[reset] = _compare(decoded["single"], ours)[0], _compare(ours, reference)[0]
+        counts[reset] = run.spikes
+    theirs = {node: int(runs["single"][f"spikes:{node}"]) for node in counts["sinabs"]}
+    return SinabsCheck(_points(inputs), export.timesteps, *_compare(decoded["single"], reference),
+                       _compare(decoded["multi"], reference)[0], vs_executor, executor, sum(theirs.values()),
+                       sum(abs(theirs[node] - counts["sinabs"][node]) for node in theirs))
 
 
 class ArtifactStepper:

@@ -34,7 +34,8 @@ rounding of a threshold (the artifact's own float32 and float64 runs differ the 
 the OFF population of the - channels), fed by ``Affine([W; -W])``: channel c integrates σ_c·I_j plus
 ((1 - a)·θ_σ + σ_c·v0_j)/T per step — the charge the artifact's neuron starts with relative to a neuron
 firing at θ and reset to 0, spread over the T steps — and fires at v > θ_σ (θ+ for ON, θ- for OFF),
-r = 1, v_reset = 0 (left out of the file: nir 1.0.4, which sinabs pins, reads an IF only without it).
+r = 1, v_reset = 0 (nir 1.0.8's default, left out of the file: nir 1.0.4, which sinabs pins, has no
+v_reset — its IF is defined with a subtractive reset — and reads an IF only without one).
 Lossy: the two populations do not cancel as one signed membrane does, and a reset to 0 drops the charge
 above θ (consumers that subtract θ instead keep it); ``nir_check`` measures the error against the artifact.
 
@@ -209,8 +210,7 @@ def _onoff_current(layer: SpikingLayer, channels, timesteps: int) -> Form:
 
 def _onoff_layer(nir, layer: SpikingLayer, channels, node: str, nodes: dict) -> str:
     amplitudes = channels[2]
-    nodes[node] = nir.IF(r=np.ones(len(amplitudes)), v_threshold=np.abs(amplitudes),
-                         v_reset=np.zeros(len(amplitudes)))
+    nodes[node] = nir.IF(r=np.ones(len(amplitudes)), v_threshold=np.abs(amplitudes))     # v_reset: 0 by default
     return node
 
 

@@ -23,6 +23,8 @@ treats as the previous step's value.
 
 NIR defines the IF reset as v = v_reset; several consumers (sinabs, spyx) subtract the threshold instead.
 ``NirExecutor(graph, if_reset="subtract")`` runs that reading: v(t) = u - v_threshold where y(t) = 1.
+``if_reset="sinabs"`` runs sinabs's IAF with one spike per step (``runtimes.nir_sinabs``): y(t) = 1 where
+u >= θ, v(t) = max(u - θ·y(t), -θ) (its membrane floor min_v_mem = -θ).
 Other node types (LIF, CubaLIF, convolutions, sub-graphs, ...) are
 refused with an ``ArtifactError`` naming the node.
 """
@@ -38,7 +40,7 @@ from .errors import ArtifactError
 STATELESS = ("Input", "Output", "Affine", "Linear", "Scale", "Threshold")
 STATEFUL = ("I", "IF")
 SPIKING = ("Threshold", "IF")
-IF_RESETS = ("value", "subtract")
+IF_RESETS = ("value", "subtract", "sinabs")
 
 
 @dataclass
@@ -52,7 +54,7 @@ class NirRun:
 
 class NirExecutor:
     """Runs a ``nir.NIRGraph`` step by step (semantics in the module docstring), in ``dtype``; ``if_reset``
-    "value" (NIR's IF) or "subtract"."""
+    "value" (NIR's IF), "subtract" or "sinabs"."""
 
     def __init__(self, graph, dtype=np.float64, if_reset: str = "value"):
         if if_reset not in IF_RESETS:
@@ -126,8 +128,13 @@ class NirExecutor:
         if kind == "I":
             self.state[name] = u
             return u
-        fired = u > p["v_threshold"]
-        self.state[name] = np.where(fired, u - p["v_threshold"] if self.if_reset == "subtract" else p["v_reset"], u)
+        theta = p["v_threshold"]
+        if self.if_reset == "sinabs":
+            fired = u >= theta
+            self.state[name] = np.maximum(np.where(fired, u - theta, u), -theta)
+        else:
+            fired = u > theta
+            self.state[name] = np.where(fired, u - theta if self.if_reset == "subtract" else p["v_reset"], u)
         return fired.astype(self.dtype)
 
     def run(self, inputs: dict[str, np.ndarray], timesteps: int) -> NirRun:
@@ -194,9 +201,13 @@ def _forward_order(graph, back: set[tuple[str, str]]) -> list[str]:
 
 
 def _parameters(node) -> dict[str, np.ndarray]:
+    """The node's parameters by name; an IF without ``v_reset`` (nir <= 1.0.4 has none) resets to 0."""
     names = {"Affine": ("weight", "bias"), "Linear": ("weight",), "Scale": ("scale",), "Threshold": ("threshold",),
-             "I": ("r",), "IF": ("r", "v_threshold", "v_reset")}.get(type(node).__name__, ())
-    return {k: getattr(node, k) for k in names}
+             "I": ("r",), "IF": ("r", "v_threshold")}.get(type(node).__name__, ())
+    params = {k: getattr(node, k) for k in names}
+    if type(node).__name__ == "IF":
+        params["v_reset"] = getattr(node, "v_reset", np.zeros_like(node.v_threshold))
+    return params
 
 
 def _width(node) -> tuple[int, ...]:

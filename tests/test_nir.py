@@ -5,9 +5,14 @@ time, in float64, the export's precision) in onnx2snn's NIR executor and through
 map, for one neuron per unit, the piecewise-linear default, rounding (a = 1/2, v0 = 0) and floor
 (a = 1, v0 = θ/2) neurons and a spiking readout.  The ON/OFF form is lossy: its error is measured, and its
 mapping is checked where it is exact (unsigned neurons driven by a constant current, subtractive reset).
+Through sinabs (an optional extra that pins an older nir: in this environment, or in the one whose python
+``ONNX2SNN_SINABS_PYTHON`` names) the ON/OFF file must run as the executor's sinabs reading, spike count for
+spike count.
 """
 
 import dataclasses
+import os
+import sys
 
 import numpy as np
 import onnx
@@ -17,10 +22,12 @@ from onnx import helper, numpy_helper
 import onnx2snn
 from onnx2snn.cli import main
 from onnx2snn.errors import ModelError
-from onnx2snn.nir_check import ArtifactStepper, check_exact, check_onoff, domain_points
+from onnx2snn.nir_check import ArtifactStepper, check_exact, check_onoff, check_sinabs, domain_points
 from onnx2snn.nir_export import export_nir, write_nir
 from runtimes import spec
+from runtimes.errors import ArtifactError
 from runtimes.nir_executor import NirExecutor, back_edges
+from runtimes.nir_sinabs import run_sinabs
 from artifact_graph import artifact_model
 
 nir = pytest.importorskip("nir")
@@ -73,7 +80,7 @@ def test_exact_form_reproduces_every_spike(artifacts, kind, tmp_path):
 
 
 def test_exact_form_through_nirtorch(artifacts, tmp_path):
-    pytest.importorskip("nirtorch")
+    pytest.importorskip("nirtorch", minversion="2.6")     # the nir_to_torch of runtimes.nir_torch
     from runtimes.nir_torch import run_nirtorch
     model = onnx.load(artifacts["pwl-default"])
     x = domain_points(model, POINTS, seed=4)
@@ -109,7 +116,7 @@ def test_onoff_form_round_trip_and_error(artifacts, tmp_path):
 
 
 def test_onoff_form_through_nirtorch(artifacts, tmp_path):
-    pytest.importorskip("nirtorch")
+    pytest.importorskip("nirtorch", minversion="2.6")     # the nir_to_torch of runtimes.nir_torch
     from runtimes.nir_torch import run_nirtorch
     model = onnx.load(artifacts["pwl-default"])
     x = domain_points(model, POINTS, seed=6)["x"]
@@ -118,6 +125,44 @@ def test_onoff_form_through_nirtorch(artifacts, tmp_path):
         decoded, _ = run_nirtorch(read.graph, x, T, if_reset=reset)
         ours = NirExecutor(read.graph, if_reset=reset).run({"x": x}, T).outputs["u"]
         np.testing.assert_allclose(decoded, ours, rtol=0, atol=1e-12)
+
+
+def _through_sinabs(artifacts, python):
+    """sinabs with one spike per step runs the file as the executor's sinabs reading: the same spike count
+    in every layer, outputs within float32 rounding (sinabs's affine maps are float32); sinabs's default
+    MultiSpike fires several spikes where the drive exceeds θ, which the artifact's neuron never does."""
+    model = onnx.load(artifacts["pwl-default"])
+    check = check_sinabs(export_nir(model, "onoff"), model, domain_points(model, POINTS, seed=7), python)
+    assert check.spikes > 1000 and check.spike_mismatches == 0
+    assert check.vs_executor["sinabs"] < 1e-5
+    assert check.rel_l2 == pytest.approx(check.executor_rel_l2["sinabs"], rel=1e-3)
+    assert 0 < check.rel_l2 < check.executor_rel_l2["value"]          # lossy; NIR's reset to 0 loses more
+    assert check.rel_l2_multi > 1
+
+
+def test_onoff_form_through_sinabs(artifacts):
+    pytest.importorskip("sinabs")
+    _through_sinabs(artifacts, None)
+
+
+@pytest.mark.skipif(not os.environ.get("ONNX2SNN_SINABS_PYTHON"),
+                    reason="ONNX2SNN_SINABS_PYTHON (the python of an environment with sinabs) not set")
+def test_onoff_form_through_sinabs_environment(artifacts):
+    _through_sinabs(artifacts, os.environ["ONNX2SNN_SINABS_PYTHON"])
+
+
+def test_sinabs_missing_is_one_line(artifacts, tmp_path):
+    """Run through an interpreter without sinabs (this one, unless it has it): sinabs's import error."""
+    try:
+        import sinabs  # noqa: F401
+        pytest.skip("sinabs is importable here")
+    except ImportError:
+        pass
+    path = write_nir(export_nir(onnx.load(artifacts["pwl-default"]), "onoff"), tmp_path / "onoff.nir")
+    with pytest.raises(ArtifactError, match=r"sinabs run of .*onoff\.nir with .*: ModuleNotFoundError.*sinabs"):
+        run_sinabs(path, np.zeros((2, 1)), T, python=sys.executable)
+    with pytest.raises(ArtifactError, match="sinabs is not importable here"):
+        run_sinabs(path, np.zeros((2, 1)), T)
 
 
 def _one_layer(fire_fraction, v0_fraction, signed=1, inputs=2, units=3, k=2):
@@ -199,15 +244,23 @@ def test_what_nir_cannot_carry_is_refused_naming_the_node(change, words):
 
 def test_executor_semantics_by_hand():
     """0.3 per step into an IF of threshold 1: spikes at t = 4, 8 with the reset to 0; at 4, 7 with the
-    subtractive reset (1.2 → 0.2, 0.5, 0.8, 1.1)."""
+    subtractive reset (1.2 → 0.2, 0.5, 0.8, 1.1) and sinabs's.  -3, -3, then 0.25 per step: the subtractive
+    reset climbs from -6 and fires at t = 31 (v = 1.25 > 1); sinabs's floors v at -1 and fires from v = 1.0
+    at t = 10 (>=), then every 4 steps."""
     graph = nir.NIRGraph(nodes={"x": nir.Input(input_type={"input": np.array([1])}),
                                 "w": nir.Affine(weight=np.array([[1.0]]), bias=np.array([0.0])),
-                                "n": nir.IF(r=np.array([1.0]), v_threshold=np.array([1.0]), v_reset=np.array([0.0])),
+                                "n": nir.IF(r=np.array([1.0]), v_threshold=np.array([1.0])),      # v_reset = 0
                                 "y": nir.Output(output_type={"output": np.array([1])})},
                          edges=[("x", "w"), ("w", "n"), ("n", "y")])
-    for reset, fired in (("value", [4, 8]), ("subtract", [4, 7])):
+    for reset, fired in (("value", [4, 8]), ("subtract", [4, 7]), ("sinabs", [4, 7])):
         executor = NirExecutor(graph, if_reset=reset)
         steps = [executor.step({"x": np.array([[0.3]])})["n"][0, 0] for _ in range(8)]
+        assert [t + 1 for t, s in enumerate(steps) if s] == fired
+    # sinabs fires at v >= θ and floors v at -θ: -3, -3, then 0.25 per step
+    drive = [-3.0, -3.0] + [0.25] * 30
+    for reset, fired in (("subtract", [31]), ("sinabs", [10, 14, 18, 22, 26, 30])):
+        executor = NirExecutor(graph, if_reset=reset)
+        steps = [executor.step({"x": np.array([[d]])})["n"][0, 0] for d in drive]
         assert [t + 1 for t, s in enumerate(steps) if s] == fired
 
 
