@@ -281,3 +281,18 @@ def test_cli_export_nir(artifacts, tmp_path, capsys):
     assert main(["export-nir", str(refused), "-o", str(tmp_path / "phase.nir")]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "node 'if1'" in err and not (tmp_path / "phase.nir").exists()
+
+
+def test_cli_export_nir_through_sinabs(artifacts, tmp_path, capsys):
+    """``export-nir --sinabs-python``: the exact form is refused (usage), the ON/OFF form runs through the
+    given interpreter's sinabs and prints its error (skipped without ONNX2SNN_SINABS_PYTHON)."""
+    assert main(["export-nir", str(artifacts["one-per-unit"]), "-o", str(tmp_path / "x.nir"),
+                 "--sinabs-python", sys.executable]) == 2
+    assert "--form onoff" in capsys.readouterr().err and not (tmp_path / "x.nir").exists()
+    python = os.environ.get("ONNX2SNN_SINABS_PYTHON")
+    if not python:
+        pytest.skip("ONNX2SNN_SINABS_PYTHON (the python of an environment with sinabs) not set")
+    assert main(["export-nir", str(artifacts["pwl-default"]), "-o", str(tmp_path / "onoff.nir"), "--form", "onoff",
+                 "--points", "16", "--sinabs-python", python]) == 0
+    printed = capsys.readouterr().out
+    assert "through sinabs" in printed and "SingleSpike" in printed

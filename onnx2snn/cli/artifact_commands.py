@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..saving import atomic_write, check_output_path
-from .common import EXIT_ERROR, EXIT_OK, say_compiling, write_json
+from .common import EXIT_ERROR, EXIT_OK, UsageError, say_compiling, write_json
 
 
 def verify_command(args) -> int:
@@ -71,6 +71,9 @@ def export_nir_command(args) -> int:
         points = load_arrays(Path(args.input), list(exported.inputs))
     else:
         points = domain_points(model, args.points, args.seed, args.model)
+    if args.sinabs_python and args.form != "onoff":
+        raise UsageError("onnx2snn export-nir: --sinabs-python runs the ON/OFF form (sinabs imports only that); "
+                         "give --form onoff")
     check = check_exact(exported, model, points) if args.form == "exact" else check_onoff(exported, model, points)
     if args.form == "exact" and check.mismatches:
         raise ModelError(f"internal error: the exact NIR form of {args.model} differs from the artifact in "
@@ -96,4 +99,10 @@ def export_nir_command(args) -> int:
               f"points at T={check.timesteps}: relative L2 {check.rel_l2:.2%} with NIR's IF reset to v_reset = 0, "
               f"{check.rel_l2_subtract:.2%} with a subtractive reset (as sinabs and spyx run IF); "
               f"--form exact reproduces the artifact's spikes", file=sys.stderr)
+        if args.sinabs_python:
+            from ..nir_check import check_sinabs
+            sinabs = check_sinabs(exported, model, points, args.sinabs_python)
+            print(f"through sinabs ({args.sinabs_python}): relative L2 {sinabs.rel_l2:.2%} against the artifact "
+                  f"with one spike per step (sinabs's SingleSpike), {sinabs.rel_l2_multi:.3g} as sinabs.from_nir "
+                  f"imports it (MultiSpike: several spikes per step, which the artifact's neurons never send)")
     return EXIT_OK

@@ -228,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "(default 256)")
     where.add_argument("--input", metavar="X.npy", help="check on these inputs instead: .npy (one input) or .npz")
     export_nir.add_argument("--seed", type=int, default=0, help="seed of the points (default 0)")
+    export_nir.add_argument("--sinabs-python", metavar="PYTHON", help="--form onoff: also run the export through "
+                            "sinabs with this interpreter (an environment with sinabs, which pins nir 1.0.4) and "
+                            "print its error")
 
     for p in (convert, run, evaluate, inspect, verify, standard, train, export_nir):
         p.add_argument("--traceback", action="store_true", help="show the full traceback on errors")
