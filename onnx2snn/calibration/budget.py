@@ -41,9 +41,14 @@ below its pieces in that pass.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from ..expansion import curvature_knots, fitted_interpolation_error
+from ..energy import DEFAULT_MODEL, load_tables
+from ..expansion import fitted_interpolation_error
+from ..knots import crossed_pieces, spike_knots
+from ..oscillation import oscillation
 from ..structure import Structure
 
 MODEL_POINTS = 1024          # calibration points the budget's sensitivities and error model are measured on
@@ -86,31 +91,34 @@ def _derivative(layer, z: np.ndarray) -> np.ndarray:
     return (layer.activation(z + eps).astype(np.float64) - layer.activation(z - eps)) / (2 * eps)
 
 
-def budget_pieces(activation, lo: np.ndarray, hi: np.ndarray, currents: np.ndarray, spread: np.ndarray,
-                  sensitivity: np.ndarray, timesteps: int, tolerance: float, max_pieces: int,
-                  least: np.ndarray | None = None, rounding_weight: float = 1.0) -> tuple[np.ndarray, float]:
-    """Pieces per unit [n] meeting ``tolerance`` (this layer's share of the relative output error), at least
-    ``least`` [n] if given, and the layer's predicted error (Σ_j e_j(K_j)²)^½ with them (above
-    ``tolerance`` when the cap binds).  ``currents`` [N, n]: the units' calibration inputs;
-    ``rounding_weight`` multiplies the rounding term (``STATIC_ROUNDING_WEIGHT`` for a static layer)."""
+def budget_pieces(activation, lo: np.ndarray, hi: np.ndarray, currents: np.ndarray, sensitivity: np.ndarray,
+                  timesteps: int, tolerance: float, max_pieces: int, least: np.ndarray | None = None,
+                  rounding_weight: float = 1.0, fan_out: int = 1) -> tuple[np.ndarray, float]:
+    """Pieces per unit [n] meeting ``tolerance`` (this layer's share of the relative output error) at the
+    least energy, at least ``least`` [n] if given, and the layer's predicted error (Σ_j e_j(K_j)²)^½ with
+    them (above ``tolerance`` when the cap binds).  ``currents`` [N, n]: the units' calibration inputs;
+    ``rounding_weight`` multiplies the rounding term (``STATIC_ROUNDING_WEIGHT`` for a static layer that
+    feeds spiking layers); ``fan_out``: the synapses each of the layer's events reaches."""
     currents = currents[:MODEL_POINTS]
-    knots = curvature_knots(activation, lo, hi, INTERPOLATION_REFERENCE, currents)
-    interp = fitted_interpolation_error(activation, knots, currents)
+    model = unit_error_model(activation, lo, hi, currents, timesteps, rounding_weight, max_pieces)
     K = np.arange(1, max_pieces + 1, dtype=np.float64)[None, :]
-    quant = rounding_weight ** 2 * (spread[:, None] / K) ** 2 / (12.0 * timesteps ** 2)
-    curve = (interp[:, None] * (INTERPOLATION_REFERENCE / K) ** 2) ** 2
+    ratio = model.reference[:, None] / K
+    quant = (model.rounding[:, None] * ratio) ** 2
+    curve = np.minimum(model.interpolation[:, None] * ratio ** 2, model.line[:, None]) ** 2
     error = (sensitivity[:, None] ** 2) * (quant + curve)           # [n, K_max]
+    price = load_tables()[DEFAULT_MODEL]
+    cost = price["neuron_update"] + fan_out * price["synop"] * model.crossings / model.reference   # per piece, step
     if least is not None:
         error = np.where(K < np.minimum(least, max_pieces)[:, None], np.inf, error)
     target = tolerance ** 2
 
     def choose(lam: float) -> np.ndarray:
-        return np.argmin(error + lam * K, axis=1) + 1
+        return np.argmin(error + lam * cost[:, None] * K, axis=1) + 1
 
     def total(pieces: np.ndarray) -> float:
         return float(error[np.arange(len(pieces)), pieces - 1].sum())
 
-    lo_lam, hi_lam = 0.0, float(error[np.isfinite(error)].max()) + 1.0
+    lo_lam, hi_lam = 0.0, float(error[np.isfinite(error)].max()) / float(cost.min()) + 1.0
     if total(choose(0.0)) > target:            # even K_max everywhere misses: spend the cap
         chosen = choose(0.0)
     elif total(choose(hi_lam)) <= target:      # one piece per unit already meets it
@@ -124,6 +132,37 @@ def budget_pieces(activation, lo: np.ndarray, hi: np.ndarray, currents: np.ndarr
                 hi_lam = mid
         chosen = choose(lo_lam)
     return chosen, float(np.sqrt(total(chosen)))
+
+
+@dataclass
+class UnitErrorModel:
+    """Per unit [n], measured with ``reference`` pieces (knots of ``knots.spike_knots``) at the calibration
+    currents: RMS ``interpolation`` and ``rounding`` error, the one-piece fit's RMS error (``line``, the
+    interpolation term's ceiling) and the mean pieces crossed whole per point (``crossings``)."""
+
+    reference: np.ndarray
+    interpolation: np.ndarray
+    rounding: np.ndarray
+    line: np.ndarray
+    crossings: np.ndarray
+
+
+def unit_error_model(activation, lo: np.ndarray, hi: np.ndarray, currents: np.ndarray, timesteps: int,
+                     rounding_weight: float, max_pieces: int) -> UnitErrorModel:
+    """The budget's error and spike model of each unit (module docstring): ``INTERPOLATION_REFERENCE``
+    pieces per monotone stretch of h on [lo, hi] (``oscillation.oscillation``), at most ``max_pieces``."""
+    reference = np.clip(np.rint(INTERPOLATION_REFERENCE * oscillation(activation, lo, hi)), INTERPOLATION_REFERENCE,
+                        max(max_pieces, INTERPOLATION_REFERENCE)).astype(int)
+    center = np.median(currents, axis=0)
+    knots = spike_knots(activation, lo, hi, reference, currents, timesteps, rounding_weight)      # [K + 1, n]
+    interpolation = fitted_interpolation_error(activation, knots, currents)
+    rise = np.abs(np.diff(activation(knots.astype(currents.dtype)).astype(np.float64), axis=0))     # [K, n]
+    piece = np.minimum(np.sum(currents[:, None] > knots[None, 1:-1], axis=1), reference - 1)      # [N, n]
+    step = np.take_along_axis(rise, piece, axis=0)
+    rounding = rounding_weight * np.sqrt(np.mean(step ** 2, axis=0) / 12.0) / timesteps
+    crossings = crossed_pieces(knots, center, currents)
+    line = fitted_interpolation_error(activation, np.stack([lo, hi]), currents)
+    return UnitErrorModel(reference, interpolation, rounding, line, crossings)
 
 
 def linked_sensitivities(structure: Structure, ann: dict[str, np.ndarray]) -> list[np.ndarray]:

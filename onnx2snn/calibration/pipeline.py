@@ -25,6 +25,7 @@ import numpy as np
 
 from runtimes.neuron import NeuronParams
 
+from ..energy import layer_fan_out
 from ..errors import CalibrationError
 from ..expansion import expand
 from .budget import STATIC_ROUNDING_WEIGHT, budget_pieces, output_sensitivities
@@ -189,7 +190,10 @@ def _calibrate_layers(structure: Structure, ann, options: ConversionOptions, sen
         inputs = layer_inputs(spec, traces, ann)
         budget = None if sensitivity is None else LayerBudget(sensitivity[k], share, max_pieces,
                                                               None if least is None else least[k])
-        layer, layer_predicted = _calibrate_layer(spec, inputs, static, traces, ann, options, rng, budget)
+        # a static layer's rounding reaches the outputs again through later layers' spike timing (budget.py)
+        rounding_weight = STATIC_ROUNDING_WEIGHT if static and feeds_spiking(structure, k) else 1.0
+        layer, layer_predicted = _calibrate_layer(spec, inputs, static, traces, ann, options, rng, budget,
+                                                  rounding_weight)
         layers.append(layer)
         predicted.append(layer_predicted)
         traces.append(simulate_layer(inputs, layers[-1], T, static, rates=not feeds_spiking(structure, k)))
@@ -222,7 +226,8 @@ def _output_error(structure: Structure, traces: list[LayerTrace], ann,
 
 
 def _calibrate_layer(spec: SpikingLayer, inputs, static: bool, traces, ann, options: ConversionOptions,
-                     rng, budget: LayerBudget | None = None) -> tuple[ConvertedLayer, float]:
+                     rng, budget: LayerBudget | None = None, rounding_weight: float = 1.0
+                     ) -> tuple[ConvertedLayer, float]:
     """One layer, and its predicted output error from the budget (0 without one)."""
     T = options.timesteps
     weight, bias = spec.affine.weight, spec.affine.bias
@@ -232,7 +237,7 @@ def _calibrate_layer(spec: SpikingLayer, inputs, static: bool, traces, ann, opti
     if not static and "refit" in options.methods and not spec.identity:
         weight, bias = refit_affine(mean_in, z_ann)
     z_snn = mean_in @ weight + bias                     # the mean current the neurons will see
-    layer, predicted = _neurons(spec, weight, bias, z_snn, h_ann, options, rng, budget)
+    layer, predicted = _neurons(spec, weight, bias, z_snn, h_ann, options, rng, budget, rounding_weight)
     if "advanced" in options.methods:
         layer = advanced_calibration(layer, inputs, static, h_ann, T, rng)
     if "refit" in options.methods and layer.neurons.shape[1] > 1:
@@ -261,8 +266,9 @@ def _check_points(spec: SpikingLayer, count: int, options: ConversionOptions) ->
 
 
 def _neurons(spec: SpikingLayer, weight, bias, z_snn, h_ann, options: ConversionOptions, rng,
-             budget: LayerBudget | None = None) -> tuple[ConvertedLayer, float]:
-    """The layer's neurons and decode, and the budget's predicted error for them (0 without a budget)."""
+             budget: LayerBudget | None = None, rounding_weight: float = 1.0) -> tuple[ConvertedLayer, float]:
+    """The layer's neurons and decode, and the budget's predicted error for them (0 without a budget);
+    ``rounding_weight``: of the PWL rounding error (``budget.STATIC_ROUNDING_WEIGHT``, ``knots.py``)."""
     n, dtype = spec.width, weight.dtype
     if options.max_pieces == 1:
         method, scope = parse_threshold(options.threshold)
@@ -282,11 +288,11 @@ def _neurons(spec: SpikingLayer, weight, bias, z_snn, h_ann, options: Conversion
     lo, hi = (lo - pad).astype(dtype), (hi + pad).astype(dtype)
     pieces, predicted = options.max_pieces, 0.0
     if budget is not None:
-        spread = (h_ann.max(axis=0) - h_ann.min(axis=0)).astype(np.float64)
-        pieces, predicted = budget_pieces(spec.activation, lo, hi, z_snn, spread, budget.sensitivity,
-                                          options.timesteps, budget.share, budget.max_pieces, budget.least,
-                                          STATIC_ROUNDING_WEIGHT if spec.static else 1.0)
-    found = expand(spec.activation, lo, hi, pieces, np.median(z_snn, axis=0), z_snn)
+        pieces, predicted = budget_pieces(spec.activation, lo, hi, z_snn, budget.sensitivity, options.timesteps,
+                                          budget.share, budget.max_pieces, budget.least, rounding_weight,
+                                          layer_fan_out(spec))
+    found = expand(spec.activation, lo, hi, pieces, np.median(z_snn, axis=0), z_snn, options.timesteps,
+                   rounding_weight)
     return ConvertedLayer(weight, bias, found.neurons, found.decode_weight, found.decode_offset), predicted
 
 
