@@ -24,7 +24,7 @@ import numpy as np
 
 from runtimes.neuron import NeuronParams
 
-from .knots import spike_knots
+from .knots import KnotRule
 
 
 @dataclass
@@ -56,21 +56,21 @@ def fitted_interpolation_error(h: Callable[[np.ndarray], np.ndarray], knots: np.
 
 
 def expand(h: Callable[[np.ndarray], np.ndarray], lo: np.ndarray, hi: np.ndarray, pieces: np.ndarray | int,
-           center: np.ndarray | None = None, samples: np.ndarray | None = None, timesteps: int = 32,
-           rounding_weight: float = 1.0) -> Expansion:
+           center: np.ndarray | None = None, samples: np.ndarray | None = None,
+           knots: KnotRule = KnotRule()) -> Expansion:
     """PWL expansion of every unit on [lo, hi] with ``pieces`` pieces (an int, or one per unit).
 
     ``center`` [n] (a unit's typical pre-activation, e.g. its median): the knot t_r nearest to it is the
     reference, c = h(t_r); pieces above it are neurons firing +Δ_k when z passes t_k (β = -t_k, θ+ = Δ_k),
     pieces below it fire -Δ_k when z falls below t_{k+1} (β = -t_{k+1}, θ- = Δ_k).  Around its typical
     input a unit is then nearly silent, so spikes scale with |z - t_r|, not with z - t_0.
-    ``samples`` [N, n]: the unit's inputs, for the knots' density and crossing costs; ``timesteps`` and
-    ``rounding_weight``: the knots' rounding term (``knots.spike_knots``).
+    ``samples`` [N, n]: the unit's inputs, for the knots' density and crossing costs; ``knots``: how the
+    layer's knots are placed (``knots.KnotRule``).
     """
     dtype = lo.dtype
     n = lo.shape[0]
     chosen = np.broadcast_to(np.asarray(pieces, int), (n,)).copy()
-    t = spike_knots(h, lo, hi, chosen, samples, timesteps, rounding_weight)     # [K + 1, n], hi repeated
+    t = knots(h, lo, hi, chosen, samples)                           # [K + 1, n], the last repeated
     K = int(chosen.max())
     theta_pos, theta_neg = np.full((n, K), np.inf), np.full((n, K), np.inf)
     bias = np.zeros((n, K))

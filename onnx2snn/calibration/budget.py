@@ -47,7 +47,7 @@ import numpy as np
 
 from ..energy import DEFAULT_MODEL, load_tables
 from ..expansion import fitted_interpolation_error
-from ..knots import crossed_pieces, spike_knots
+from ..knots import KnotRule, crossed_pieces
 from ..oscillation import oscillation
 from ..structure import Structure
 
@@ -92,22 +92,22 @@ def _derivative(layer, z: np.ndarray) -> np.ndarray:
 
 
 def budget_pieces(activation, lo: np.ndarray, hi: np.ndarray, currents: np.ndarray, sensitivity: np.ndarray,
-                  timesteps: int, tolerance: float, max_pieces: int, least: np.ndarray | None = None,
-                  rounding_weight: float = 1.0, fan_out: int = 1) -> tuple[np.ndarray, float]:
+                  knots: KnotRule, tolerance: float, max_pieces: int, least: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, float]:
     """Pieces per unit [n] meeting ``tolerance`` (this layer's share of the relative output error) at the
     least energy, at least ``least`` [n] if given, and the layer's predicted error (Σ_j e_j(K_j)²)^½ with
     them (above ``tolerance`` when the cap binds).  ``currents`` [N, n]: the units' calibration inputs;
-    ``rounding_weight`` multiplies the rounding term (``STATIC_ROUNDING_WEIGHT`` for a static layer that
-    feeds spiking layers); ``fan_out``: the synapses each of the layer's events reaches."""
+    ``knots``: the layer's knot placement, its T, rounding weight (``STATIC_ROUNDING_WEIGHT`` for a static
+    layer that feeds spiking layers) and ν, a neuron update in synaptic operations of its events
+    (``neuron_update_cost``)."""
     currents = currents[:MODEL_POINTS]
-    model = unit_error_model(activation, lo, hi, currents, timesteps, rounding_weight, max_pieces)
+    model = unit_error_model(activation, lo, hi, currents, knots, max_pieces)
     K = np.arange(1, max_pieces + 1, dtype=np.float64)[None, :]
     ratio = model.reference[:, None] / K
     quant = (model.rounding[:, None] * ratio) ** 2
     curve = np.minimum(model.interpolation[:, None] * ratio ** 2, model.line[:, None]) ** 2
     error = (sensitivity[:, None] ** 2) * (quant + curve)           # [n, K_max]
-    price = load_tables()[DEFAULT_MODEL]
-    cost = price["neuron_update"] + fan_out * price["synop"] * model.crossings / model.reference   # per piece, step
+    cost = knots.update_cost + model.crossings / model.reference   # a piece's energy per step, in synaptic ops
     if least is not None:
         error = np.where(K < np.minimum(least, max_pieces)[:, None], np.inf, error)
     target = tolerance ** 2
@@ -134,9 +134,16 @@ def budget_pieces(activation, lo: np.ndarray, hi: np.ndarray, currents: np.ndarr
     return chosen, float(np.sqrt(total(chosen)))
 
 
+def neuron_update_cost(fan_out: int) -> float:
+    """ν = e_update / (fan-out·e_synop) on ``DEFAULT_MODEL``: one neuron's update per step priced in the
+    synaptic operations of a layer whose events reach ``fan_out`` synapses."""
+    price = load_tables()[DEFAULT_MODEL]
+    return float(price["neuron_update"] / (max(fan_out, 1) * price["synop"]))
+
+
 @dataclass
 class UnitErrorModel:
-    """Per unit [n], measured with ``reference`` pieces (knots of ``knots.spike_knots``) at the calibration
+    """Per unit [n], measured with ``reference`` pieces (the layer's ``knots.KnotRule``) at the calibration
     currents: RMS ``interpolation`` and ``rounding`` error, the one-piece fit's RMS error (``line``, the
     interpolation term's ceiling) and the mean pieces crossed whole per point (``crossings``)."""
 
@@ -147,20 +154,20 @@ class UnitErrorModel:
     crossings: np.ndarray
 
 
-def unit_error_model(activation, lo: np.ndarray, hi: np.ndarray, currents: np.ndarray, timesteps: int,
-                     rounding_weight: float, max_pieces: int) -> UnitErrorModel:
+def unit_error_model(activation, lo: np.ndarray, hi: np.ndarray, currents: np.ndarray, knots: KnotRule,
+                     max_pieces: int) -> UnitErrorModel:
     """The budget's error and spike model of each unit (module docstring): ``INTERPOLATION_REFERENCE``
     pieces per monotone stretch of h on [lo, hi] (``oscillation.oscillation``), at most ``max_pieces``."""
     reference = np.clip(np.rint(INTERPOLATION_REFERENCE * oscillation(activation, lo, hi)), INTERPOLATION_REFERENCE,
                         max(max_pieces, INTERPOLATION_REFERENCE)).astype(int)
     center = np.median(currents, axis=0)
-    knots = spike_knots(activation, lo, hi, reference, currents, timesteps, rounding_weight)      # [K + 1, n]
-    interpolation = fitted_interpolation_error(activation, knots, currents)
-    rise = np.abs(np.diff(activation(knots.astype(currents.dtype)).astype(np.float64), axis=0))     # [K, n]
-    piece = np.minimum(np.sum(currents[:, None] > knots[None, 1:-1], axis=1), reference - 1)      # [N, n]
+    placed = knots(activation, lo, hi, reference, currents)                                   # [K + 1, n]
+    interpolation = fitted_interpolation_error(activation, placed, currents)
+    rise = np.abs(np.diff(activation(placed.astype(currents.dtype)).astype(np.float64), axis=0))     # [K, n]
+    piece = np.minimum(np.sum(currents[:, None] > placed[None, 1:-1], axis=1), reference - 1)      # [N, n]
     step = np.take_along_axis(rise, piece, axis=0)
-    rounding = rounding_weight * np.sqrt(np.mean(step ** 2, axis=0) / 12.0) / timesteps
-    crossings = crossed_pieces(knots, center, currents)
+    rounding = knots.rounding_weight * np.sqrt(np.mean(step ** 2, axis=0) / 12.0) / knots.timesteps
+    crossings = crossed_pieces(placed, center, currents)
     line = fitted_interpolation_error(activation, np.stack([lo, hi]), currents)
     return UnitErrorModel(reference, interpolation, rounding, line, crossings)
 

@@ -28,7 +28,8 @@ from runtimes.neuron import NeuronParams
 from ..energy import layer_fan_out
 from ..errors import CalibrationError
 from ..expansion import expand
-from .budget import STATIC_ROUNDING_WEIGHT, budget_pieces, output_sensitivities
+from ..knots import KnotRule
+from .budget import STATIC_ROUNDING_WEIGHT, budget_pieces, neuron_update_cost, output_sensitivities
 from ..progress import Progress, silent
 from ..structure import SpikingLayer, Structure
 from .advanced import MIN_POINTS, advanced_calibration
@@ -268,7 +269,7 @@ def _check_points(spec: SpikingLayer, count: int, options: ConversionOptions) ->
 def _neurons(spec: SpikingLayer, weight, bias, z_snn, h_ann, options: ConversionOptions, rng,
              budget: LayerBudget | None = None, rounding_weight: float = 1.0) -> tuple[ConvertedLayer, float]:
     """The layer's neurons and decode, and the budget's predicted error for them (0 without a budget);
-    ``rounding_weight``: of the PWL rounding error (``budget.STATIC_ROUNDING_WEIGHT``, ``knots.py``)."""
+    ``rounding_weight``: of the PWL rounding error (``budget.STATIC_ROUNDING_WEIGHT``, ``knots.KnotRule``)."""
     n, dtype = spec.width, weight.dtype
     if options.max_pieces == 1:
         method, scope = parse_threshold(options.threshold)
@@ -287,12 +288,11 @@ def _neurons(spec: SpikingLayer, weight, bias, z_snn, h_ann, options: Conversion
     pad = np.maximum(RANGE_MARGIN * (hi - lo), 1e-3 * (1.0 + np.abs(lo) + np.abs(hi)))
     lo, hi = (lo - pad).astype(dtype), (hi + pad).astype(dtype)
     pieces, predicted = options.max_pieces, 0.0
+    knots = KnotRule(spec.static, options.timesteps, rounding_weight, neuron_update_cost(layer_fan_out(spec)))
     if budget is not None:
-        pieces, predicted = budget_pieces(spec.activation, lo, hi, z_snn, budget.sensitivity, options.timesteps,
-                                          budget.share, budget.max_pieces, budget.least, rounding_weight,
-                                          layer_fan_out(spec))
-    found = expand(spec.activation, lo, hi, pieces, np.median(z_snn, axis=0), z_snn, options.timesteps,
-                   rounding_weight)
+        pieces, predicted = budget_pieces(spec.activation, lo, hi, z_snn, budget.sensitivity, knots, budget.share,
+                                          budget.max_pieces, budget.least)
+    found = expand(spec.activation, lo, hi, pieces, np.median(z_snn, axis=0), z_snn, knots)
     return ConvertedLayer(weight, bias, found.neurons, found.decode_weight, found.decode_offset), predicted
 
 
