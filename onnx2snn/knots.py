@@ -51,18 +51,17 @@ MIN_UPDATE_COST = 1e-3  # ν's floor: the tails, crossed by no point, still get 
 
 @dataclass(frozen=True)
 class KnotRule:
-    """How one layer's knots are placed: a ``static`` layer (its current constant over the T steps, where the
-    error model above is exact) by ``spike_knots`` with its ``timesteps``, ``rounding_weight`` and
-    ``update_cost`` ν; a layer fed by spiking layers by ``curvature_knots`` (module docstring)."""
+    """How one layer's knots are placed: ``priced`` (where the error model above is exact) by ``spike_knots``
+    with its ``timesteps``, ``rounding_weight`` and ``update_cost`` ν, else by ``curvature_knots``."""
 
-    static: bool = True
+    priced: bool = True
     timesteps: int = 32
     rounding_weight: float = 1.0
     update_cost: float = 0.0
 
     def __call__(self, h: Callable[[np.ndarray], np.ndarray], lo: np.ndarray, hi: np.ndarray,
                  pieces: int | np.ndarray, samples: np.ndarray | None = None) -> np.ndarray:
-        if self.static:
+        if self.priced:
             return spike_knots(h, lo, hi, pieces, samples, self.timesteps, self.rounding_weight, self.update_cost)
         return curvature_knots(h, lo, hi, pieces, samples)
 

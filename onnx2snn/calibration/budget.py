@@ -6,17 +6,24 @@ calibration points, each output scaled by its RMS so the budget is relative, ``S
     δ_l = W_c·(h'(z_c) ⊙ δ_c)  summed over consumer layers c,  δ_readout = W_readout / rms(y)
     s_j = ( E_x Σ_m δ_l[x, j, m]² )^½
 
-Predicted error of unit j with K pieces, as seen at the outputs (RMS):
+Predicted error of unit j with K pieces, as seen at the outputs (RMS), from its knots (``knots.KnotRule``)
+placed with K₀ = 4 pieces per monotone stretch of h on its range (``oscillation.oscillation``: 4 for tanh,
+4·TV/range for an oscillating sin), measured at the unit's calibration currents:
 
-    e_j(K)² = s_j² · ( (r_j / K)² / (12·T²)  +  I_j(K)² )
+    e_j(K)² = s_j² · ( (R_j·K₀/K)²  +  min(I_j·(K₀/K)², L_j)² )
 
-the first term the rounding error of the partly-active piece (uniform in ±(r_j/K)/(2T), r_j the range of
-h_j on the data), the second the interpolation error I_j(K₀) at K₀ = 4 pieces, scaled as (K₀/K)²: the RMS
-residual of the least-squares PWL fit at the unit's calibration currents (``fitted_interpolation_error``),
-which is what the decode refit leaves (on wave the interpolant's max overstated it 4-5x, measured per layer,
-and the allocation bought pieces where rounding, not interpolation, was the error).
-Per layer, pieces minimise Σ_j K_j (spikes grow with K) subject to (Σ_j e_j²)^½ ≤ τ/√L, L the number of
-spiking layers, solved exactly for the Lagrangian  K_j = argmin_K e_j(K)² + λ·K  with λ by bisection.
+R_j the rounding error of the partly active piece, uniform in ±(r_j/K₀)/(2T) (r_j the total variation of
+h_j over the data, its range for a monotone h; w the rounding weight: w·r_j/(K₀·T·√12)), I_j the RMS residual of the least-squares PWL fit with the K₀
+pieces (``fitted_interpolation_error``, what the decode refit leaves; on wave the interpolant's max
+overstated it 4-5x), L_j that of one piece (the best line: the interpolation term's ceiling, where
+K₀/K > 1 would extrapolate past it).  A piece costs, per step and point, its neuron's update and the
+synaptic operations of the C_j/K₀ whole pieces each point crosses per piece (``knots.crossed_pieces``),
+in synaptic operations  c_j = ν + C_j/K₀,  ν = e_update/(fan-out·e_synop) on ``energy.DEFAULT_MODEL``.
+Per layer, pieces minimise the energy Σ_j c_j·K_j subject to (Σ_j e_j²)^½ ≤ τ/√L, L the number of spiking
+layers, solved exactly for the Lagrangian  K_j = argmin_K e_j(K)² + λ·c_j·K  with λ by bisection.
+Measuring K₀ per monotone stretch matters for oscillating units: SIREN's sin(30z) spans 1-4 periods, where
+4 pieces fit nothing and their (K₀/K)² extrapolation put the first pass at 5.1e-3 against τ = 4e-3 at
+T = 32 (three passes); with it the first pass lands at 3.9e-3.
 
 Measured per layer on wave (T=32 and 128) the two terms match the simulation: the rounding term the
 decoded error u - g(z̄) (g the layer's exact PWL response to its time-averaged current z̄, fluctuations of
@@ -29,9 +36,10 @@ doubling the pieces of the directly encoded layer cut Burgers' output error at T
 2.7e-3); the same doubling took diffusion-reaction at T=128 from 3.0e-3 to 2.0e-3 (4 % more spikes) and
 Burgers at T=32 from 6.4e-3 to 3.9e-3 — each more than that layer's whole predicted share.  A static
 layer's rounding error is a fixed function of the input, and it reaches the outputs once through the
-values (the model above) and again through the spike timing of every later layer; its rounding term is
-therefore weighted by ``STATIC_ROUNDING_WEIGHT`` = 2 (the doubling measured), which gives rounding-limited
-units of that layer twice the pieces.  What the model also misses is how unit errors combine at the
+values (the model above) and again through the spike timing of every later layer; where later spiking
+layers read it, its rounding term is therefore weighted by ``STATIC_ROUNDING_WEIGHT`` = 2 (the doubling
+measured), which gives rounding-limited units of that layer twice the pieces; a static layer read only by
+readouts (SIREN's last hidden layer) keeps weight 1.  What the model also misses is how unit errors combine at the
 outputs: they are correlated (units share their inputs) and propagate through later layers, so the real
 output error is 0.7-1.7x the prediction depending on the network.  ``calibrate`` therefore measures the
 real output error E of a pass on the calibration points and, if E > τ, allocates again with the
@@ -163,10 +171,9 @@ def unit_error_model(activation, lo: np.ndarray, hi: np.ndarray, currents: np.nd
     center = np.median(currents, axis=0)
     placed = knots(activation, lo, hi, reference, currents)                                   # [K + 1, n]
     interpolation = fitted_interpolation_error(activation, placed, currents)
-    rise = np.abs(np.diff(activation(placed.astype(currents.dtype)).astype(np.float64), axis=0))     # [K, n]
-    piece = np.minimum(np.sum(currents[:, None] > placed[None, 1:-1], axis=1), reference - 1)      # [N, n]
-    step = np.take_along_axis(rise, piece, axis=0)
-    rounding = knots.rounding_weight * np.sqrt(np.mean(step ** 2, axis=0) / 12.0) / knots.timesteps
+    along = activation(np.sort(currents, axis=0)).astype(np.float64)
+    variation = np.abs(np.diff(along, axis=0)).sum(axis=0)     # r_j: pieces of equal rise r_j/K₀
+    rounding = knots.rounding_weight * variation / (reference * np.sqrt(12.0) * knots.timesteps)
     crossings = crossed_pieces(placed, center, currents)
     line = fitted_interpolation_error(activation, np.stack([lo, hi]), currents)
     return UnitErrorModel(reference, interpolation, rounding, line, crossings)

@@ -191,15 +191,25 @@ def _calibrate_layers(structure: Structure, ann, options: ConversionOptions, sen
         inputs = layer_inputs(spec, traces, ann)
         budget = None if sensitivity is None else LayerBudget(sensitivity[k], share, max_pieces,
                                                               None if least is None else least[k])
-        # a static layer's rounding reaches the outputs again through later layers' spike timing (budget.py)
-        rounding_weight = STATIC_ROUNDING_WEIGHT if static and feeds_spiking(structure, k) else 1.0
         layer, layer_predicted = _calibrate_layer(spec, inputs, static, traces, ann, options, rng, budget,
-                                                  rounding_weight)
+                                                  _knot_rule(structure, k, options))
         layers.append(layer)
         predicted.append(layer_predicted)
         traces.append(simulate_layer(inputs, layers[-1], T, static, rates=not feeds_spiking(structure, k)))
         check_finite(layers[-1], spec.name)
     return layers, traces, float(np.sqrt(np.sum(np.square(predicted))))
+
+
+def _knot_rule(structure: Structure, k: int, options: ConversionOptions) -> KnotRule:
+    """Layer k's knot placement: priced by spikes (``knots.spike_knots``) where its error model is exact, a
+    static layer (constant currents) read only by readouts and analog nodes; else the curvature rule.  A
+    static layer read by spiking layers has its rounding weighted by ``STATIC_ROUNDING_WEIGHT`` (its
+    rounding reaches the outputs again through their spike timing, ``budget.py``)."""
+    spec = structure.layers[k]
+    read_by_spikes = feeds_spiking(structure, k)
+    return KnotRule(spec.static and not read_by_spikes, options.timesteps,
+                    STATIC_ROUNDING_WEIGHT if spec.static and read_by_spikes else 1.0,
+                    neuron_update_cost(layer_fan_out(spec)))
 
 
 def _output_error(structure: Structure, traces: list[LayerTrace], ann,
@@ -227,7 +237,7 @@ def _output_error(structure: Structure, traces: list[LayerTrace], ann,
 
 
 def _calibrate_layer(spec: SpikingLayer, inputs, static: bool, traces, ann, options: ConversionOptions,
-                     rng, budget: LayerBudget | None = None, rounding_weight: float = 1.0
+                     rng, budget: LayerBudget | None = None, knots: KnotRule = KnotRule()
                      ) -> tuple[ConvertedLayer, float]:
     """One layer, and its predicted output error from the budget (0 without one)."""
     T = options.timesteps
@@ -238,7 +248,7 @@ def _calibrate_layer(spec: SpikingLayer, inputs, static: bool, traces, ann, opti
     if not static and "refit" in options.methods and not spec.identity:
         weight, bias = refit_affine(mean_in, z_ann)
     z_snn = mean_in @ weight + bias                     # the mean current the neurons will see
-    layer, predicted = _neurons(spec, weight, bias, z_snn, h_ann, options, rng, budget, rounding_weight)
+    layer, predicted = _neurons(spec, weight, bias, z_snn, h_ann, options, rng, budget, knots)
     if "advanced" in options.methods:
         layer = advanced_calibration(layer, inputs, static, h_ann, T, rng)
     if "refit" in options.methods and layer.neurons.shape[1] > 1:
@@ -267,9 +277,9 @@ def _check_points(spec: SpikingLayer, count: int, options: ConversionOptions) ->
 
 
 def _neurons(spec: SpikingLayer, weight, bias, z_snn, h_ann, options: ConversionOptions, rng,
-             budget: LayerBudget | None = None, rounding_weight: float = 1.0) -> tuple[ConvertedLayer, float]:
+             budget: LayerBudget | None = None, knots: KnotRule = KnotRule()) -> tuple[ConvertedLayer, float]:
     """The layer's neurons and decode, and the budget's predicted error for them (0 without a budget);
-    ``rounding_weight``: of the PWL rounding error (``budget.STATIC_ROUNDING_WEIGHT``, ``knots.KnotRule``)."""
+    ``knots``: how a PWL layer's knots are placed (``_knot_rule``)."""
     n, dtype = spec.width, weight.dtype
     if options.max_pieces == 1:
         method, scope = parse_threshold(options.threshold)
@@ -288,7 +298,6 @@ def _neurons(spec: SpikingLayer, weight, bias, z_snn, h_ann, options: Conversion
     pad = np.maximum(RANGE_MARGIN * (hi - lo), 1e-3 * (1.0 + np.abs(lo) + np.abs(hi)))
     lo, hi = (lo - pad).astype(dtype), (hi + pad).astype(dtype)
     pieces, predicted = options.max_pieces, 0.0
-    knots = KnotRule(spec.static, options.timesteps, rounding_weight, neuron_update_cost(layer_fan_out(spec)))
     if budget is not None:
         pieces, predicted = budget_pieces(spec.activation, lo, hi, z_snn, budget.sensitivity, knots, budget.share,
                                           budget.max_pieces, budget.least)
