@@ -10,9 +10,10 @@ side only (the other side's θ is inf): above t_r, input shift β_k = -t_k and �
 and θ- = Δ_k.  Its rate is the clip to within Δ_k/(2T).  Only the piece that contains z is partially active, so the
 decoded error is about |w_k|·Δ_k/(2T) ≈ range(h)/(2KT), and the interpolation floor falls as 1/K².
 
-Knots (``knots.spike_knots``) space the pieces for the least error per spike: narrow where h bends or
-steepens and the data are dense, wide near the unit's median current, where every point's spikes cross
-them.  Units get fewer pieces (padding neurons with θ = inf never fire) when fewer already meet the budget.
+Knots (``knots.KnotRule``) follow h's curvature and the data; where a layer's currents are constant (a
+static layer read only by readouts) they are priced by spikes too: wide near the unit's median current,
+where every point's spikes cross them.  Units get fewer pieces (padding neurons with θ = inf never fire)
+when fewer already meet the budget.
 """
 
 from __future__ import annotations

@@ -16,11 +16,12 @@ R_j the rounding error of the partly active piece, uniform in ±(r_j/K₀)/(2T) 
 h_j over the data, its range for a monotone h; w the rounding weight: w·r_j/(K₀·T·√12)), I_j the RMS residual of the least-squares PWL fit with the K₀
 pieces (``fitted_interpolation_error``, what the decode refit leaves; on wave the interpolant's max
 overstated it 4-5x), L_j that of one piece (the best line: the interpolation term's ceiling, where
-K₀/K > 1 would extrapolate past it).  A piece costs, per step and point, its neuron's update and the
-synaptic operations of the C_j/K₀ whole pieces each point crosses per piece (``knots.crossed_pieces``),
-in synaptic operations  c_j = ν + C_j/K₀,  ν = e_update/(fan-out·e_synop) on ``energy.DEFAULT_MODEL``.
-Per layer, pieces minimise the energy Σ_j c_j·K_j subject to (Σ_j e_j²)^½ ≤ τ/√L, L the number of spiking
-layers, solved exactly for the Lagrangian  K_j = argmin_K e_j(K)² + λ·c_j·K  with λ by bisection.
+K₀/K > 1 would extrapolate past it).  Per layer, pieces minimise Σ_j K_j (each a neuron updated every
+step, whose spikes grow with K) subject to (Σ_j e_j²)^½ ≤ τ/√L, L the number of spiking layers, solved
+exactly for the Lagrangian  K_j = argmin_K e_j(K)² + λ·K  with λ by bisection.  Pricing a piece by its
+energy instead, ν + C_j/K₀ synaptic operations per step (ν = e_update/(fan-out·e_synop), C_j the pieces
+a point crosses whole, ``knots.crossed_pieces``), changed nothing on SIREN (4.0e-3 at 2,733 spikes
+either way, T = 32) and took Poisson at T = 128 from 1.02e-3 to 1.06e-3 at the same spikes: not kept.
 Measuring K₀ per monotone stretch matters for oscillating units: SIREN's sin(30z) spans 1-4 periods, where
 4 pieces fit nothing and their (K₀/K)² extrapolation put the first pass at 5.1e-3 against τ = 4e-3 at
 T = 32 (three passes); with it the first pass lands at 3.9e-3.
@@ -53,9 +54,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..energy import DEFAULT_MODEL, load_tables
 from ..expansion import fitted_interpolation_error
-from ..knots import KnotRule, crossed_pieces
+from ..knots import KnotRule
 from ..oscillation import oscillation
 from ..structure import Structure
 
@@ -102,12 +102,11 @@ def _derivative(layer, z: np.ndarray) -> np.ndarray:
 def budget_pieces(activation, lo: np.ndarray, hi: np.ndarray, currents: np.ndarray, sensitivity: np.ndarray,
                   knots: KnotRule, tolerance: float, max_pieces: int, least: np.ndarray | None = None
                   ) -> tuple[np.ndarray, float]:
-    """Pieces per unit [n] meeting ``tolerance`` (this layer's share of the relative output error) at the
-    least energy, at least ``least`` [n] if given, and the layer's predicted error (Σ_j e_j(K_j)²)^½ with
+    """Pieces per unit [n] meeting ``tolerance`` (this layer's share of the relative output error) with the
+    fewest pieces, at least ``least`` [n] if given, and the layer's predicted error (Σ_j e_j(K_j)²)^½ with
     them (above ``tolerance`` when the cap binds).  ``currents`` [N, n]: the units' calibration inputs;
-    ``knots``: the layer's knot placement, its T, rounding weight (``STATIC_ROUNDING_WEIGHT`` for a static
-    layer that feeds spiking layers) and ν, a neuron update in synaptic operations of its events
-    (``neuron_update_cost``)."""
+    ``knots``: the layer's knot placement, its T and rounding weight (``STATIC_ROUNDING_WEIGHT`` for a static
+    layer that feeds spiking layers)."""
     currents = currents[:MODEL_POINTS]
     model = unit_error_model(activation, lo, hi, currents, knots, max_pieces)
     K = np.arange(1, max_pieces + 1, dtype=np.float64)[None, :]
@@ -115,18 +114,17 @@ def budget_pieces(activation, lo: np.ndarray, hi: np.ndarray, currents: np.ndarr
     quant = (model.rounding[:, None] * ratio) ** 2
     curve = np.minimum(model.interpolation[:, None] * ratio ** 2, model.line[:, None]) ** 2
     error = (sensitivity[:, None] ** 2) * (quant + curve)           # [n, K_max]
-    cost = knots.update_cost + model.crossings / model.reference   # a piece's energy per step, in synaptic ops
     if least is not None:
         error = np.where(K < np.minimum(least, max_pieces)[:, None], np.inf, error)
     target = tolerance ** 2
 
     def choose(lam: float) -> np.ndarray:
-        return np.argmin(error + lam * cost[:, None] * K, axis=1) + 1
+        return np.argmin(error + lam * K, axis=1) + 1
 
     def total(pieces: np.ndarray) -> float:
         return float(error[np.arange(len(pieces)), pieces - 1].sum())
 
-    lo_lam, hi_lam = 0.0, float(error[np.isfinite(error)].max()) / float(cost.min()) + 1.0
+    lo_lam, hi_lam = 0.0, float(error[np.isfinite(error)].max()) + 1.0
     if total(choose(0.0)) > target:            # even K_max everywhere misses: spend the cap
         chosen = choose(0.0)
     elif total(choose(hi_lam)) <= target:      # one piece per unit already meets it
@@ -142,24 +140,16 @@ def budget_pieces(activation, lo: np.ndarray, hi: np.ndarray, currents: np.ndarr
     return chosen, float(np.sqrt(total(chosen)))
 
 
-def neuron_update_cost(fan_out: int) -> float:
-    """ν = e_update / (fan-out·e_synop) on ``DEFAULT_MODEL``: one neuron's update per step priced in the
-    synaptic operations of a layer whose events reach ``fan_out`` synapses."""
-    price = load_tables()[DEFAULT_MODEL]
-    return float(price["neuron_update"] / (max(fan_out, 1) * price["synop"]))
-
-
 @dataclass
 class UnitErrorModel:
     """Per unit [n], measured with ``reference`` pieces (the layer's ``knots.KnotRule``) at the calibration
-    currents: RMS ``interpolation`` and ``rounding`` error, the one-piece fit's RMS error (``line``, the
-    interpolation term's ceiling) and the mean pieces crossed whole per point (``crossings``)."""
+    currents: RMS ``interpolation`` and ``rounding`` error and the one-piece fit's RMS error (``line``, the
+    interpolation term's ceiling)."""
 
     reference: np.ndarray
     interpolation: np.ndarray
     rounding: np.ndarray
     line: np.ndarray
-    crossings: np.ndarray
 
 
 def unit_error_model(activation, lo: np.ndarray, hi: np.ndarray, currents: np.ndarray, knots: KnotRule,
@@ -168,15 +158,13 @@ def unit_error_model(activation, lo: np.ndarray, hi: np.ndarray, currents: np.nd
     pieces per monotone stretch of h on [lo, hi] (``oscillation.oscillation``), at most ``max_pieces``."""
     reference = np.clip(np.rint(INTERPOLATION_REFERENCE * oscillation(activation, lo, hi)), INTERPOLATION_REFERENCE,
                         max(max_pieces, INTERPOLATION_REFERENCE)).astype(int)
-    center = np.median(currents, axis=0)
     placed = knots(activation, lo, hi, reference, currents)                                   # [K + 1, n]
     interpolation = fitted_interpolation_error(activation, placed, currents)
     along = activation(np.sort(currents, axis=0)).astype(np.float64)
     variation = np.abs(np.diff(along, axis=0)).sum(axis=0)     # r_j: pieces of equal rise r_j/K₀
     rounding = knots.rounding_weight * variation / (reference * np.sqrt(12.0) * knots.timesteps)
-    crossings = crossed_pieces(placed, center, currents)
     line = fitted_interpolation_error(activation, np.stack([lo, hi]), currents)
-    return UnitErrorModel(reference, interpolation, rounding, line, crossings)
+    return UnitErrorModel(reference, interpolation, rounding, line)
 
 
 def linked_sensitivities(structure: Structure, ann: dict[str, np.ndarray]) -> list[np.ndarray]:

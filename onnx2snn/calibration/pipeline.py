@@ -28,8 +28,8 @@ from runtimes.neuron import NeuronParams
 from ..energy import layer_fan_out
 from ..errors import CalibrationError
 from ..expansion import expand
-from ..knots import KnotRule
-from .budget import STATIC_ROUNDING_WEIGHT, budget_pieces, neuron_update_cost, output_sensitivities
+from ..knots import KnotRule, neuron_update_cost
+from .budget import STATIC_ROUNDING_WEIGHT, budget_pieces, output_sensitivities
 from ..progress import Progress, silent
 from ..structure import SpikingLayer, Structure
 from .advanced import MIN_POINTS, advanced_calibration
