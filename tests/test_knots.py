@@ -1,10 +1,18 @@
 """Knot placement for the least error per spike (onnx2snn/knots.py) and the budget's per-unit model."""
 
+from dataclasses import replace
+
 import numpy as np
 
-from onnx2snn.calibration.budget import unit_error_model
+import onnx2snn
+from conftest import FIXTURES
+from onnx2snn.calibration import pipeline
+from onnx2snn.calibration.budget import STATIC_ROUNDING_WEIGHT, unit_error_model
+from onnx2snn.calibration.options import ConversionOptions
 from onnx2snn.expansion import expand, fitted_interpolation_error
+from onnx2snn.importer import import_model
 from onnx2snn.knots import KnotRule, crossed_pieces, spike_knots
+from onnx2snn.structure import analyse
 from runtimes.neuron import simulate_constant
 
 
@@ -79,3 +87,29 @@ def test_budget_reference_pieces_follow_the_monotone_stretches():
     h = lambda x: np.stack([np.tanh(x[:, 0]), np.sin(30 * x[:, 1])], axis=1)
     model = unit_error_model(h, lo, hi, z, KnotRule(), 64)
     assert list(model.reference) == [4, 16]
+
+
+def test_knots_are_priced_only_on_static_layers_read_by_readouts():
+    """SIREN's last hidden layer (static once its first layer is computed once per point, read only by the
+    readout) is priced; a tanh MLP's first layer (static, read by spiking layers: rounding weight 2) and
+    its later layers (fed by spikes) keep the curvature rule."""
+    options = ConversionOptions(timesteps=32)
+    siren = analyse(import_model(FIXTURES / "torch_siren.onnx").model, analog_first={"/Sin": "oscillates"})
+    assert pipeline._knot_rule(siren, 0, options) == KnotRule(True, 32, 1.0, 2.0)     # fan-out 1: ν = 1.8/0.9
+    mlp = analyse(import_model(FIXTURES / "torch_tanh_gemm.onnx").model)
+    rules = [pipeline._knot_rule(mlp, k, options) for k in range(len(mlp.layers))]
+    assert len(rules) > 1 and not any(r.priced for r in rules)
+    assert rules[0].rounding_weight == STATIC_ROUNDING_WEIGHT and rules[1].rounding_weight == 1.0
+
+
+def test_priced_knots_convert_siren_with_fewer_spikes_and_no_larger_error(monkeypatch):
+    """The SIREN fixture by default against the same conversion with the curvature rule on its priced layer,
+    both measured against the ANN on the same fresh points."""
+    def convert():
+        return onnx2snn.convert(FIXTURES / "torch_siren.onnx", samples=1024, validation_points=512, timesteps=16)
+    priced = convert()
+    rule = pipeline._knot_rule
+    monkeypatch.setattr(pipeline, "_knot_rule", lambda *args: replace(rule(*args), priced=False))
+    curvature = convert()
+    assert priced.report["spikes_per_sample"] < 0.95 * curvature.report["spikes_per_sample"]
+    assert priced.report["validation"]["rel_l2_snn_vs_ann"] <= curvature.report["validation"]["rel_l2_snn_vs_ann"]
