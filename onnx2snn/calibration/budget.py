@@ -24,7 +24,8 @@ a point crosses whole, ``knots.crossed_pieces``), changed nothing on SIREN (4.0e
 either way, T = 32) and took Poisson at T = 128 from 1.02e-3 to 1.06e-3 at the same spikes: not kept.
 Measuring K₀ per monotone stretch matters for oscillating units: SIREN's sin(30z) spans 1-4 periods, where
 4 pieces fit nothing and their (K₀/K)² extrapolation put the first pass at 5.1e-3 against τ = 4e-3 at
-T = 32 (three passes); with it the first pass lands at 3.9e-3.
+T = 32 (three passes, 607 neurons kept); with it the first pass lands at 4.2e-3 and the second at 4.0e-3
+(531 neurons).
 
 Measured per layer on wave (T=32 and 128) the two terms match the simulation: the rounding term the
 decoded error u - g(z̄) (g the layer's exact PWL response to its time-averaged current z̄, fluctuations of
