@@ -87,7 +87,9 @@ def main() -> None:
             "(✓: within 5e-3 at T=32, 2e-3 at T=128), spiking activations of the model's activation nodes, "
             "nodes left analog, the share of the ANN's MACs that became synaptic operations, and the "
             f"compute-only energy ratio SNN/ANN on {ENERGY_MODEL}.  Labels: `before` = main at 0985dff, "
-            "`after` = this branch.", "", table(load_rows(ROWS))]
+            "`after` = main at ab224d5 (static oscillating layers computed once per point), `knots` = branch "
+            "siren (knots priced by spikes on static layers read only by readouts; the budget's error model measured "
+            "with 4 pieces per monotone stretch).", "", table(load_rows(ROWS))]
     (RESULTS / "architectures.md").write_text("\n".join(text) + "\n")
 
 

@@ -10,8 +10,10 @@ side only (the other side's θ is inf): above t_r, input shift β_k = -t_k and �
 and θ- = Δ_k.  Its rate is the clip to within Δ_k/(2T).  Only the piece that contains z is partially active, so the
 decoded error is about |w_k|·Δ_k/(2T) ≈ range(h)/(2KT), and the interpolation floor falls as 1/K².
 
-Knots equidistribute the density ρ = |h'| + |h''|^½ (curvature placement): pieces go where h bends.
-Units get fewer pieces (padding neurons with θ = inf never fire) when fewer already meet ``tolerance``.
+Knots (``knots.KnotRule``) follow h's curvature and the data; where a layer's currents are constant (a
+static layer read only by readouts) they are priced by spikes too: wide near the unit's median current,
+where every point's spikes cross them.  Units get fewer pieces (padding neurons with θ = inf never fire)
+when fewer already meet the budget.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import numpy as np
 
 from runtimes.neuron import NeuronParams
 
-GRID = 513
+from .knots import KnotRule
 
 
 @dataclass
@@ -32,46 +34,6 @@ class Expansion:
     decode_weight: np.ndarray    # [n, K]
     decode_offset: np.ndarray    # [n]
     pieces: np.ndarray           # [n] pieces actually used per unit
-
-
-def curvature_knots(h: Callable[[np.ndarray], np.ndarray], lo: np.ndarray, hi: np.ndarray, pieces: int,
-                    samples: np.ndarray | None = None, grid: int = GRID) -> np.ndarray:
-    """Knots [pieces + 1, n] equidistributing ρ = |h'| + |h''|^½ on [lo, hi] per unit.
-
-    With ``samples`` [N, n] of the unit's inputs, ρ is weighted by p(z)^⅓ (p a smoothed histogram with a
-    floor of 5 % of its mean, so the tails keep pieces): the piece-width density that minimises the mean
-    squared rounding error |h'|·Δ/(2T) over the data, as in optimal quantiser design.
-    """
-    s = np.linspace(0.0, 1.0, grid)[:, None]
-    z = lo + (hi - lo) * s
-    values = h(z).astype(np.float64)
-    dz = (hi - lo) / (grid - 1)
-    d1 = np.gradient(values, axis=0) / dz
-    d2 = np.gradient(d1, axis=0) / dz
-    rho = np.abs(d1) + np.sqrt(np.abs(d2))
-    rho = rho + 1e-3 * rho.mean(axis=0, keepdims=True) + 1e-12
-    if samples is not None:
-        rho = rho * _density(samples, lo, hi, grid) ** (1.0 / 3.0)
-    cdf = np.concatenate([np.zeros((1, rho.shape[1])), np.cumsum((rho[1:] + rho[:-1]) / 2, axis=0)])
-    cdf /= cdf[-1:]
-    targets = np.linspace(0.0, 1.0, pieces + 1)
-    knots = np.stack([np.interp(targets, cdf[:, j], z[:, j]) for j in range(z.shape[1])], axis=1)
-    knots[0], knots[-1] = lo, hi
-    return knots
-
-
-def _density(samples: np.ndarray, lo: np.ndarray, hi: np.ndarray, grid: int) -> np.ndarray:
-    """Histogram density of each column of ``samples`` on the grid, smoothed, floored at 5 % of its mean."""
-    bins = 64
-    position = np.clip((samples - lo) / np.where(hi > lo, hi - lo, 1.0), 0.0, 1.0 - 1e-9)
-    counts = np.stack([np.bincount((position[:, j] * bins).astype(int), minlength=bins)
-                       for j in range(samples.shape[1])], axis=1).astype(np.float64)
-    kernel = np.array([1.0, 2.0, 3.0, 2.0, 1.0]) / 9.0
-    counts = np.apply_along_axis(lambda c: np.convolve(c, kernel, mode="same"), 0, counts)
-    centres = (np.arange(bins) + 0.5) / bins
-    grid_s = np.linspace(0.0, 1.0, grid)
-    density = np.stack([np.interp(grid_s, centres, counts[:, j]) for j in range(counts.shape[1])], axis=1)
-    return np.maximum(density, 0.05 * density.mean(axis=0, keepdims=True)) + 1e-12
 
 
 def fitted_interpolation_error(h: Callable[[np.ndarray], np.ndarray], knots: np.ndarray,
@@ -95,34 +57,25 @@ def fitted_interpolation_error(h: Callable[[np.ndarray], np.ndarray], knots: np.
 
 
 def expand(h: Callable[[np.ndarray], np.ndarray], lo: np.ndarray, hi: np.ndarray, pieces: np.ndarray | int,
-           center: np.ndarray | None = None, samples: np.ndarray | None = None) -> Expansion:
+           center: np.ndarray | None = None, samples: np.ndarray | None = None,
+           knots: KnotRule = KnotRule()) -> Expansion:
     """PWL expansion of every unit on [lo, hi] with ``pieces`` pieces (an int, or one per unit).
 
     ``center`` [n] (a unit's typical pre-activation, e.g. its median): the knot t_r nearest to it is the
     reference, c = h(t_r); pieces above it are neurons firing +Δ_k when z passes t_k (β = -t_k, θ+ = Δ_k),
     pieces below it fire -Δ_k when z falls below t_{k+1} (β = -t_{k+1}, θ- = Δ_k).  Around its typical
     input a unit is then nearly silent, so spikes scale with |z - t_r|, not with z - t_0.
-    ``samples`` [N, n]: the unit's inputs, to weight knot placement by their density.
+    ``samples`` [N, n]: the unit's inputs, for the knots' density and crossing costs; ``knots``: how the
+    layer's knots are placed (``knots.KnotRule``).
     """
     dtype = lo.dtype
     n = lo.shape[0]
     chosen = np.broadcast_to(np.asarray(pieces, int), (n,)).copy()
-    knots_per_unit: list[np.ndarray | None] = [None] * n
-    for k in np.unique(chosen):
-        cols = np.flatnonzero(chosen == k)
-        sub = lambda z, cols=cols: _columns(h, z, cols, n)
-        knots = curvature_knots(sub, lo[cols], hi[cols], int(k), None if samples is None else samples[:, cols])
-        for j, col in enumerate(cols):
-            knots_per_unit[col] = knots[:, j]
+    t = knots(h, lo, hi, chosen, samples)                           # [K + 1, n], the last repeated
     K = int(chosen.max())
     theta_pos, theta_neg = np.full((n, K), np.inf), np.full((n, K), np.inf)
     bias = np.zeros((n, K))
     weight = np.zeros((n, K))
-    t = np.zeros((K + 1, n))
-    for j in range(n):
-        kj = chosen[j]
-        t[: kj + 1, j] = knots_per_unit[j]
-        t[kj + 1:, j] = knots_per_unit[j][-1]
     values = h(t.astype(dtype)).astype(np.float64)
     reference = np.zeros(n, int)
     for j in range(n):
@@ -142,10 +95,3 @@ def expand(h: Callable[[np.ndarray], np.ndarray], lo: np.ndarray, hi: np.ndarray
                            signed=True, fire_fraction=0.5)
     return Expansion(neurons=neurons, decode_weight=weight.astype(dtype), decode_offset=offset.astype(dtype),
                      pieces=chosen)
-
-
-def _columns(h: Callable[[np.ndarray], np.ndarray], z: np.ndarray, cols: np.ndarray, n: int) -> np.ndarray:
-    """Evaluate a per-unit activation on a subset of units: z [G, len(cols)] → [G, len(cols)]."""
-    full = np.zeros((z.shape[0], n), dtype=z.dtype)
-    full[:, cols] = z
-    return h(full)[:, cols]

@@ -30,12 +30,16 @@ def oscillating_static_layers(structure: Structure, ann: dict[str, np.ndarray]) 
         if not layer.static:
             continue
         z = ann[layer.activation.input].reshape(-1, layer.width)
-        lo, hi = z.min(axis=0), z.max(axis=0)
-        grid = (lo + (hi - lo) * np.linspace(0.0, 1.0, GRID)[:, None]).astype(z.dtype)
-        h = layer.activation(grid).astype(np.float64)
-        spread = np.maximum(h.max(axis=0) - h.min(axis=0), 1e-12)
-        ratio = float(np.median(np.abs(np.diff(h, axis=0)).sum(axis=0) / spread))
+        ratio = float(np.median(oscillation(layer.activation, z.min(axis=0), z.max(axis=0))))
         if ratio >= OSCILLATION_LIMIT:
             chosen[layer.name] = (f"static layer whose activation oscillates ({ratio:.1f}x its range on the data): "
                                   f"computed once per point and encoded into the next layer")
     return chosen
+
+
+def oscillation(h, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """TV(h on [lo, hi]) / (max h - min h on [lo, hi]) per unit [n] (module docstring), on ``GRID`` points."""
+    grid = (lo + (hi - lo) * np.linspace(0.0, 1.0, GRID)[:, None]).astype(lo.dtype)
+    values = h(grid).astype(np.float64)
+    spread = np.maximum(values.max(axis=0) - values.min(axis=0), 1e-12)
+    return np.abs(np.diff(values, axis=0)).sum(axis=0) / spread

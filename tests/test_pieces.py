@@ -13,6 +13,7 @@ from onnx2snn.calibration.budget import budget_pieces
 from onnx2snn.calibration.grid_error import grid_error
 from onnx2snn.calibration.options import DEFAULT_MAX_PIECES, ConversionOptions
 from onnx2snn.expansion import fitted_interpolation_error
+from onnx2snn.knots import KnotRule
 from onnx2snn.structure import analyse
 
 TANH = FIXTURES / "torch_tanh_gemm.onnx"
@@ -20,15 +21,14 @@ TANH = FIXTURES / "torch_tanh_gemm.onnx"
 
 def test_budget_spends_pieces_on_sensitive_curved_units_and_respects_a_floor():
     lo, hi = np.full(4, -3.0), np.full(4, 3.0)
-    spread = np.full(4, 2.0)
-    sensitivity = np.array([0.0, 0.1, 1.0, 10.0])
+    sensitivity = np.array([0.0, 0.3, 1.0, 10.0])
     currents = np.random.default_rng(0).uniform(-3.0, 3.0, (1000, 4))
-    pieces, predicted = budget_pieces(np.tanh, lo, hi, currents, spread, sensitivity, 32, 5e-2, 32)
+    pieces, predicted = budget_pieces(np.tanh, lo, hi, currents, sensitivity, KnotRule(), 5e-2, 32)
     assert pieces[0] == 1 and np.all(np.diff(pieces) > 0) and pieces[3] < 32      # interior: λ > 0
     assert predicted <= 5e-2
-    capped, predicted_capped = budget_pieces(np.tanh, lo, hi, currents, spread, sensitivity, 32, 1e-4, 32)
+    capped, predicted_capped = budget_pieces(np.tanh, lo, hi, currents, sensitivity, KnotRule(), 1e-4, 32)
     assert np.all(capped[1:] == 32) and predicted_capped > 1e-4                     # the cap binds: said so
-    floored, predicted_floored = budget_pieces(np.tanh, lo, hi, currents, spread, sensitivity, 32, 5e-2, 32,
+    floored, predicted_floored = budget_pieces(np.tanh, lo, hi, currents, sensitivity, KnotRule(), 5e-2, 32,
                                                least=np.full(4, 8))
     assert np.all(floored >= 8) and predicted_floored <= 5e-2
 
@@ -37,12 +37,12 @@ def test_a_doubled_rounding_weight_doubles_the_pieces_of_rounding_limited_units(
     """Identity activation: no interpolation error, so e_j(K) = w·s_j·r_j/(K·T·√12) and meeting the same
     tolerance takes w times the pieces (up to rounding K to an integer)."""
     lo, hi = np.full(3, -1.0), np.full(3, 1.0)
-    spread, sensitivity = np.full(3, 2.0), np.array([0.5, 1.0, 2.0])
+    sensitivity = np.array([0.5, 1.0, 2.0])
     currents = np.random.default_rng(0).uniform(-1.0, 1.0, (500, 3))
     identity = lambda z: z
-    once, predicted_once = budget_pieces(identity, lo, hi, currents, spread, sensitivity, 32, 2e-3, 128)
-    twice, predicted_twice = budget_pieces(identity, lo, hi, currents, spread, sensitivity, 32, 2e-3, 128,
-                                           rounding_weight=2.0)
+    once, predicted_once = budget_pieces(identity, lo, hi, currents, sensitivity, KnotRule(), 2e-3, 128)
+    twice, predicted_twice = budget_pieces(identity, lo, hi, currents, sensitivity, KnotRule(rounding_weight=2.0),
+                                           2e-3, 128)
     assert np.all(np.abs(twice - 2 * once) <= 2) and twice.sum() > 1.8 * once.sum()
     assert predicted_once <= 2e-3 and predicted_twice <= 2e-3
 

@@ -6,17 +6,26 @@ calibration points, each output scaled by its RMS so the budget is relative, ``S
     δ_l = W_c·(h'(z_c) ⊙ δ_c)  summed over consumer layers c,  δ_readout = W_readout / rms(y)
     s_j = ( E_x Σ_m δ_l[x, j, m]² )^½
 
-Predicted error of unit j with K pieces, as seen at the outputs (RMS):
+Predicted error of unit j with K pieces, as seen at the outputs (RMS), from its knots (``knots.KnotRule``)
+placed with K₀ = 4 pieces per monotone stretch of h on its range (``oscillation.oscillation``: 4 for tanh,
+4·TV/range for an oscillating sin), measured at the unit's calibration currents:
 
-    e_j(K)² = s_j² · ( (r_j / K)² / (12·T²)  +  I_j(K)² )
+    e_j(K)² = s_j² · ( (R_j·K₀/K)²  +  min(I_j·(K₀/K)², L_j)² )
 
-the first term the rounding error of the partly-active piece (uniform in ±(r_j/K)/(2T), r_j the range of
-h_j on the data), the second the interpolation error I_j(K₀) at K₀ = 4 pieces, scaled as (K₀/K)²: the RMS
-residual of the least-squares PWL fit at the unit's calibration currents (``fitted_interpolation_error``),
-which is what the decode refit leaves (on wave the interpolant's max overstated it 4-5x, measured per layer,
-and the allocation bought pieces where rounding, not interpolation, was the error).
-Per layer, pieces minimise Σ_j K_j (spikes grow with K) subject to (Σ_j e_j²)^½ ≤ τ/√L, L the number of
-spiking layers, solved exactly for the Lagrangian  K_j = argmin_K e_j(K)² + λ·K  with λ by bisection.
+R_j the rounding error of the partly active piece, uniform in ±(r_j/K₀)/(2T) (r_j the total variation of
+h_j over the data, its range for a monotone h; w the rounding weight: w·r_j/(K₀·T·√12)), I_j the RMS residual of the least-squares PWL fit with the K₀
+pieces (``fitted_interpolation_error``, what the decode refit leaves; on wave the interpolant's max
+overstated it 4-5x), L_j that of one piece (the best line: the interpolation term's ceiling, where
+K₀/K > 1 would extrapolate past it).  Per layer, pieces minimise Σ_j K_j (each a neuron updated every
+step, whose spikes grow with K) subject to (Σ_j e_j²)^½ ≤ τ/√L, L the number of spiking layers, solved
+exactly for the Lagrangian  K_j = argmin_K e_j(K)² + λ·K  with λ by bisection.  Pricing a piece by its
+energy instead, ν + C_j/K₀ synaptic operations per step (ν = e_update/(fan-out·e_synop), C_j the pieces
+a point crosses whole, ``knots.crossed_pieces``), changed nothing on SIREN (4.0e-3 at 2,733 spikes
+either way, T = 32) and took Poisson at T = 128 from 1.02e-3 to 1.06e-3 at the same spikes: not kept.
+Measuring K₀ per monotone stretch matters for oscillating units: SIREN's sin(30z) spans 1-4 periods, where
+4 pieces fit nothing and their (K₀/K)² extrapolation put the first pass at 5.1e-3 against τ = 4e-3 at
+T = 32 (three passes, 607 neurons kept); with it the first pass lands at 4.2e-3 and the second at 4.0e-3
+(531 neurons).
 
 Measured per layer on wave (T=32 and 128) the two terms match the simulation: the rounding term the
 decoded error u - g(z̄) (g the layer's exact PWL response to its time-averaged current z̄, fluctuations of
@@ -29,9 +38,10 @@ doubling the pieces of the directly encoded layer cut Burgers' output error at T
 2.7e-3); the same doubling took diffusion-reaction at T=128 from 3.0e-3 to 2.0e-3 (4 % more spikes) and
 Burgers at T=32 from 6.4e-3 to 3.9e-3 — each more than that layer's whole predicted share.  A static
 layer's rounding error is a fixed function of the input, and it reaches the outputs once through the
-values (the model above) and again through the spike timing of every later layer; its rounding term is
-therefore weighted by ``STATIC_ROUNDING_WEIGHT`` = 2 (the doubling measured), which gives rounding-limited
-units of that layer twice the pieces.  What the model also misses is how unit errors combine at the
+values (the model above) and again through the spike timing of every later layer; where later spiking
+layers read it, its rounding term is therefore weighted by ``STATIC_ROUNDING_WEIGHT`` = 2 (the doubling
+measured), which gives rounding-limited units of that layer twice the pieces; a static layer read only by
+readouts (SIREN's last hidden layer) keeps weight 1.  What the model also misses is how unit errors combine at the
 outputs: they are correlated (units share their inputs) and propagate through later layers, so the real
 output error is 0.7-1.7x the prediction depending on the network.  ``calibrate`` therefore measures the
 real output error E of a pass on the calibration points and, if E > τ, allocates again with the
@@ -41,9 +51,13 @@ below its pieces in that pass.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from ..expansion import curvature_knots, fitted_interpolation_error
+from ..expansion import fitted_interpolation_error
+from ..knots import KnotRule
+from ..oscillation import oscillation
 from ..structure import Structure
 
 MODEL_POINTS = 1024          # calibration points the budget's sensitivities and error model are measured on
@@ -86,19 +100,20 @@ def _derivative(layer, z: np.ndarray) -> np.ndarray:
     return (layer.activation(z + eps).astype(np.float64) - layer.activation(z - eps)) / (2 * eps)
 
 
-def budget_pieces(activation, lo: np.ndarray, hi: np.ndarray, currents: np.ndarray, spread: np.ndarray,
-                  sensitivity: np.ndarray, timesteps: int, tolerance: float, max_pieces: int,
-                  least: np.ndarray | None = None, rounding_weight: float = 1.0) -> tuple[np.ndarray, float]:
-    """Pieces per unit [n] meeting ``tolerance`` (this layer's share of the relative output error), at least
-    ``least`` [n] if given, and the layer's predicted error (Σ_j e_j(K_j)²)^½ with them (above
-    ``tolerance`` when the cap binds).  ``currents`` [N, n]: the units' calibration inputs;
-    ``rounding_weight`` multiplies the rounding term (``STATIC_ROUNDING_WEIGHT`` for a static layer)."""
+def budget_pieces(activation, lo: np.ndarray, hi: np.ndarray, currents: np.ndarray, sensitivity: np.ndarray,
+                  knots: KnotRule, tolerance: float, max_pieces: int, least: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, float]:
+    """Pieces per unit [n] meeting ``tolerance`` (this layer's share of the relative output error) with the
+    fewest pieces, at least ``least`` [n] if given, and the layer's predicted error (Σ_j e_j(K_j)²)^½ with
+    them (above ``tolerance`` when the cap binds).  ``currents`` [N, n]: the units' calibration inputs;
+    ``knots``: the layer's knot placement, its T and rounding weight (``STATIC_ROUNDING_WEIGHT`` for a static
+    layer that feeds spiking layers)."""
     currents = currents[:MODEL_POINTS]
-    knots = curvature_knots(activation, lo, hi, INTERPOLATION_REFERENCE, currents)
-    interp = fitted_interpolation_error(activation, knots, currents)
+    model = unit_error_model(activation, lo, hi, currents, knots, max_pieces)
     K = np.arange(1, max_pieces + 1, dtype=np.float64)[None, :]
-    quant = rounding_weight ** 2 * (spread[:, None] / K) ** 2 / (12.0 * timesteps ** 2)
-    curve = (interp[:, None] * (INTERPOLATION_REFERENCE / K) ** 2) ** 2
+    ratio = model.reference[:, None] / K
+    quant = (model.rounding[:, None] * ratio) ** 2
+    curve = np.minimum(model.interpolation[:, None] * ratio ** 2, model.line[:, None]) ** 2
     error = (sensitivity[:, None] ** 2) * (quant + curve)           # [n, K_max]
     if least is not None:
         error = np.where(K < np.minimum(least, max_pieces)[:, None], np.inf, error)
@@ -124,6 +139,33 @@ def budget_pieces(activation, lo: np.ndarray, hi: np.ndarray, currents: np.ndarr
                 hi_lam = mid
         chosen = choose(lo_lam)
     return chosen, float(np.sqrt(total(chosen)))
+
+
+@dataclass
+class UnitErrorModel:
+    """Per unit [n], measured with ``reference`` pieces (the layer's ``knots.KnotRule``) at the calibration
+    currents: RMS ``interpolation`` and ``rounding`` error and the one-piece fit's RMS error (``line``, the
+    interpolation term's ceiling)."""
+
+    reference: np.ndarray
+    interpolation: np.ndarray
+    rounding: np.ndarray
+    line: np.ndarray
+
+
+def unit_error_model(activation, lo: np.ndarray, hi: np.ndarray, currents: np.ndarray, knots: KnotRule,
+                     max_pieces: int) -> UnitErrorModel:
+    """The budget's error and spike model of each unit (module docstring): ``INTERPOLATION_REFERENCE``
+    pieces per monotone stretch of h on [lo, hi] (``oscillation.oscillation``), at most ``max_pieces``."""
+    reference = np.clip(np.rint(INTERPOLATION_REFERENCE * oscillation(activation, lo, hi)), INTERPOLATION_REFERENCE,
+                        max(max_pieces, INTERPOLATION_REFERENCE)).astype(int)
+    placed = knots(activation, lo, hi, reference, currents)                                   # [K + 1, n]
+    interpolation = fitted_interpolation_error(activation, placed, currents)
+    along = activation(np.sort(currents, axis=0)).astype(np.float64)
+    variation = np.abs(np.diff(along, axis=0)).sum(axis=0)     # r_j: pieces of equal rise r_j/K₀
+    rounding = knots.rounding_weight * variation / (reference * np.sqrt(12.0) * knots.timesteps)
+    line = fitted_interpolation_error(activation, np.stack([lo, hi]), currents)
+    return UnitErrorModel(reference, interpolation, rounding, line)
 
 
 def linked_sensitivities(structure: Structure, ann: dict[str, np.ndarray]) -> list[np.ndarray]:

@@ -25,8 +25,10 @@ import numpy as np
 
 from runtimes.neuron import NeuronParams
 
+from ..energy import layer_fan_out
 from ..errors import CalibrationError
 from ..expansion import expand
+from ..knots import KnotRule, neuron_update_cost
 from .budget import STATIC_ROUNDING_WEIGHT, budget_pieces, output_sensitivities
 from ..progress import Progress, silent
 from ..structure import SpikingLayer, Structure
@@ -189,12 +191,25 @@ def _calibrate_layers(structure: Structure, ann, options: ConversionOptions, sen
         inputs = layer_inputs(spec, traces, ann)
         budget = None if sensitivity is None else LayerBudget(sensitivity[k], share, max_pieces,
                                                               None if least is None else least[k])
-        layer, layer_predicted = _calibrate_layer(spec, inputs, static, traces, ann, options, rng, budget)
+        layer, layer_predicted = _calibrate_layer(spec, inputs, static, traces, ann, options, rng, budget,
+                                                  _knot_rule(structure, k, options))
         layers.append(layer)
         predicted.append(layer_predicted)
         traces.append(simulate_layer(inputs, layers[-1], T, static, rates=not feeds_spiking(structure, k)))
         check_finite(layers[-1], spec.name)
     return layers, traces, float(np.sqrt(np.sum(np.square(predicted))))
+
+
+def _knot_rule(structure: Structure, k: int, options: ConversionOptions) -> KnotRule:
+    """Layer k's knot placement: priced by spikes (``knots.spike_knots``) where its error model is exact, a
+    static layer (constant currents) read only by readouts and analog nodes; else the curvature rule.  A
+    static layer read by spiking layers has its rounding weighted by ``STATIC_ROUNDING_WEIGHT`` (its
+    rounding reaches the outputs again through their spike timing, ``budget.py``)."""
+    spec = structure.layers[k]
+    read_by_spikes = feeds_spiking(structure, k)
+    return KnotRule(spec.static and not read_by_spikes, options.timesteps,
+                    STATIC_ROUNDING_WEIGHT if spec.static and read_by_spikes else 1.0,
+                    neuron_update_cost(layer_fan_out(spec)))
 
 
 def _output_error(structure: Structure, traces: list[LayerTrace], ann,
@@ -222,7 +237,8 @@ def _output_error(structure: Structure, traces: list[LayerTrace], ann,
 
 
 def _calibrate_layer(spec: SpikingLayer, inputs, static: bool, traces, ann, options: ConversionOptions,
-                     rng, budget: LayerBudget | None = None) -> tuple[ConvertedLayer, float]:
+                     rng, budget: LayerBudget | None = None, knots: KnotRule = KnotRule()
+                     ) -> tuple[ConvertedLayer, float]:
     """One layer, and its predicted output error from the budget (0 without one)."""
     T = options.timesteps
     weight, bias = spec.affine.weight, spec.affine.bias
@@ -232,7 +248,7 @@ def _calibrate_layer(spec: SpikingLayer, inputs, static: bool, traces, ann, opti
     if not static and "refit" in options.methods and not spec.identity:
         weight, bias = refit_affine(mean_in, z_ann)
     z_snn = mean_in @ weight + bias                     # the mean current the neurons will see
-    layer, predicted = _neurons(spec, weight, bias, z_snn, h_ann, options, rng, budget)
+    layer, predicted = _neurons(spec, weight, bias, z_snn, h_ann, options, rng, budget, knots)
     if "advanced" in options.methods:
         layer = advanced_calibration(layer, inputs, static, h_ann, T, rng)
     if "refit" in options.methods and layer.neurons.shape[1] > 1:
@@ -261,8 +277,9 @@ def _check_points(spec: SpikingLayer, count: int, options: ConversionOptions) ->
 
 
 def _neurons(spec: SpikingLayer, weight, bias, z_snn, h_ann, options: ConversionOptions, rng,
-             budget: LayerBudget | None = None) -> tuple[ConvertedLayer, float]:
-    """The layer's neurons and decode, and the budget's predicted error for them (0 without a budget)."""
+             budget: LayerBudget | None = None, knots: KnotRule = KnotRule()) -> tuple[ConvertedLayer, float]:
+    """The layer's neurons and decode, and the budget's predicted error for them (0 without a budget);
+    ``knots``: how a PWL layer's knots are placed (``_knot_rule``)."""
     n, dtype = spec.width, weight.dtype
     if options.max_pieces == 1:
         method, scope = parse_threshold(options.threshold)
@@ -282,11 +299,9 @@ def _neurons(spec: SpikingLayer, weight, bias, z_snn, h_ann, options: Conversion
     lo, hi = (lo - pad).astype(dtype), (hi + pad).astype(dtype)
     pieces, predicted = options.max_pieces, 0.0
     if budget is not None:
-        spread = (h_ann.max(axis=0) - h_ann.min(axis=0)).astype(np.float64)
-        pieces, predicted = budget_pieces(spec.activation, lo, hi, z_snn, spread, budget.sensitivity,
-                                          options.timesteps, budget.share, budget.max_pieces, budget.least,
-                                          STATIC_ROUNDING_WEIGHT if spec.static else 1.0)
-    found = expand(spec.activation, lo, hi, pieces, np.median(z_snn, axis=0), z_snn)
+        pieces, predicted = budget_pieces(spec.activation, lo, hi, z_snn, budget.sensitivity, knots, budget.share,
+                                          budget.max_pieces, budget.least)
+    found = expand(spec.activation, lo, hi, pieces, np.median(z_snn, axis=0), z_snn, knots)
     return ConvertedLayer(weight, bias, found.neurons, found.decode_weight, found.decode_offset), predicted
 
 
