@@ -130,10 +130,10 @@ def _graph_outputs_from(model: onnx.ModelProto, feeds: dict, boundary: dict) -> 
     return session.run([o.name for o in model.graph.output], {**feeds, **boundary})
 
 
-@pytest.mark.parametrize("name, proxy_over_output", [
-    ("torch_normalised_hardbc.onnx", 1.037),   # u = x(1-x)·(s·NN + c): the readout 2.63e-3, the output 2.54e-3
+@pytest.mark.parametrize("name", [
+    "torch_normalised_hardbc.onnx",     # u = x(1-x)·(s·NN + c): the readout 2.63e-3, the output 2.54e-3 (1024 points)
 ])
-def test_auto_passes_measure_the_graph_outputs_through_the_tail(name, proxy_over_output):
+def test_auto_passes_measure_the_graph_outputs_through_the_tail(name):
     """The error the kept ``--pieces auto`` pass measured (``calibration_output_error``) is the graph
     outputs' (Σ_m E|y_m - y_m^ANN|²/E|y_m^ANN|²)^½ on the calibration points, recomputed here from the
     SNN's boundary values (its layers simulated again, the artifact's readouts) fed to the original ANN in
@@ -164,4 +164,4 @@ def test_auto_passes_measure_the_graph_outputs_through_the_tail(name, proxy_over
     assert measured == result.calibration.measured_error <= result.options.tolerance
     # float32 readouts in the artifact against the pass's float64 least squares: ~1e-6 relative
     assert np.isclose(measured, expected, rtol=1e-4)
-    assert np.isclose(readout_error / measured, proxy_over_output, rtol=0.01)
+    assert not np.isclose(readout_error, measured, rtol=0.01)      # the proxy would have measured another error
