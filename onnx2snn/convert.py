@@ -27,6 +27,7 @@ from .resources import check_calibration_memory
 from .rewrite import build_artifact
 from .oscillation import oscillating_static_layers
 from .saving import save_model
+from .sine_range import reduce_sines, reducible_sines
 from .structure import Structure, analyse
 
 VALIDATION_POINTS = 2048
@@ -98,7 +99,7 @@ def convert(model: str | os.PathLike, domain: Domain | str | None = None, timest
     def ann_values(structure: Structure) -> dict[str, np.ndarray]:
         """The calibration inputs and every ANN tensor the structure's calibration reads."""
         needed = [t for t in _tensors_needed(structure) if t not in feeds]
-        return {**feeds, **run_ann(imported.model, feeds, needed, source=imported.path,
+        return {**feeds, **run_ann(structure.model, feeds, needed, source=imported.path,
                                    graph_outputs=not grid_model)}      # a grid of 4096^d points is never needed
 
     ann = ann_values(structure)
@@ -107,22 +108,28 @@ def convert(model: str | os.PathLike, domain: Domain | str | None = None, timest
     if oscillating:
         structure = analyse(imported.model, analog_first=oscillating)
         ann = ann_values(structure)
+    # static sines over several periods: their argument range-reduced once per point (sine_range.py)
+    sines = reducible_sines(structure, ann) if not chains_only else []
+    if sines:
+        graph = reduce_sines(imported.model, sines, imported.dtype)
+        structure = analyse(graph, analog_first=oscillating or options.first_layer == "analog")
+        ann = ann_values(structure)
     check_calibration_memory([(int(np.prod(ann[layer.activation.output].shape[:-1])), layer.width)
                               for layer in structure.layers], options.timesteps, imported.dtype.itemsize)
     imported_at = time.perf_counter()
     say(f"calibrating (T={options.timesteps}, pieces={options.pieces}, "
         f"calibration={'+'.join(options.methods) or 'none'})")
     # the analog tail run exactly: the auto passes' output error, finetune's loss (and its J, on demand)
-    tail = output_tail(imported.model, structure, ann, feeds) \
+    tail = output_tail(structure.model, structure, ann, feeds) \
         if not grid_model and (options.pieces == "auto" or options.end_to_end) else None
-    grid = grid_error(imported.model, structure, ann, feeds) if options.pieces == "auto" and grid_model else None
+    grid = grid_error(structure.model, structure, ann, feeds) if options.pieces == "auto" and grid_model else None
     result_calibration = calibrate(structure, ann, options, tail, grid, progress or silent, warm_start)
     metadata = {
         spec.META_FORMAT: spec.FORMAT_VERSION, spec.META_TIMESTEPS: str(options.timesteps),
         spec.META_ENCODING: "direct", spec.META_READOUT: options.readout, spec.META_DOMAIN: format_domain(box),
         spec.META_NEURON: options.neuron, spec.META_SOURCE: imported.path.name,
     }
-    artifact = build_artifact(imported.model, structure, result_calibration, metadata)
+    artifact = build_artifact(structure.model, structure, result_calibration, metadata)
     calibrated_at = time.perf_counter()
     result = ConversionResult(model=artifact, structure=structure, calibration=result_calibration,
                               domain=box, options=options, source=imported.path)

@@ -140,18 +140,21 @@ class EnergyAccount:
 
 def account(model, structure, shapes: dict[str, tuple[int, ...]], rows: float,
             layers: list[LayerSpikes], readout_outputs: float) -> EnergyAccount:
-    """The per-sample account of one run.  ``shapes``: every tensor's shape in an ANN run on ``rows``
-    samples' worth of inputs (``operations.node_work``); ``layers``: spike counts per sample of every IF
-    layer (hidden and spiking readout neurons); ``readout_outputs``: readout values per sample."""
+    """The per-sample account of one run.  ``model``: the ANN; the SNN's analog nodes are those of the graph
+    the structure analysed (``structure.model``: the ANN, or its rewriting by ``sine_range``).  ``shapes``:
+    every tensor's shape in a run of that graph on ``rows`` samples' worth of inputs
+    (``operations.node_work``); ``layers``: spike counts per sample of every IF layer (hidden and spiking
+    readout neurons); ``readout_outputs``: readout values per sample."""
     spiking = {node_key(n) for l in structure.layers for n in l.affine.nodes + l.activation.nodes}
     spiking |= {node_key(n) for a in structure.readouts for n in a.nodes}
     spiking |= {node_key(n) for n in structure.link_nodes}
     static = {node_key(n) for l in structure.layers if l.static for n in l.affine.nodes}
-    analog_keys = {node_key(n) for n in model.graph.node} - spiking
+    graph = structure.model if structure.model is not None else model
+    analog_keys = {node_key(n) for n in graph.graph.node} - spiking
     per_sample = 1.0 / rows
     ann = ann_work(model, structure, shapes, rows)
-    analog = graph_work(model, shapes, analog_keys).scaled(per_sample)
-    first = graph_work(model, shapes, static).scaled(per_sample)
+    analog = graph_work(graph, shapes, analog_keys).scaled(per_sample)
+    first = graph_work(graph, shapes, static).scaled(per_sample)
     spikes = Work(synops=float(sum(l.synops for l in layers)),
                   neuron_updates=float(sum(l.updates for l in layers)),
                   adds=readout_outputs)
@@ -161,10 +164,13 @@ def account(model, structure, shapes: dict[str, tuple[int, ...]], rows: float,
 def ann_work(model, structure, shapes: dict[str, tuple[int, ...]], rows: float) -> Work:
     """The ANN's operations per sample: every node of its graph, except that the activation of a layer the
     SNN replaces counts one activation per unit however the exporter spelled it (GELU as ``Erf`` and four
-    elementwise ops, swish as ``Sigmoid`` and ``Mul``), so the ANN's price does not depend on the spelling."""
-    activation = {node_key(n) for l in structure.layers for n in l.activation.nodes}
-    units = sum(float(np.prod(shapes[l.activation.output])) for l in structure.layers)
-    others = {node_key(n) for n in model.graph.node} - activation
+    elementwise ops, swish as ``Sigmoid`` and ``Mul``), so the ANN's price does not depend on the spelling;
+    a layer whose nodes the ANN lacks (a range-reduced sine, ``sine_range``) leaves the ANN's nodes as they are."""
+    keys = {node_key(n) for n in model.graph.node}
+    layers = [l for l in structure.layers if all(node_key(n) in keys for n in l.activation.nodes)]
+    activation = {node_key(n) for l in layers for n in l.activation.nodes}
+    units = sum(float(np.prod(shapes[l.activation.output])) for l in layers)
+    others = keys - activation
     return (graph_work(model, shapes, others) + Work(activations=units)).scaled(1.0 / rows)
 
 

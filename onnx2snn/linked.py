@@ -11,7 +11,9 @@
    no affine layer is an output activation; with ``analog_first``, a static candidate whose output reaches
    only spiking layers is computed once per point (``True``: every affine layer fed by the inputs alone in
    the undemoted flow, so the demotion does not cascade down the chain; a dict: the layers it names, for
-   the reason it gives).  Each demotion changes the flow, so it is recomputed.
+   the reason it gives); "only spiking layers" counts an affine whose output reaches a layer's input
+   through analog nodes (a range-reduced sine's argument, ``sine_range.py``), since computed once per point
+   it encodes that layer.  Each demotion changes the flow, so it is recomputed.
 4. The layers (graph order), their input links, the readouts (affines fed by step tensors that are not a
    layer's), the step tensors analog nodes or graph outputs read (decoded), and every analog node's reason.
 """
@@ -151,7 +153,21 @@ def _demotions(g: GraphIndex, layers: list[SpikingLayer], flow: _Flow, affines: 
     layer_inputs = {l.affine.input for l in layers}
     chosen = {l.name: FIRST_ANALOG for l in layers} if analog_first is True else analog_first
     return {k: chosen[layers[k].name] for k in static if layers[k].name in chosen and reached[k]
-            and all(a.input in layer_inputs for a in reached[k]) and not _read_by_analog(g, layers, flow, affines, k)}
+            and all(a.input in layer_inputs or _reaches(g, a.output, layer_inputs) for a in reached[k])
+            and not _read_by_analog(g, layers, flow, affines, k)}
+
+
+def _reaches(g: GraphIndex, name: str, targets: set[str]) -> bool:
+    """Whether tensor ``name`` is, or flows (through any nodes) into, one of ``targets``."""
+    todo, seen = [name], set()
+    while todo:
+        t = todo.pop()
+        if t in targets:
+            return True
+        if t not in seen:
+            seen.add(t)
+            todo.extend(o for node in g.consumers.get(t, []) for o in node.output)
+    return False
 
 
 def _reached_affines(g: GraphIndex, layers: list[SpikingLayer], flow: _Flow,

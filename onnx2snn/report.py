@@ -19,6 +19,7 @@ grid point of a separable PINN's output.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -112,7 +113,8 @@ def build_report(imported, result, points: dict[str, np.ndarray], timing: dict[s
 
 def measure(imported, structure, network, points: dict[str, np.ndarray], timesteps: int,
             pieces: dict[str, float], energy_table: str | None = None, run=None) -> dict:
-    """Run the ANN (``imported``, analysed as ``structure``) and the SNN (``network``, a
+    """Run the ANN (``imported``, analysed as ``structure``: its graph or a rewriting of it,
+    ``structure.model``, whose analog nodes the energy account prices) and the SNN (``network``, a
     ``runtimes.SpikingNetwork``) for ``timesteps`` steps at ``points``: the report's ``validation``
     (errors against the ANN and, where known, the exact solution), ``layers`` (one row per IF layer whose
     name is a layer of ``structure``, or a spiking readout's output neurons; ``pieces[name]`` its mean
@@ -161,7 +163,8 @@ def measure(imported, structure, network, points: dict[str, np.ndarray], timeste
             record(f"{readout.name}/output_neurons", "Identity", readout.width, counts, 1.0, 1)
     events_total = sum(c.events for c in counted)
     slots_total = sum(c.neurons * c.timesteps * c.batch for c in counted)
-    shapes, rows = tensor_shapes(imported, points)
+    analysed = imported if structure.model is None else replace(imported, model=structure.model)
+    shapes, rows = tensor_shapes(analysed, points)
     readout_values = sum(float(np.prod(shapes[a.output])) for a in structure.readouts) / rows
     energy = account(imported.model, structure, shapes, rows, spiking, readout_values)
     tables = load_tables(energy_table)

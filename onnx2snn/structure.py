@@ -34,6 +34,8 @@ OUTPUT_ACTIVATION = "activation not between two affine layers (evaluated on deco
 STATIC_GATE = ("gate computed once per point: its input is static and it multiplies a spiking signal (spiking it "
                "would need a Decode before the product)")
 FIRST_ANALOG = "first hidden layer computed once per point and encoded into the next layer (--first-layer analog)"
+RANGE_REDUCTION = ("range reduction of a static sine's argument, computed once per point: the spiking layer "
+                   "sees one monotone branch (sine_range.py)")
 READOUT_NEURONS = "/output_neurons"     # suffix of a spiking readout's output neurons (rewrite, report)
 
 
@@ -209,6 +211,8 @@ def record_analog(structure: Structure, g: GraphIndex, converted: set[int], spec
         if id(node) in converted:
             continue
         reason = specific(node)
+        if reason is None and node.doc_string == RANGE_REDUCTION:
+            reason = RANGE_REDUCTION
         if reason is None:
             reason = OUTPUT_ACTIVATION if node.op_type in ACTIVATION_OPS else \
                 f"{node.op_type} is not an affine layer or a pointwise activation (evaluated on decoded values)"
