@@ -34,6 +34,7 @@ from .importer import ImportedModel, import_model
 from .inputs import check_arrays, is_grid_model, load_arrays, validation_inputs
 from .progress import Progress, silent
 from .report import measure
+from .sine_range import reduce_sines, sines_reduced_in
 from .structure import Structure, analyse
 
 NEURON_POINTS = 256
@@ -84,9 +85,11 @@ def evaluate(artifact: str | os.PathLike | onnx.ModelProto, ann: str | os.PathLi
     imported = import_model(find_ann(model, path, ann))
     _check_matches(network, imported, path)
     names = {layer["name"] for layer in if_layers(model)}
-    structure = analyse(imported.model)
+    reduced = sines_reduced_in(model, imported.model)      # the graph the conversion analysed (sine_range.py)
+    graph = reduce_sines(imported.model, reduced, imported.dtype) if reduced else imported.model
+    structure = analyse(graph)
     if structure.layers and structure.layers[0].name not in names:
-        structure = analyse(imported.model, analog_first=True)
+        structure = analyse(graph, analog_first=True)
     box = _domain(network, path)
     if inputs is not None:
         if isinstance(inputs, (str, os.PathLike)):

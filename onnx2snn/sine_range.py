@@ -40,6 +40,7 @@ from .oscillation import OSCILLATION_LIMIT, oscillation
 from .structure import RANGE_REDUCTION, Structure
 
 MIN_OPSET = 10      # Mod
+TAG = "/range_"     # the reduction of Sin output y names its tensors y/range_a, ..., y/range_r, y/range_s
 
 
 def reducible_sines(structure: Structure, ann: dict[str, np.ndarray]) -> list[str]:
@@ -48,9 +49,8 @@ def reducible_sines(structure: Structure, ann: dict[str, np.ndarray]) -> list[st
     currents (module docstring)."""
     chosen = []
     for layer in structure.layers:
-        nodes = layer.activation.nodes
-        sine = nodes[-1]
-        if not layer.static or sine.op_type != "Sin" or not sine.name or any(n.op_type not in LINEAR for n in nodes[:-1]):
+        *before, sine = layer.activation.nodes
+        if not layer.static or sine.op_type != "Sin" or not sine.name or any(n.op_type not in LINEAR for n in before):
             continue
         z = ann[layer.activation.input].reshape(-1, layer.width)
         if float(np.median(oscillation(layer.activation, z.min(axis=0), z.max(axis=0)))) >= OSCILLATION_LIMIT:
@@ -76,7 +76,7 @@ def reduce_sines(model: onnx.ModelProto, names: list[str], dtype: np.dtype) -> o
         if node.op_type != "Sin" or node.name not in names:
             nodes.append(node)
             continue
-        x, y, t = node.input[0], node.output[0], f"{node.output[0]}/range_"
+        x, y, t = node.input[0], node.output[0], node.output[0] + TAG
 
         def op(kind, inputs, output, **attrs):
             nodes.append(helper.make_node(kind, inputs, [t + output], name=t + output, doc_string=RANGE_REDUCTION,
@@ -94,3 +94,11 @@ def reduce_sines(model: onnx.ModelProto, names: list[str], dtype: np.dtype) -> o
     del out.graph.node[:]
     out.graph.node.extend(nodes)
     return out
+
+
+def sines_reduced_in(artifact: onnx.ModelProto, model: onnx.ModelProto) -> list[str]:
+    """Names of ``model``'s ``Sin`` nodes that ``artifact`` (a conversion of ``model``) range-reduces: those
+    whose output y has a reduced argument y/range_r there (``reduce_sines``)."""
+    reduced = {n.output[0].removesuffix(TAG + "r") for n in artifact.graph.node
+               if n.doc_string == RANGE_REDUCTION and n.output[0].endswith(TAG + "r")}
+    return [n.name for n in model.graph.node if n.op_type == "Sin" and n.output[0] in reduced]

@@ -74,3 +74,14 @@ def test_runtimes_agree_spike_for_spike(siren):
         assert {k: v.events for k, v in got.spikes.items()} == {k: v.events for k, v in reference.spikes.items()}
         rel = np.linalg.norm(got.outputs["u"] - reference.outputs["u"]) / np.linalg.norm(reference.outputs["u"])
         assert rel <= BACKEND_FLOAT32, (type(runtime).__name__, rel)
+
+
+def test_evaluate_analyses_the_artifact_as_converted(siren):
+    """``onnx2snn evaluate`` rebuilds the reduced graph from the artifact: the same layers, analog nodes and
+    analog operations per sample as the conversion's report."""
+    from onnx2snn.evaluate import evaluate
+    measured = evaluate(siren.model, ann=FIXTURES / "torch_siren.onnx", points=256)
+    assert [l.name for l in measured.structure.layers] == ["/Sin_1"] and measured.structure.layers[0].identity
+    assert len(measured.report["analog_nodes"]) == len(siren.report["analog_nodes"]) == 16
+    assert measured.report["analog_ops_per_sample"] == siren.report["analog_ops_per_sample"]
+    assert measured.report["energy"]["45nm_fp32"]["ann_pj"] == siren.report["energy"]["45nm_fp32"]["ann_pj"]
