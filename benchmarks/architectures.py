@@ -94,8 +94,7 @@ def write_markdown() -> None:
             "`after` = main at ab224d5 (static oscillating layers computed once per point), `knots` = branch "
             "siren (knots priced by spikes on static layers read only by readouts; the budget's error model measured "
             "with 4 pieces per monotone stretch), `range` = branch sinrange (a static sine over several periods "
-            "range-reduced once per point, `onnx2snn/sine_range.py`; its ANN priced as its graph: SIREN's "
-            "second ω₀·z multiply counts, 1.69 nJ instead of 1.63 nJ).", "", table(load_rows(ROWS))]
+            "range-reduced once per point, `onnx2snn/sine_range.py`).", "", table(load_rows(ROWS))]
     (RESULTS / "architectures.md").write_text("\n".join(text) + "\n")
 
 

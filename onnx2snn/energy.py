@@ -34,7 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .activations import find_activation
 from .errors import ModelError
+from .graph_index import GraphIndex
 from .operations import Work, graph_work, node_key
 
 TABLES_FILE = Path(__file__).with_name("energy_models.json")
@@ -164,14 +166,31 @@ def account(model, structure, shapes: dict[str, tuple[int, ...]], rows: float,
 def ann_work(model, structure, shapes: dict[str, tuple[int, ...]], rows: float) -> Work:
     """The ANN's operations per sample: every node of its graph, except that the activation of a layer the
     SNN replaces counts one activation per unit however the exporter spelled it (GELU as ``Erf`` and four
-    elementwise ops, swish as ``Sigmoid`` and ``Mul``), so the ANN's price does not depend on the spelling;
-    a layer whose nodes the ANN lacks (a range-reduced sine, ``sine_range``) leaves the ANN's nodes as they are."""
-    keys = {node_key(n) for n in model.graph.node}
-    layers = [l for l in structure.layers if all(node_key(n) in keys for n in l.activation.nodes)]
-    activation = {node_key(n) for l in layers for n in l.activation.nodes}
-    units = sum(float(np.prod(shapes[l.activation.output])) for l in layers)
-    others = keys - activation
+    elementwise ops, swish as ``Sigmoid`` and ``Mul``), so the ANN's price does not depend on the spelling
+    (``ann_activations``)."""
+    replaced = ann_activations(model, structure)
+    activation = {node_key(n) for nodes, _ in replaced for n in nodes}
+    units = sum(float(np.prod(shapes[output])) for _, output in replaced)
+    others = {node_key(n) for n in model.graph.node} - activation
     return (graph_work(model, shapes, others) + Work(activations=units)).scaled(1.0 / rows)
+
+
+def ann_activations(model, structure) -> list[tuple[list, str]]:
+    """(nodes, output tensor) in the ANN ``model`` of each layer of ``structure``: the layer's activation, or
+    for a layer of a rewritten graph (``structure.model``: a range-reduced sine, ``sine_range``) the ANN's
+    activation ending at the node of the layer's name, the nodes it replaces."""
+    keys = {node_key(n) for n in model.graph.node}
+    out, g = [], None
+    for layer in structure.layers:
+        if all(node_key(n) in keys for n in layer.activation.nodes):
+            out.append((layer.activation.nodes, layer.activation.output))
+            continue
+        g = g or GraphIndex(model)
+        node = next((n for n in g.nodes if n.name == layer.name), None)
+        found = None if node is None else find_activation(node.output[0], {a.output for a in structure.affines}, g)[0]
+        if found is not None:
+            out.append((found.nodes, found.output))
+    return out
 
 
 def layer_fan_out(layer) -> int:
