@@ -164,10 +164,11 @@ def _warm_calibration(structure: Structure, ann, options: ConversionOptions, tai
     if options.max_pieces != 1 or "finetune" not in options.methods or \
             len(warm_start.layers) != len(structure.layers):
         raise CalibrationError("a warm start needs one neuron per unit, finetune, and the same layers")
-    static = [flat(ann[spec.affine.input]) if spec.upstream is None else None for spec in structure.layers]
-    traces = simulate_network(structure, warm_start.layers, static, options.timesteps)
+    affines = {name: (r.weight, r.bias) for name, r in warm_start.readouts.items()}
+    traces = simulate_network(structure, warm_start.layers, ann, options.timesteps, affines)
     layers, traces, fitted = fit_end_to_end(structure, warm_start.layers, traces, ann, options,
-                                            np.random.default_rng(options.seed), tail, progress, analog=False)
+                                            np.random.default_rng(options.seed), tail, progress, analog=False,
+                                            readout_start=affines)
     readouts = {a.name: _readout(a, readout_mean(structure, a, traces, ann), ann, options, fitted.get(a.name))
                 for a in structure.readouts}
     return Calibration(layers=layers, readouts=readouts, pieces=[np.ones(l.neurons.shape[0], int) for l in layers],
