@@ -12,7 +12,7 @@ from ..progress import Progress, silent
 from ..structure import Structure
 from .finetune import finetune
 from .flows import readout_mean
-from .layer import ConvertedLayer, check_finite, flat, simulate_layer
+from .layer import ConvertedLayer, check_finite, flat, fold_unit_affine, simulate_layer
 from .options import ConversionOptions
 from .refit import refit_affine
 from .rest import move_rest
@@ -39,14 +39,15 @@ def fit_end_to_end(structure: Structure, layers, traces, ann, options: Conversio
         start = (readout_start or {}).get(affine.name) if len(readouts) in wiring.interior else None
         readouts.append(start if start is not None else refit_affine(readout_mean(structure, affine, traces, ann), target))
     spike_cost = _spike_costs(structure, options.spike_penalty)
-    frozen = {k for k, spec in enumerate(structure.layers) if spec.identity}
+    diagonal = {k for k, spec in enumerate(structure.layers) if spec.identity}
     common = dict(iterations=options.finetune_iterations, spike_cost=spike_cost, progress=progress,
-                  gradient=options.gradient, frozen=frozen)
+                  gradient=options.gradient, diagonal=diagonal)
     layers, affines = finetune(layers, wiring, readouts, targets, T, rng, tail,
                                analog_iterations=options.finetune_analog_iterations if analog else 0, **common)
     if options.rest == "typical":       # move each unit's rest to where the fit left it, then refit to it
         layers = run_network(wiring, layers, affines, T, move=True)[0]
         layers, affines = finetune(layers, wiring, affines, targets, T, rng, tail, analog_iterations=0, **common)
+    layers = [fold_unit_affine(layer) if k in diagonal else layer for k, layer in enumerate(layers)]
     traces = run_network(wiring, layers, affines, T)[1]
     for k, spec in enumerate(structure.layers):
         check_finite(layers[k], spec.name)

@@ -23,8 +23,9 @@ runs drift where the tail is not linear (the residual fixture, whose hidden pre-
 tanh: after 20,000 iterations the linearised error was 1.3e-2 and the real one 3.4e-2; with the exact
 tail 1.4e-2 on fresh points).
 
-θ = {(W_l, b_l)} of every spiking layer and readout (an identity affine, a layer directly encoded after an
-analog node, stays: the artifact has none).  Each layer and readout reads its input u_in as ``wiring.py``
+θ = {(W_l, b_l)} of every spiking layer and readout; a layer directly encoded after an analog node, whose
+affine is the identity, keeps W_l diagonal (a per-unit scale and shift of its current, which
+``layer.fold_unit_affine`` then moves into its neurons: the artifact has no affine there).  Each layer and readout reads its input u_in as ``wiring.py``
 says: static values, a link L of earlier layers' decoded values (``links.py``: residual sums, static gate
 products, Concat, Slice; a plain chain's: one layer's), or analog nodes A on boundary values (a LayerNorm
 between stages).  Forward values are the exact T-step simulation (``simulate_layer``: the runtime's neuron
@@ -153,6 +154,8 @@ ANALOG_LEARNING_RATE = 3e-2     # phase 1's, steps relative to each tensor's mag
 ANALOG_PREACTIVATION_STEP = 0.1     # phase 1's other rule: steps of ~0.1 in each pre-activation (docstring)
 MIN_POINTS = 64
 EVALUATE_EVERY = 100    # iterations between evaluations of L on all points; the best parameters are kept
+# iterations between linearisations of the analog nodes between stages at the SNN's current values (wiring.py)
+LINEARISE_EVERY = 400
 # The fit's arithmetic (parameters, Adam's moments, decoded means).  float32 halves the time of the
 # matmuls that dominate an analog iteration (poisson1d, phase code, T = 4: 75.7 s -> 40.8 s, 8.0e-3 and
 # 7.1e-3 from the ANN), but the diffusion-reaction model's phase code then floored at 1.2e-2 (1.14e-2 with
@@ -176,7 +179,7 @@ def finetune(layers: list[ConvertedLayer], wiring: FitWiring, readouts: list[tup
              targets: list[np.ndarray], timesteps: int, rng: np.random.Generator, tail: OutputTail | None = None,
              iterations: int = ITERATIONS, batch: int = BATCH, lr: float = LEARNING_RATE, *,
              analog_iterations: int, spike_cost: list[float] | None = None, progress: Progress = silent,
-             gradient: str = "backprop", frozen: set[int] = frozenset()
+             gradient: str = "backprop", diagonal: set[int] = frozenset()
              ) -> tuple[list[ConvertedLayer], list[tuple[np.ndarray, np.ndarray]]]:
     """Fit all (W, b) end to end; returns the fitted layers and readout affines (W, b).
 
@@ -188,8 +191,8 @@ def finetune(layers: list[ConvertedLayer], wiring: FitWiring, readouts: list[tup
     (``ConversionOptions.finetune_analog_iterations``); ``spike_cost[l]``: the loss of one spike per
     sample of layer l (the spike penalty, module docstring; None: no penalty); ``progress``: each run's
     steps with the best loss so far (``onnx2snn.progress``); ``gradient``: "backprop" or "forward" (node
-    perturbation in forward mode, module docstring); ``frozen``: layers whose (W, b) stay (an identity
-    affine, which the artifact does not write)."""
+    perturbation in forward mode, module docstring); ``diagonal``: layers whose W stays diagonal (an
+    identity affine: a per-unit scale and shift, module docstring)."""
     R = len(readouts)
     N = targets[0].shape[0]
     weights = [l.weight.astype(FIT_DTYPE) for l in layers] + [r[0].astype(FIT_DTYPE) for r in readouts]
@@ -270,6 +273,13 @@ def finetune(layers: list[ConvertedLayer], wiring: FitWiring, readouts: list[tup
         return sum(float(np.mean(r ** 2 / n)) for r, n in zip(residual, scales)) + penalty(p.means)[0]
 
     every = np.arange(N)
+    segments = [source.segment for source in wiring.layers if source.segment is not None]
+
+    def linearise(p: _Pass) -> None:
+        """Each segment's J at the boundary values of pass ``p`` (all points)."""
+        for segment in segments:
+            segment.linearise([p.values[k] for k in segment.boundary])
+
     initial = forward(every)
     best = (loss(initial, every), [w.copy() for w in weights], [b.copy() for b in biases])
     start = best
@@ -322,9 +332,9 @@ def finetune(layers: list[ConvertedLayer], wiring: FitWiring, readouts: list[tup
                 if wiring.layers[l].static is None:
                     wiring.layers[l].backward(dz @ weights[l].T, idx, delta, boundary_grads)
         for l, dz in enumerate(currents):
-            if l in frozen:
-                dz = np.zeros_like(dz)
             grads_w[l], grads_b[l] = p.inputs[l].T @ dz, dz.sum(axis=0)
+            if l in diagonal:
+                grads_w[l] = np.diag(np.diag(grads_w[l]))
         adam.step(grads_w + grads_b, rate)
 
     def restore(kept: tuple) -> None:
@@ -335,6 +345,8 @@ def finetune(layers: list[ConvertedLayer], wiring: FitWiring, readouts: list[tup
         adam = Adam(weights + biases, scale=step_sizes)
         report = report_interval(length)
         for step in range(length):
+            if segments and step % LINEARISE_EVERY == 0:
+                linearise(forward(every))
             iterate(adam, rate * 0.5 * (1 + np.cos(np.pi * step / length)), analog)
             if not analog and ((step + 1) % EVALUATE_EVERY == 0 or step + 1 == length):
                 keep_if_best()

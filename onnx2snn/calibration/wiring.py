@@ -12,8 +12,10 @@ one of (``FitInput``)::
                                                 delivers to that node (as the artifact runs it)
 
 and carries a gradient g = ∂L/∂u_in back the same way: through Lᵀ (``Link.backward``) to the source
-layers, or through A's Jacobian J_A[x, w, m] = ∂u_in,m/∂b_w, held at the ANN's values b^ANN (central
-differences through onnxruntime, as the tail's ``tail.py``), to the boundary values it reads,
+layers, or through A's Jacobian J_A[x, w, m] = ∂u_in,m/∂b_w (central differences through onnxruntime, as
+the tail's ``tail.py``; at the ANN's values b^ANN, and during the fit at the SNN's, ``Segment.linearise``:
+a LayerNorm's J depends on its input's spread, which the SNN's first stage can miss by far) to the
+boundary values it reads,
 ∂L/∂b_w += Σ_m J_A[x, w, m]·g[x, m]; a readout whose output a segment reads (*interior*) passes that on to
 its own input.  A segment is evaluated exactly (onnxruntime on the batch); its layer is static for the T
 steps (the analog node reads decoded values), so the network runs in stages, layer by layer in graph
@@ -36,12 +38,20 @@ from .tail import boundary_tensors, jacobian_of, tail_runner
 @dataclass
 class Segment:
     """Analog nodes from boundary values ``boundary`` (indices into the fit's boundary list) and the graph
-    inputs to one layer's input: ``evaluate(values [B, w] per boundary, rows) -> [B, m]`` (exact), and the
-    Jacobian ``jacobian`` [N, W_S, m] at b^ANN (W_S the boundary values' widths, in ``boundary`` order)."""
+    inputs to one layer's input: ``evaluate(values [B, w] per boundary, rows) -> [B, m]`` (exact), the
+    Jacobian ``jacobian`` [N, W_S, m] (W_S the boundary values' widths, in ``boundary`` order) at b^ANN,
+    and ``differentiate(values [N, w] per boundary) -> J or None``, the Jacobian at other values."""
 
     boundary: list[int]
     evaluate: object
     jacobian: np.ndarray
+    differentiate: object = None
+
+    def linearise(self, values: list[np.ndarray]) -> None:
+        """J at the boundary values ``values`` [N, w] (all points) instead; kept where that fails."""
+        found = self.differentiate(values)
+        if found is not None:
+            self.jacobian = found
 
 
 @dataclass
@@ -199,8 +209,12 @@ def _segment(structure: Structure, ann: dict[str, np.ndarray], boundary: list[st
         feed.update({name: v.astype(ann[name].dtype) for name, v in zip(names, values)})
         return run(feed)
 
-    jacobian = jacobian_of(run, base, names, run(base))
+    def differentiate(values: list[np.ndarray]) -> np.ndarray | None:
+        moved = {**base, **{name: v.reshape(ann[name].shape).astype(ann[name].dtype) for name, v in zip(names, values)}}
+        return jacobian_of(run, moved, names, run(moved))
+
+    jacobian = differentiate([ann[name] for name in names])
     if jacobian is None:
         raise CalibrationError(f"'{tensor}': the analog nodes before it cannot be linearised for the end-to-end "
                                f"fit (Jacobian too large or not finite); use --pieces auto")
-    return Segment([boundary.index(name) for name in names], evaluate, jacobian)
+    return Segment([boundary.index(name) for name in names], evaluate, jacobian, differentiate)
