@@ -9,6 +9,8 @@ import pytest
 import onnx2snn
 from conftest import FIXTURES
 from onnx2snn.ann import run_ann
+from onnx2snn.calibration.layer import ConvertedLayer, fold_unit_affine, simulate_layer
+from onnx2snn.calibration.thresholds import phase_neurons, signed_neurons
 from onnx2snn.importer import import_model
 from onnx2snn.report import relative_l2
 from onnx2snn.structure import analyse
@@ -19,11 +21,12 @@ from tolerances import BACKEND_FLOAT32
 
 # a short fit (the default is 600 quantised and 2 x 9,600 analog iterations): seconds per conversion
 SHORT = dict(samples=512, finetune_iterations=50, validation_points=256)
-# (fixture, code, T) -> the bound on SNN vs ANN (onnxruntime), relative L2 on 256 fresh points: the error
-# measured with SHORT (seed 0) times about 1.5
-CASES = {("torch_modified_mlp", "phase", 6): 0.0,
-         ("torch_layernorm", "phase", 6): 0.0,
-         ("torch_residual_linear", "pieces1", 8): 0.0}
+# (fixture, code, T) -> the bound on SNN vs ANN (onnxruntime), relative L2 on 256 fresh points: about 1.5x
+# the error measured with SHORT (seeds 0, 1: 0.032, 0.031; 0.117, 0.112; 0.060, 0.059), where the layer-by-
+# layer start without the fit is at 0.3-0.5 (the hard clip of one neuron per unit against tanh)
+CASES = {("torch_modified_mlp", "phase", 6): 0.05,
+         ("torch_layernorm", "phase", 6): 0.17,
+         ("torch_residual_linear", "pieces1", 8): 0.09}
 CODES = {"phase": dict(coding="phase"), "pieces1": dict(pieces=1)}
 
 
@@ -82,3 +85,22 @@ def test_link_transpose_is_its_gradient(name):
                                            rtol=1e-9, atol=1e-9)
         zero = link.evaluate([np.zeros_like(u) for u in sources], ann)
         np.testing.assert_allclose(link.tangent(sources, ann), out - zero, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("coding", ["rate", "phase"])
+def test_unit_affine_folds_into_the_neurons(coding):
+    """A layer reading s ⊙ z + c (W = diag(s), some s < 0) decodes the same values as its folded form
+    reading z itself (W = I, b = 0), step by step."""
+    from dataclasses import replace
+    rng = np.random.default_rng(3)
+    n = 6
+    neurons = signed_neurons(-np.ones(n), 0.8 * np.ones(n), "round", None, None)
+    neurons = replace(phase_neurons(neurons) if coding == "phase" else neurons, bias=rng.normal(0, 0.1, (n, 1)))
+    scale = rng.choice([-1.0, 1.0], n) * rng.uniform(0.5, 2.0, n)
+    layer = ConvertedLayer(np.diag(scale), rng.normal(0, 0.2, n), neurons, rng.normal(1, 0.2, (n, 1)),
+                           rng.normal(0, 0.1, n))
+    folded = fold_unit_affine(layer)
+    assert np.array_equal(folded.weight, np.eye(n)) and not folded.bias.any()
+    z = rng.normal(0, 1, (500, n))
+    np.testing.assert_allclose(simulate_layer(z, folded, 8, True).series, simulate_layer(z, layer, 8, True).series,
+                               rtol=0, atol=1e-12)
