@@ -108,7 +108,7 @@ def main() -> None:
                 warm, previous = (calibration if code == "phase" else None), T
                 append(ROWS, row)
                 print(row, flush=True)
-    text = ["# PINN architectures, default conversion (issue 25)", "",
+    text = ["# PINN architectures (issue 25): the default conversion and the cheap codes (issue 22)", "",
             "Written by `benchmarks/architectures.py`; SNN vs ANN relative L2 on 2048 fresh validation points "
             "(✓: within 5e-3 at T=32, 2e-3 at T=128), spiking activations of the model's activation nodes, "
             "nodes left analog, the share of the ANN's MACs that became synaptic operations, and the "

@@ -35,7 +35,7 @@ from .finetune import MIN_POINTS as FINETUNE_MIN_POINTS
 from .grid_error import GridError
 from .end_to_end import fit_end_to_end, simulate_network
 from .flows import decoded_means, feeds_spiking, layer_inputs, link_mean, readout_mean
-from .layer import ConvertedLayer, LayerTrace, check_finite, flat, simulate_layer
+from .layer import ConvertedLayer, LayerTrace, check_finite, flat, fold_unit_affine, simulate_layer
 from .options import ConversionOptions
 from .refit import refit_affine, refit_decode
 from .rest import move_rest
@@ -234,7 +234,7 @@ def _calibrate_layer(spec: SpikingLayer, inputs, static: bool, traces, ann, opti
         weight, bias = refit_affine(mean_in, z_ann)
     z_snn = mean_in @ weight + bias                     # the mean current the neurons will see
     layer, predicted = _neurons(spec, weight, bias, z_snn, h_ann, options, rng, budget)
-    if "advanced" in options.methods:
+    if "advanced" in options.methods and not spec.identity:     # an identity affine is not the layer's to train
         layer = advanced_calibration(layer, inputs, static, h_ann, T, rng)
     if "refit" in options.methods and layer.neurons.shape[1] > 1:
         trace = simulate_layer(inputs, layer, T, static, rates=True)
@@ -245,6 +245,8 @@ def _calibrate_layer(spec: SpikingLayer, inputs, static: bool, traces, ann, opti
         layer = layer.with_(decode_weight=decode_weight, decode_offset=offset)
     if "light" in options.methods or "potential" in options.methods:
         layer = _correct(layer, simulate_layer(inputs, layer, T, static, rates=True).mean, h_ann, options)
+    if spec.identity:       # the artifact writes no affine here: a corrected bias goes into the neurons
+        layer = fold_unit_affine(layer)
     return layer, predicted
 
 
