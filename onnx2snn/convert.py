@@ -80,7 +80,7 @@ def convert(model: str | os.PathLike, domain: Domain | str | None = None, timest
     say(f"importing {model}")
     imported = import_model(model)
     box = resolve_domain(imported, domain)
-    structure = analyse(imported.model, analog_first=options.first_layer == "analog")
+    structure = analyse(imported.model, analog_first=options.first_layer == "analog", links=options.links)
     if not structure.layers:
         raise ModelError(f"{imported.path}: no affine layer followed by a pointwise activation and another "
                          f"affine layer; nothing to convert (see 'onnx2snn inspect')")
@@ -100,7 +100,8 @@ def convert(model: str | os.PathLike, domain: Domain | str | None = None, timest
                                    graph_outputs=not grid_model)}      # a grid of 4096^d points is never needed
 
     ann = ann_values(structure)
-    oscillating = oscillating_static_layers(structure, ann) if options.first_layer == "spiking" else {}
+    oscillating = oscillating_static_layers(structure, ann) if options.links and options.first_layer == "spiking" \
+        else {}
     if oscillating:
         structure = analyse(imported.model, analog_first=oscillating)
         ann = ann_values(structure)
