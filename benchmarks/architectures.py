@@ -2,6 +2,8 @@
 
     OMP_NUM_THREADS=1 python benchmarks/architectures.py --label after
     OMP_NUM_THREADS=1 python benchmarks/architectures.py --label linkedfit --code phase pieces1
+    OMP_NUM_THREADS=1 python benchmarks/architectures.py --label linkedfit --code --target-error 1e-2 5e-3 \
+        --only torch_modified_mlp
 
 Converts each architecture fixture (``tests/fixtures/make_torch_fixtures.py``: residual with linear and
 with tanh input projection, modified MLP, LayerNorm, SIREN ω₀ = 30) with the default options and measures,
@@ -15,6 +17,8 @@ A conversion that is refused is recorded with its one-line reason.
 (``--coding phase``, T = 4-10, one curriculum of digits: each T's fit started from the last, as
 ``calibration.pipeline.calibrate`` does within one conversion) and ``pieces1`` (``--pieces 1``, the rate
 code of one neuron per unit fitted end to end, T = 8 and 32).  Rows without a ``code`` are ``default``.
+``--target-error E ...`` runs ``onnx2snn MODEL --target-error E`` (``search.py``) on each fixture and
+records the conversion it chose, with the search's candidates and time, in a second table.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from common import RESULTS, ROOT, append, fmt, load_rows
 
 import onnx2snn  # noqa: E402  (common puts the repository first on the path)
 from onnx2snn.errors import Onnx2SnnError  # noqa: E402
+from onnx2snn.search import MARGIN, cheapest_conversion  # noqa: E402
 from onnx2snn.structure import ACTIVATION_OPS, READOUT_NEURONS  # noqa: E402
 
 FIXTURES = ("torch_residual_linear", "torch_residual_tanh", "torch_modified_mlp", "torch_layernorm", "torch_siren")
@@ -66,6 +71,42 @@ def measure(name: str, timesteps: int, label: str, code: str = "default", warm=N
             "energy_ratio": report["energy"][ENERGY_MODEL]["ratio"]}, result.calibration
 
 
+def search(name: str, target: float, label: str) -> dict:
+    """``--target-error``'s choice on one fixture: method, T, analysis, error on fresh points, energy."""
+    path = ROOT / "tests" / "fixtures" / f"{name}.onnx"
+    row = {"model": name, "label": label, "target_error": target}
+    started = time.perf_counter()
+    try:
+        report = cheapest_conversion(path, target, validation_points=2048).report
+    except Onnx2SnnError as e:
+        return {**row, "refused": str(e).splitlines()[0].replace(f"{ROOT}/", "")}
+    chosen = min((c for c in report["search"] if c["rel_l2_snn_vs_ann"] <= MARGIN * target),
+                 key=lambda c: c["energy_ratio"])
+    return {**row, "method": chosen["method"], "timesteps": report["timesteps"], "links": chosen.get("links", True),
+            "finetune_iterations": chosen.get("finetune_iterations"),
+            "rel_l2_snn_vs_ann": report["validation"]["rel_l2_snn_vs_ann"],
+            "energy_ratio": report["energy"][ENERGY_MODEL]["ratio"], "candidates": len(report["search"]),
+            "seconds": round(time.perf_counter() - started, 1),
+            "search": [{k: c[k] for k in ("method", "timesteps", "rel_l2_snn_vs_ann", "energy_ratio", "seconds")}
+                       | ({"links": False} if c.get("links") is False else {}) for c in report["search"]]}
+
+
+def search_table(rows: list[dict]) -> str:
+    lines = ["| fixture | label | target | chosen | T | SNN vs ANN (fresh) | energy (45nm_fp32) | candidates | "
+             "search time |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if "refused" in r:
+            lines.append(f"| {r['model']} | {r['label']} | {r['target_error']:g} | refused: {r['refused']} "
+                         "| — | — | — | — | — |")
+            continue
+        method = r["method"] + ("" if r["links"] else ", plain chains") + \
+            (f", {r['finetune_iterations']} iterations" if r.get("finetune_iterations") else "")
+        lines.append(f"| {r['model']} | {r['label']} | {r['target_error']:g} | {method} | {r['timesteps']} | "
+                     f"{fmt(r['rel_l2_snn_vs_ann'])} | {r['energy_ratio']:.2f}x | {r['candidates']} | "
+                     f"{r['seconds']:.0f} s |")
+    return "\n".join(lines)
+
+
 def table(rows: list[dict]) -> str:
     latest = {(r["model"], r["timesteps"], r["label"], r.get("code", "default")): r for r in rows}
     versions = list(dict.fromkeys((r["label"], r.get("code", "default")) for r in rows))
@@ -95,6 +136,7 @@ def main() -> None:
     parser.add_argument("--label", required=True, help="the code version measured (e.g. before, after)")
     parser.add_argument("--only", nargs="*", default=list(FIXTURES))
     parser.add_argument("--code", nargs="*", default=["default"], choices=list(CODES))
+    parser.add_argument("--target-error", nargs="*", type=float, default=[])
     args = parser.parse_args()
     torch.set_num_threads(1)
     for name in args.only:
@@ -108,15 +150,26 @@ def main() -> None:
                 warm, previous = (calibration if code == "phase" else None), T
                 append(ROWS, row)
                 print(row, flush=True)
+        for target in args.target_error:
+            row = search(name, target, args.label)
+            append(ROWS, row)
+            print(row, flush=True)
     text = ["# PINN architectures (issue 25): the default conversion and the cheap codes (issue 22)", "",
             "Written by `benchmarks/architectures.py`; SNN vs ANN relative L2 on 2048 fresh validation points "
             "(✓: within 5e-3 at T=32, 2e-3 at T=128), spiking activations of the model's activation nodes, "
             "nodes left analog, the share of the ANN's MACs that became synaptic operations, and the "
             f"compute-only energy ratio SNN/ANN on {ENERGY_MODEL}.  Labels: `before` = main at 0985dff, "
             "`after` = the linked analysis (issue 25), default conversion.  The cheap codes of issue 22 on the "
-            "same fixtures (`--code`): `phase (linkedfit)` = `--coding phase`, `pieces1 (linkedfit)` = "
-            "`--pieces 1` (rate code, one neuron per unit, fitted end to end), both fitted through the links "
-            "(branch linkedfit); no ✓/✗ there: the accuracy targets are the default conversion's.", "", table(load_rows(ROWS))]
+            "same fixtures (`--code`): `phase` = `--coding phase`, `pieces1` = `--pieces 1` (rate code, one neuron "
+            "per unit, fitted end to end); `(main-97099a0)`: on the plain-chain analysis, as main at 97099a0 "
+            "fitted them (every node off the chains analog), `(linkedfit)`: fitted through the links (this "
+            "branch); no ✓/✗ there: the accuracy targets are the default conversion's.", "",
+            table([r for r in load_rows(ROWS) if "target_error" not in r]), "",
+            "## `--target-error`: the cheapest conversion found", "",
+            "`onnx2snn MODEL --target-error E` (`search.py`): the conversion chosen (the least energy whose error "
+            "on the search's selection points is within 0.9·E), its error on 2048 fresh points and energy, the "
+            "number of candidates converted and the search's time (one CPU thread, a shared machine).", "",
+            search_table([r for r in load_rows(ROWS) if "target_error" in r])]
     (RESULTS / "architectures.md").write_text("\n".join(text) + "\n")
 
 
