@@ -117,3 +117,13 @@ def test_forward_gradients_improve_on_their_layer_by_layer_start(converted):
     errors = [relative_l2(OnnxRuntimeRuntime(r.model, 8).run(feeds).outputs["u"], ann)
               for r in (start, converted[case])]
     assert errors[1] < 0.8 * errors[0], errors
+
+
+def test_search_tries_plain_chains_only_where_they_differ():
+    """--target-error's second phase stream (plain chains) is for linked networks the chain analysis also
+    converts: the modified MLP (1 of its 3 spiking layers as a chain), not a plain MLP (the same layers)
+    nor the residual network with a linear projection (no chain to convert)."""
+    from onnx2snn.search import plain_chains_differ
+    found = {name: plain_chains_differ(import_model(FIXTURES / f"{name}.onnx").model)
+             for name in ("torch_modified_mlp", "torch_tanh_gemm", "torch_residual_linear")}
+    assert found == {"torch_modified_mlp": True, "torch_tanh_gemm": False, "torch_residual_linear": False}
