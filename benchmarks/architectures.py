@@ -115,13 +115,14 @@ def table(rows: list[dict]) -> str:
     for name in FIXTURES:
         for label, code in versions:
             column = label if code == "default" else f"{code} ({label})"
-            for T in CODES[code][1]:
-                r = latest.get((name, T, label, code))
-                if r is None:
-                    continue
+            found = [(T, latest[name, T, label, code]) for T in CODES[code][1] if (name, T, label, code) in latest]
+            refused = [T for T, r in found if "refused" in r]
+            if refused:         # one line for every T refused
+                r = latest[name, refused[0], label, code]
+                lines.append(f"| {name} | {column} | {', '.join(map(str, refused))} | refused: {r['refused']} | "
+                             f"0 of {r['activations']} | — | — | — | — | — |")
+            for T, r in found:
                 if "refused" in r:
-                    lines.append(f"| {name} | {column} | {T} | refused: {r['refused']} | 0 of {r['activations']} "
-                                 "| — | — | — | — | — |")
                     continue
                 mark = "" if code != "default" else " ✓" if r["rel_l2_snn_vs_ann"] <= TARGETS[T] else " ✗"
                 lines.append(f"| {name} | {column} | {T} | {fmt(r['rel_l2_snn_vs_ann'])}{mark} | "
