@@ -13,8 +13,8 @@ with the reason recorded.
 A layer computed only from the inputs whose output multiplies a spiking signal (the modified MLP's gates U,
 V) is kept analog, computed once per point: spiking it would need a Decode before the product (a product of
 two time-varying signals does not commute with the time average), adding error and spikes for nothing.
-``analyse(links=False)`` is the plain-chain analysis (each layer fed by one layer, nothing between): the
-end-to-end fits (``finetune``, ``forward``) and the phase code work on it.
+``analyse(links=False)`` is the plain-chain analysis (each layer fed by one layer, nothing between); the
+conversions use the linked one (the end-to-end fits read inputs through links: ``calibration/wiring.py``).
 """
 
 from __future__ import annotations
