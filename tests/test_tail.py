@@ -27,7 +27,7 @@ def chains(monkeypatch):
     """Conversions analyse the model as plain chains, so the residual's tanh and Add stay a nonlinear tail
     (the linked analysis makes them spike, leaving no tail: ``test_linked_fit.py``)."""
     monkeypatch.setattr(sys.modules["onnx2snn.convert"], "analyse", lambda model, **options: analyse(
-        model, **options, links=False))
+        model, **{**options, "links": False}))
 
 
 def _tail(path, points=256):
