@@ -10,7 +10,7 @@ from conftest import FIXTURES
 from onnx2snn.ann import run_ann
 from onnx2snn.cli import main
 from onnx2snn.importer import import_model
-from onnx2snn.structure import STATIC_GATE, analyse
+from onnx2snn.structure import NOT_PLAIN, ON_DECODED, ONCE, STATIC_GATE, analyse, hidden_layers
 from runtimes import spec
 from runtimes.numpy_ref import NumpyRuntime
 from tolerances import BACKEND_FLOAT32
@@ -118,6 +118,36 @@ def test_inspect_says_per_activation_whether_it_spikes(capsys):
     assert "activations: 3 of 5 spike" in out
     assert "not followed by an activation" not in out
     assert f"/Tanh (Tanh): analog, {STATIC_GATE}" in out
+
+
+def test_plain_chain_reasons_name_what_stands_after_each_activation():
+    """The plain-chain analysis (end-to-end fits, phase code) keeps the gates and the gated layers of the
+    modified MLP analog: each affine layer followed by a Tanh says which node stands between that Tanh and
+    the next affine layer (never "not followed by an activation"), and every analog Tanh is a hidden layer."""
+    s = _structure("torch_modified_mlp", links=False)
+    reasons = {a.name: a.reason for a in s.analog}
+    gate = NOT_PLAIN.format(activation="/Tanh", between="/Mul", op="Mul")
+    assert reasons["/u/Gemm"] == reasons["/Tanh"] == gate
+    assert reasons["/Tanh_3"] == NOT_PLAIN.format(activation="/Tanh_3", between="/Sub", op="Sub")
+    gated = NOT_PLAIN.format(activation="/Tanh_4", between="/Sub_1", op="Sub")
+    assert reasons["/hidden.1/Gemm"] == reasons["/Tanh_4"] == gated
+    assert reasons["/out/Gemm"] == ("affine layer not fed directly by a spiking layer and not followed by an "
+                                    f"activation ({ON_DECODED})")
+    report = {"layers": [{"name": l.name} for l in s.layers],
+              "analog_nodes": [{"op": a.op, "reason": a.reason} for a in s.analog]}
+    assert hidden_layers(report) == (1, 5)
+
+
+def test_analog_reasons_say_whether_a_node_waits_for_spikes():
+    """Input preprocessing and Fourier features are computed once per point; the hard BC's product with the
+    readout waits for the decoded spikes."""
+    hardbc = {a.name: a.reason for a in _structure("torch_normalised_hardbc").analog}
+    once = [name for name, reason in hardbc.items() if reason.endswith(f"({ONCE})")]
+    assert once == ["/Sub", "/Sub_1", "/Div", "/Mul"]
+    assert hardbc["/Mul_1"].endswith(f"({ON_DECODED})")
+    fourier = {a.name: a.reason for a in _structure("torch_fourier").analog}
+    assert fourier["/Sin"] == f"its affine layer's output also feeds '/Cos', so it is not one pointwise activation " \
+                              f"({ONCE})"
 
 
 def test_artifact_is_valid_onnx(converted, tmp_path):
