@@ -31,8 +31,8 @@ from .structure import (ACTIVATION_OPS, FIRST_ANALOG, ONCE, OUTPUT_ACTIVATION, S
                         _reaches_einsum, first_reached, record_analog, shared_affine_output)
 
 NOT_LINEAR = "{op} reads spiking signals but is not linear in them (evaluated on decoded values)"
-BEHIND_ANALOG = ("activation whose output reaches the next affine layer only through '{node}' ({op}), which is "
-                 "not linear in spiking signals (evaluated on decoded values)")
+BEHIND_ANALOG = ("affine layer and activation '{activation}' whose output reaches the next affine layer only through "
+                 "'{node}' ({op}), which is not linear in spiking signals (evaluated on decoded values)")
 
 
 @dataclass
@@ -165,7 +165,7 @@ def _unreached(g: GraphIndex, layer: SpikingLayer, flow: _Flow, affines: list[Af
         return OUTPUT_ACTIVATION
     links = {id(n) for n in flow.links}
     blocker = first_reached(layer.activation.output, g, lambda node: id(node) not in links | firsts)
-    return BEHIND_ANALOG.format(node=blocker.name, op=blocker.op_type)
+    return BEHIND_ANALOG.format(activation=layer.name, node=blocker.name, op=blocker.op_type)
 
 
 def _reached_affines(g: GraphIndex, layers: list[SpikingLayer], flow: _Flow,
@@ -246,7 +246,8 @@ def _structure(g: GraphIndex, affines: list[Affine], layers: list[SpikingLayer],
         if id(node) in reasons:
             return reasons[id(node)]
         if id(node) in affine_of:
-            return f"affine layer on static values ({ONCE})"
+            return f"affine layer on static values ({ONCE})" if on == ONCE else \
+                f"affine layer on analog nodes' outputs ({on})"
         if any(i in flow.step for i in node.input):
             return NOT_LINEAR.format(op=node.op_type)
         return shared_affine_output(node, g, affine_outputs, on)

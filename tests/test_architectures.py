@@ -10,6 +10,7 @@ from conftest import FIXTURES
 from onnx2snn.ann import run_ann
 from onnx2snn.cli import main
 from onnx2snn.importer import import_model
+from onnx2snn.linked import BEHIND_ANALOG
 from onnx2snn.structure import NOT_PLAIN, ON_DECODED, ONCE, STATIC_GATE, analyse, hidden_layers
 from runtimes import spec
 from runtimes.numpy_ref import NumpyRuntime
@@ -148,6 +149,35 @@ def test_analog_reasons_say_whether_a_node_waits_for_spikes():
     fourier = {a.name: a.reason for a in _structure("torch_fourier").analog}
     assert fourier["/Sin"] == f"its affine layer's output also feeds '/Cos', so it is not one pointwise activation " \
                               f"({ONCE})"
+
+
+def test_activation_behind_a_product_of_spiking_signals_names_the_product(tmp_path):
+    """h2 = tanh(h1·W2), h3 = tanh(h1·W3), u = (h2 ⊙ h3)·W4 with h1 = tanh(x·W1): the product of two
+    spiking signals is not a link, so h2 and h3 stay analog (on h1's readouts) and say so (not "not between
+    two affine layers": an affine layer follows, behind the product), and count as hidden layers; the last
+    affine reads decoded values (not "static values")."""
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(0)
+    weights = {f"W{k}": rng.normal(size=shape).astype(np.float32)
+               for k, shape in ((1, (2, 8)), (2, (8, 8)), (3, (8, 8)), (4, (8, 1)))}
+    layer = lambda k, x: [helper.make_node("MatMul", [x, f"W{k}"], [f"z{k}"], name=f"l{k}"),
+                          helper.make_node("Tanh", [f"z{k}"], [f"h{k}"], name=f"t{k}")]
+    nodes = layer(1, "x") + layer(2, "h1") + layer(3, "h1") + [
+        helper.make_node("Mul", ["h2", "h3"], ["p"], name="product"),
+        helper.make_node("MatMul", ["p", "W4"], ["u"], name="l4")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 2])],
+                              [helper.make_tensor_value_info("u", TensorProto.FLOAT, ["batch", 1])],
+                              [numpy_helper.from_array(w, k) for k, w in weights.items()])
+    path = tmp_path / "product.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    s = analyse(import_model(path).model)
+    assert [l.name for l in s.layers] == ["t1"] and [a.name for a in s.readouts] == ["l2", "l3"]
+    reasons = {a.name: a.reason for a in s.analog}
+    assert reasons["t2"] == BEHIND_ANALOG.format(activation="t2", node="product", op="Mul")
+    assert reasons["t3"] == BEHIND_ANALOG.format(activation="t3", node="product", op="Mul")
+    assert reasons["l4"] == f"affine layer on analog nodes' outputs ({ON_DECODED})"
+    report = {"layers": [{"name": "t1"}], "analog_nodes": [{"op": a.op, "reason": a.reason} for a in s.analog]}
+    assert hidden_layers(report) == (1, 3)
 
 
 def test_artifact_is_valid_onnx(converted, tmp_path):
