@@ -38,9 +38,9 @@ def build_artifact(model: onnx.ModelProto, structure: Structure, calibration: Ca
     editor = GraphEditor(model)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
     axes = editor.const(AXES_LAST, np.array([-1], np.int64)) if opset >= 13 else None
-    replaced = [n.name for l in structure.layers for n in l.affine.nodes + l.activation.nodes]
-    for node in replaced + [n.name for a in structure.readouts for n in a.nodes]:
-        editor.detach(editor.nodes[node])
+    replaced = [n for l in structure.layers for n in l.affine.nodes + l.activation.nodes]
+    for node in replaced + [n for a in structure.readouts for n in a.nodes]:
+        editor.detach(editor.nodes[node.name])      # the nodes below produce its tensors; cleanup drops it
     entries = []        # the first node of each static layer's affine: it reads decoded values
 
     def affine(prefix: str, x: str, out: str, weight: np.ndarray, bias: np.ndarray) -> gs.Node:
