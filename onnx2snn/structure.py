@@ -267,7 +267,8 @@ def _reaches_einsum(name: str, g: GraphIndex) -> bool:
 def _beside_chain(g: GraphIndex, affines: list[Affine], layer_affines: set[int]) -> dict[int, str]:
     """The plain-chain analysis' reasons for an affine layer followed by an activation that is not a layer:
     by node id, ``NOT_PLAIN`` for the affine's and the activation's nodes when the activation's output
-    reaches an affine layer through other nodes (a residual sum, a gate, ...)."""
+    reaches an affine layer through other nodes (a residual sum, a gate, ...); none for a layer that feeds
+    affine layers only directly (kept analog by ``analog_first``, which says so)."""
     firsts = {id(a.nodes[0]) for a in affines}
     outputs = {a.output for a in affines}
     reasons = {}
@@ -275,8 +276,8 @@ def _beside_chain(g: GraphIndex, affines: list[Affine], layer_affines: set[int])
         activation = None if id(affine) in layer_affines else activation_after(affine.output, outputs, g)
         if activation is None:
             continue
-        if first_reached(activation.output, g, lambda node: id(node) in firsts) is not None:
-            between = next(n for n in g.consumers[activation.output] if id(n) not in firsts)
+        between = next((n for n in g.consumers.get(activation.output, []) if id(n) not in firsts), None)
+        if between is not None and first_reached(activation.output, g, lambda node: id(node) in firsts) is not None:
             reason = NOT_PLAIN.format(activation=activation.name, between=between.name, op=between.op_type)
             reasons.update({id(n): reason for n in affine.nodes + activation.nodes})
     return reasons
