@@ -8,8 +8,9 @@
    them every step).
 3. Demotions, until none applies: a candidate computed from static values whose output is one factor of a
    product with another step tensor is a *static gate* (``STATIC_GATE``); a candidate whose output reaches
-   no affine layer is an output activation; with ``analog_first``, a static candidate whose output reaches
-   only spiking layers is computed once per point (``True``: every affine layer fed by the inputs alone in
+   no affine layer through link ops is an output activation, or one behind a node that is not a link op
+   (``BEHIND_ANALOG``: a product of two step tensors); with ``analog_first``, a static candidate whose
+   output reaches only spiking layers is computed once per point (``True``: every affine layer fed by the inputs alone in
    the undemoted flow, so the demotion does not cascade down the chain; a dict: the layers it names, for
    the reason it gives).  Each demotion changes the flow, so it is recomputed.
 4. The layers (graph order), their input links, the readouts (affines fed by step tensors that are not a
