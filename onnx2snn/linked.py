@@ -10,9 +10,9 @@
    product with another step tensor is a *static gate* (``STATIC_GATE``); a candidate whose output reaches
    no affine layer through link ops is an output activation, or one behind a node that is not a link op
    (``BEHIND_ANALOG``: a product of two step tensors); with ``analog_first``, a static candidate whose
-   output reaches only spiking layers is computed once per point (``True``: every affine layer fed by the inputs alone in
-   the undemoted flow, so the demotion does not cascade down the chain; a dict: the layers it names, for
-   the reason it gives).  Each demotion changes the flow, so it is recomputed.
+   output reaches only spiking layers is computed once per point (``True``: every affine layer fed by the
+   inputs alone in the undemoted flow, so the demotion does not cascade down the chain; a dict: the layers
+   it names, for the reason it gives).  Each demotion changes the flow, so it is recomputed.
 4. The layers (graph order), their input links, the readouts (affines fed by step tensors that are not a
    layer's), the step tensors analog nodes or graph outputs read (decoded), and every analog node's reason.
 """
