@@ -81,9 +81,7 @@ def convert(model: str | os.PathLike, domain: Domain | str | None = None, timest
     say(f"importing {model}")
     imported = import_model(model)
     box = resolve_domain(imported, domain)
-    # the end-to-end fits and the phase code work on plain chains (structure.py)
-    chains_only = options.end_to_end or options.coding == "phase"
-    structure = analyse(imported.model, analog_first=options.first_layer == "analog", links=not chains_only)
+    structure = analyse(imported.model, analog_first=options.first_layer == "analog", links=options.links)
     if not structure.layers:
         raise ModelError(f"{imported.path}: no affine layer followed by a pointwise activation and another "
                          f"affine layer; nothing to convert (see 'onnx2snn inspect')")
@@ -103,13 +101,13 @@ def convert(model: str | os.PathLike, domain: Domain | str | None = None, timest
                                    graph_outputs=not grid_model)}      # a grid of 4096^d points is never needed
 
     ann = ann_values(structure)
-    oscillating = oscillating_static_layers(structure, ann) \
-        if not chains_only and options.first_layer == "spiking" else {}
+    oscillating = oscillating_static_layers(structure, ann) if options.links and options.first_layer == "spiking" \
+        else {}
     if oscillating:
         structure = analyse(imported.model, analog_first=oscillating)
         ann = ann_values(structure)
     # static sines over several periods: their argument range-reduced once per point (sine_range.py)
-    sines = reducible_sines(structure, ann) if not chains_only else []
+    sines = reducible_sines(structure, ann) if options.links else []
     if sines:
         graph = reduce_sines(imported.model, sines, imported.dtype)
         structure = analyse(graph, analog_first=oscillating or options.first_layer == "analog")

@@ -9,7 +9,6 @@ in topological order with unique names.  Only the model in memory changes; the f
 
 from __future__ import annotations
 
-import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,11 +22,11 @@ from runtimes import spec
 from runtimes.loading import MAX_FILE_BYTES, load_onnx
 
 from .errors import ModelError, first_line
+from .graph_surgery import quiet, restore_declared_io
 
 MAX_PARAMETERS = 50_000_000      # weights and constants, counted from their declared shapes
 MAX_NODES = 100_000              # nodes, those of subgraphs included
 # MAX_FILE_BYTES (2 GiB, from runtimes.loading): the .onnx file, and its external data in all
-ORT_DEFAULT_LOG_SEVERITY = 2     # onnxruntime's own default (warnings), restored after constant folding
 
 
 @dataclass
@@ -219,25 +218,9 @@ def _float_dtype(inputs, path: Path) -> np.dtype:
     raise ModelError(f"{path}: no float32 or float64 input; onnx2snn converts networks of real coordinates")
 
 
-@contextlib.contextmanager
-def _quiet_graphsurgeon():
-    """onnx-graphsurgeon prints its warnings (and errors, before raising them) on stdout, and its constant
-    folding runs onnxruntime sessions whose C++ warnings go to stderr: silence both while it runs (the
-    library never prints; a fold that fails leaves the node as it is)."""
-    import onnxruntime as ort
-    previous = gs.logger.G_LOGGER.severity
-    gs.logger.G_LOGGER.severity = gs.logger.G_LOGGER.CRITICAL + 10
-    ort.set_default_logger_severity(4)
-    try:
-        yield
-    finally:
-        gs.logger.G_LOGGER.severity = previous
-        ort.set_default_logger_severity(ORT_DEFAULT_LOG_SEVERITY)
-
-
 def _canonicalise(model: onnx.ModelProto, path: Path) -> onnx.ModelProto:
     try:
-        with _quiet_graphsurgeon():
+        with quiet():
             graph = gs.import_onnx(model)
             graph.fold_constants(error_ok=True)
             graph.cleanup().toposort()
@@ -253,11 +236,7 @@ def _canonicalise(model: onnx.ModelProto, path: Path) -> onnx.ModelProto:
             out = gs.export_onnx(graph)
     except Exception as e:  # last resort: onnx-graphsurgeon raises many types on malformed graphs
         raise ModelError(f"{path}: cannot read the graph ({type(e).__name__}: {first_line(e)})") from None
-    for kept, original in ((out.graph.input, model.graph.input), (out.graph.output, model.graph.output)):
-        declared = {v.name: v for v in original}    # onnx-graphsurgeon may drop declared shapes
-        for k, value in enumerate(kept):
-            if value.name in declared:
-                kept[k].CopyFrom(declared[value.name])
+    restore_declared_io(out, model)
     out.ir_version = min(model.ir_version, 10) or 10
     del out.metadata_props[:]
     out.metadata_props.extend(model.metadata_props)

@@ -8,12 +8,13 @@
    them every step).
 3. Demotions, until none applies: a candidate computed from static values whose output is one factor of a
    product with another step tensor is a *static gate* (``STATIC_GATE``); a candidate whose output reaches
-   no affine layer is an output activation; with ``analog_first``, a static candidate whose output reaches
-   only spiking layers is computed once per point (``True``: every affine layer fed by the inputs alone in
-   the undemoted flow, so the demotion does not cascade down the chain; a dict: the layers it names, for
-   the reason it gives); "only spiking layers" counts an affine whose output reaches a layer's input
-   through analog nodes (a range-reduced sine's argument, ``sine_range.py``), since computed once per point
-   it encodes that layer.  Each demotion changes the flow, so it is recomputed.
+   no affine layer through link ops is an output activation, or one behind a node that is not a link op
+   (``BEHIND_ANALOG``: a product of two step tensors); with ``analog_first``, a static candidate whose
+   output reaches only spiking layers is computed once per point (``True``: every affine layer fed by the
+   inputs alone in the undemoted flow, so the demotion does not cascade down the chain; a dict: the layers
+   it names, for the reason it gives); "only spiking layers" counts an affine whose output reaches a layer's
+   input through analog nodes (a range-reduced sine's argument, ``sine_range.py``), since computed once per
+   point it encodes that layer.  Each demotion changes the flow, so it is recomputed.
 4. The layers (graph order), their input links, the readouts (affines fed by step tensors that are not a
    layer's), the step tensors analog nodes or graph outputs read (decoded), and every analog node's reason.
 """
@@ -25,14 +26,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
-from .activations import ELEMENTWISE, activation_after
+from .activations import activation_after
 from .affine import Affine
 from .graph_index import GraphIndex
 from .links import Link, link_op_output_is_step
-from .structure import (ACTIVATION_OPS, FIRST_ANALOG, OUTPUT_ACTIVATION, STATIC_GATE, SpikingLayer, Structure,
-                        _reaches_einsum, record_analog)
+from .structure import (ACTIVATION_OPS, FIRST_ANALOG, ONCE, OUTPUT_ACTIVATION, STATIC_GATE, SpikingLayer, Structure,
+                        _reaches_einsum, first_reached, record_analog, shared_affine_output)
 
 NOT_LINEAR = "{op} reads spiking signals but is not linear in them (evaluated on decoded values)"
+BEHIND_ANALOG = ("affine layer and activation '{activation}' whose output reaches the next affine layer only through "
+                 "'{node}' ({op}), which is not linear in spiking signals (evaluated on decoded values)")
 
 
 @dataclass
@@ -147,7 +150,7 @@ def _demotions(g: GraphIndex, layers: list[SpikingLayer], flow: _Flow, affines: 
     if demoted:
         return demoted
     reached = _reached_affines(g, layers, flow, affines)
-    demoted = {k: OUTPUT_ACTIVATION for k in range(len(layers)) if not reached[k]}
+    demoted = {k: _unreached(g, layers[k], flow, affines) for k in range(len(layers)) if not reached[k]}
     if demoted or not analog_first:
         return demoted
     layer_inputs = {l.affine.input for l in layers}
@@ -168,6 +171,18 @@ def _reaches(g: GraphIndex, name: str, targets: set[str]) -> bool:
             seen.add(t)
             todo.extend(o for node in g.consumers.get(t, []) for o in node.output)
     return False
+
+
+def _unreached(g: GraphIndex, layer: SpikingLayer, flow: _Flow, affines: list[Affine]) -> str:
+    """Why a candidate whose output reaches no affine layer through link ops stays analog: it is an output
+    activation (``OUTPUT_ACTIVATION``), or its output reaches an affine layer only through a node that is
+    not a link op (a product of two spiking signals, a normalisation, ...): named in ``BEHIND_ANALOG``."""
+    firsts = {id(a.nodes[0]) for a in affines if a.nodes}
+    if first_reached(layer.activation.output, g, lambda node: id(node) in firsts) is None:
+        return OUTPUT_ACTIVATION
+    links = {id(n) for n in flow.links}
+    blocker = first_reached(layer.activation.output, g, lambda node: id(node) not in links | firsts)
+    return BEHIND_ANALOG.format(activation=layer.name, node=blocker.name, op=blocker.op_type)
 
 
 def _reached_affines(g: GraphIndex, layers: list[SpikingLayer], flow: _Flow,
@@ -244,19 +259,15 @@ def _structure(g: GraphIndex, affines: list[Affine], layers: list[SpikingLayer],
     affine_of = {id(n) for a in affines for n in a.nodes}
     affine_outputs = {a.output for a in affines}
 
-    def specific(node: onnx.NodeProto) -> str | None:
+    def specific(node: onnx.NodeProto, on: str) -> str | None:
         if id(node) in reasons:
             return reasons[id(node)]
         if id(node) in affine_of:
-            return "affine layer on static values (computed once per point)"
+            return f"affine layer on static values ({ONCE})" if on == ONCE else \
+                f"affine layer on analog nodes' outputs ({on})"
         if any(i in flow.step for i in node.input):
             return NOT_LINEAR.format(op=node.op_type)
-        shared = node.input[0] if node.input and node.input[0] in affine_outputs else None
-        others = [n.name for n in g.consumers.get(shared, []) if n is not node]
-        if node.op_type in ELEMENTWISE and others:
-            return (f"its affine layer's output also feeds '{others[0]}', so it is not one pointwise activation "
-                    f"(evaluated on decoded values)")
-        return None
+        return shared_affine_output(node, g, affine_outputs, on)
 
     record_analog(structure, g, ours, specific)
     return structure

@@ -73,6 +73,75 @@ class Link:
         out = out.reshape(T, -1, out.shape[-1])
         return out if series else out[0]
 
+    def tangent(self, tangents: list[np.ndarray], ann: dict[str, np.ndarray]) -> np.ndarray:
+        """The linear part of L: L(u̇) - L(0) [N, m] for source tangents u̇ [N, n_s] (L is affine in them)."""
+        if self.identity:
+            return tangents[0]
+        return self.evaluate(tangents, ann) - self.evaluate([np.zeros_like(t) for t in tangents], ann)
+
+    def backward(self, grad: np.ndarray, ann: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Lᵀ: the gradient g [N, m] of a loss with respect to ``output`` carried back to each source [N, n_s].
+
+        Reverse through ``nodes``, per step operand x of y = op(...):  Add, Sum, Identity: ∂x = ∂y;  Sub: ±∂y;
+        Neg: -∂y;  Mul: ∂y·g (g the static factor);  Div: ∂y / g;  Concat, Slice: ∂y's entries back to the
+        positions they were taken from; each summed over the axes along which x was broadcast.  ``ann`` as
+        for ``evaluate`` (its rows the same points as ``grad``'s)."""
+        if self.identity:
+            return [grad]
+        N = grad.shape[0]
+        values = {"": None, **self.constants, **{name: ann[name] for name in self.statics}}
+        for name in self.source_tensors:
+            values[name] = np.zeros((N,) + ann[name].shape[1:], grad.dtype)
+        step = set(self.source_tensors)
+        for node in self.nodes:                     # the shapes (and static operands) of every tensor
+            values.update(zip(node.output, make_kernel(node, {"": self.opset})([values.get(i) for i in node.input])))
+            step.update(node.output)
+        out = values[self.output]
+        grads = {self.output: grad.reshape(out.shape)}
+        for node in reversed(self.nodes):
+            g = grads.pop(node.output[0], None)
+            if g is None:
+                continue
+            for k, name in enumerate(node.input):
+                if name in step:
+                    part = _operand_gradient(node, k, g, values, self.opset)
+                    part = _unbroadcast(part, values[name].shape)
+                    grads[name] = grads[name] + part if name in grads else part
+        return [grads.get(name, np.zeros_like(values[name])).reshape(N, -1) for name in self.source_tensors]
+
+
+def _operand_gradient(node: onnx.NodeProto, k: int, g: np.ndarray, values: dict, opset: int) -> np.ndarray:
+    """∂loss/∂(input k) of link op ``node`` from ∂loss/∂output ``g`` (``Link.backward``), before unbroadcasting."""
+    op = node.op_type
+    if op in ("Add", "Sum", "Identity"):
+        return g
+    if op == "Sub":
+        return g if k == 0 else -g
+    if op == "Neg":
+        return -g
+    if op == "Mul":
+        return g * values[node.input[1 - k]]
+    if op == "Div":
+        return g / values[node.input[1]]
+    # Concat, Slice: run the op on positions (input k's flat indices, -1 for every other operand)
+    shape = values[node.input[k]].shape
+    operands = [values.get(i) for i in node.input]
+    for j, name in enumerate(node.input):
+        if op == "Concat" or j == 0:
+            operands[j] = (np.arange(int(np.prod(shape))).reshape(shape) if j == k
+                           else np.full(values[name].shape, -1, np.int64))
+    taken = make_kernel(node, {"": opset})(operands)[0]
+    out = np.zeros(int(np.prod(shape)), g.dtype)
+    np.add.at(out, taken[taken >= 0], g[taken >= 0])
+    return out.reshape(shape)
+
+
+def _unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """g summed over the axes along which an operand of ``shape`` was broadcast to g's shape."""
+    g = g.sum(axis=tuple(range(g.ndim - len(shape)))) if g.ndim > len(shape) else g
+    axes = tuple(a for a, d in enumerate(shape) if d == 1 and g.shape[a] != 1)
+    return g.sum(axis=axes, keepdims=True) if axes else g
+
 
 def link_op_output_is_step(node: onnx.NodeProto, step: set[str], constants: dict) -> bool | None:
     """Whether ``node`` (reading at least one step tensor) is a link op on these operands: True (its output

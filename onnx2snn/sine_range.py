@@ -98,7 +98,7 @@ def reduce_sines(model: onnx.ModelProto, names: list[str], dtype: np.dtype) -> o
 
 def sines_reduced_in(artifact: onnx.ModelProto, model: onnx.ModelProto) -> list[str]:
     """Names of ``model``'s ``Sin`` nodes that ``artifact`` (a conversion of ``model``) range-reduces: those
-    whose output y has a reduced argument y/range_r there (``reduce_sines``)."""
-    reduced = {n.output[0].removesuffix(TAG + "r") for n in artifact.graph.node
-               if n.doc_string == RANGE_REDUCTION and n.output[0].endswith(TAG + "r")}
+    whose output y has a reduced argument y/range_r there (``reduce_sines``; by name: the artifact's graph
+    editing keeps node names, not their doc strings)."""
+    reduced = {n.output[0].removesuffix(TAG + "r") for n in artifact.graph.node if n.output[0].endswith(TAG + "r")}
     return [n.name for n in model.graph.node if n.op_type == "Sin" and n.output[0] in reduced]

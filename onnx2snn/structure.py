@@ -13,8 +13,8 @@ with the reason recorded.
 A layer computed only from the inputs whose output multiplies a spiking signal (the modified MLP's gates U,
 V) is kept analog, computed once per point: spiking it would need a Decode before the product (a product of
 two time-varying signals does not commute with the time average), adding error and spikes for nothing.
-``analyse(links=False)`` is the plain-chain analysis (each layer fed by one layer, nothing between): the
-end-to-end fits (``finetune``, ``forward``) and the phase code work on it.
+``analyse(links=False)`` is the plain-chain analysis (each layer fed by one layer, nothing between); the
+conversions use the linked one (the end-to-end fits read inputs through links: ``calibration/wiring.py``).
 """
 
 from __future__ import annotations
@@ -24,18 +24,24 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
-from .activations import Activation, find_activation
+from .activations import ELEMENTWISE, Activation, activation_after, find_activation
 from .affine import Affine, match_affine
 from .graph_index import GraphIndex
 from .links import Link
 
 ACTIVATION_OPS = ("Tanh", "Sin", "Sigmoid", "Relu", "Softplus", "Gelu", "Erf", "Elu", "LeakyRelu")
-OUTPUT_ACTIVATION = "activation not between two affine layers (evaluated on decoded values)"
+ON_DECODED = "evaluated on decoded values"     # what an analog node is computed from (record_analog)
+ONCE = "computed once per point"
+NOT_BETWEEN = "activation not between two affine layers"
+OUTPUT_ACTIVATION = f"{NOT_BETWEEN} ({ON_DECODED})"
 STATIC_GATE = ("gate computed once per point: its input is static and it multiplies a spiking signal (spiking it "
                "would need a Decode before the product)")
 FIRST_ANALOG = "first hidden layer computed once per point and encoded into the next layer (--first-layer analog)"
 RANGE_REDUCTION = ("range reduction of a static sine's argument, computed once per point: the spiking layer "
                    "sees one monotone branch (sine_range.py)")
+NOT_PLAIN = ("affine layer and activation '{activation}' whose output reaches the next affine layer through "
+             "'{between}' ({op}): the end-to-end fits and the phase code convert plain chains only (each layer "
+             "fed directly by one layer)")
 READOUT_NEURONS = "/output_neurons"     # suffix of a spiking readout's output neurons (rewrite, report)
 
 
@@ -191,45 +197,94 @@ def analyse(model: onnx.ModelProto, analog_first: bool | dict[str, str] = False,
     spiking_nodes |= {id(n) for a in structure.readouts for n in a.nodes}
     affine_of = {id(n): a for a in affines for n in a.nodes}
 
-    def specific(node: onnx.NodeProto) -> str | None:
+    beside_chain = _beside_chain(g, affines, layer_affines)
+
+    def specific(node: onnx.NodeProto, on: str) -> str | None:
         if id(node) in kept_analog:
             return kept_analog[id(node)]
         if node.name in rejected:
             return rejected[node.name]
+        if id(node) in beside_chain:
+            return beside_chain[id(node)]
         if id(node) in affine_of:
-            return "affine layer not fed by a spiking layer and not followed by an activation"
-        return None
+            readers = len(g.consumers.get(affine_of[id(node)].output, []))
+            return f"affine layer whose output feeds {readers} nodes, not one activation ({on})" if readers > 1 else \
+                f"affine layer not fed directly by a spiking layer and not followed by an activation ({on})"
+        return shared_affine_output(node, g, {a.output for a in affines}, on)
 
     record_analog(structure, g, spiking_nodes, specific)
     return structure
 
 
 def record_analog(structure: Structure, g: GraphIndex, converted: set[int], specific) -> None:
-    """Every node not in ``converted`` (ids) is analog: with ``specific(node)``'s reason if it gives one,
-    else that of an activation after the last affine layer, else that of any other op."""
+    """Every node not in ``converted`` (ids) is analog: with ``specific(node, on)``'s reason if it gives
+    one, else that of an activation after the last affine layer, else that of any other op.  ``on`` says
+    what the node is computed from: ``ON_DECODED`` where one of its inputs depends on a converted node (it
+    waits for the decoded spikes), else ``ONCE`` (static: inputs and constants only)."""
+    converted_outputs = {o for n in g.nodes if id(n) in converted for o in n.output}
+    dynamic = set(converted_outputs)
+    for node in g.nodes:                # topological order (canonical model)
+        if id(node) not in converted and any(i in dynamic for i in node.input):
+            dynamic.update(node.output)
     for node in g.nodes:
         if id(node) in converted:
             continue
-        reason = specific(node)
+        on = ON_DECODED if any(i in dynamic for i in node.input) else ONCE
+        reason = specific(node, on)
         if reason is None and node.doc_string == RANGE_REDUCTION:
             reason = RANGE_REDUCTION
         if reason is None:
-            reason = OUTPUT_ACTIVATION if node.op_type in ACTIVATION_OPS else \
-                f"{node.op_type} is not an affine layer or a pointwise activation (evaluated on decoded values)"
+            reason = f"{NOT_BETWEEN} ({on})" if node.op_type in ACTIVATION_OPS else \
+                f"{node.op_type} is not an affine layer or a pointwise activation ({on})"
         structure.analog.append(AnalogNode(node.name, node.op_type, reason))
+
+
+def shared_affine_output(node: onnx.NodeProto, g: GraphIndex, affine_outputs: set[str], on: str) -> str | None:
+    """The reason of an elementwise ``node`` reading an affine layer's output that other nodes read too
+    (Fourier features sin(x·B), cos(x·B)), or None."""
+    shared = node.input[0] if node.input and node.input[0] in affine_outputs else None
+    others = [n.name for n in g.consumers.get(shared, []) if n is not node]
+    if node.op_type in ELEMENTWISE and others:
+        return f"its affine layer's output also feeds '{others[0]}', so it is not one pointwise activation ({on})"
+    return None
+
+
+def first_reached(name: str, g: GraphIndex, wanted) -> onnx.NodeProto | None:
+    """The first node (breadth first) that reads tensor ``name``, or reads what it flows into through any
+    nodes, and for which ``wanted(node)`` holds; None if none does."""
+    todo, seen = [name], set()
+    while todo:
+        for node in g.consumers.get(todo.pop(0), []):
+            if wanted(node):
+                return node
+            if id(node) not in seen:
+                seen.add(id(node))
+                todo.extend(node.output)
+    return None
 
 
 def _reaches_einsum(name: str, g: GraphIndex) -> bool:
     """Whether tensor ``name`` flows into an ``Einsum`` node (through any nodes)."""
-    todo, seen = [name], set()
-    while todo:
-        for node in g.consumers.get(todo.pop(), []):
-            if node.op_type == "Einsum":
-                return True
-            if id(node) not in seen:
-                seen.add(id(node))
-                todo.extend(node.output)
-    return False
+    return first_reached(name, g, lambda node: node.op_type == "Einsum") is not None
+
+
+def _beside_chain(g: GraphIndex, affines: list[Affine], layer_affines: set[int]) -> dict[int, str]:
+    """The plain-chain analysis' reasons for an affine layer followed by an activation that is not a layer:
+    by node id, ``NOT_PLAIN`` for the affine's and the activation's nodes when the activation's output
+    reaches an affine layer through other nodes (a residual sum, a gate, ...); none for a layer that feeds
+    affine layers only directly (kept analog by ``analog_first``, which says so)."""
+    firsts = {id(a.nodes[0]) for a in affines}
+    outputs = {a.output for a in affines}
+    reasons = {}
+    for affine in affines:
+        activation = None if id(affine) in layer_affines else activation_after(affine.output, outputs, g)
+        if activation is None:
+            continue
+        between = next((n for n in g.consumers.get(activation.output, []) if id(n) not in firsts), None)
+        if between is not None and first_reached(activation.output, g, lambda node: id(node) in firsts) is not None:
+            reason = NOT_PLAIN.format(activation=activation.name, between=between.name, op=between.op_type)
+            reasons.update({id(n): reason for n in affine.nodes + activation.nodes})
+    return reasons
 
 
 def hidden_layers(report: dict) -> tuple[int, int]:
@@ -240,5 +295,5 @@ def hidden_layers(report: dict) -> tuple[int, int]:
     ``--first-layer analog``."""
     spiking = sum(1 for layer in report["layers"] if not layer["name"].endswith(READOUT_NEURONS))
     analog = sum(1 for node in report["analog_nodes"]
-                 if node["op"] in ACTIVATION_OPS and node["reason"] != OUTPUT_ACTIVATION)
+                 if node["op"] in ACTIVATION_OPS and not node["reason"].startswith(NOT_BETWEEN))
     return spiking, spiking + analog

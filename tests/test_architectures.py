@@ -10,7 +10,8 @@ from conftest import FIXTURES
 from onnx2snn.ann import run_ann
 from onnx2snn.cli import main
 from onnx2snn.importer import import_model
-from onnx2snn.structure import STATIC_GATE, analyse
+from onnx2snn.linked import BEHIND_ANALOG
+from onnx2snn.structure import NOT_PLAIN, ON_DECODED, ONCE, STATIC_GATE, analyse, hidden_layers
 from runtimes import spec
 from runtimes.numpy_ref import NumpyRuntime
 from tolerances import BACKEND_FLOAT32
@@ -118,6 +119,65 @@ def test_inspect_says_per_activation_whether_it_spikes(capsys):
     assert "activations: 3 of 5 spike" in out
     assert "not followed by an activation" not in out
     assert f"/Tanh (Tanh): analog, {STATIC_GATE}" in out
+
+
+def test_plain_chain_reasons_name_what_stands_after_each_activation():
+    """The plain-chain analysis (end-to-end fits, phase code) keeps the gates and the gated layers of the
+    modified MLP analog: each affine layer followed by a Tanh says which node stands between that Tanh and
+    the next affine layer (never "not followed by an activation"), and every analog Tanh is a hidden layer."""
+    s = _structure("torch_modified_mlp", links=False)
+    reasons = {a.name: a.reason for a in s.analog}
+    gate = NOT_PLAIN.format(activation="/Tanh", between="/Mul", op="Mul")
+    assert reasons["/u/Gemm"] == reasons["/Tanh"] == gate
+    assert reasons["/Tanh_3"] == NOT_PLAIN.format(activation="/Tanh_3", between="/Sub", op="Sub")
+    gated = NOT_PLAIN.format(activation="/Tanh_4", between="/Sub_1", op="Sub")
+    assert reasons["/hidden.1/Gemm"] == reasons["/Tanh_4"] == gated
+    assert reasons["/out/Gemm"] == ("affine layer not fed directly by a spiking layer and not followed by an "
+                                    f"activation ({ON_DECODED})")
+    report = {"layers": [{"name": l.name} for l in s.layers],
+              "analog_nodes": [{"op": a.op, "reason": a.reason} for a in s.analog]}
+    assert hidden_layers(report) == (1, 5)
+
+
+def test_analog_reasons_say_whether_a_node_waits_for_spikes():
+    """Input preprocessing and Fourier features are computed once per point; the hard BC's product with the
+    readout waits for the decoded spikes."""
+    hardbc = {a.name: a.reason for a in _structure("torch_normalised_hardbc").analog}
+    once = [name for name, reason in hardbc.items() if reason.endswith(f"({ONCE})")]
+    assert once == ["/Sub", "/Sub_1", "/Div", "/Mul"]
+    assert hardbc["/Mul_1"].endswith(f"({ON_DECODED})")
+    fourier = {a.name: a.reason for a in _structure("torch_fourier").analog}
+    assert fourier["/Sin"] == f"its affine layer's output also feeds '/Cos', so it is not one pointwise activation " \
+                              f"({ONCE})"
+
+
+def test_activation_behind_a_product_of_spiking_signals_names_the_product(tmp_path):
+    """h2 = tanh(h1·W2), h3 = tanh(h1·W3), u = (h2 ⊙ h3)·W4 with h1 = tanh(x·W1): the product of two
+    spiking signals is not a link, so h2 and h3 stay analog (on h1's readouts) and say so (not "not between
+    two affine layers": an affine layer follows, behind the product), and count as hidden layers; the last
+    affine reads decoded values (not "static values")."""
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(0)
+    weights = {f"W{k}": rng.normal(size=shape).astype(np.float32)
+               for k, shape in ((1, (2, 8)), (2, (8, 8)), (3, (8, 8)), (4, (8, 1)))}
+    layer = lambda k, x: [helper.make_node("MatMul", [x, f"W{k}"], [f"z{k}"], name=f"l{k}"),
+                          helper.make_node("Tanh", [f"z{k}"], [f"h{k}"], name=f"t{k}")]
+    nodes = layer(1, "x") + layer(2, "h1") + layer(3, "h1") + [
+        helper.make_node("Mul", ["h2", "h3"], ["p"], name="product"),
+        helper.make_node("MatMul", ["p", "W4"], ["u"], name="l4")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 2])],
+                              [helper.make_tensor_value_info("u", TensorProto.FLOAT, ["batch", 1])],
+                              [numpy_helper.from_array(w, k) for k, w in weights.items()])
+    path = tmp_path / "product.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    s = analyse(import_model(path).model)
+    assert [l.name for l in s.layers] == ["t1"] and [a.name for a in s.readouts] == ["l2", "l3"]
+    reasons = {a.name: a.reason for a in s.analog}
+    assert reasons["t2"] == BEHIND_ANALOG.format(activation="t2", node="product", op="Mul")
+    assert reasons["t3"] == BEHIND_ANALOG.format(activation="t3", node="product", op="Mul")
+    assert reasons["l4"] == f"affine layer on analog nodes' outputs ({ON_DECODED})"
+    report = {"layers": [{"name": "t1"}], "analog_nodes": [{"op": a.op, "reason": a.reason} for a in s.analog]}
+    assert hidden_layers(report) == (1, 3)
 
 
 def test_artifact_is_valid_onnx(converted, tmp_path):

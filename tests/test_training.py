@@ -287,7 +287,9 @@ def test_forward_calibration_trains_the_converted_chain():
 def test_forward_gradient_estimate_is_unbiased():
     """The node-perturbation estimate of ∂L/∂z (finetune._perturbed_currents) averages to the back-propagated
     gradient: a 2-layer chain with a readout, 4,000 draws, against the exact δz."""
-    from onnx2snn.calibration.finetune import _perturbed_currents
+    from onnx2snn.calibration.finetune import _Pass, _perturbed_currents
+    from onnx2snn.calibration.wiring import FitInput, FitWiring
+    from onnx2snn.links import Link
     rng = np.random.default_rng(0)
     B, m, n1, n2 = 3, 2, 5, 4
     weights = [rng.standard_normal((m, n1)), rng.standard_normal((n1, n2)), rng.standard_normal((n2, 1))]
@@ -296,8 +298,10 @@ def test_forward_gradient_estimate_is_unbiased():
     dy = rng.standard_normal((B, 1))                                     # ∂L/∂y at the readout
     exact_2 = (dy @ weights[2].T) * slopes[1]
     exact_1 = (exact_2 @ weights[1].T) * slopes[0]
-    draws = [_perturbed_currents(means, slopes, weights, [None, 0], [dy], [(None, None, 1, None)], {}, rng)
-             for _ in range(4000)]
+    chain = FitWiring([FitInput(static=np.zeros((B, m))), FitInput(link=Link("h1", [0], ["h1"]))],
+                      [FitInput(link=Link("h2", [1], ["h2"]))], [], B)
+    state = _Pass([], means, slopes, [], [np.zeros((B, 1))])
+    draws = [_perturbed_currents(state, weights, chain, [dy], np.arange(B), rng)[0] for _ in range(4000)]
     for l, exact in enumerate((exact_1, exact_2)):
         mean = np.mean([d[l] for d in draws], axis=0)
         spread = np.std([d[l] for d in draws], axis=0) / np.sqrt(len(draws))

@@ -23,16 +23,27 @@ runs drift where the tail is not linear (the residual fixture, whose hidden pre-
 tanh: after 20,000 iterations the linearised error was 1.3e-2 and the real one 3.4e-2; with the exact
 tail 1.4e-2 on fresh points).
 
-θ = {(W_l, b_l)} of every spiking layer and readout.  Forward values are the exact T-step simulation
-(``simulate_layer``: the runtime's neuron code) of each layer l fed by the simulated series of its
-upstream layer; with the decoded mean ū_l the forward pass is, exactly,
+θ = {(W_l, b_l)} of every spiking layer and readout; a layer directly encoded after an analog node, whose
+affine is the identity, keeps W_l diagonal (a per-unit scale and shift of its current, which
+``layer.fold_unit_affine`` then moves into its neurons: the artifact has no affine there).  Each layer and readout reads its input u_in as ``wiring.py``
+says: static values, a link L of earlier layers' decoded values (``links.py``: residual sums, static gate
+products, Concat, Slice; a plain chain's: one layer's), or analog nodes A on boundary values (a LayerNorm
+between stages).  Forward values are the exact T-step simulation (``simulate_layer``: the runtime's neuron
+code) of each layer l fed by its input's series (the link of its source layers' simulated series); with
+the decoded mean ū_l the forward pass is, exactly (L and A commute with the time average, A reading
+decoded values),
 
-    z̄_l = ū_up(l)·W_l + b_l,    ū_l = (1/T) Σ_t u_l(t),    y_o = ū_up(o)·W_o + b_o.
+    z̄_l = u_in,l·W_l + b_l,   u_in,l = L_l(ū_s, ...) or A_l(b, x),   ū_l = (1/T) Σ_t u_l(t),
+    y_o = u_in,o·W_o + b_o.
 
 The backward pass goes straight through the quantiser: ∂ū_l/∂z̄_l ≈ g_l'(z̄_l), the slope of the
-unquantised response (``layer.static_response``), so with δ_l = ∂L/∂ū_l
+unquantised response (``layer.static_response``), so with δ_l = ∂L/∂ū_l, in reverse graph order,
 
-    δz_l = δ_l ⊙ g_l'(z̄_l),   ∂L/∂W_l = ū_up(l)ᵀ·δz_l,   ∂L/∂b_l = Σ_N δz_l,   δ_up(l) += δz_l·W_lᵀ.
+    δz_l = δ_l ⊙ g_l'(z̄_l),   ∂L/∂W_l = u_in,lᵀ·δz_l,   ∂L/∂b_l = Σ_N δz_l,
+    δ_s += L_lᵀ(δz_l·W_lᵀ) for each source s  (or ∂L/∂b += J_Aᵀ·(δz_l·W_lᵀ), J_A held at b^ANN),
+
+and a readout alike with its boundary value's gradient ∂L/∂y_o (an interior readout, one that A reads,
+once every layer after it has added its part).
 
 Two phases, each Adam (``adam.py``) with its own cosine schedule on minibatches:
 
@@ -104,11 +115,11 @@ mode, Ren et al. 2022, the estimator the issue's prototype found of lowest varia
 Per batch point x and unit of every layer a direction ε_l(x) ~ N(0, I) perturbs the currents; its tangent
 is carried forward with the values through the same straight-through slopes,
 
-    ż_l = ε_l + u̇_up(l)·W_l,   u̇_l = g_l'(z̄_l) ⊙ ż_l,   D(x) = Σ_b ∂L/∂b(x)·ḃ(x)   (b: the boundary values),
+    ż_l = ε_l + u̇_in,l·W_l,   u̇_l = g_l'(z̄_l) ⊙ ż_l,   D(x) = Σ_b ∂L/∂b(x)·ḃ(x)   (b: the boundary values),
 
 so D(x) = Σ_l ∂L/∂z_l(x)·ε_l(x) is the directional derivative, and ĝ_l(x) = D(x)·ε_l(x) is an unbiased
 estimate of δz_l (E[ε εᵀ] = I) that replaces the backward pass above; the readouts' gradients are local
-(their output errors).  A step costs the forward pass and one tangent pass, and keeps nothing per layer
+(their output errors), an interior readout's estimated alike from a direction perturbing its output.  A step costs the forward pass and one tangent pass, and keeps nothing per layer
 for later.  Measured on poisson1d (one neuron per unit, T = 32, 16,384 fresh points,
 ``benchmarks/results/forward_gradient.md``): from the layer-by-layer result ``advanced`` at 3.28e-2 to
 8.7e-3 in 122 s, where back-propagation from the same start reaches 6.5e-3 in 63 s (perturbing one
@@ -122,6 +133,8 @@ and the closed-form least squares through the linearised tail (``tail.refit_thro
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from runtimes.spec import CODING_PHASE
@@ -130,6 +143,7 @@ from ..progress import Progress, report_interval, silent
 from .adam import Adam
 from .layer import ConvertedLayer, simulate_layer, static_response
 from .tail import OutputTail
+from .wiring import FitWiring
 
 ITERATIONS = 600
 ANALOG_PER_ITERATION = 16   # noisy analog iterations per quantised one (phase 1)
@@ -140,6 +154,8 @@ ANALOG_LEARNING_RATE = 3e-2     # phase 1's, steps relative to each tensor's mag
 ANALOG_PREACTIVATION_STEP = 0.1     # phase 1's other rule: steps of ~0.1 in each pre-activation (docstring)
 MIN_POINTS = 64
 EVALUATE_EVERY = 100    # iterations between evaluations of L on all points; the best parameters are kept
+# iterations between linearisations of the analog nodes between stages at the SNN's current values (wiring.py)
+LINEARISE_EVERY = 400
 # The fit's arithmetic (parameters, Adam's moments, decoded means).  float32 halves the time of the
 # matmuls that dominate an analog iteration (poisson1d, phase code, T = 4: 75.7 s -> 40.8 s, 8.0e-3 and
 # 7.1e-3 from the ANN), but the diffusion-reaction model's phase code then floored at 1.2e-2 (1.14e-2 with
@@ -147,28 +163,40 @@ EVALUATE_EVERY = 100    # iterations between evaluations of L on all points; the
 FIT_DTYPE = np.float64
 
 
-def finetune(layers: list[ConvertedLayer], upstream: list[int | None], static_inputs: list[np.ndarray | None],
-             readouts: list[tuple[np.ndarray, np.ndarray, int, np.ndarray]], timesteps: int,
-             rng: np.random.Generator, held: dict[int, np.ndarray] | None = None, tail: OutputTail | None = None,
+@dataclass
+class _Pass:
+    """One forward pass on a batch: each layer's input u_in [B, m], decoded mean ū [B, n] and slope
+    g'(z̄) [B, n], each readout's input [B, m_o], and the boundary values b [B, w] (readouts, then decoded)."""
+
+    inputs: list[np.ndarray]
+    means: list[np.ndarray]
+    slopes: list[np.ndarray]
+    readout_inputs: list[np.ndarray]
+    values: list[np.ndarray]
+
+
+def finetune(layers: list[ConvertedLayer], wiring: FitWiring, readouts: list[tuple[np.ndarray, np.ndarray]],
+             targets: list[np.ndarray], timesteps: int, rng: np.random.Generator, tail: OutputTail | None = None,
              iterations: int = ITERATIONS, batch: int = BATCH, lr: float = LEARNING_RATE, *,
              analog_iterations: int, spike_cost: list[float] | None = None, progress: Progress = silent,
-             gradient: str = "backprop") -> tuple[list[ConvertedLayer], list[tuple[np.ndarray, np.ndarray]]]:
+             gradient: str = "backprop", diagonal: set[int] = frozenset()
+             ) -> tuple[list[ConvertedLayer], list[tuple[np.ndarray, np.ndarray]]]:
     """Fit all (W, b) end to end; returns the fitted layers and readout affines (W, b).
 
-    ``layers`` in topological order, ``upstream[l]`` the index of the layer feeding layer l (None: static
-    input ``static_inputs[l]`` [N, m]); ``readouts`` = (W [m, p], b [p], upstream index, target y^ANN [N, p]),
-    trained alongside; ``held`` = {layer index: h^ANN [N, n]} for the layers read directly; ``tail``: J
-    over the boundary values in the order readouts, then ``held`` by layer index (``tail.boundary_tensors``);
+    ``layers`` in topological order, each reading its input as ``wiring`` says (``wiring.py``: static
+    values, a link of earlier layers, analog nodes on boundary values); ``readouts`` = (W [m, p], b [p]) in
+    ``wiring.readouts`` order, trained alongside; ``targets``: b^ANN [N, w] per boundary value (readouts,
+    then ``wiring.decoded``); ``tail``: J over the boundary values in that order (``tail.boundary_tensors``);
     ``iterations`` and ``lr``: phase 2's; ``analog_iterations``: the length of each of phase 1's two runs
     (``ConversionOptions.finetune_analog_iterations``); ``spike_cost[l]``: the loss of one spike per
     sample of layer l (the spike penalty, module docstring; None: no penalty); ``progress``: each run's
     steps with the best loss so far (``onnx2snn.progress``); ``gradient``: "backprop" or "forward" (node
-    perturbation in forward mode, module docstring)."""
-    held = dict(sorted((held or {}).items()))
-    N = readouts[0][3].shape[0]
+    perturbation in forward mode, module docstring); ``diagonal``: layers whose W stays diagonal (an
+    identity affine: a per-unit scale and shift, module docstring)."""
+    R = len(readouts)
+    N = targets[0].shape[0]
     weights = [l.weight.astype(FIT_DTYPE) for l in layers] + [r[0].astype(FIT_DTYPE) for r in readouts]
     biases = [l.bias.astype(FIT_DTYPE) for l in layers] + [r[1].astype(FIT_DTYPE) for r in readouts]
-    targets = [r[3] for r in readouts] + list(held.values())
     # E|y|² per readout and held layer (relative errors); with a tail E|y_m|² per graph output m
     scales = [tail.norms] if tail is not None else [max(float(np.mean(t.astype(np.float64) ** 2)), 1e-30)
                                                     for t in targets]
@@ -180,27 +208,38 @@ def finetune(layers: list[ConvertedLayer], upstream: list[int | None], static_in
 
     quanta = [_decode_quantum(layer, timesteps).astype(FIT_DTYPE) for layer in layers]
 
-    def forward(idx: np.ndarray, analog: bool = False) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Decoded means ū_l [B, n] of the batch and the slopes g_l'(z̄_l) at z̄_l = ū_up(l)·W_l + b_l: from
+    def forward(idx: np.ndarray, analog: bool = False) -> _Pass:
+        """Decoded means ū_l [B, n] of the batch and the slopes g_l'(z̄_l) at z̄_l = u_in,l·W_l + b_l: from
         the T-step simulation, or with ``analog`` from the noisy unquantised response (phase 1)."""
-        series, means, slopes = [], [], []
+        series, means, slopes, inputs, values = [], [], [], [], {}
+        readout_inputs = {}
+
+        def boundary(k: int) -> np.ndarray:
+            if k not in values:
+                if k < R:
+                    readout_inputs[k] = wiring.readouts[k].mean(means, idx, boundary, FIT_DTYPE)
+                    values[k] = readout_inputs[k] @ weights[L + k] + biases[L + k]
+                else:
+                    values[k] = wiring.decoded[k - R].mean(means, idx, boundary, FIT_DTYPE)
+            return values[k]
+
         for l in range(L):
-            static = upstream[l] is None
-            u_in = static_inputs[l][idx].astype(FIT_DTYPE) if static else means[upstream[l]]
+            source = wiring.layers[l]
+            u_in = source.mean(means, idx, boundary, FIT_DTYPE)
             value, slope = static_response(u_in @ weights[l] + biases[l], layers[l])
             if analog:
                 means.append(value + quanta[l] * (NOISE_WIDTH * (rng.random(value.shape, dtype=FIT_DTYPE) - 0.5)))
             else:
-                trace = simulate_layer(static_inputs[l][idx] if static else series[upstream[l]], current(l),
-                                       timesteps, static)
+                dtype = layers[l].weight.dtype
+                feed, static = (u_in.astype(dtype), True) if source.segment is not None else \
+                    source.series(series, idx, boundary, dtype)
+                trace = simulate_layer(feed, current(l), timesteps, static)
                 series.append(trace.series)
                 means.append(trace.mean.astype(FIT_DTYPE))
             slopes.append(slope)
-        return means, slopes
-
-    def boundary_values(means: list[np.ndarray]) -> list[np.ndarray]:
-        return [means[up] @ weights[L + o] + biases[L + o] for o, (_, _, up, _) in enumerate(readouts)] + \
-            [means[l] for l in held]
+            inputs.append(u_in)
+        every = [boundary(k) for k in range(len(targets))]
+        return _Pass(inputs, means, slopes, [readout_inputs[o] for o in range(R)], every)
 
     def residuals(values: list[np.ndarray], idx: np.ndarray) -> list[np.ndarray]:
         """Boundary errors b - b^ANN, or with a tail the output errors y(b) - y^ANN (the tail run exactly)."""
@@ -229,54 +268,73 @@ def finetune(layers: list[ConvertedLayer], upstream: list[int | None], static_in
             grads.append(costs[l] * timesteps * slope / means[l].shape[0])
         return total, grads
 
-    def loss(means: list[np.ndarray], idx: np.ndarray) -> float:
-        residual = residuals(boundary_values(means), idx)
-        return sum(float(np.mean(r ** 2 / n)) for r, n in zip(residual, scales)) + penalty(means)[0]
+    def loss(p: _Pass, idx: np.ndarray) -> float:
+        residual = residuals(p.values, idx)
+        return sum(float(np.mean(r ** 2 / n)) for r, n in zip(residual, scales)) + penalty(p.means)[0]
 
     every = np.arange(N)
-    initial = forward(every)[0]
+    segments = [source.segment for source in wiring.layers if source.segment is not None]
+
+    def linearise(p: _Pass) -> None:
+        """Each segment's J at the boundary values of pass ``p`` (all points)."""
+        for segment in segments:
+            segment.linearise([p.values[k] for k in segment.boundary])
+
+    initial = forward(every)
     best = (loss(initial, every), [w.copy() for w in weights], [b.copy() for b in biases])
     start = best
 
     def keep_if_best() -> None:
         nonlocal best
-        value = loss(forward(every)[0], every)
+        value = loss(forward(every), every)
         if value < best[0]:
             best = (value, [w.copy() for w in weights], [b.copy() for b in biases])
 
     def iterate(adam: Adam, rate: float, analog: bool) -> None:
         """One Adam step on a random batch (forward, the backward of the module docstring)."""
         idx = np.sort(rng.choice(N, min(batch, N), replace=False))
-        means, slopes = forward(idx, analog)
-        delta = [np.zeros_like(m) for m in means]
+        p = forward(idx, analog)
+        delta = [np.zeros_like(m) for m in p.means]
         grads_w = [None] * len(weights)
         grads_b = [None] * len(biases)
-        values = boundary_values(means)
-        residual = residuals(values, idx)
+        residual = residuals(p.values, idx)
         if tail is None:
             grads = [2.0 * r / (r.size * n) for r, n in zip(residual, scales)]
         else:
-            grads = _tail_gradients(residual[0], tail, idx, [v.shape[1] for v in values])
-        for o, (_, _, up, _) in enumerate(readouts):
-            dy = grads[o]
-            grads_w[L + o], grads_b[L + o] = means[up].T @ dy, dy.sum(axis=0)
-            delta[up] += dy @ weights[L + o].T
-        for g, l in zip(grads[len(readouts):], held):
-            delta[l] += g
-        pulls = penalty(means)[1]
+            grads = _tail_gradients(residual[0], tail, idx, [v.shape[1] for v in p.values])
+        boundary_grads = dict(enumerate(grads))     # a segment adds to the interior ones
+
+        def back_from_boundary(k: int) -> None:
+            """A boundary value's gradient into its readout's (W, b) and on to the layers it reads."""
+            g = boundary_grads[k]
+            if k < R:
+                grads_w[L + k], grads_b[L + k] = p.readout_inputs[k].T @ g, g.sum(axis=0)
+                wiring.readouts[k].backward(g @ weights[L + k].T, idx, delta, boundary_grads)
+            else:
+                wiring.decoded[k - R].backward(g, idx, delta, boundary_grads)
+
+        for k in range(len(grads)):
+            if k not in wiring.interior:
+                back_from_boundary(k)
+        pulls = penalty(p.means)[1]
         if gradient == "forward":           # δz estimated forward; the spike penalty pulls on its own layer
-            estimates = _perturbed_currents(means, slopes, weights, upstream, grads, readouts, held, rng)
+            estimates, interior = _perturbed_currents(p, weights, wiring, grads, idx, rng)
             currents = [dz if pull is None else dz + pull for dz, pull in zip(estimates, pulls)]
+            for k, dy in interior.items():
+                grads_w[L + k], grads_b[L + k] = p.readout_inputs[k].T @ dy, dy.sum(axis=0)
         else:
             currents = [None] * L
             for l in reversed(range(L)):
-                dz = delta[l] * slopes[l] if pulls[l] is None else delta[l] * slopes[l] + pulls[l]
+                for k in [k for k, last in wiring.interior.items() if last == l]:
+                    back_from_boundary(k)
+                dz = delta[l] * p.slopes[l] if pulls[l] is None else delta[l] * p.slopes[l] + pulls[l]
                 currents[l] = dz
-                if upstream[l] is not None:
-                    delta[upstream[l]] += dz @ weights[l].T
+                if wiring.layers[l].static is None:
+                    wiring.layers[l].backward(dz @ weights[l].T, idx, delta, boundary_grads)
         for l, dz in enumerate(currents):
-            u_in = static_inputs[l][idx].astype(FIT_DTYPE) if upstream[l] is None else means[upstream[l]]
-            grads_w[l], grads_b[l] = u_in.T @ dz, dz.sum(axis=0)
+            grads_w[l], grads_b[l] = p.inputs[l].T @ dz, dz.sum(axis=0)
+            if l in diagonal:
+                grads_w[l] = np.diag(np.diag(grads_w[l]))
         adam.step(grads_w + grads_b, rate)
 
     def restore(kept: tuple) -> None:
@@ -287,14 +345,15 @@ def finetune(layers: list[ConvertedLayer], upstream: list[int | None], static_in
         adam = Adam(weights + biases, scale=step_sizes)
         report = report_interval(length)
         for step in range(length):
+            if segments and step % LINEARISE_EVERY == 0:
+                linearise(forward(every))
             iterate(adam, rate * 0.5 * (1 + np.cos(np.pi * step / length)), analog)
             if not analog and ((step + 1) % EVALUATE_EVERY == 0 or step + 1 == length):
                 keep_if_best()
             if (step + 1) % report == 0 or step + 1 == length:
                 progress(f"finetune: {label}", step + 1, length, f"best loss {best[0]:.3e}")
 
-    norms = [_l1_norm(static_inputs[l] if upstream[l] is None else initial[upstream[l]]) for l in range(L)] + \
-        [_l1_norm(initial[up]) for _, _, up, _ in readouts]
+    norms = [_l1_norm(u) for u in initial.inputs] + [_l1_norm(u) for u in initial.readout_inputs]
     for k, (step_sizes, rate) in enumerate([(None, ANALOG_LEARNING_RATE), ([1.0 / n for n in norms] + [1.0] * len(
             biases), ANALOG_PREACTIVATION_STEP)]):
         if analog_iterations:
@@ -304,22 +363,37 @@ def finetune(layers: list[ConvertedLayer], upstream: list[int | None], static_in
     restore(best)
     run(iterations, lr, False, "quantised fit")
     restore(best)
-    return [current(l) for l in range(L)], [(weights[L + o], biases[L + o]) for o in range(len(readouts))]
+    return [current(l) for l in range(L)], [(weights[L + o], biases[L + o]) for o in range(R)]
 
 
-def _perturbed_currents(means, slopes, weights, upstream, grads, readouts, held, rng) -> list[np.ndarray]:
+def _perturbed_currents(p: _Pass, weights: list[np.ndarray], wiring: FitWiring, grads: list[np.ndarray],
+                        idx: np.ndarray, rng: np.random.Generator) -> tuple[list[np.ndarray], dict[int, np.ndarray]]:
     """Forward-only estimates of ∂L/∂z_l [B, n_l] for every layer (node perturbation, module docstring):
-    ε_l ~ N(0, I) per point and unit, the tangent ż_l = ε_l + u̇_up(l)·W_l, u̇_l = g_l'·ż_l carried forward
-    with the values, D(x) = Σ_b ∂L/∂b(x)·ḃ(x) at the boundary values b, and ĝ_l(x) = D(x)·ε_l(x)."""
-    L = len(slopes)
-    noise = [rng.standard_normal(m.shape) for m in means]
+    ε_l ~ N(0, I) per point and unit, the tangent ż_l = ε_l + u̇_in,l·W_l (u̇_in through the layer's link or
+    segment, ``wiring.py``), u̇_l = g_l'·ż_l carried forward with the values, D(x) = Σ_b ∂L/∂b(x)·ḃ(x) at
+    the boundary values b, and ĝ_l(x) = D(x)·ε_l(x).  An interior readout (one a segment reads) is
+    perturbed alike at its output: its estimate ∂L/∂y_o, by boundary index, is the second value."""
+    L, R = len(p.slopes), len(wiring.readouts)
+    noise = [rng.standard_normal(m.shape) for m in p.means]
+    interior = {k: rng.standard_normal(p.values[k].shape) for k in sorted(wiring.interior) if k < R}
     tangent: list[np.ndarray] = []
+    found: dict[int, np.ndarray] = {}
+
+    def boundary(k: int) -> np.ndarray:
+        if k not in found:
+            if k < R:
+                t = wiring.readouts[k].tangent(tangent, idx, boundary) @ weights[L + k]
+                found[k] = t + interior[k] if k in interior else t
+            else:
+                found[k] = wiring.decoded[k - R].tangent(tangent, idx, boundary)
+        return found[k]
+
     for l in range(L):
-        z = noise[l] if upstream[l] is None else noise[l] + tangent[upstream[l]] @ weights[l]
-        tangent.append(z * slopes[l])
-    boundary = [tangent[up] @ weights[L + o] for o, (_, _, up, _) in enumerate(readouts)] + [tangent[l] for l in held]
-    directional = sum(np.sum(g * t, axis=1) for g, t in zip(grads, boundary))         # D(x) [B]
-    return [directional[:, None] * e for e in noise]
+        t_in = wiring.layers[l].tangent(tangent, idx, boundary)
+        z = noise[l] if t_in is None else noise[l] + t_in @ weights[l]
+        tangent.append(z * p.slopes[l])
+    directional = sum(np.sum(g * boundary(k), axis=1) for k, g in enumerate(grads))         # D(x) [B]
+    return [directional[:, None] * e for e in noise], {k: directional[:, None] * e for k, e in interior.items()}
 
 
 def _tail_gradients(residual: np.ndarray, tail: OutputTail, idx: np.ndarray, widths: list[int]) -> list[np.ndarray]:

@@ -127,6 +127,29 @@ def static_response(z: np.ndarray, layer: ConvertedLayer) -> tuple[np.ndarray, n
     return value, derivative
 
 
+def fold_unit_affine(layer: ConvertedLayer) -> ConvertedLayer:
+    """A layer of one neuron per unit whose current is s ⊙ z + c (W = diag(s), b = c), as one reading z
+    itself (W = I, b = 0): for s > 0, clip(s·z + c + β, -θ-, θ+)·w = clip(z + (c + β)/s, -θ-/s, θ+/s)·(s·w),
+    so β, θ± and v0 are divided by s and the decode weight multiplied by it (the membrane in units of
+    z; rate and phase code alike); for s < 0 (signed neurons) the unit's sign flips as well, θ+ and θ-
+    trading places.  Unsigned neurons keep s ≥ 1e-6·max s (a flip has no neuron to fire)."""
+    p = layer.neurons
+    s = np.diag(layer.weight).astype(np.float64)
+    if not p.signed:
+        s = np.maximum(s, 1e-6 * max(float(s.max()), 1e-30))
+    sign, size = np.where(s < 0, -1.0, 1.0)[:, None], np.maximum(np.abs(s), 1e-30)[:, None]
+    c = layer.bias.astype(np.float64)[:, None]
+    flip = sign < 0
+    theta_pos = np.where(flip, p.theta_neg, p.theta_pos) / size
+    theta_neg = np.where(flip, p.theta_pos, p.theta_neg) / size
+    dtype = p.bias.dtype
+    neurons = replace(p, bias=(sign * (p.bias + c) / size).astype(dtype), v0=(sign * p.v0 / size).astype(p.v0.dtype),
+                      theta_pos=theta_pos.astype(p.theta_pos.dtype), theta_neg=theta_neg.astype(p.theta_neg.dtype))
+    n = len(s)
+    return layer.with_(weight=np.eye(n, dtype=layer.weight.dtype), bias=np.zeros(n, layer.bias.dtype), neurons=neurons,
+                       decode_weight=(layer.decode_weight * sign * size).astype(layer.decode_weight.dtype))
+
+
 def flat(a: np.ndarray) -> np.ndarray:
     """[..., n] → [N, n] (rank-3 exports and separable axes alike)."""
     return a.reshape(-1, a.shape[-1])

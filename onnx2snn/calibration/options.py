@@ -41,6 +41,7 @@ class ConversionOptions:
     rest: str = "zero"                 # one neuron per unit: silent at "zero" or its "typical" value (rest.py)
     spike_penalty: float = 0.0         # finetune: weight λ of synaptic operations per ANN MAC in the loss
     coding: str = "rate"               # "phase": weighted spikes, T binary digits per unit (runtimes.spec)
+    links: bool = True                 # spiking chains continue through links (linked.py); False: plain chains
     methods: tuple[str, ...] = field(init=False, default=())
 
     def __post_init__(self):

@@ -37,7 +37,7 @@ from .finetune import MIN_POINTS as FINETUNE_MIN_POINTS
 from .grid_error import GridError
 from .end_to_end import fit_end_to_end, simulate_network
 from .flows import decoded_means, feeds_spiking, layer_inputs, link_mean, readout_mean
-from .layer import ConvertedLayer, LayerTrace, check_finite, flat, simulate_layer
+from .layer import ConvertedLayer, LayerTrace, check_finite, flat, fold_unit_affine, simulate_layer
 from .options import ConversionOptions
 from .refit import refit_affine, refit_decode
 from .rest import move_rest
@@ -166,10 +166,11 @@ def _warm_calibration(structure: Structure, ann, options: ConversionOptions, tai
     if options.max_pieces != 1 or "finetune" not in options.methods or \
             len(warm_start.layers) != len(structure.layers):
         raise CalibrationError("a warm start needs one neuron per unit, finetune, and the same layers")
-    static = [flat(ann[spec.affine.input]) if spec.upstream is None else None for spec in structure.layers]
-    traces = simulate_network(structure, warm_start.layers, static, options.timesteps)
+    affines = {name: (r.weight, r.bias) for name, r in warm_start.readouts.items()}
+    traces = simulate_network(structure, warm_start.layers, ann, options.timesteps, affines)
     layers, traces, fitted = fit_end_to_end(structure, warm_start.layers, traces, ann, options,
-                                            np.random.default_rng(options.seed), tail, progress, analog=False)
+                                            np.random.default_rng(options.seed), tail, progress, analog=False,
+                                            readout_start=affines)
     readouts = {a.name: _readout(a, readout_mean(structure, a, traces, ann), ann, options, fitted.get(a.name))
                 for a in structure.readouts}
     return Calibration(layers=layers, readouts=readouts, pieces=[np.ones(l.neurons.shape[0], int) for l in layers],
@@ -249,7 +250,7 @@ def _calibrate_layer(spec: SpikingLayer, inputs, static: bool, traces, ann, opti
         weight, bias = refit_affine(mean_in, z_ann)
     z_snn = mean_in @ weight + bias                     # the mean current the neurons will see
     layer, predicted = _neurons(spec, weight, bias, z_snn, h_ann, options, rng, budget, knots)
-    if "advanced" in options.methods:
+    if "advanced" in options.methods and not spec.identity:     # an identity affine is not the layer's to train
         layer = advanced_calibration(layer, inputs, static, h_ann, T, rng)
     if "refit" in options.methods and layer.neurons.shape[1] > 1:
         trace = simulate_layer(inputs, layer, T, static, rates=True)
@@ -260,6 +261,8 @@ def _calibrate_layer(spec: SpikingLayer, inputs, static: bool, traces, ann, opti
         layer = layer.with_(decode_weight=decode_weight, decode_offset=offset)
     if "light" in options.methods or "potential" in options.methods:
         layer = _correct(layer, simulate_layer(inputs, layer, T, static, rates=True).mean, h_ann, options)
+    if spec.identity:       # the artifact writes no affine here: a corrected bias goes into the neurons
+        layer = fold_unit_affine(layer)
     return layer, predicted
 
 

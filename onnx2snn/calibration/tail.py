@@ -89,7 +89,7 @@ def output_tail(model: onnx.ModelProto, structure: Structure, ann: dict[str, np.
     base = {name: ann[name] for name in boundary}
     base.update(feeds)
     try:
-        run = _tail_runner(model, boundary, outputs)
+        run = tail_runner(model, boundary, outputs)
         y0 = run(base)
     except Exception:  # noqa: BLE001 - any failure of extraction or onnxruntime: no tail
         return None
@@ -108,10 +108,10 @@ def output_tail(model: onnx.ModelProto, structure: Structure, ann: dict[str, np.
         return y if rows is None else y[rows]
 
     return OutputTail(boundary=boundary, outputs=y0, evaluate=evaluate,
-                      differentiate=lambda: _jacobian(run, base, boundary, y0))
+                      differentiate=lambda: jacobian_of(run, base, boundary, y0))
 
 
-def _jacobian(run, base: dict[str, np.ndarray], boundary: list[str], y0: np.ndarray) -> np.ndarray | None:
+def jacobian_of(run, base: dict[str, np.ndarray], boundary: list[str], y0: np.ndarray) -> np.ndarray | None:
     """J [N, W, P] by central differences: for each boundary column w, (y(b + h_w·e_w) - y(b - h_w·e_w)) over
     the perturbation actually made (2·W runs of the tail ``run`` from the ANN values ``base``)."""
     if y0.size * sum(base[name].shape[-1] for name in boundary) > MAX_ELEMENTS:
@@ -137,7 +137,7 @@ def _jacobian(run, base: dict[str, np.ndarray], boundary: list[str], y0: np.ndar
     return jacobian if np.all(np.isfinite(jacobian)) else None
 
 
-def _tail_runner(model: onnx.ModelProto, boundary: list[str], outputs: list[str]):
+def tail_runner(model: onnx.ModelProto, boundary: list[str], outputs: list[str]):
     """A function {tensor: value} → graph outputs flattened to [N, P] (float64), via onnxruntime."""
     run_outputs = tail_outputs_runner(model, boundary, outputs)
 

@@ -32,11 +32,10 @@ from runtimes.network import artifact_timesteps
 from runtimes.neuron import NeuronParams
 
 from ..errors import ArtifactError
-from ..rewrite import if_layer_nodes
+from ..rewrite import AXES_LAST, add_if_layer
 from .parameters import DenseLayer, SpikingDeepONetParams, SpikingMLPParams
 
 OPSET = 17          # the standard opset of the shipped models (the converter keeps its source's)
-AXES_LAST = "onnx2snn/axes_last"
 SUPPORTED = "training reads only artifacts with one neuron per unit, plain chain (convert with '--pieces 1')"
 # Metadata describing the graph itself: written by the builders, never taken from the caller.
 _OWN_KEYS = (spec.META_FORMAT, spec.META_TIMESTEPS, spec.META_ENCODING, spec.META_READOUT, spec.META_NEURON)
@@ -156,9 +155,11 @@ class _Builder:
         self.inits[name] = numpy_helper.from_array(np.ascontiguousarray(value), name)
         return name
 
-    def node(self, op: str, inputs: list[str], output: str, name: str | None = None, **attributes) -> str:
-        self.nodes.append(helper.make_node(op, inputs, [output], name=name or output, **attributes))
-        return output
+    def node(self, op: str, inputs: list[str], output: str | list[str], name: str | None = None,
+             **attributes) -> None:
+        """A node producing ``output`` (or the outputs listed), named ``name`` or after its (first) output."""
+        outputs = [output] if isinstance(output, str) else output
+        self.nodes.append(helper.make_node(op, inputs, outputs, name=name or outputs[0], **attributes))
 
     def slice(self, out: str, x: str, start: int, end: int) -> None:
         """out = x[:, start:end]."""
@@ -185,13 +186,13 @@ class _Builder:
         self.node(spec.DECODE_OP, [h], out, f"{out}/decode", domain=spec.DOMAIN)
 
     def neurons(self, name: str, current: str, out: str, layer: DenseLayer, params: SpikingMLPParams) -> None:
-        """The converter's spiking layer (``rewrite.if_layer_nodes``) with β = 0 and the identity decode."""
+        """The converter's spiking layer (``rewrite.add_if_layer``) with β = 0 and the identity decode."""
         n, col = layer.width, lambda a: self.cast(a).reshape(-1, 1)
         neurons = NeuronParams(bias=np.zeros((n, 1), self.dtype), theta_pos=col(layer.theta_pos),
                                theta_neg=col(layer.theta_neg), v0=col(layer.v0), signed=True,
                                fire_fraction=params.fire_fraction, leak=params.leak)
-        self.nodes += if_layer_nodes(name, current, out, neurons, np.ones((n, 1), self.dtype),
-                                     np.zeros(n, self.dtype), self.const, AXES_LAST)
+        add_if_layer(self, name, current, out, neurons, np.ones((n, 1), self.dtype), np.zeros(n, self.dtype),
+                     AXES_LAST)
 
     def cast(self, a: np.ndarray) -> np.ndarray:
         return np.asarray(a, self.dtype)
