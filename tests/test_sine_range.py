@@ -85,3 +85,17 @@ def test_evaluate_analyses_the_artifact_as_converted(siren):
     assert len(measured.report["analog_nodes"]) == len(siren.report["analog_nodes"]) == 16
     assert measured.report["analog_ops_per_sample"] == siren.report["analog_ops_per_sample"]
     assert measured.report["energy"]["45nm_fp32"]["ann_pj"] == siren.report["energy"]["45nm_fp32"]["ann_pj"]
+
+
+def test_a_sine_on_one_monotone_stretch_is_left_as_it_is():
+    """A sin first layer whose currents stay within one monotone stretch (oscillation 1) is not rewritten."""
+    from onnx2snn.ann import run_ann
+    from onnx2snn.importer import import_model
+    from onnx2snn.sine_range import reducible_sines
+    from onnx2snn.structure import analyse
+    imported = import_model(FIXTURES / "torch_sin.onnx")
+    structure = analyse(imported.model)
+    assert any(l.static and l.activation.kind == "Sin" for l in structure.layers)
+    x = np.random.default_rng(0).uniform(-1.0, 1.0, (512, 1)).astype(np.float32)      # its domain: x=-1:1
+    ann = run_ann(imported.model, {"x": x}, [l.activation.input for l in structure.layers])
+    assert reducible_sines(structure, ann) == []
