@@ -145,10 +145,9 @@ def write_markdown(rows: list[dict]) -> None:
                   "(one run, the numpy stream warm). Both runtimes compute the stream with "
                   "the specified float64 arithmetic of `runtimes.stream_math` (fixed-order sums, tanh from IEEE "
                   "basic operations), so they compute the same activations and send the same spikes bit for bit "
-                  "(tests/test_delta.py, tests/test_stream_math.py). These rows were re-run after that change "
-                  "(`--agreement`); with each library's float32 MatMul and tanh, 0 (spinn_burgers) to 6,890 (wave) "
-                  "events differed. The tables above were measured with the float32 arithmetic; "
-                  "`stream_arithmetic.md` compares the two on the same artifacts (error, energy, time).", "",
+                  "(tests/test_delta.py, tests/test_stream_math.py); with each library's float32 MatMul and tanh "
+                  "instead, 0 (spinn_burgers) to 6,890 (wave) events differed. `stream_arithmetic.md` compares the "
+                  "two arithmetics on the same artifacts (error, energy, time).", "",
                   "| model | events | differing events | max \\|Δy\\| | numpy CPU s | snnTorch CPU s |",
                   "|---|---|---|---|---|---|"]
         for r in agree:
