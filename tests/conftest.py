@@ -1,4 +1,4 @@
-"""Shared test set-up: one BLAS/torch thread, fixture paths."""
+"""Shared test set-up: one BLAS/torch thread, fixture paths, fresh points of the architecture fixtures."""
 
 import os
 
@@ -7,6 +7,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from pathlib import Path  # noqa: E402
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,3 +22,10 @@ def fixture_models() -> list[Path]:
 @pytest.fixture
 def tanh_model() -> Path:
     return FIXTURES / "torch_tanh_gemm.onnx"
+
+
+def architecture_points(n: int = 256, seed: int = 5) -> dict[str, np.ndarray]:
+    """Fresh points of the architecture fixtures (residual, modified MLP, LayerNorm, SIREN: input ``x`` of
+    (x, t) on the domain [-1, 1] x [0, 1] that ``make_torch_fixtures.py`` records), uniform, float32."""
+    rng = np.random.default_rng(seed)
+    return {"x": (np.array([-1.0, 0.0]) + np.array([2.0, 1.0]) * rng.random((n, 2))).astype(np.float32)}

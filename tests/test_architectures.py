@@ -6,7 +6,7 @@ import onnx
 import pytest
 
 import onnx2snn
-from conftest import FIXTURES
+from conftest import FIXTURES, architecture_points
 from onnx2snn.ann import run_ann
 from onnx2snn.cli import main
 from onnx2snn.importer import import_model
@@ -28,11 +28,6 @@ def _structure(name, **options):
 def converted():
     return {name: onnx2snn.convert(FIXTURES / f"{name}.onnx", samples=2048, validation_points=1024)
             for name in ARCHITECTURES}
-
-
-def _points(n=256, seed=5):
-    rng = np.random.default_rng(seed)
-    return {"x": (np.array([-1.0, 0.0]) + np.array([2.0, 1.0]) * rng.random((n, 2))).astype(np.float32)}
 
 
 def test_residual_blocks_spike_through_their_sums():
@@ -69,7 +64,7 @@ def test_time_average_commutes_with_a_link():
     imported = import_model(FIXTURES / "torch_modified_mlp.onnx")
     s = analyse(imported.model)
     link = s.layers[2].link
-    ann = run_ann(imported.model, _points(64), link.statics + link.source_tensors)
+    ann = run_ann(imported.model, architecture_points(64), link.statics + link.source_tensors)
     series = np.random.default_rng(0).normal(size=(8, 64, 16)).astype(np.float32)
     np.testing.assert_allclose(link.evaluate([series], ann).mean(axis=0), link.evaluate([series.mean(axis=0)], ann),
                                rtol=1e-5, atol=1e-6)
@@ -104,7 +99,7 @@ def test_spiking_mac_fraction_counts_the_synapses_behind_links(converted):
 def test_runtimes_agree_spike_for_spike(converted, name):
     from runtimes.onnxruntime_backend import OnnxRuntimeRuntime
     from runtimes.snntorch_backend import SnnTorchRuntime
-    artifact, feeds = converted[name].model, _points()
+    artifact, feeds = converted[name].model, architecture_points()
     reference = NumpyRuntime(artifact, 32, fuse=False).run(feeds)
     for runtime in (SnnTorchRuntime(artifact, 32), OnnxRuntimeRuntime(artifact, 32)):
         got = runtime.run(feeds)
@@ -194,5 +189,5 @@ def test_oscillating_static_layer_is_computed_once():
     assert {a.name for a in siren.structure.analog} >= {"/first/Gemm", "/Sin"}
     imported = import_model(FIXTURES / "torch_residual_linear.onnx")
     s = analyse(imported.model)
-    ann = run_ann(imported.model, _points(), [s.layers[0].activation.input])
+    ann = run_ann(imported.model, architecture_points(), [s.layers[0].activation.input])
     assert oscillating_static_layers(s, ann) == {}

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import onnx2snn
-from conftest import FIXTURES
+from conftest import FIXTURES, architecture_points
 from onnx2snn.ann import run_ann
 from onnx2snn.calibration.layer import ConvertedLayer, fold_unit_affine, simulate_layer
 from onnx2snn.calibration.thresholds import phase_neurons, signed_neurons
@@ -37,11 +37,6 @@ def converted():
             for case in CASES}
 
 
-def _points(n=256, seed=11):
-    rng = np.random.default_rng(seed)
-    return {"x": (np.array([-1.0, 0.0]) + np.array([2.0, 1.0]) * rng.random((n, 2))).astype(np.float32)}
-
-
 @pytest.mark.parametrize("case", list(CASES))
 def test_linked_network_converts_with_the_cheap_code(converted, case):
     """Every activation but the modified MLP's two static gates spikes, and the SNN (onnxruntime) is within
@@ -49,7 +44,7 @@ def test_linked_network_converts_with_the_cheap_code(converted, case):
     result = converted[case]
     analog = [a for a in result.report["activations"] if not a["spikes"]]
     assert len(analog) == (2 if case[0] == "torch_modified_mlp" else 0), analog
-    feeds = _points()
+    feeds = architecture_points(seed=11)
     ann = run_ann(import_model(FIXTURES / f"{case[0]}.onnx").model, feeds)["u"]
     snn = OnnxRuntimeRuntime(result.model, case[2]).run(feeds).outputs["u"]
     assert relative_l2(snn, ann) <= CASES[case], relative_l2(snn, ann)
@@ -57,7 +52,7 @@ def test_linked_network_converts_with_the_cheap_code(converted, case):
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_runtimes_agree_spike_for_spike(converted, case):
-    artifact, feeds = converted[case].model, _points()
+    artifact, feeds = converted[case].model, architecture_points(seed=11)
     reference = NumpyRuntime(artifact, case[2], fuse=False).run(feeds)
     for runtime in (SnnTorchRuntime(artifact, case[2]), OnnxRuntimeRuntime(artifact, case[2])):
         got = runtime.run(feeds)
@@ -74,7 +69,7 @@ def test_link_transpose_is_its_gradient(name):
     links = [l.link for l in s.layers if l.link is not None and not l.link.identity] + list(s.readout_links.values())
     rng = np.random.default_rng(0)
     for link in links:
-        ann = run_ann(imported.model, _points(8), link.statics + link.source_tensors)
+        ann = run_ann(imported.model, architecture_points(8, seed=11), link.statics + link.source_tensors)
         sources = [rng.standard_normal(ann[t].shape) for t in link.source_tensors]
         out = link.evaluate(sources, ann)
         g = rng.standard_normal(out.shape)
@@ -112,7 +107,7 @@ def test_forward_gradients_improve_on_their_layer_by_layer_start(converted):
     the error of the layer-by-layer result it starts from (advanced alone)."""
     case = ("torch_residual_linear", "forward", 8)
     start = onnx2snn.convert(FIXTURES / f"{case[0]}.onnx", timesteps=8, pieces=1, calibration="advanced", **SHORT)
-    feeds = _points()
+    feeds = architecture_points(seed=11)
     ann = run_ann(import_model(FIXTURES / f"{case[0]}.onnx").model, feeds)["u"]
     errors = [relative_l2(OnnxRuntimeRuntime(r.model, 8).run(feeds).outputs["u"], ann)
               for r in (start, converted[case])]

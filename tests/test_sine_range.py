@@ -8,7 +8,7 @@ import pytest
 from onnx import TensorProto, helper
 
 import onnx2snn
-from conftest import FIXTURES
+from conftest import FIXTURES, architecture_points
 from onnx2snn.sine_range import reduce_sines
 from onnx2snn.structure import RANGE_REDUCTION
 from runtimes.numpy_ref import NumpyRuntime
@@ -53,8 +53,7 @@ def test_siren_spikes_on_the_monotone_branch(siren):
 
 def test_siren_within_target_at_fewer_spikes(siren):
     """Against the ANN in onnxruntime (the fixture file itself) on fresh points."""
-    rng = np.random.default_rng(11)
-    x = (np.array([-1.0, 0.0]) + np.array([2.0, 1.0]) * rng.random((1024, 2))).astype(np.float32)
+    x = architecture_points(1024, seed=11)["x"]
     (ann,) = ort.InferenceSession(str(FIXTURES / "torch_siren.onnx"), providers=["CPUExecutionProvider"]).run(
         None, {"x": x})
     run = NumpyRuntime(siren.model, 32).run({"x": x})
