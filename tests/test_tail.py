@@ -20,14 +20,8 @@ from onnx2snn.inputs import calibration_inputs, resolve_domain
 from onnx2snn.structure import analyse
 
 RESIDUAL = FIXTURES / "torch_residual.onnx"      # u = W_out·(h1 + tanh(W_hid·h1 + b_hid)) + b_out
-
-
-@pytest.fixture
-def chains(monkeypatch):
-    """Conversions analyse the model as plain chains, so the residual's tanh and Add stay a nonlinear tail
-    (the linked analysis makes them spike, leaving no tail: ``test_linked_fit.py``)."""
-    monkeypatch.setattr(sys.modules["onnx2snn.convert"], "analyse", lambda model, **options: analyse(
-        model, **{**options, "links": False}))
+# Its conversions here use the plain-chain analysis (links=False), so the residual's tanh and Add stay a
+# nonlinear tail (the linked analysis makes them spike, leaving no tail: ``test_linked_fit.py``).
 
 
 def _tail(path, points=256):
@@ -56,10 +50,10 @@ def test_plain_mlp_has_no_tail():
     assert _tail(FIXTURES / "torch_tanh_gemm.onnx")[3] is None
 
 
-def test_finetune_through_the_tail_beats_fitting_each_boundary_value(monkeypatch, chains):
+def test_finetune_through_the_tail_beats_fitting_each_boundary_value(monkeypatch):
     """On the residual fixture only one combination of the 16 first-layer errors reaches the scalar output;
     fitting each unit to tanh separately leaves 0.11 at T=32 (the tail: 0.016)."""
-    options = dict(pieces=1, samples=2048, validation_points=2048, timesteps=32)
+    options = dict(pieces=1, samples=2048, validation_points=2048, timesteps=32, links=False)
     with_tail = onnx2snn.convert(RESIDUAL, **options).report["validation"]["rel_l2_snn_vs_ann"]
     monkeypatch.setattr(sys.modules["onnx2snn.convert"], "output_tail", lambda *args: None)
     without = onnx2snn.convert(RESIDUAL, **options).report["validation"]["rel_l2_snn_vs_ann"]
@@ -99,11 +93,11 @@ def test_grid_models_keep_the_per_boundary_loss(name):
     assert output_tail(imported.model, structure, ann, feeds) is None
 
 
-def test_finetune_fits_the_exact_tail_not_its_linearisation(monkeypatch, chains):
+def test_finetune_fits_the_exact_tail_not_its_linearisation(monkeypatch):
     """Finetuning against the linearised tail drifts where tanh bends (its objective falls, the real error
     does not); against the tail run exactly it keeps improving.  Measured at the default 600 iterations
     (after twice 9,600 noisy analog ones): exact 0.016, linearised 0.089."""
-    options = dict(pieces=1, samples=2048, validation_points=2048, timesteps=32)
+    options = dict(pieces=1, samples=2048, validation_points=2048, timesteps=32, links=False)
     exact = onnx2snn.convert(RESIDUAL, **options).report["validation"]["rel_l2_snn_vs_ann"]
 
     def linearised_tail(model, structure, ann, feeds):
