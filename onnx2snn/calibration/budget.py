@@ -12,20 +12,19 @@ placed with K₀ = 4 pieces per monotone stretch of h on its range (``oscillatio
 
     e_j(K)² = s_j² · ( (R_j·K₀/K)²  +  min(I_j·(K₀/K)², L_j)² )
 
-R_j the rounding error of the partly active piece, uniform in ±(r_j/K₀)/(2T) (r_j the total variation of
-h_j over the data, its range for a monotone h; w the rounding weight: w·r_j/(K₀·T·√12)), I_j the RMS residual of the least-squares PWL fit with the K₀
-pieces (``fitted_interpolation_error``, what the decode refit leaves; on wave the interpolant's max
-overstated it 4-5x), L_j that of one piece (the best line: the interpolation term's ceiling, where
-K₀/K > 1 would extrapolate past it).  Per layer, pieces minimise Σ_j K_j (each a neuron updated every
-step, whose spikes grow with K) subject to (Σ_j e_j²)^½ ≤ τ/√L, L the number of spiking layers, solved
-exactly for the Lagrangian  K_j = argmin_K e_j(K)² + λ·K  with λ by bisection.  Pricing a piece by its
-energy instead, ν + C_j/K₀ synaptic operations per step (ν = e_update/(fan-out·e_synop), C_j the pieces
-a point crosses whole, ``knots.crossed_pieces``), changed nothing on SIREN (4.0e-3 at 2,733 spikes
-either way, T = 32) and took Poisson at T = 128 from 1.02e-3 to 1.06e-3 at the same spikes: not kept.
-Measuring K₀ per monotone stretch matters for oscillating units: SIREN's sin(30z) spans 1-4 periods, where
-4 pieces fit nothing and their (K₀/K)² extrapolation put the first pass at 5.1e-3 against τ = 4e-3 at
-T = 32 (three passes, 607 neurons kept); with it the first pass lands at 4.2e-3 and the second at 4.0e-3
-(531 neurons).
+R_j the rounding error of the partly active piece, uniform in ±(r_j/K₀)/(2T) (r_j the total variation of h_j
+over the data, its range for a monotone h; w the rounding weight: w·r_j/(K₀·T·√12)), I_j the RMS residual of
+the least-squares PWL fit with the K₀ pieces (``fitted_interpolation_error``, what the decode refit leaves; on
+wave the interpolant's max overstated it 4-5x), L_j that of one piece (the best line: the interpolation term's
+ceiling, where K₀/K > 1 would extrapolate past it).  Per layer, pieces minimise Σ_j K_j (each a neuron updated
+every step, whose spikes grow with K) subject to (Σ_j e_j²)^½ ≤ τ/√L, L the number of spiking layers, solved
+exactly for the Lagrangian  K_j = argmin_K e_j(K)² + λ·K  with λ by bisection.  Pricing a piece by its energy
+instead, ν + C_j/K₀ synaptic operations per step (ν = e_update/(fan-out·e_synop), C_j the pieces a point
+crosses whole, ``knots.crossed_pieces``), changed nothing on SIREN (4.0e-3 at 2,733 spikes either way, T = 32)
+and took Poisson at T = 128 from 1.02e-3 to 1.06e-3 at the same spikes: not kept. Measuring K₀ per monotone
+stretch matters for oscillating units: SIREN's sin(30z) spans 1-4 periods, where 4 pieces fit nothing and
+their (K₀/K)² extrapolation put the first pass at 5.1e-3 against τ = 4e-3 at T = 32 (three passes, 607 neurons
+kept); with it the first pass lands at 4.2e-3 and the second at 4.0e-3 (531 neurons).
 
 Measured per layer on wave (T=32 and 128) the two terms match the simulation: the rounding term the
 decoded error u - g(z̄) (g the layer's exact PWL response to its time-averaged current z̄, fluctuations of

@@ -25,13 +25,13 @@ tail 1.4e-2 on fresh points).
 
 θ = {(W_l, b_l)} of every spiking layer and readout; a layer directly encoded after an analog node, whose
 affine is the identity, keeps W_l diagonal (a per-unit scale and shift of its current, which
-``layer.fold_unit_affine`` then moves into its neurons: the artifact has no affine there).  Each layer and readout reads its input u_in as ``wiring.py``
-says: static values, a link L of earlier layers' decoded values (``links.py``: residual sums, static gate
-products, Concat, Slice; a plain chain's: one layer's), or analog nodes A on boundary values (a LayerNorm
-between stages).  Forward values are the exact T-step simulation (``simulate_layer``: the runtime's neuron
-code) of each layer l fed by its input's series (the link of its source layers' simulated series); with
-the decoded mean ū_l the forward pass is, exactly (L and A commute with the time average, A reading
-decoded values),
+``layer.fold_unit_affine`` then moves into its neurons: the artifact has no affine there).  Each layer and
+readout reads its input u_in as ``wiring.py`` says: static values, a link L of earlier layers' decoded values
+(``links.py``: residual sums, static gate products, Concat, Slice; a plain chain's: one layer's), or analog
+nodes A on boundary values (a LayerNorm between stages).  Forward values are the exact T-step simulation
+(``simulate_layer``: the runtime's neuron code) of each layer l fed by its input's series (the link of its
+source layers' simulated series); with the decoded mean ū_l the forward pass is, exactly (L and A commute with
+the time average, A reading decoded values),
 
     z̄_l = u_in,l·W_l + b_l,   u_in,l = L_l(ū_s, ...) or A_l(b, x),   ū_l = (1/T) Σ_t u_l(t),
     y_o = u_in,o·W_o + b_o.
@@ -118,12 +118,13 @@ is carried forward with the values through the same straight-through slopes,
     ż_l = ε_l + u̇_in,l·W_l,   u̇_l = g_l'(z̄_l) ⊙ ż_l,   D(x) = Σ_b ∂L/∂b(x)·ḃ(x)   (b: the boundary values),
 
 so D(x) = Σ_l ∂L/∂z_l(x)·ε_l(x) is the directional derivative, and ĝ_l(x) = D(x)·ε_l(x) is an unbiased
-estimate of δz_l (E[ε εᵀ] = I) that replaces the backward pass above; the readouts' gradients are local
-(their output errors), an interior readout's estimated alike from a direction perturbing its output.  A step costs the forward pass and one tangent pass, and keeps nothing per layer
-for later.  Measured on poisson1d (one neuron per unit, T = 32, 16,384 fresh points,
-``benchmarks/results/forward_gradient.md``): from the layer-by-layer result ``advanced`` at 3.28e-2 to
-8.7e-3 in 122 s, where back-propagation from the same start reaches 6.5e-3 in 63 s (perturbing one
-layer per step, cycling, instead of all at once: 8.5e-3 against 7.8e-3 on 4,096 points).
+estimate of δz_l (E[ε εᵀ] = I) that replaces the backward pass above; the readouts' gradients are local (their
+output errors), an interior readout's estimated alike from a direction perturbing its output. A step costs the
+forward pass and one tangent pass, and keeps nothing per layer for later.  Measured on poisson1d (one neuron
+per unit, T = 32, 16,384 fresh points, ``benchmarks/results/forward_gradient.md``): from the layer-by-layer
+result ``advanced`` at 3.28e-2 to 8.7e-3 in 122 s, where back-propagation from the same start reaches 6.5e-3
+in 63 s (perturbing one layer per step, cycling, instead of all at once: 8.5e-3 against 7.8e-3 on 4,096
+points).
 
 The thresholds stay those of the layer-by-layer pass.  Without a tail, each readout is then refit exactly
 by least squares on all calibration points (for a linear readout that is the optimum of L given the
