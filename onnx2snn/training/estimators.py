@@ -34,6 +34,14 @@ With K directions averaged (k = 1..K, fresh draws each call):
   layer's input is constant in time (the first layer) or its gradient is (the rate approximation).
   With ξ constant in time the first pass sums each layer's input Σ_t h_{l-1}(t) [B, n_{l-1}] as it
   goes, and g_{W_l} = (Σ_t h_{l-1}/T)ᵀ·(d ⊙ ξ_l) follows at the end: no second pass.
+* ``activity-layer``, ``activity-rate-layer``: as ``activity`` / ``activity-rate`` with one tangent
+  channel per layer: channel l carries ξ_l alone (``run_tangents`` opens a channel for a perturbation
+  given as [1, B, n_l]) and layer l's estimate takes d_{l,b} from its own channel.  With one shared
+  channel, d_b = Σ_{l'} ∇_{z_l'} L_b·ξ_{l'}, so every other layer's draw adds noise to layer l's estimate;
+  separated, only layer l's own units do: the variance falls by about the number of layers (1-6-6-6-1
+  MLP, 300 draws: 6.4x per step, 4.5x per rate; a small DeepONet 13.6x), for L channels carried
+  instead of one.  Still unbiased where ``activity`` / ``activity-rate`` are (the expectation is the
+  same sum over independent draws without the cross terms).
 
 Cost in forward-pass equivalents (FPE), counted from the multiply-adds actually executed: with f_l each
 layer's share of one forward pass (``model.layer_flops``, normalised) and j_l its depth in its chain of
@@ -52,6 +60,8 @@ W_l·ḣ on every layer after its first one in the chain; the activity ξ is add
 * ``activity-rate`` K·(1 + C + P): the forward-mode pass and each layer's one product hᵀ·(d ⊙ ξ) of
   the summed inputs, P = Σ_l n_{l-1}·n_l / (T·Σ_l F_l) with F_l the unnormalised ``layer_flops`` (per
   point and step).
+* ``activity-layer`` K·(3 + C_L), ``activity-rate-layer`` K·(1 + C_L + P), with C_L = Σ_l f_l·j_l: each
+  layer carries (W·ḣ) the channels of the j_l layers before it in its chain.
 
 Neuron updates, the ξ draws and the Stein surrogate's threshold tests are not counted (elementwise, O(n)
 per layer).
@@ -66,7 +76,8 @@ import numpy as np
 import torch
 import torch.autograd.forward_ad as fwAD
 
-ESTIMATORS = ("bptt", "rfg-global", "rfg-layer", "weight-fd", "activity", "activity-rate")
+ESTIMATORS = ("bptt", "rfg-global", "rfg-layer", "weight-fd", "activity", "activity-rate", "activity-layer",
+              "activity-rate-layer")
 FD_STEP = 1e-2   # ε of weight-fd, relative to each tensor's RMS magnitude
 
 
@@ -129,17 +140,21 @@ def _shares(model: Model) -> np.ndarray:
     return flops / flops.sum()
 
 
-def _carried(model: Model) -> float:
-    """C: one tangent channel's W·ḣ on every layer but a chain's first, in FPE."""
-    return float(_shares(model) @ (model.layer_depths() > 0))
+def _carried(model: Model, per_layer: bool = False) -> float:
+    """C: one tangent channel's W·ḣ on every layer but a chain's first, in FPE; ``per_layer``: C_L, the
+    channels of every layer, each carried by the layers after its own (Σ_l f_l·j_l)."""
+    depths = model.layer_depths()
+    return float(_shares(model) @ (depths if per_layer else depths > 0))
 
 
-def _activity_cost(model: Model, per_step: bool) -> float:
-    """One activity estimate in FPE (module docstring): 3 + C with the replay, else 1 + C + P."""
+def _activity_cost(model: Model, per_step: bool, per_layer: bool) -> float:
+    """One activity estimate in FPE (module docstring): 3 + C with the replay, else 1 + C + P (C_L for
+    layer-separated channels)."""
+    carried = _carried(model, per_layer)
     if per_step:
-        return 3.0 + _carried(model)
+        return 3.0 + carried
     weights = sum(model.parameters[s[0]].numel() for s in model.layer_slices())
-    return 1.0 + _carried(model) + weights / (model.timesteps * model.layer_flops().sum())
+    return 1.0 + carried + weights / (model.timesteps * model.layer_flops().sum())
 
 
 def _bptt(objective, directions, rng, seed) -> Estimate:
@@ -213,7 +228,7 @@ def _weight_fd(objective, directions, rng, seed) -> Estimate:
     return Estimate(base, grads, 1.0 + directions)
 
 
-def _activity(objective, directions, rng, seed, per_step: bool = True) -> Estimate:
+def _activity(objective, directions, rng, seed, per_step: bool = True, per_layer: bool = False) -> Estimate:
     model = objective.model
     slices = model.layer_slices()
     grads = [torch.zeros_like(p) for p in model.parameters]
@@ -241,16 +256,18 @@ def _activity(objective, directions, rng, seed, per_step: bool = True) -> Estima
         def perturb(layer: int, step: int, h: torch.Tensor) -> torch.Tensor:
             if not per_step:                            # Σ_t h_{l-1}(t), for the rate's g_W
                 input_sums[layer] = h if layer not in input_sums else input_sums[layer] + h
-            return draw(layer, h)
+            xi = draw(layer, h)
+            return xi[None] if per_layer else xi        # [1, B, n]: a channel of the layer's own
 
         with torch.no_grad():                           # pass 1: the loss's tangent per element [rows, cols]
             elements, tangents = objective.tangents(None, _generator(seed), perturb)
-        tangent = tangents.sum(0)                       # a product network: one channel per net
         first_loss = float(elements.mean()) if first_loss is None else first_loss
-        share = {axis: tangent.sum(dim=1 - axis) / tangent.numel() for axis in (0, 1)}   # d per row / column
+        summed = None if per_layer else tangents.sum(0)  # a product network: one channel per net
 
         def weighted(layer: int, xi: torch.Tensor) -> torch.Tensor:
-            return share[model.sample_axis(layer)].reshape(-1, 1) * xi
+            tangent = tangents[layer] if per_layer else summed
+            axis = model.sample_axis(layer)             # d per row / column
+            return (tangent.sum(dim=1 - axis) / tangent.numel()).reshape(-1, 1) * xi
 
         if per_step:
             def accumulate(layer: int, step: int, h: torch.Tensor) -> None:
@@ -263,7 +280,7 @@ def _activity(objective, directions, rng, seed, per_step: bool = True) -> Estima
         else:
             for layer, total in input_sums.items():     # calls[layer]: T for a spiking layer, 1 for a readout
                 add(layer, total / calls[layer], weighted(layer, held[layer]))
-        cost += _activity_cost(model, per_step)
+        cost += _activity_cost(model, per_step, per_layer)
     return Estimate(first_loss, grads, cost)
 
 
@@ -271,5 +288,14 @@ def _activity_rate(objective, directions, rng, seed) -> Estimate:
     return _activity(objective, directions, rng, seed, per_step=False)
 
 
+def _activity_layer(objective, directions, rng, seed) -> Estimate:
+    return _activity(objective, directions, rng, seed, per_layer=True)
+
+
+def _activity_rate_layer(objective, directions, rng, seed) -> Estimate:
+    return _activity(objective, directions, rng, seed, per_step=False, per_layer=True)
+
+
 _METHODS: dict[str, Callable] = {"bptt": _bptt, "rfg-global": _rfg_global, "rfg-layer": _rfg_layer,
-                                 "weight-fd": _weight_fd, "activity": _activity, "activity-rate": _activity_rate}
+                                 "weight-fd": _weight_fd, "activity": _activity, "activity-rate": _activity_rate,
+                                 "activity-layer": _activity_layer, "activity-rate-layer": _activity_rate_layer}

@@ -84,7 +84,7 @@ class SpikingMLP:
                      generator: torch.Generator | None = None, perturbation: Perturbation | None = None
                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """y [B, n_L] and its tangents ẏ [K, B, n_L] in one pass: along K = Σ_l k_l layer-wise weight
-        directions, or along the activity perturbation ξ (K = 1).
+        directions, or along the activity perturbation ξ (K = 1, or one channel per layer).
 
         ``directions[l]`` = (Ẇ_l [k_l, n_{l-1}, n_l], ḃ_l [k_l, n_l]) or None: k_l directions that move
         layer l's weights only.  Channel c (ordered by layer, then by k) is then zero before its layer,
@@ -95,7 +95,8 @@ class SpikingMLP:
 
         and the readout ẏ = [m̄̇·W_L ; m̄·Ẇ_L + ḃ_L] with m̄ = (1/T) Σ_t h_{L-1}(t) (analog), or
         ẏ = (1/T) Σ_t ḣ_L(t) (rate).  ``perturbation`` (no directions then) adds ξ_l(t) to the one
-        channel's ż_l(t), and sees each layer's input h on the way (with no ξ at all, a primal run).
+        channel's ż_l(t) (or, given as [1, B, n_l], starts a channel of layer l's own: channel l carries layer
+        l's perturbation alone), and sees each layer's input h on the way (with no ξ at all, a primal run).
 
         The spikes, membranes and surrogate slopes are computed once for all K channels (the forward-mode
         ``run`` recomputes them per direction); channel c equals that run with direction c alone whenever
@@ -174,9 +175,12 @@ def _tangent_current(carried: torch.Tensor | None, h: torch.Tensor, direction: L
 
 
 def _perturbed(z_dot: torch.Tensor | None, xi: torch.Tensor | None) -> torch.Tensor | None:
-    """ż + ξ on the perturbation's one channel (ż None: the channel starts here)."""
+    """ż + ξ: ξ [B, n] adds to every channel (ż None: the one channel starts here); ξ [k, B, n] is k
+    channels of this layer's own, appended after the carried ones (layer-separated perturbations)."""
     if xi is None:
         return z_dot
+    if xi.dim() == 3:
+        return xi if z_dot is None else torch.cat([z_dot, xi])
     return xi[None] if z_dot is None else z_dot + xi
 
 

@@ -35,7 +35,7 @@ from .tasks import Task
 # rfg-global 17.4 % at 1e-2, 9.8 % at 5e-3; rfg-layer 10.3 % at 1e-2, 4.9 % at 5e-3; weight-fd 41-49 % at
 # 1e-2 (seeds 1-2).  BPTT's estimate is exact: its η stays (1.0-1.2 % at 9,000 FPE with 1e-2).
 LEARNING_RATES = {"bptt": 1e-2, "rfg-global": 1e-2, "rfg-layer": 1e-2, "weight-fd": 1e-2, "activity": 3e-3,
-                  "activity-rate": 3e-3}
+                  "activity-rate": 3e-3, "activity-layer": 3e-3, "activity-rate-layer": 3e-3}
 REFERENCE_FPE = 3000.0
 
 
