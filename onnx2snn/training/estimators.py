@@ -150,7 +150,9 @@ def _carried(model: Model, per_layer: bool = False) -> float:
 def _activity_cost(model: Model, per_step: bool, per_layer: bool) -> float:
     """One activity estimate in FPE (module docstring): 3 + C with the replay, else 1 + C + P (C_L for
     layer-separated channels)."""
-    carried = _carried(model, per_layer)
+    exact = _exact_layers(model) if per_layer else set()
+    carried = (sum((_width(model, l) if l in exact else 1) * _channel_cost(model, l)
+                   for l in range(len(model.layer_slices()))) if per_layer else _carried(model))
     if per_step:
         return 3.0 + carried
     weights = sum(model.parameters[s[0]].numel() for s in model.layer_slices())
@@ -231,6 +233,8 @@ def _weight_fd(objective, directions, rng, seed) -> Estimate:
 def _activity(objective, directions, rng, seed, per_step: bool = True, per_layer: bool = False) -> Estimate:
     model = objective.model
     slices = model.layer_slices()
+    exact = _exact_layers(model) if per_layer else set()
+    offsets: dict[int, tuple[int, int]] = {}            # layer -> its channels [start, stop) in the tangents
     grads = [torch.zeros_like(p) for p in model.parameters]
     cost, first_loss = 0.0, None
 
@@ -250,14 +254,20 @@ def _activity(objective, directions, rng, seed, per_step: bool = True, per_layer
             if not per_step and layer in held:
                 return held[layer]
             width = model.parameters[slices[layer][0]].shape[1]
-            held[layer] = torch.randint(0, 2, (h.shape[0], width), dtype=h.dtype, generator=rng).mul_(2).sub_(1)
+            if layer in exact:                          # ξ_i = e_i for every sample: n channels
+                held[layer] = torch.eye(width, dtype=h.dtype)[:, None, :].expand(width, h.shape[0], width)
+            else:
+                held[layer] = torch.randint(0, 2, (h.shape[0], width), dtype=h.dtype, generator=rng).mul_(2).sub_(1)
+                held[layer] = held[layer][None] if per_layer else held[layer]
+            if layer not in offsets and per_layer:
+                start = max((stop for _, stop in offsets.values()), default=0)
+                offsets[layer] = (start, start + held[layer].shape[0])
             return held[layer]
 
         def perturb(layer: int, step: int, h: torch.Tensor) -> torch.Tensor:
             if not per_step:                            # Σ_t h_{l-1}(t), for the rate's g_W
                 input_sums[layer] = h if layer not in input_sums else input_sums[layer] + h
-            xi = draw(layer, h)
-            return xi[None] if per_layer else xi        # [1, B, n]: a channel of the layer's own
+            return draw(layer, h)                       # per layer: [k, B, n], channels of the layer's own
 
         with torch.no_grad():                           # pass 1: the loss's tangent per element [rows, cols]
             elements, tangents = objective.tangents(None, _generator(seed), perturb)
@@ -265,9 +275,14 @@ def _activity(objective, directions, rng, seed, per_step: bool = True, per_layer
         summed = None if per_layer else tangents.sum(0)  # a product network: one channel per net
 
         def weighted(layer: int, xi: torch.Tensor) -> torch.Tensor:
-            tangent = tangents[layer] if per_layer else summed
-            axis = model.sample_axis(layer)             # d per row / column
-            return (tangent.sum(dim=1 - axis) / tangent.numel()).reshape(-1, 1) * xi
+            """Σ_k d_{k,b}·ξ_{k,b} [B, n] over the layer's channels k (d per row / column of the loss)."""
+            axis = model.sample_axis(layer)
+            if not per_layer:
+                return (summed.sum(dim=1 - axis) / summed.numel()).reshape(-1, 1) * xi
+            start, stop = offsets[layer]
+            own = tangents[start:stop]
+            shares = own.sum(dim=2 - axis) / own[0].numel()                  # [k, B]
+            return torch.einsum("kb,kbn->bn", shares, xi)
 
         if per_step:
             def accumulate(layer: int, step: int, h: torch.Tensor) -> None:
@@ -282,6 +297,36 @@ def _activity(objective, directions, rng, seed, per_step: bool = True, per_layer
                 add(layer, total / calls[layer], weighted(layer, held[layer]))
         cost += _activity_cost(model, per_step, per_layer)
     return Estimate(first_loss, grads, cost)
+
+
+EXACT_COST = 0.5   # FPE: a layer gets the n_l channels of its exact forward Jacobian when they cost at most this
+
+
+def _exact_layers(model: Model) -> set[int]:
+    """Layers whose n_l identity channels cost at most ``EXACT_COST`` FPE (those carried by little after them)."""
+    return {l for l in range(len(model.layer_slices())) if _channel_cost(model, l) * _width(model, l) <= EXACT_COST}
+
+
+def _width(model: Model, layer: int) -> int:
+    return model.parameters[model.layer_slices()[layer][0]].shape[1]
+
+
+def _chain_from(model: Model, layer: int) -> list[int]:
+    """``layer`` and the layers after it in its chain (depths rising by one)."""
+    depths, chain = model.layer_depths(), [layer]
+    while chain[-1] + 1 < len(depths) and depths[chain[-1] + 1] == depths[chain[-1]] + 1:
+        chain.append(chain[-1] + 1)
+    return chain
+
+
+def _channel_cost(model: Model, layer: int) -> float:
+    """FPE of one tangent channel opened at ``layer``: W·ḣ on the layers after it in its chain, and its
+    neuron updates (u̇, ḣ, v̇: one multiply-add per unit and step, on every layer from its own)."""
+    chain = _chain_from(model, layer)
+    flops = model.layer_flops()
+    products = float(sum(flops[l] for l in chain[1:]))
+    updates = float(sum(_width(model, l) for l in chain))
+    return (products + updates) / float(flops.sum())
 
 
 def _activity_rate(objective, directions, rng, seed) -> Estimate:
