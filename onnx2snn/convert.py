@@ -81,7 +81,8 @@ def convert(model: str | os.PathLike, domain: Domain | str | None = None, timest
     say(f"importing {model}")
     imported = import_model(model)
     box = resolve_domain(imported, domain)
-    structure = analyse(imported.model, analog_first=options.first_layer == "analog", links=options.links)
+    structure = analyse(imported.model, analog_first=options.first_layer == "analog", links=options.links,
+                        static_gates=options.gates != "spiking")
     if not structure.layers:
         raise ModelError(f"{imported.path}: no affine layer followed by a pointwise activation and another "
                          f"affine layer; nothing to convert (see 'onnx2snn inspect')")
@@ -104,13 +105,14 @@ def convert(model: str | os.PathLike, domain: Domain | str | None = None, timest
     oscillating = oscillating_static_layers(structure, ann) if options.links and options.first_layer == "spiking" \
         else {}
     if oscillating:
-        structure = analyse(imported.model, analog_first=oscillating)
+        structure = analyse(imported.model, analog_first=oscillating, static_gates=options.gates != "spiking")
         ann = ann_values(structure)
     # static sines over several periods: their argument range-reduced once per point (sine_range.py)
     sines = reducible_sines(structure, ann) if options.links else []
     if sines:
         graph = reduce_sines(imported.model, sines, imported.dtype)
-        structure = analyse(graph, analog_first=oscillating or options.first_layer == "analog")
+        structure = analyse(graph, analog_first=oscillating or options.first_layer == "analog",
+                            static_gates=options.gates != "spiking")
         ann = ann_values(structure)
     check_calibration_memory([(int(np.prod(ann[layer.activation.output].shape[:-1])), layer.width)
                               for layer in structure.layers], options.timesteps, imported.dtype.itemsize)

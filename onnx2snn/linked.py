@@ -48,7 +48,7 @@ class _Flow:
 
 
 def analyse_linked(model: onnx.ModelProto, g: GraphIndex, affines: list[Affine],
-                   analog_first: bool | dict[str, str]) -> Structure:
+                   analog_first: bool | dict[str, str], static_gates: bool = True) -> Structure:
     layers = _candidates(model, g, affines)
     if analog_first is True:            # the layers fed by the inputs alone, not those a demotion leaves static
         step = _flow(g, layers).step
@@ -56,7 +56,7 @@ def analyse_linked(model: onnx.ModelProto, g: GraphIndex, affines: list[Affine],
     reasons: dict[int, str] = {}
     while True:
         flow = _flow(g, layers)
-        demoted = _demotions(g, layers, flow, affines, analog_first)
+        demoted = _demotions(g, layers, flow, affines, analog_first, static_gates)
         if not demoted:
             break
         for k in sorted(demoted, reverse=True):
@@ -139,11 +139,14 @@ def _flow(g: GraphIndex, layers: list[SpikingLayer]) -> _Flow:
 
 
 def _demotions(g: GraphIndex, layers: list[SpikingLayer], flow: _Flow, affines: list[Affine],
-               analog_first: bool | dict[str, str]) -> dict[int, str]:
-    """Layers to keep analog and why (module docstring, 3); the first rule that applies wins."""
+               analog_first: bool | dict[str, str], static_gates: bool = True) -> dict[int, str]:
+    """Layers to keep analog and why (module docstring, 3); the first rule that applies wins.  Without
+    ``static_gates`` neither ``STATIC_GATE`` nor ``BEHIND_ANALOG`` applies: gates spike, and a layer whose
+    output reaches the next affine layer only through a product of two step tensors spikes and is decoded
+    there."""
     static = {k for k, l in enumerate(layers) if l.affine.input not in flow.step}
     demoted: dict[int, str] = {}
-    for operands in flow.products:
+    for operands in flow.products if static_gates else []:
         gates = [o for o in operands if o <= static]
         for gate in gates[1:] if len(gates) == len(operands) else gates:
             demoted.update({k: STATIC_GATE for k in gate})
@@ -151,6 +154,8 @@ def _demotions(g: GraphIndex, layers: list[SpikingLayer], flow: _Flow, affines: 
         return demoted
     reached = _reached_affines(g, layers, flow, affines)
     demoted = {k: _unreached(g, layers[k], flow, affines) for k in range(len(layers)) if not reached[k]}
+    if not static_gates:
+        demoted = {k: reason for k, reason in demoted.items() if reason == OUTPUT_ACTIVATION}
     if demoted or not analog_first:
         return demoted
     layer_inputs = {l.affine.input for l in layers}

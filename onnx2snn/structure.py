@@ -131,7 +131,8 @@ class Structure:
             l.identity for l in self.layers) and all(link.identity for link in self.readout_links.values())
 
 
-def analyse(model: onnx.ModelProto, analog_first: bool | dict[str, str] = False, links: bool = True) -> Structure:
+def analyse(model: onnx.ModelProto, analog_first: bool | dict[str, str] = False, links: bool = True,
+            static_gates: bool = True) -> Structure:
     """The model's spiking layers, readouts and analog nodes (module docstring); ``links=False``: the
     plain-chain analysis.  With ``analog_first``, a layer fed by no spiking layer (the first hidden layer
     under direct encoding) whose output feeds only further spiking layers stays analog: h(x·W + b) is
@@ -147,7 +148,7 @@ def analyse(model: onnx.ModelProto, analog_first: bool | dict[str, str] = False,
             affines.append(found)
     if links:
         from .linked import analyse_linked
-        structure = analyse_linked(model, g, affines, analog_first)
+        structure = analyse_linked(model, g, affines, analog_first, static_gates)
         structure.model = model
         return structure
     by_output = {a.output: a for a in affines}
