@@ -17,7 +17,7 @@ DEFAULT_MAX_PIECES = 128
 PROMISED_ERROR = {32: 5e-3, 128: 2e-3}    # default conversion, relative L2 vs the ANN on fresh points
 TOLERANCE_MARGIN = 0.8                   # of it spent on the calibration points
 CODINGS = ("rate", "phase", "delta")
-GATES = ("static", "spiking")
+GATES = ("auto", "static", "spiking")
 
 
 @dataclass
@@ -43,7 +43,7 @@ class ConversionOptions:
     spike_penalty: float = 0.0         # finetune: weight λ of synaptic operations per ANN MAC in the loss
     coding: str = "rate"               # "phase": weighted spikes, T binary digits per unit (runtimes.spec)
     links: bool = True                 # spiking chains continue through links (linked.py); False: plain chains
-    gates: str = "static"              # "spiking": gates of static input spike too (linked.py, ``static_gates``)
+    gates: str = "auto"                # static gates computed once, "spiking", or "auto": chosen (gates.py)
     methods: tuple[str, ...] = field(init=False, default=())
 
     def __post_init__(self):
