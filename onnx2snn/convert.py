@@ -153,7 +153,7 @@ def convert(model: str | os.PathLike, domain: Domain | str | None = None, timest
 def _convert_choosing_gates(arguments: dict, imported: ImportedModel, box: Domain, options: ConversionOptions,
                             say: Progress, started: float) -> ConversionResult:
     """Both gate variants converted, the one ``gates.choose_gates`` picks on selection points kept and
-    validated; its report holds ``gates`` (the candidates and the choice)."""
+    validated; its report holds ``gates_choice`` (the candidates and the choice)."""
     results = {}
     for variant in VARIANTS:
         say(f"gates {variant}: converting")
@@ -171,7 +171,7 @@ def _convert_choosing_gates(arguments: dict, imported: ImportedModel, box: Domai
         report = build_report(imported, result, points, {"convert": validating_since - started},
                               arguments["energy_table"])
         result.report = finish_timing(report, started, validating_since)
-        result.report["gates"] = gates_report(measured, chosen, options)
+        result.report["gates_choice"] = gates_report(measured, chosen, options)
     return result
 
 

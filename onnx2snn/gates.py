@@ -15,8 +15,8 @@ both are converted and measured on *selection* points drawn with their own seed 
 validation points): relative L2 error e_sel against the ANN and energy ratio ρ on ``energy.DEFAULT_MODEL``.
 Of the variants with e_sel ≤ the accuracy the conversion promises (``calibration.options.promised_error``),
 the one of least ρ is kept; where neither meets it, the one of least e_sel.  Other codes keep the gates
-static (their end-to-end fits are not built for a structure without readouts).  The report's ``gates``
-records both candidates and the choice; its ``activations`` say which activations spike.
+static (their end-to-end fits are not built for a structure without readouts).  The report's
+``gates_choice`` records both candidates and the choice; its ``activations`` say which activations spike.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def measure_variants(imported, box, results: dict, seed: int, energy_table: str 
 
 
 def gates_report(measured: dict[str, tuple[float, float]], chosen: str, options) -> dict:
-    """The report's ``gates``: the choice, the accuracy goal and each variant's selection error and energy."""
+    """The report's ``gates_choice``: the choice, the accuracy goal, each variant's selection error and energy."""
     return {"chosen": chosen, "goal": promised_error(options), "energy_model": DEFAULT_MODEL,
             "selection_points": SELECTION_POINTS,
             "candidates": {v: {"rel_l2_selection": e, "energy_ratio": r} for v, (e, r) in measured.items()}}

@@ -35,7 +35,8 @@ StagedInput = Callable[[list[LayerTrace]], np.ndarray]
 
 def staged_inputs(structure: Structure, ann: dict[str, np.ndarray]) -> dict[int, StagedInput]:
     """By layer index, for each static layer with an affine whose input depends on boundary values: traces
-    of the layers before it → its input u_in [N, m] (see above).  Empty where rows do not map one to one onto points."""
+    of the layers before it → its input u_in [N, m] (see above).  Empty where rows do not map one to one
+    onto points."""
     boundary = boundary_tensors(structure)
     depends = _boundary_dependence(structure, set(boundary))
     inputs = [i.name for i in structure.model.graph.input if i.name in ann]
