@@ -14,7 +14,9 @@
    inputs alone in the undemoted flow, so the demotion does not cascade down the chain; a dict: the layers
    it names, for the reason it gives); "only spiking layers" counts an affine whose output reaches a layer's
    input through analog nodes (a range-reduced sine's argument, ``sine_range.py``), since computed once per
-   point it encodes that layer.  Each demotion changes the flow, so it is recomputed.
+   point it encodes that layer.  Each demotion changes the flow, so it is recomputed.  With
+   ``static_gates=False`` (``--gates spiking``, ``gates.py``) neither the static-gate nor the
+   behind-a-product demotion applies: gates spike and products of two step tensors read decoded values.
 4. The layers (graph order), their input links, the readouts (affines fed by step tensors that are not a
    layer's), the step tensors analog nodes or graph outputs read (decoded), and every analog node's reason.
 """

@@ -12,7 +12,10 @@ with the reason recorded.
 
 A layer computed only from the inputs whose output multiplies a spiking signal (the modified MLP's gates U,
 V) is kept analog, computed once per point: spiking it would need a Decode before the product (a product of
-two time-varying signals does not commute with the time average), adding error and spikes for nothing.
+two time-varying signals does not commute with the time average), adding spikes for no accuracy (modified MLP
+fixture, T = 32: 3.8e-3 at 34.6x the ANN's energy against 3.6e-3 at 28.0x, ``benchmarks/results/architectures.md``).
+``analyse(static_gates=False)`` spikes the gates too (each product then reads decoded values, the layer
+after it directly encoded); ``--gates auto`` converts both and keeps one by accuracy and energy (``gates.py``).
 ``analyse(links=False)`` is the plain-chain analysis (each layer fed by one layer, nothing between); the
 conversions use the linked one (the end-to-end fits read inputs through links: ``calibration/wiring.py``).
 """

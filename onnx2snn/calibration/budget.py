@@ -6,6 +6,12 @@ calibration points, each output scaled by its RMS so the budget is relative, ``S
     δ_l = W_c·(h'(z_c) ⊙ δ_c)  summed over consumer layers c,  δ_readout = W_readout / rms(y)
     s_j = ( E_x Σ_m δ_l[x, j, m]² )^½
 
+Without readouts (every layer's output decoded into analog nodes: the modified MLP with spiking gates, whose
+products (1 - Z)·U + Z·V multiply two spiking signals and whose output Gemm is analog) y is the graph
+outputs and δ_l = ∂y/∂h_l / rms(y) is taken through the analog tail and the later layers by central
+differences (``tail_sensitivities``); with readouts priced instead, such a structure had s = 0 everywhere,
+one piece per unit, and 1.17 relative error at T = 32 (3.8e-3 priced at the outputs).
+
 Predicted error of unit j with K pieces, as seen at the outputs (RMS), from its knots (``knots.KnotRule``)
 placed with K₀ = 4 pieces per monotone stretch of h on its range (``oscillation.oscillation``: 4 for tanh,
 4·TV/range for an oscillating sin), measured at the unit's calibration currents:

@@ -12,6 +12,9 @@ For spiking layer l (in topological order), with SNN inputs u_in(t) from the con
    absorbs it otherwise); ``potential``: v0 += T·E[h(z_l) - ū_l] (charge that shifts the rate).
 5. Simulate layer l for T steps; its decoded series feeds the layers after it.
 
+A static layer behind analog nodes that read decoded values is fed what the SNN delivers to them
+(``staged.py``) and, with ``refit``, its affine is refit to it as a linked layer's is.
+
 Readouts are refit last from the decoded values of the layer that feeds them (with ``refit`` or
 ``advanced``: for a linear readout the advanced objective is least squares, solved exactly); a spiking
 readout adds one signed output neuron per output with θ± = enlargement × the calibrated output range.
