@@ -36,6 +36,8 @@ from .structure import (ACTIVATION_OPS, FIRST_ANALOG, ONCE, OUTPUT_ACTIVATION, S
                         _reaches_einsum, first_reached, record_analog, shared_affine_output)
 
 NOT_LINEAR = "{op} reads spiking signals but is not linear in them (evaluated on decoded values)"
+UNUSED_LINK = ("{op} is linear in spiking signals but reaches no affine layer through linear operations "
+               "(evaluated on decoded values)")
 BEHIND_ANALOG = ("affine layer and activation '{activation}' whose output reaches the next affine layer only through "
                  "'{node}' ({op}), which is not linear in spiking signals (evaluated on decoded values)")
 
@@ -47,6 +49,7 @@ class _Flow:
     step: dict[str, set[int]] = field(default_factory=dict)
     links: list[onnx.NodeProto] = field(default_factory=list)
     products: list[tuple[set[int], ...]] = field(default_factory=list)   # the layers behind each factor
+    unused: set[int] = field(default_factory=set)     # ids of link ops that reach no affine layer
 
 
 def analyse_linked(model: onnx.ModelProto, g: GraphIndex, affines: list[Affine],
@@ -131,7 +134,7 @@ def _flow(g: GraphIndex, layers: list[SpikingLayer]) -> _Flow:
         if id(node) not in useful:
             useful.add(id(node))
             todo.extend(i for i in node.input if i in producers)
-    flow = _Flow(products=products)
+    flow = _Flow(products=products, unused={id(n) for n in candidates if id(n) not in useful})
     flow.step = {l.activation.output: {k} for k, l in enumerate(layers)}
     for node in candidates:
         if id(node) in useful:
@@ -272,6 +275,8 @@ def _structure(g: GraphIndex, affines: list[Affine], layers: list[SpikingLayer],
         if id(node) in affine_of:
             return f"affine layer on static values ({ONCE})" if on == ONCE else \
                 f"affine layer on analog nodes' outputs ({on})"
+        if id(node) in flow.unused:
+            return UNUSED_LINK.format(op=node.op_type)
         if any(i in flow.step for i in node.input):
             return NOT_LINEAR.format(op=node.op_type)
         return shared_affine_output(node, g, affine_outputs, on)

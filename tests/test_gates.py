@@ -11,6 +11,7 @@ from onnx2snn.ann import run_ann
 from onnx2snn.calibration.budget import output_sensitivities
 from onnx2snn.gates import VARIANTS, choose_gates
 from onnx2snn.importer import import_model
+from onnx2snn.linked import NOT_LINEAR, UNUSED_LINK
 from onnx2snn.report import relative_l2
 from onnx2snn.structure import analyse
 from runtimes.numpy_ref import NumpyRuntime
@@ -35,6 +36,15 @@ def test_spiking_gates_leave_no_readout():
     assert not s.readouts and all(row["spikes"] for row in s.activations())
     assert sorted(link.output for link in s.decoded) == sorted(["/Tanh_output_0", "/Tanh_1_output_0",
                                                                  "/Tanh_3_output_0", "/Tanh_4_output_0"])
+
+
+def test_spiking_gates_reasons_name_what_is_linear():
+    """(1 - Z) is linear in Z but feeds only a product: it says so, where the products say they are not
+    linear in their spiking operands."""
+    s = analyse(import_model(MODEL).model, static_gates=False)
+    reasons = {a.name: a.reason for a in s.analog}
+    assert reasons["/Sub"] == UNUSED_LINK.format(op="Sub") and reasons["/Sub_1"] == UNUSED_LINK.format(op="Sub")
+    assert all(reasons[m] == NOT_LINEAR.format(op="Mul") for m in ("/Mul", "/Mul_1", "/Mul_2", "/Mul_3"))
 
 
 def test_readout_less_budget_prices_units_at_the_outputs():
