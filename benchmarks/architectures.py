@@ -16,7 +16,9 @@ A conversion that is refused is recorded with its one-line reason.
 ``--code`` picks the codes measured (``CODES``): ``default`` (``--pieces auto``, T = 32 and 128), ``phase``
 (``--coding phase``, T = 4-10, one curriculum of digits: each T's fit started from the last, as
 ``calibration.pipeline.calibrate`` does within one conversion) and ``pieces1`` (``--pieces 1``, the rate
-code of one neuron per unit fitted end to end, T = 8 and 32).  Rows without a ``code`` are ``default``.
+code of one neuron per unit fitted end to end, T = 8 and 32), ``gates-static`` and ``gates-spiking``
+(``--gates static`` / ``spiking``: the two variants ``--gates auto``, the default, chooses between, T = 32 and
+128).  Rows without a ``code`` are ``default``.
 ``--target-error E ...`` runs ``onnx2snn MODEL --target-error E`` (``search.py``) on each fixture and
 records the conversion it chose, with the search's candidates and time, in a second table.
 """
@@ -39,7 +41,10 @@ from onnx2snn.structure import ACTIVATION_OPS, READOUT_NEURONS  # noqa: E402
 FIXTURES = ("torch_residual_linear", "torch_residual_tanh", "torch_modified_mlp", "torch_layernorm", "torch_siren")
 TARGETS = {32: 5e-3, 128: 2e-3}        # the default conversion's (issue 25); the cheap codes have none
 CODES = {"default": ({}, tuple(TARGETS)), "phase": (dict(coding="phase"), tuple(range(4, 11))),
-         "pieces1": (dict(pieces=1), (8, 32))}
+         "pieces1": (dict(pieces=1), (8, 32)),
+         "gates-static": (dict(gates="static"), tuple(TARGETS)),
+         "gates-spiking": (dict(gates="spiking"), tuple(TARGETS))}
+TARGETED = ("default", "gates-static", "gates-spiking")     # the default conversion's accuracy targets apply
 ROWS = RESULTS / "architectures.jsonl"
 ENERGY_MODEL = "45nm_fp32"
 
@@ -63,6 +68,8 @@ def measure(name: str, timesteps: int, label: str, code: str = "default", warm=N
         return {**row, "refused": str(e).splitlines()[0].replace(f"{ROOT}/", "")}, None
     report = result.report
     row["seconds"] = round(time.perf_counter() - started, 1)
+    if "gates_choice" in report:       # --gates auto chose between the variants (gates.py)
+        row["gates"] = report["gates_choice"]["chosen"]
     spiking = [l for l in report["layers"] if not l["name"].endswith(READOUT_NEURONS)]
     return {**row, "rel_l2_snn_vs_ann": report["validation"]["rel_l2_snn_vs_ann"],
             "spikes_per_sample": report["spikes_per_sample"], "spiking_activations": len(spiking),
@@ -116,6 +123,8 @@ def table(rows: list[dict]) -> str:
         for label, code in versions:
             column = label if code == "default" else f"{code} ({label})"
             found = [(T, latest[name, T, label, code]) for T in CODES[code][1] if (name, T, label, code) in latest]
+            chosen = {r["gates"] for _, r in found if "gates" in r}
+            column += f" (gates {', '.join(sorted(chosen))} chosen)" if chosen else ""
             refused = [T for T, r in found if "refused" in r]
             if refused:         # one line for every T refused
                 r = latest[name, refused[0], label, code]
@@ -124,7 +133,7 @@ def table(rows: list[dict]) -> str:
             for T, r in found:
                 if "refused" in r:
                     continue
-                mark = "" if code != "default" else " ✓" if r["rel_l2_snn_vs_ann"] <= TARGETS[T] else " ✗"
+                mark = "" if code not in TARGETED else " ✓" if r["rel_l2_snn_vs_ann"] <= TARGETS[T] else " ✗"
                 lines.append(f"| {name} | {column} | {T} | {fmt(r['rel_l2_snn_vs_ann'])}{mark} | "
                              f"{r['spiking_activations']} of {r['activations']} | {r['analog_nodes']} | {r['neurons']} | "
                              f"{r['spikes_per_sample']:.0f} | {100 * r['spiking_mac_fraction']:.0f}% | "
@@ -167,7 +176,12 @@ def main() -> None:
             "same fixtures (`--code`): `phase` = `--coding phase`, `pieces1` = `--pieces 1` (rate code, one neuron "
             "per unit, fitted end to end); `(main-97099a0)`: on the plain-chain analysis, as main at 97099a0 "
             "fitted them (every node off the chains analog), `(linkedfit)`: fitted through the links (now "
-            "the default for these codes); no ✓/✗ there: the accuracy targets are the default conversion's.", "",
+            "the default for these codes); no ✓/✗ there: the accuracy targets are the default conversion's.  "
+            "Label `gates` = branch gates: `--gates auto` is the default (both variants of a model with static "
+            "gates converted, the one meeting the accuracy on selection points at least energy kept, `gates.py`; "
+            "the column says which was chosen), `gates-static` / `gates-spiking` = `--gates static` (the modified "
+            "MLP's gates U, V computed once per point) / `--gates spiking` (every activation spikes; the budget "
+            "prices units at the graph outputs through the analog tail, `budget.tail_sensitivities`).", "",
             table([r for r in load_rows(ROWS) if "target_error" not in r]), "",
             "## `--target-error`: the cheapest conversion found", "",
             "`onnx2snn MODEL --target-error E` (`search.py`): the conversion chosen (the least energy whose error "

@@ -16,9 +16,11 @@ from runtimes.network import SpikingNetwork
 from .ann import ann_session, run_ann
 from .calibration import Calibration, ConversionOptions, calibrate
 from .calibration.grid_error import grid_error
+from .calibration.options import promised_error
 from .calibration.tail import output_tail
 from .domain import Domain, format_domain
 from .errors import ModelError
+from .gates import VARIANTS, choose_gates, gates_differ, gates_report, measure_variants
 from .importer import ImportedModel, import_model
 from .inputs import calibration_inputs, is_grid_model, resolve_domain, validation_inputs
 from .progress import Progress, silent
@@ -72,8 +74,10 @@ def convert(model: str | os.PathLike, domain: Domain | str | None = None, timest
     the library never prints).  ``warm_start``: a calibration of the same model to start finetune from
     (``calibration.pipeline.calibrate``).  ``coding="delta"``: a streaming artifact (``onnx2snn.delta``) whose
     event sizes meet ``target_error`` (default ``delta.convert.DEFAULT_TARGET_ERROR``) on ordered points;
-    ``graded``: one graded event per sending unit.
+    ``graded``: one graded event per sending unit.  ``gates="auto"`` (``--pieces auto``, rate code): static
+    gates computed once or spiking, whichever meets the accuracy at less energy (``gates.py``).
     """
+    arguments = {k: v for k, v in locals().items() if k != "extra"} | extra
     options = ConversionOptions(timesteps=timesteps, pieces=pieces, calibration=calibration,
                                 threshold=threshold, neuron=neuron, readout=readout, seed=seed, **extra)
     say = progress or silent
@@ -81,7 +85,11 @@ def convert(model: str | os.PathLike, domain: Domain | str | None = None, timest
     say(f"importing {model}")
     imported = import_model(model)
     box = resolve_domain(imported, domain)
-    structure = analyse(imported.model, analog_first=options.first_layer == "analog", links=options.links)
+    if options.gates == "auto" and options.pieces == "auto" and options.coding == spec.CODING_RATE and \
+            options.links and gates_differ(imported.model):
+        return _convert_choosing_gates(arguments, imported, box, options, say, started)
+    structure = analyse(imported.model, analog_first=options.first_layer == "analog", links=options.links,
+                        static_gates=options.gates != "spiking")
     if not structure.layers:
         raise ModelError(f"{imported.path}: no affine layer followed by a pointwise activation and another "
                          f"affine layer; nothing to convert (see 'onnx2snn inspect')")
@@ -104,13 +112,14 @@ def convert(model: str | os.PathLike, domain: Domain | str | None = None, timest
     oscillating = oscillating_static_layers(structure, ann) if options.links and options.first_layer == "spiking" \
         else {}
     if oscillating:
-        structure = analyse(imported.model, analog_first=oscillating)
+        structure = analyse(imported.model, analog_first=oscillating, static_gates=options.gates != "spiking")
         ann = ann_values(structure)
     # static sines over several periods: their argument range-reduced once per point (sine_range.py)
     sines = reducible_sines(structure, ann) if options.links else []
     if sines:
         graph = reduce_sines(imported.model, sines, imported.dtype)
-        structure = analyse(graph, analog_first=oscillating or options.first_layer == "analog")
+        structure = analyse(graph, analog_first=oscillating or options.first_layer == "analog",
+                            static_gates=options.gates != "spiking")
         ann = ann_values(structure)
     check_calibration_memory([(int(np.prod(ann[layer.activation.output].shape[:-1])), layer.width)
                               for layer in structure.layers], options.timesteps, imported.dtype.itemsize)
@@ -138,6 +147,31 @@ def convert(model: str | os.PathLike, domain: Domain | str | None = None, timest
         points = validation_inputs(imported, box, validation_points, np.random.default_rng(seed + 1_000_003))
         result.report = finish_timing(build_report(imported, result, points, timing, energy_table), started,
                                       validating_since)
+    return result
+
+
+def _convert_choosing_gates(arguments: dict, imported: ImportedModel, box: Domain, options: ConversionOptions,
+                            say: Progress, started: float) -> ConversionResult:
+    """Both gate variants converted, the one ``gates.choose_gates`` picks on selection points kept and
+    validated; its report holds ``gates_choice`` (the candidates and the choice)."""
+    results = {}
+    for variant in VARIANTS:
+        say(f"gates {variant}: converting")
+        results[variant] = convert(**{**arguments, "gates": variant, "validate": False})
+    measured = measure_variants(imported, box, results, options.seed, arguments["energy_table"])
+    chosen = choose_gates(measured, promised_error(options))
+    say("gates: " + ", ".join(f"{v} error {e:.2e} at {r:.2f}x ANN" for v, (e, r) in measured.items()) +
+        f"; keeping {chosen}")
+    result = results[chosen]
+    if arguments["validate"]:
+        say(f"validating on {arguments['validation_points']} fresh domain points")
+        validating_since = time.perf_counter()
+        points = validation_inputs(imported, box, arguments["validation_points"],
+                                   np.random.default_rng(options.seed + 1_000_003))
+        report = build_report(imported, result, points, {"convert": validating_since - started},
+                              arguments["energy_table"])
+        result.report = finish_timing(report, started, validating_since)
+        result.report["gates_choice"] = gates_report(measured, chosen, options)
     return result
 
 

@@ -14,7 +14,9 @@
    inputs alone in the undemoted flow, so the demotion does not cascade down the chain; a dict: the layers
    it names, for the reason it gives); "only spiking layers" counts an affine whose output reaches a layer's
    input through analog nodes (a range-reduced sine's argument, ``sine_range.py``), since computed once per
-   point it encodes that layer.  Each demotion changes the flow, so it is recomputed.
+   point it encodes that layer.  Each demotion changes the flow, so it is recomputed.  With
+   ``static_gates=False`` (``--gates spiking``, ``gates.py``) neither the static-gate nor the
+   behind-a-product demotion applies: gates spike and products of two step tensors read decoded values.
 4. The layers (graph order), their input links, the readouts (affines fed by step tensors that are not a
    layer's), the step tensors analog nodes or graph outputs read (decoded), and every analog node's reason.
 """
@@ -34,6 +36,8 @@ from .structure import (ACTIVATION_OPS, FIRST_ANALOG, ONCE, OUTPUT_ACTIVATION, S
                         _reaches_einsum, first_reached, record_analog, shared_affine_output)
 
 NOT_LINEAR = "{op} reads spiking signals but is not linear in them (evaluated on decoded values)"
+UNUSED_LINK = ("{op} is linear in spiking signals but reaches no affine layer through linear operations "
+               "(evaluated on decoded values)")
 BEHIND_ANALOG = ("affine layer and activation '{activation}' whose output reaches the next affine layer only through "
                  "'{node}' ({op}), which is not linear in spiking signals (evaluated on decoded values)")
 
@@ -45,10 +49,11 @@ class _Flow:
     step: dict[str, set[int]] = field(default_factory=dict)
     links: list[onnx.NodeProto] = field(default_factory=list)
     products: list[tuple[set[int], ...]] = field(default_factory=list)   # the layers behind each factor
+    unused: set[int] = field(default_factory=set)     # ids of link ops that reach no affine layer
 
 
 def analyse_linked(model: onnx.ModelProto, g: GraphIndex, affines: list[Affine],
-                   analog_first: bool | dict[str, str]) -> Structure:
+                   analog_first: bool | dict[str, str], static_gates: bool = True) -> Structure:
     layers = _candidates(model, g, affines)
     if analog_first is True:            # the layers fed by the inputs alone, not those a demotion leaves static
         step = _flow(g, layers).step
@@ -56,7 +61,7 @@ def analyse_linked(model: onnx.ModelProto, g: GraphIndex, affines: list[Affine],
     reasons: dict[int, str] = {}
     while True:
         flow = _flow(g, layers)
-        demoted = _demotions(g, layers, flow, affines, analog_first)
+        demoted = _demotions(g, layers, flow, affines, analog_first, static_gates)
         if not demoted:
             break
         for k in sorted(demoted, reverse=True):
@@ -129,7 +134,7 @@ def _flow(g: GraphIndex, layers: list[SpikingLayer]) -> _Flow:
         if id(node) not in useful:
             useful.add(id(node))
             todo.extend(i for i in node.input if i in producers)
-    flow = _Flow(products=products)
+    flow = _Flow(products=products, unused={id(n) for n in candidates if id(n) not in useful})
     flow.step = {l.activation.output: {k} for k, l in enumerate(layers)}
     for node in candidates:
         if id(node) in useful:
@@ -139,11 +144,14 @@ def _flow(g: GraphIndex, layers: list[SpikingLayer]) -> _Flow:
 
 
 def _demotions(g: GraphIndex, layers: list[SpikingLayer], flow: _Flow, affines: list[Affine],
-               analog_first: bool | dict[str, str]) -> dict[int, str]:
-    """Layers to keep analog and why (module docstring, 3); the first rule that applies wins."""
+               analog_first: bool | dict[str, str], static_gates: bool = True) -> dict[int, str]:
+    """Layers to keep analog and why (module docstring, 3); the first rule that applies wins.  Without
+    ``static_gates`` neither ``STATIC_GATE`` nor ``BEHIND_ANALOG`` applies: gates spike, and a layer whose
+    output reaches the next affine layer only through a product of two step tensors spikes and is decoded
+    there."""
     static = {k for k, l in enumerate(layers) if l.affine.input not in flow.step}
     demoted: dict[int, str] = {}
-    for operands in flow.products:
+    for operands in flow.products if static_gates else []:
         gates = [o for o in operands if o <= static]
         for gate in gates[1:] if len(gates) == len(operands) else gates:
             demoted.update({k: STATIC_GATE for k in gate})
@@ -151,6 +159,8 @@ def _demotions(g: GraphIndex, layers: list[SpikingLayer], flow: _Flow, affines: 
         return demoted
     reached = _reached_affines(g, layers, flow, affines)
     demoted = {k: _unreached(g, layers[k], flow, affines) for k in range(len(layers)) if not reached[k]}
+    if not static_gates:
+        demoted = {k: reason for k, reason in demoted.items() if reason == OUTPUT_ACTIVATION}
     if demoted or not analog_first:
         return demoted
     layer_inputs = {l.affine.input for l in layers}
@@ -265,6 +275,8 @@ def _structure(g: GraphIndex, affines: list[Affine], layers: list[SpikingLayer],
         if id(node) in affine_of:
             return f"affine layer on static values ({ONCE})" if on == ONCE else \
                 f"affine layer on analog nodes' outputs ({on})"
+        if id(node) in flow.unused:
+            return UNUSED_LINK.format(op=node.op_type)
         if any(i in flow.step for i in node.input):
             return NOT_LINEAR.format(op=node.op_type)
         return shared_affine_output(node, g, affine_outputs, on)

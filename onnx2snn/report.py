@@ -101,6 +101,7 @@ def build_report(imported, result, points: dict[str, np.ndarray], timing: dict[s
         "readout": options.readout,
         "coding": options.coding,
         "first_layer": options.first_layer,
+        "gates": options.gates,
         "rest": options.rest,
         **({"spike_penalty": options.spike_penalty} if options.spike_penalty else {}),
         # --pieces auto: the output error the kept pass measured on the calibration points (pipeline.calibrate)

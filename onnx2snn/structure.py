@@ -12,7 +12,10 @@ with the reason recorded.
 
 A layer computed only from the inputs whose output multiplies a spiking signal (the modified MLP's gates U,
 V) is kept analog, computed once per point: spiking it would need a Decode before the product (a product of
-two time-varying signals does not commute with the time average), adding error and spikes for nothing.
+two time-varying signals does not commute with the time average), adding spikes for no accuracy (modified MLP
+fixture, T = 32: 3.8e-3 at 34.6x the ANN's energy against 3.6e-3 at 28.0x, ``benchmarks/results/architectures.md``).
+``analyse(static_gates=False)`` spikes the gates too (each product then reads decoded values, the layer
+after it directly encoded); ``--gates auto`` converts both and keeps one by accuracy and energy (``gates.py``).
 ``analyse(links=False)`` is the plain-chain analysis (each layer fed by one layer, nothing between); the
 conversions use the linked one (the end-to-end fits read inputs through links: ``calibration/wiring.py``).
 """
@@ -131,7 +134,8 @@ class Structure:
             l.identity for l in self.layers) and all(link.identity for link in self.readout_links.values())
 
 
-def analyse(model: onnx.ModelProto, analog_first: bool | dict[str, str] = False, links: bool = True) -> Structure:
+def analyse(model: onnx.ModelProto, analog_first: bool | dict[str, str] = False, links: bool = True,
+            static_gates: bool = True) -> Structure:
     """The model's spiking layers, readouts and analog nodes (module docstring); ``links=False``: the
     plain-chain analysis.  With ``analog_first``, a layer fed by no spiking layer (the first hidden layer
     under direct encoding) whose output feeds only further spiking layers stays analog: h(x·W + b) is
@@ -147,7 +151,7 @@ def analyse(model: onnx.ModelProto, analog_first: bool | dict[str, str] = False,
             affines.append(found)
     if links:
         from .linked import analyse_linked
-        structure = analyse_linked(model, g, affines, analog_first)
+        structure = analyse_linked(model, g, affines, analog_first, static_gates)
         structure.model = model
         return structure
     by_output = {a.output: a for a in affines}

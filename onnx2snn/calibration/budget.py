@@ -6,6 +6,12 @@ calibration points, each output scaled by its RMS so the budget is relative, ``S
     δ_l = W_c·(h'(z_c) ⊙ δ_c)  summed over consumer layers c,  δ_readout = W_readout / rms(y)
     s_j = ( E_x Σ_m δ_l[x, j, m]² )^½
 
+Without readouts (every layer's output decoded into analog nodes: the modified MLP with spiking gates, whose
+products (1 - Z)·U + Z·V multiply two spiking signals and whose output Gemm is analog) y is the graph
+outputs and δ_l = ∂y/∂h_l / rms(y) is taken through the analog tail and the later layers by central
+differences (``tail_sensitivities``); with readouts priced instead, such a structure had s = 0 everywhere,
+one piece per unit, and 1.17 relative error at T = 32 (3.8e-3 priced at the outputs).
+
 Predicted error of unit j with K pieces, as seen at the outputs (RMS), from its knots (``knots.KnotRule``)
 placed with K₀ = 4 pieces per monotone stretch of h on its range (``oscillation.oscillation``: 4 for tanh,
 4·TV/range for an oscillating sin), measured at the unit's calibration currents:
@@ -66,8 +72,11 @@ STATIC_ROUNDING_WEIGHT = 2.0   # on the rounding term of a layer with a static (
 
 def output_sensitivities(structure: Structure, ann: dict[str, np.ndarray]) -> list[np.ndarray]:
     """s_l [n_l] for every spiking layer (see the module docstring); for layers joined by links
-    (``Structure.plain`` false), by central differences through the ANN (``linked_sensitivities``)."""
+    (``Structure.plain`` false), by central differences through the ANN (``linked_sensitivities``); for a
+    structure without readouts, at the graph outputs through the analog tail (``tail_sensitivities``)."""
     flat = lambda a: a.reshape(-1, a.shape[-1])
+    if not structure.readouts:
+        return tail_sensitivities(structure, ann)
     if not structure.plain:
         return linked_sensitivities(structure, ann)
     rows = min(flat(ann[structure.layers[0].activation.input]).shape[0], MODEL_POINTS)
@@ -172,19 +181,42 @@ def linked_sensitivities(structure: Structure, ann: dict[str, np.ndarray]) -> li
     analog nodes and later layers included) by central differences in onnxruntime: the readouts y computed
     from h_l and the graph inputs, h_l[:, j] moved by ±10⁻³·rms(h_l[:, j]), 2·n_l runs on ``MODEL_POINTS``
     calibration points per layer (``ann`` holds the graph inputs too)."""
-    from .tail import tail_outputs_runner
-    model = structure.model
-    outputs = [a.output for a in structure.readouts]
     rows = min(next(iter(ann.values())).shape[0], MODEL_POINTS)
     scales = [structure.relative_scale(a, ann[a.output].reshape(-1, a.width)) for a in structure.readouts]
+    return _sensitivities_through_graph(structure, ann, [a.output for a in structure.readouts], scales, rows)
+
+
+def tail_sensitivities(structure: Structure, ann: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """s_l [n_l] of a structure without readouts (every layer decoded into analog nodes: the modified MLP
+    with spiking gates, whose gate products ``(1 - Z)·U + Z·V`` multiply two spiking signals), priced at the
+    graph outputs y through everything after h_l, the analog tail (``tail.py``) and the later layers:
+    δ_l[x, j, m] = ∂y_m/∂h_l[x, j] / rms(y_m), each output column m relative to its own RMS (``tail.py``'s
+    relative error), by the central differences of ``linked_sensitivities``."""
+    outputs = [o.name for o in structure.model.graph.output if o.name in ann]
+    values = [ann[name] for name in outputs]
+    rows = min(next(iter(ann.values())).shape[0], MODEL_POINTS)
+    scales = [np.sqrt(np.mean(np.square(v.reshape(v.shape[0], -1)[:rows], dtype=np.float64), axis=0)) + 1e-12
+              for v in values]
+    return _sensitivities_through_graph(structure, ann, outputs, scales, rows)
+
+
+def _sensitivities_through_graph(structure: Structure, ann: dict[str, np.ndarray], outputs: list[str],
+                                 scales: list[np.ndarray], rows: int) -> list[np.ndarray]:
+    """s_l [n_l] = (E_x Σ_m (∂y_m/∂h_l[x, j] / scale_m)²)^½ for the tensors ``outputs`` (each flattened to
+    columns matching its ``scales``), by central differences through the graph (``linked_sensitivities``)."""
+    from .tail import tail_outputs_runner
+    model = structure.model
     inputs = {i.name: ann[i.name][:rows] for i in model.graph.input if i.name in ann}
     found = []
     for layer in structure.layers:
         name = layer.activation.output
         h = ann[name][:rows]
+        squares = np.zeros(h.shape[-1])
+        if not outputs:
+            found.append(squares)
+            continue
         run = tail_outputs_runner(model, [name], outputs)
         step = 1e-3 * np.sqrt(np.mean(np.square(h.reshape(-1, h.shape[-1]), dtype=np.float64), axis=0)) + 1e-6
-        squares = np.zeros(h.shape[-1])
         for j in range(h.shape[-1]):
             ys = []
             for sign in (1.0, -1.0):

@@ -59,8 +59,9 @@ def fit_end_to_end(structure: Structure, layers, traces, ann, options: Conversio
     held_means = [flat(wiring.decoded[k].link.evaluate([traces[s].mean for s in wiring.decoded[k].sources], ann))
                   for k in range(len(wiring.decoded))]
     held_errors = [m - t for m, t in zip(held_means, targets[R:])]
-    # an interior readout's affine also sets what later stages read: the closed-form refit leaves it
-    exact = None if interior else refit_through_tail(inputs, targets[:R], held_errors, tail)
+    # an interior readout's affine also sets what later stages read: the closed-form refit leaves it (and
+    # there is nothing to refit without readouts: every boundary value a decoded layer's, ``gates.py``)
+    exact = None if interior or not R else refit_through_tail(inputs, targets[:R], held_errors, tail)
 
     def error(affines) -> float:          # the real output error, the tail run exactly
         return tail.output_error([u @ w + b for u, (w, b) in zip(inputs, affines)] + held_means)

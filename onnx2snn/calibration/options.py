@@ -17,6 +17,7 @@ DEFAULT_MAX_PIECES = 128
 PROMISED_ERROR = {32: 5e-3, 128: 2e-3}    # default conversion, relative L2 vs the ANN on fresh points
 TOLERANCE_MARGIN = 0.8                   # of it spent on the calibration points
 CODINGS = ("rate", "phase", "delta")
+GATES = ("auto", "static", "spiking")
 
 
 @dataclass
@@ -42,6 +43,7 @@ class ConversionOptions:
     spike_penalty: float = 0.0         # finetune: weight λ of synaptic operations per ANN MAC in the loss
     coding: str = "rate"               # "phase": weighted spikes, T binary digits per unit (runtimes.spec)
     links: bool = True                 # spiking chains continue through links (linked.py); False: plain chains
+    gates: str = "auto"                # static gates computed once, "spiking", or "auto": chosen (gates.py)
     methods: tuple[str, ...] = field(init=False, default=())
 
     def __post_init__(self):
@@ -82,6 +84,8 @@ class ConversionOptions:
             raise CalibrationError(f"unknown rest value {self.rest!r}; use zero or typical")
         if not self.spike_penalty >= 0:
             raise CalibrationError(f"spike penalty must be >= 0, got {self.spike_penalty}")
+        if self.gates not in GATES:
+            raise CalibrationError(f"unknown gates {self.gates!r}; use {' or '.join(GATES)}")
         if self.coding not in CODINGS:
             raise CalibrationError(f"unknown coding {self.coding!r}; use {' or '.join(CODINGS)}")
         if self.coding == "rate" and self.neuron == "floor" and self.pieces != 1:

@@ -12,6 +12,9 @@ For spiking layer l (in topological order), with SNN inputs u_in(t) from the con
    absorbs it otherwise); ``potential``: v0 += T·E[h(z_l) - ū_l] (charge that shifts the rate).
 5. Simulate layer l for T steps; its decoded series feeds the layers after it.
 
+A static layer behind analog nodes that read decoded values is fed what the SNN delivers to them
+(``staged.py``) and, with ``refit``, its affine is refit to it as a linked layer's is.
+
 Readouts are refit last from the decoded values of the layer that feeds them (with ``refit`` or
 ``advanced``: for a linear readout the advanced objective is least squares, solved exactly); a spiking
 readout adds one signed output neuron per output with θ± = enlargement × the calibrated output range.
@@ -41,6 +44,7 @@ from .layer import ConvertedLayer, LayerTrace, check_finite, flat, fold_unit_aff
 from .options import ConversionOptions
 from .refit import refit_affine, refit_decode
 from .rest import move_rest
+from .staged import staged_inputs
 from .tail import OutputTail
 from .thresholds import activation_range, mse_neurons, parse_threshold, phase_neurons, signed_neurons
 
@@ -187,13 +191,14 @@ def _calibrate_layers(structure: Structure, ann, options: ConversionOptions, sen
     traces: list[LayerTrace] = []
     share = options.tolerance / np.sqrt(len(structure.layers))      # each layer's part of the budget
     predicted = []
+    staged = staged_inputs(structure, ann)
     for k, spec in enumerate(structure.layers):
         static = spec.static
-        inputs = layer_inputs(spec, traces, ann)
+        inputs = staged[k](traces) if k in staged else layer_inputs(spec, traces, ann)
         budget = None if sensitivity is None else LayerBudget(sensitivity[k], share, max_pieces,
                                                               None if least is None else least[k])
         layer, layer_predicted = _calibrate_layer(spec, inputs, static, traces, ann, options, rng, budget,
-                                                  _knot_rule(structure, k, options))
+                                                  _knot_rule(structure, k, options), staged=k in staged)
         layers.append(layer)
         predicted.append(layer_predicted)
         traces.append(simulate_layer(inputs, layers[-1], T, static, rates=not feeds_spiking(structure, k)))
@@ -238,15 +243,17 @@ def _output_error(structure: Structure, traces: list[LayerTrace], ann,
 
 
 def _calibrate_layer(spec: SpikingLayer, inputs, static: bool, traces, ann, options: ConversionOptions,
-                     rng, budget: LayerBudget | None = None, knots: KnotRule = KnotRule()
+                     rng, budget: LayerBudget | None = None, knots: KnotRule = KnotRule(), staged: bool = False
                      ) -> tuple[ConvertedLayer, float]:
-    """One layer, and its predicted output error from the budget (0 without one)."""
+    """One layer, and its predicted output error from the budget (0 without one); ``staged``: a static
+    layer fed what the SNN delivers to the analog nodes before it (``staged.py``), whose affine is refit as a
+    linked layer's is."""
     T = options.timesteps
     weight, bias = spec.affine.weight, spec.affine.bias
     z_ann, h_ann = flat(ann[spec.activation.input]), flat(ann[spec.activation.output])
     _check_points(spec, z_ann.shape[0], options)
     mean_in = inputs if static else link_mean(spec.link, traces, ann)
-    if not static and "refit" in options.methods and not spec.identity:
+    if (staged or not static) and "refit" in options.methods and not spec.identity:
         weight, bias = refit_affine(mean_in, z_ann)
     z_snn = mean_in @ weight + bias                     # the mean current the neurons will see
     layer, predicted = _neurons(spec, weight, bias, z_snn, h_ann, options, rng, budget, knots)

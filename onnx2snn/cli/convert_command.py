@@ -116,7 +116,7 @@ def _convert_options(args) -> dict:
                "neuron": args.neuron, "readout": args.readout, "v0": args.v0, "shift": args.shift}
     if args.tolerance is not None:
         options["tolerance"] = args.tolerance
-    for key in ("finetune_iterations", "first_layer", "rest", "spike_penalty", "coding"):
+    for key in ("finetune_iterations", "first_layer", "gates", "rest", "spike_penalty", "coding"):
         if getattr(args, key) is not None:
             options[key] = getattr(args, key)
     if args.preset == "paper":

@@ -17,6 +17,7 @@ def inspect_command(args) -> int:
     from runtimes import spec
     from runtimes.loading import load_onnx
     from ..errors import ModelError
+    from ..gates import gates_differ
     from ..importer import import_model
     from ..structure import analyse
     model = load_onnx(Path(args.model), ModelError)
@@ -45,6 +46,11 @@ def inspect_command(args) -> int:
         print(f"  {node.name} ({node.op}): {node.reason}")
     for line in activation_lines(structure.activations()):
         print(line)
+    if gates_differ(imported.model):
+        spiking = analyse(imported.model, static_gates=False).activations()
+        print(f"with --gates spiking: {sum(a['spikes'] for a in spiking)} of {len(spiking)} activations spike (the "
+              f"gates too, decoded before their products); convert's default --gates auto converts both and keeps "
+              f"the one that meets the accuracy at less energy")
     for line in budget:
         print(line)
     return EXIT_OK

@@ -101,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--first-layer", choices=["spiking", "analog"], default=None,
                          help="analog: the first hidden layer is computed once per point and encoded into the next "
                               "layer instead of spending neurons and spikes (default spiking)")
+    convert.add_argument("--gates", choices=["auto", "static", "spiking"], default=None,
+                         help="layers computed from the inputs alone that multiply a spiking signal (the modified "
+                              "MLP's U, V): static = computed once per point, spiking = spiking layers decoded "
+                              "before the products; auto (default) converts both and keeps the one that meets the "
+                              "accuracy at less energy (--pieces auto; other codes keep them static)")
     convert.add_argument("--rest", choices=["zero", "typical"], default=None,
                          help="--pieces 1: the value a unit sends no spikes at; typical = where its spikes cost "
                               "least on the calibration points (e.g. a saturated unit's), the offset folded into "

@@ -30,6 +30,8 @@ def print_report(report: dict, output: Path) -> None:
     if any(not a["spikes"] for a in report["activations"]):
         for line in activation_lines(report["activations"]):
             print(line)
+    if "gates_choice" in report:
+        print(gates_line(report["gates_choice"]))
     for line in energy_lines(report):
         print(line)
     if report.get("coding") == "delta":
@@ -64,6 +66,14 @@ def activation_lines(activations: list[dict]) -> list[str]:
     for a in activations:
         lines.append(f"  {a['name']} ({a['op']}): " + ("spikes" if a["spikes"] else f"analog, {a['reason']}"))
     return lines
+
+
+def gates_line(choice: dict) -> str:
+    """``--gates auto``'s choice (``gates.py``): each variant's error and energy on the selection points."""
+    measured = ", ".join(f"{variant} {c['rel_l2_selection']:.2e} at {c['energy_ratio']:.2f}x ANN"
+                         for variant, c in choice["candidates"].items())
+    return (f"gates (static: computed once per point; spiking: spiking layers): {measured} ({choice['energy_model']}, "
+            f"{choice['selection_points']} selection points, goal {choice['goal']:.1e}): kept {choice['chosen']}")
 
 
 def energy_lines(report: dict) -> list[str]:
