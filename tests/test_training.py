@@ -197,9 +197,11 @@ def test_costs_in_forward_pass_equivalents():
     assert costs["activity"] == pytest.approx(2 * (4 - f[0]), rel=1e-12)      # forward-mode pass and replay
     # no replay: the forward-mode pass and one hᵀ·(d ⊙ ξ) per layer (48 weights once against 39 per step)
     assert costs["activity-rate"] == pytest.approx(2 * (2 - f[0] + 48 / (4 * 39)), rel=1e-12)
-    # layer-separated channels: layer l's own channel is carried by the l layers after it (W·ḣ)
-    assert costs["activity-layer"] == pytest.approx(2 * (3 + f[1] + 2 * f[2]), rel=1e-12)
-    assert costs["activity-rate-layer"] == pytest.approx(2 * (1 + f[1] + 2 * f[2] + 48 / (4 * 39)), rel=1e-12)
+    # layer-separated channels: a channel opened at layer l costs W·ḣ on the layers after it and one
+    # update per unit and step on its own layer and those after (widths 6, 6, 1): 36 + 1.5 + 13, 1.5 + 7, 1
+    carried = (36 + 1.5 + 13 + 1.5 + 7 + 1) / 39
+    assert costs["activity-layer"] == pytest.approx(2 * (3 + carried), rel=1e-12)
+    assert costs["activity-rate-layer"] == pytest.approx(2 * (1 + carried + 48 / (4 * 39)), rel=1e-12)
 
 
 def _tiny_task():
