@@ -328,3 +328,45 @@ def test_the_cli_offers_every_estimator():
     train = build_parser()._subparsers._group_actions[0].choices["train"]
     estimator = next(a for a in train._actions if a.dest == "estimator")
     assert list(estimator.choices) == list(ESTIMATORS)
+
+
+def _rate_gradient(model: SpikingMLP, x: torch.Tensor, target: torch.Tensor) -> list[torch.Tensor]:
+    """An independent reference for the rate estimators' expectation (signed IF, analog readout): by
+    autograd, δ_l = ∂L/∂e_l for a current offset e_l [B, n_l] constant in time, and
+    g_{W_l} = h̄_{l-1}ᵀ·δ_l, g_{b_l} = Σ_b δ_l with h̄ the layer's mean input."""
+    from onnx2snn.training.surrogate import spike
+    p, L, B = model.parameters, model.n_layers, x.shape[0]
+    offsets = [torch.zeros(B, p[2 * l].shape[1], dtype=x.dtype, requires_grad=True) for l in range(L)]
+    means = [torch.zeros(B, p[2 * l].shape[0], dtype=x.dtype) for l in range(L)]
+    state = [v0.expand(B, -1).clone() for _, _, v0 in model._neurons]
+    total = 0
+    for _ in range(model.timesteps):
+        h = x
+        for l in range(L - 1):
+            means[l] = means[l] + h.detach() / model.timesteps
+            u = state[l] + h @ p[2 * l] + p[2 * l + 1] + offsets[l]
+            theta_pos, theta_neg, _ = model._neurons[l]
+            h = spike(u, theta_pos, theta_neg, model.fire_fraction, model.surrogate, None)
+            state[l] = u - h
+        total = total + h
+    means[-1] = (total / model.timesteps).detach()
+    loss = ((total / model.timesteps @ p[-2] + p[-1] + offsets[-1] - target) ** 2).mean()
+    deltas = torch.autograd.grad(loss, offsets)
+    return [g for m, d in zip(means, deltas) for g in (m.T @ d, d.sum(0))]
+
+
+def test_exact_layers_give_the_rate_gradient_in_every_draw():
+    """A layer whose n_l identity channels are cheap (here the 8-2 layer and the readout) gets its exact
+    forward Jacobian: every draw equals the autograd reference there; the noisy layers average to it."""
+    model = SpikingMLP(_mlp([1, 8, 8, 2, 1], 8), Surrogate("gaussian", 0.5))
+    objective = Objective(model, *_line(24))
+    reference = _rate_gradient(model, *_line(24))
+    rng = torch.Generator().manual_seed(0)
+    draws = [estimate("activity-rate-layer", objective, rng=rng).gradient for _ in range(400)]
+    for i in (4, 5, 6, 7):                              # W_3, b_3 (8 → 2) and the readout
+        assert max(float((d[i] - reference[i]).abs().max()) for d in draws[:5]) <= 1e-12 * float(reference[i].abs().max())
+    for i in (0, 1, 2, 3):                              # 1 → 8, 8 → 8: Rademacher channels, unbiased here
+        stack = torch.stack([d[i].flatten() for d in draws])
+        mean, variance_of_mean = stack.mean(0), stack.var(0).sum() / len(draws)
+        assert float((mean - reference[i].flatten()).pow(2).sum() / variance_of_mean) < 3.0
+        assert float(variance_of_mean) > 0
