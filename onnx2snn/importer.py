@@ -3,8 +3,11 @@
 Canonical form: constants folded (``Constant`` nodes and constant subexpressions become initializers),
 rank-1 inputs given a leading batch axis (a PINN exported on a single point ``x: [d]`` becomes
 ``x: [batch, d]``; MatMul/Add broadcast unchanged), a fixed leading dimension made symbolic (torch's default
-export of ``x: [4, 2]`` becomes ``x: [batch, 2]``, checked by running the graph on another batch size), nodes
-in topological order with unique names.  Only the model in memory changes; the file is never written.
+export of ``x: [4, 2]`` becomes ``x: [batch, 2]``, checked by running the graph on another batch size), a
+``Reshape`` whose shape the graph computes (``Shape → Gather → Concat``, torch's ``h.view(h.shape[0], -1)``) and
+whose output is a row tensor [batch, *F] (``batch_rows``) given the constant shape [-1, *F] (the same values at
+every batch size; the shape computation, left unread, is dropped), nodes in topological order with unique
+names.  Only the model in memory changes; the file is never written.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from onnx import numpy_helper
 from runtimes import spec
 from runtimes.loading import MAX_FILE_BYTES, load_onnx
 
+from .batch_rows import row_features
 from .errors import ModelError, first_line
 from .graph_surgery import quiet, restore_declared_io
 
@@ -76,6 +80,7 @@ def import_model(path: str | os.PathLike, *, max_parameters: int | None = None, 
     model = _canonicalise(model, path)
     batched = _batch_rank1_inputs(model)
     freed = _free_fixed_batch(model, path)
+    _constant_row_shapes(model)
     shapes = {i.name: _dims(i) for i in model.graph.input}
     meta = {p.key: p.value for p in model.metadata_props}
     return ImportedModel(path=path, model=model, dtype=dtype, input_shapes=shapes, metadata=meta,
@@ -323,6 +328,34 @@ def _check_free_batch(model: onnx.ModelProto, path: Path, fixed: dict[str, int])
         raise ModelError(f"{path}: input '{name}' was exported with the fixed batch size {size} and the graph "
                          f"depends on it ({first_line(e)}); re-export with a dynamic batch axis, e.g. "
                          f"torch.onnx.export(..., dynamic_axes={{'{name}': {{0: 'batch'}}}})") from None
+
+
+def _constant_row_shapes(model: onnx.ModelProto) -> None:
+    """Give each Reshape whose shape operand is computed and whose output is a row tensor [batch, *F] the
+    constant shape [-1, *F] (an initializer ``<node>/row_shape``), then drop the nodes and initializers
+    that nothing reads any more (module docstring)."""
+    graph = model.graph
+    constants = {t.name for t in graph.initializer}
+    computed = [n for n in graph.node if n.op_type == "Reshape" and len(n.input) > 1 and n.input[1] not in constants]
+    features = row_features(model) if computed else {}
+    fixed = [n for n in computed if n.output[0] in features]
+    for node in fixed:
+        name = f"{node.name}/row_shape"
+        graph.initializer.append(numpy_helper.from_array(np.array([-1, *features[node.output[0]]], np.int64), name))
+        node.input[1] = name
+    if not fixed:
+        return
+    read = {o.name for o in graph.output}
+    kept = []
+    for node in reversed(graph.node):               # topological order: a node's readers come after it
+        if any(o in read for o in node.output):
+            kept.append(node)
+            read.update(node.input)
+    del graph.node[:]
+    graph.node.extend(reversed(kept))
+    unread = [t for t in graph.initializer if t.name not in read]
+    for t in unread:
+        graph.initializer.remove(t)
 
 
 def _dims(value: onnx.ValueInfoProto) -> list[int | str | None]:

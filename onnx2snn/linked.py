@@ -113,7 +113,7 @@ def _flow(g: GraphIndex, layers: list[SpikingLayer]) -> _Flow:
     for node in g.nodes:
         if id(node) in inside or not any(i in step for i in node.input):
             continue
-        if link_op_output_is_step(node, step, g.constants):
+        if link_op_output_is_step(node, step, g):
             candidates.append(node)
             carried = set().union(*(step[i] for i in node.input if i in step))
             step.update({o: set(carried) for o in node.output})
