@@ -6,9 +6,10 @@ entries (Reshape, Flatten, Squeeze, Unsqueeze: row-major order kept; Transpose: 
 axis 0, the only axis whose size follows N) then acts on each point's values alone, so it commutes with
 stacking steps or points along axis 0.
 
-Found by ONNX shape inference with data propagation (``Shape → Gather → Concat → Reshape`` chains are
-computed) with every input's leading dimension set to N = 2 and to N = 3: a row tensor is [N, *F] under
-both, with the same F (a feature dimension cannot follow N, and an axis of N cannot pass for a feature).
+Found by running the graph (onnxruntime, every tensor an output) on zeros with every input's leading
+dimension N = 2 and N = 3, so shapes the graph computes (``Shape → Gather → Div → Concat → Reshape``) are
+known: a row tensor is [N, *F] in both runs, with the same F (a feature dimension cannot follow N, and an
+axis of N cannot pass for a feature).
 """
 
 from __future__ import annotations
@@ -19,33 +20,35 @@ import onnx
 PROBES = (2, 3)
 
 
-def _probe_shapes(model: onnx.ModelProto, batch: int) -> dict[str, tuple[int, ...]]:
-    """Every inferred tensor shape, all dims known, with the inputs' leading dimension set to ``batch``."""
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    del probe.graph.value_info[:]
-    constants = {t.name for t in probe.graph.initializer}
-    for value in probe.graph.input:
+def _probe_shapes(model: onnx.ModelProto, session, batch: int) -> dict[str, tuple[int, ...]]:
+    """The shape of every tensor when the graph runs on zeros with each input's leading dimension ``batch``."""
+    constants = {t.name for t in model.graph.initializer}
+    feeds = {}
+    for value in model.graph.input:
+        if value.name in constants:
+            continue
         dims = value.type.tensor_type.shape.dim
-        if value.name not in constants and len(dims) >= 1:
-            dims[0].dim_value = batch                  # clears a symbolic name
-    for value in probe.graph.output:
-        value.type.tensor_type.ClearField("shape")
+        if not all(d.HasField("dim_value") for d in dims[1:]):
+            return {}
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type)
+        feeds[value.name] = np.zeros([batch] + [d.dim_value for d in dims[1:]], dtype)
+    names = [o.name for o in session.get_outputs()]
     try:
-        inferred = onnx.shape_inference.infer_shapes(probe, data_prop=True).graph
-    except Exception:  # noqa: BLE001 - inference failing means: no row tensors known (nothing becomes a link)
+        values = session.run(names, feeds)
+    except Exception:  # noqa: BLE001 - onnxruntime's own types: a graph that fails here has no row tensors known
         return {}
-    shapes = {}
-    for value in list(inferred.value_info) + list(inferred.input) + list(inferred.output):
-        dims = value.type.tensor_type.shape.dim if value.type.tensor_type.HasField("shape") else None
-        if dims is not None and all(d.HasField("dim_value") for d in dims):
-            shapes[value.name] = tuple(int(d.dim_value) for d in dims)
-    return shapes
+    return {name: tuple(np.shape(v)) for name, v in zip(names, values)}
 
 
 def row_features(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
     """The row tensors of ``model`` (its inputs: [batch, ...]) and their features F (module docstring)."""
-    small, large = (_probe_shapes(model, n) for n in PROBES)
+    from .ann import ann_session
+    from .errors import ModelError
+    try:
+        session = ann_session(model, [o for n in model.graph.node for o in n.output if o])
+    except ModelError:           # onnxruntime cannot load it: reported where the model is run
+        return {}
+    small, large = (_probe_shapes(model, session, n) for n in PROBES)
     return {name: shape[1:] for name, shape in small.items()
             if shape and shape[0] == PROBES[0] and large.get(name) == (PROBES[1],) + shape[1:]}
 
