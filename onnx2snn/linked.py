@@ -29,13 +29,19 @@ import onnx
 from .activations import activation_after
 from .affine import Affine
 from .graph_index import GraphIndex
-from .links import Link, link_op_output_is_step
+from .links import RESHAPES, Link, link_op_output_is_step
 from .structure import (ACTIVATION_OPS, FIRST_ANALOG, ONCE, OUTPUT_ACTIVATION, STATIC_GATE, SpikingLayer, Structure,
                         _reaches_einsum, first_reached, record_analog, shared_affine_output)
 
 NOT_LINEAR = "{op} reads spiking signals but is not linear in them (evaluated on decoded values)"
+# a reshape (links.RESHAPES) that moves points across rows (folds the batch into the features, moves it off
+# axis 0, or names the batch size): linear, but not point by point
+MIXES_POINTS = ("{op} reads spiking signals but does not keep each point's values in its row (evaluated on decoded "
+                "values)")
 BEHIND_ANALOG = ("affine layer and activation '{activation}' whose output reaches the next affine layer only through "
                  "'{node}' ({op}), which is not linear in spiking signals (evaluated on decoded values)")
+BEHIND_MIXING = ("affine layer and activation '{activation}' whose output reaches the next affine layer only through "
+                 "'{node}' ({op}), which does not keep each point's values in its row (evaluated on decoded values)")
 
 
 @dataclass
@@ -182,7 +188,8 @@ def _unreached(g: GraphIndex, layer: SpikingLayer, flow: _Flow, affines: list[Af
         return OUTPUT_ACTIVATION
     links = {id(n) for n in flow.links}
     blocker = first_reached(layer.activation.output, g, lambda node: id(node) not in links | firsts)
-    return BEHIND_ANALOG.format(activation=layer.name, node=blocker.name, op=blocker.op_type)
+    behind = BEHIND_MIXING if blocker.op_type in RESHAPES else BEHIND_ANALOG
+    return behind.format(activation=layer.name, node=blocker.name, op=blocker.op_type)
 
 
 def _reached_affines(g: GraphIndex, layers: list[SpikingLayer], flow: _Flow,
@@ -266,7 +273,7 @@ def _structure(g: GraphIndex, affines: list[Affine], layers: list[SpikingLayer],
             return f"affine layer on static values ({ONCE})" if on == ONCE else \
                 f"affine layer on analog nodes' outputs ({on})"
         if any(i in flow.step for i in node.input):
-            return NOT_LINEAR.format(op=node.op_type)
+            return (MIXES_POINTS if node.op_type in RESHAPES else NOT_LINEAR).format(op=node.op_type)
         return shared_affine_output(node, g, affine_outputs, on)
 
     record_analog(structure, g, ours, specific)

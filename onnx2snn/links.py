@@ -177,6 +177,8 @@ def link_op_output_is_step(node: onnx.NodeProto, step: set[str], g: GraphIndex) 
     if node.op_type in ("Slice",) + RESHAPES and any(i in step or (i and i not in g.constants)
                                                      for i in node.input[1:]):
         return None
+    if node.op_type == "Squeeze" and len(node.input) < 2 and not any(a.name == "axes" for a in node.attribute):
+        return None                 # every axis of size 1: the batch axis too, at one point
     if node.op_type in RESHAPES and not keeps_rows(node, g.row_features):
         return None
     return True
