@@ -75,6 +75,16 @@ def test_reshaped_network_converts_as_the_plain_one(converted, name):
     assert errors[0] <= errors[1] * (1 + EXACT_FLOAT32) and errors[0] <= TARGET_T32, errors
 
 
+def test_end_to_end_fit_through_reshapes_is_the_plain_networks():
+    """The phase code's end-to-end fit carries its gradients back through the links (``Link.backward``): through
+    the reshapes it fits the plain network's parameters, so both SNNs give the same outputs."""
+    short = dict(timesteps=6, coding="phase", samples=256, finetune_iterations=20, validation_points=128)
+    feeds = architecture_points(seed=11)
+    outputs = [OnnxRuntimeRuntime(onnx2snn.convert(FIXTURES / f"{name}.onnx", **short).model, 6).run(feeds).outputs["u"]
+               for name in ("torch_reshape", PLAIN)]
+    assert relative_l2(outputs[0], outputs[1]) <= EXACT_FLOAT32
+
+
 @pytest.mark.parametrize("name", RESHAPED)
 def test_runtimes_agree(converted, name):
     """snnTorch runs the artifact spike for spike with the numpy reference; onnxruntime (whose MatMul sums in
@@ -137,6 +147,26 @@ def test_reshape_link_evaluates_point_by_point_and_its_transpose_is_its_gradient
     (transposed,) = link.backward(g, ann)
     np.testing.assert_allclose(np.sum(link.tangent([u], ann) * g), np.sum(u * transposed), rtol=1e-12)
     np.testing.assert_array_equal(np.sort(transposed, axis=1), np.sort(g, axis=1))      # a permutation
+
+
+@pytest.mark.parametrize("name", RESHAPED)
+def test_fixture_links_backward_is_the_transpose_of_their_tangent(name):
+    """⟨L(u), g⟩ = ⟨u, Lᵀ(g)⟩ on every link of the fixtures (the reshape chains, and the readout's identity),
+    and a series of T steps is evaluated as each step alone."""
+    imported = import_model(FIXTURES / f"{name}.onnx")
+    s = analyse(imported.model)
+    links = [l.link for l in s.layers if l.link is not None] + list(s.readout_links.values())
+    rng = np.random.default_rng(2)
+    for link in links:
+        ann = run_ann(imported.model, architecture_points(8), link.source_tensors)
+        u = [rng.standard_normal(ann[t].shape) for t in link.source_tensors]
+        out = link.tangent(u, ann)
+        g = rng.standard_normal(out.shape)
+        transposed = link.backward(g, ann)
+        np.testing.assert_allclose(np.sum(out * g), sum(np.sum(a * b) for a, b in zip(u, transposed)), rtol=1e-12)
+        series = [rng.standard_normal((4,) + a.shape) for a in u]
+        np.testing.assert_array_equal(link.evaluate(series, ann),
+                                      np.stack([link.evaluate([x[t] for x in series], ann) for t in range(4)]))
 
 
 @pytest.mark.parametrize("case", ["folds the batch", "names the batch size"])
