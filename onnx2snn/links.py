@@ -19,8 +19,8 @@ synapses receive the layers' events through it, every step (the residual H + tan
 MLP's (1 - Z)·U + Z·V with U, V static).  Every step tensor is a row tensor (the layers' outputs are, and
 every link op keeps the rows), so a series of T steps is laid out as T copies of the batch along axis 0.  A
 Reshape whose shape the model computes from ``Shape`` is given the constant shape [-1, *F] when it is
-imported (``importer``), so its shape is constant here too.  A product of two step tensors is not a link (the mean of a
-product is not the product of the means): it stays analog, on decoded values.
+imported (``importer``), so its shape is constant here too.  A product of two step tensors is not a link
+(the mean of a product is not the product of the means): it stays analog, on decoded values.
 """
 
 from __future__ import annotations
@@ -97,8 +97,7 @@ class Link:
         Neg: -∂y;  Mul: ∂y·g (g the static factor);  Div: ∂y / g;  Concat, Slice: ∂y's entries back to the
         positions they were taken from;  Reshape, Flatten, Squeeze, Unsqueeze: ∂y reshaped to x's shape;
         Transpose(perm): ∂y transposed by the inverse permutation; each summed over the axes along which x was
-        broadcast.  ``ann`` as
-        for ``evaluate`` (its rows the same points as ``grad``'s)."""
+        broadcast.  ``ann`` as for ``evaluate`` (its rows the same points as ``grad``'s)."""
         if self.identity:
             return [grad]
         N = grad.shape[0]
