@@ -4,10 +4,11 @@ Canonical form: constants folded (``Constant`` nodes and constant subexpressions
 rank-1 inputs given a leading batch axis (a PINN exported on a single point ``x: [d]`` becomes
 ``x: [batch, d]``; MatMul/Add broadcast unchanged), a fixed leading dimension made symbolic (torch's default
 export of ``x: [4, 2]`` becomes ``x: [batch, 2]``, checked by running the graph on another batch size), a
-``Reshape`` whose shape the graph computes (``Shape → Gather → Concat``, torch's ``h.view(h.shape[0], -1)``) and
-whose output is a row tensor [batch, *F] (``batch_rows``) given the constant shape [-1, *F] (the same values at
-every batch size; the shape computation, left unread, is dropped), nodes in topological order with unique
-names.  Only the model in memory changes; the file is never written.
+``Reshape`` whose output is a row tensor [batch, *F] (``batch_rows``) given a constant shape: [0, *F] when it
+reshapes each point's values in its row, else [-1, *F] when the graph computes its shape (``Shape → Gather →
+Concat``, torch's ``h.view(h.shape[0], -1)``): the same values at every batch size, the shape computation,
+left unread, dropped; nodes in topological order with unique names.  Only the model in memory changes; the
+file is never written.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from onnx import numpy_helper
 from runtimes import spec
 from runtimes.loading import MAX_FILE_BYTES, load_onnx
 
-from .batch_rows import row_features
+from .batch_rows import keeps_rows, row_features
 from .errors import ModelError, first_line
 from .graph_surgery import quiet, restore_declared_io
 
@@ -331,30 +332,48 @@ def _check_free_batch(model: onnx.ModelProto, path: Path, fixed: dict[str, int])
 
 
 def _constant_row_shapes(model: onnx.ModelProto) -> None:
-    """Give each Reshape whose shape operand is computed and whose output is a row tensor [batch, *F] the
-    constant shape [-1, *F] (an initializer ``<node>/row_shape``), then drop the nodes and initializers
-    that nothing reads any more (module docstring)."""
+    """Give each Reshape whose output is a row tensor [batch, *F] (``batch_rows``, F > 0) a constant shape
+    (an initializer ``<node>/row_shape``): [0, *F] with ``allowzero`` 0 (the batch copied: the op reshapes
+    each point's values in its row, which runtimes see from the shape alone) when its input is a row tensor
+    with as many values per point, else [-1, *F] when its shape is computed; then drop the nodes and
+    initializers that nothing reads any more (module docstring)."""
     graph = model.graph
-    constants = {t.name for t in graph.initializer}
-    computed = [n for n in graph.node if n.op_type == "Reshape" and len(n.input) > 1 and n.input[1] not in constants]
-    features = row_features(model) if computed else {}
-    fixed = [n for n in computed if n.output[0] in features]
-    for node in fixed:
+    constants = {t.name: t for t in graph.initializer}
+    reshapes = [n for n in graph.node if n.op_type == "Reshape" and len(n.input) > 1]
+    features = row_features(model) if reshapes else {}
+    changed = False
+    for node in reshapes:
+        out = features.get(node.output[0])
+        if not out or min(out) <= 0:
+            continue
+        if keeps_rows(node, features):
+            shape = np.array([0, *out], np.int64)
+            for attribute in [a for a in node.attribute if a.name == "allowzero"]:
+                node.attribute.remove(attribute)
+        elif node.input[1] not in constants:
+            shape = np.array([-1, *out], np.int64)
+        else:
+            continue
+        if node.input[1] in constants and np.array_equal(numpy_helper.to_array(constants[node.input[1]]), shape):
+            continue
         name = f"{node.name}/row_shape"
-        graph.initializer.append(numpy_helper.from_array(np.array([-1, *features[node.output[0]]], np.int64), name))
-        node.input[1] = name
-    if not fixed:
-        return
+        graph.initializer.append(numpy_helper.from_array(shape, name))
+        node.input[1], changed = name, True
+    if changed:
+        _drop_unread(graph)
+
+
+def _drop_unread(graph: onnx.GraphProto) -> None:
+    """Remove the nodes and initializers that no graph output depends on (nodes in topological order)."""
     read = {o.name for o in graph.output}
     kept = []
-    for node in reversed(graph.node):               # topological order: a node's readers come after it
+    for node in reversed(graph.node):
         if any(o in read for o in node.output):
             kept.append(node)
             read.update(node.input)
     del graph.node[:]
     graph.node.extend(reversed(kept))
-    unread = [t for t in graph.initializer if t.name not in read]
-    for t in unread:
+    for t in [t for t in graph.initializer if t.name not in read]:
         graph.initializer.remove(t)
 
 

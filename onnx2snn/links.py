@@ -18,8 +18,8 @@ some spiking layers (its ``sources``) and one tensor read by an affine layer (it
 synapses receive the layers' events through it, every step (the residual H + tanh(H·W + b), the modified
 MLP's (1 - Z)·U + Z·V with U, V static).  Every step tensor is a row tensor (the layers' outputs are, and
 every link op keeps the rows), so a series of T steps is laid out as T copies of the batch along axis 0.  A
-Reshape whose shape the model computes from ``Shape`` is given the constant shape [-1, *F] when it is
-imported (``importer``), so its shape is constant here too.  A product of two step tensors is not a link
+Reshape of a row tensor is given a constant shape when the model is imported (``importer``: [0, *F], or
+[-1, *F] where the model computes it from ``Shape``).  A product of two step tensors is not a link
 (the mean of a product is not the product of the means): it stays analog, on decoded values.
 """
 

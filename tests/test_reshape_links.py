@@ -45,28 +45,52 @@ def test_layers_spike_through_the_reshapes(name):
     assert [layer.link.sources for layer in s.layers[1:]] == [[0], [1]]
 
 
-def test_computed_shapes_become_constants_on_import():
-    """TorchScript computes N = h.shape[0] and w // 4 (Shape, Gather, Div, Cast, Concat): on import each
-    Reshape reads the constant [-1, *F] and the shape computation is gone; the ANN is unchanged."""
-    path = FIXTURES / "torch_reshape.onnx"
+@pytest.mark.parametrize("name", RESHAPED)
+def test_reshapes_read_constant_shapes_after_import(name):
+    """TorchScript computes N = h.shape[0] and w // 4 (Shape, Gather, Div, Cast, Concat), dynamo writes
+    [-1, ...] with ``allowzero`` 1: on import each Reshape reads the constant [0, *F] (``allowzero`` 0) and
+    the shape computation is gone; the ANN is unchanged."""
+    path = FIXTURES / f"{name}.onnx"
     model = import_model(path).model
     shapes = {t.name: numpy_helper.to_array(t).tolist() for t in model.graph.initializer}
-    reshapes = [shapes[n.input[1]] for n in model.graph.node if n.op_type == "Reshape"]
-    assert reshapes == [[-1, 4, 6], [-1, 4, 6], [-1, 24], [-1, 6, 4], [-1, 24]]
+    reshapes = [n for n in model.graph.node if n.op_type == "Reshape"]
+    expected = [[0, 4, 6], [0, 4, 6], [0, 24], [0, 6, 4], [0, 24]]
+    assert [shapes[n.input[1]] for n in reshapes] == (expected if name == "torch_reshape" else
+                                                      [[0, 24], [0, 4, 6], [0, 6, 4], [0, 24]])
+    assert not any(a.name == "allowzero" and a.i for n in reshapes for a in n.attribute)
     assert not {"Shape", "Gather", "Div", "Cast", "Concat"} & {n.op_type for n in model.graph.node}
     feeds = architecture_points(64)
     np.testing.assert_array_equal(run_ann(model, feeds)["u"], run_ann(onnx.load(path), feeds)["u"])
+
+
+def test_computed_shape_of_a_transposed_tensor_becomes_minus_one(tmp_path):
+    """A Reshape whose input is not a row tensor ([4, N, 6] from a Transpose that moves the batch) but whose
+    output is ([N, 24]), its shape computed from ``Shape``: the constant [-1, 24] (the same values at every
+    batch size); the Reshape itself mixes points, so it stays analog."""
+    node = helper.make_node
+    rearrange = [node("Reshape", ["h1", "split"], ["h3d"], name="split"),
+                 node("Transpose", ["h3d"], ["moved"], name="move", perm=[1, 0, 2]),
+                 node("Shape", ["h1"], ["dims"], name="shape"),
+                 node("Reshape", ["moved", "dims"], ["r"], name="reshape")]
+    model = _model(tmp_path, rearrange, 24, {"split": np.array([0, 4, 6], np.int64)})
+    shapes = {t.name: numpy_helper.to_array(t).tolist() for t in model.graph.initializer}
+    (reshape,) = [n for n in model.graph.node if n.name == "reshape"]
+    assert shapes[reshape.input[1]] == [-1, 24] and "Shape" not in {n.op_type for n in model.graph.node}
+    assert [l.name for l in analyse(model).layers] == ["t2"]
 
 
 @pytest.mark.parametrize("name", RESHAPED)
 def test_reshaped_network_converts_as_the_plain_one(converted, name):
     """The reshapes leave every point's values in place, so the conversion is the plain network's: the same
     spikes per layer and the same output (float32 rounding), hence its error against its own ANN
-    (onnxruntime, fresh points) is the plain network's, within the T=32 target; every activation spikes."""
+    (onnxruntime, fresh points) is the plain network's, within the T=32 target; every activation spikes.  The
+    numpy runtime runs both as compiled chains (the reshapes leave each point's values in place)."""
     feeds = architecture_points(seed=11)
     result, plain = converted[name], converted[PLAIN]
     assert all(a["spikes"] for a in result.report["activations"]) and len(result.report["activations"]) == 3
-    got, expected = (NumpyRuntime(r.model, 32).run(feeds) for r in (result, plain))
+    runtimes = [NumpyRuntime(r.model, 32) for r in (result, plain)]
+    assert runtimes[0].blocks_itself == runtimes[1].blocks_itself     # compiled loops skip in-place reshapes
+    got, expected = (runtime.run(feeds) for runtime in runtimes)
     assert [c.events for c in got.spikes.values()] == [c.events for c in expected.spikes.values()]
     assert relative_l2(got.outputs["u"], expected.outputs["u"]) <= EXACT_FLOAT32
     errors = [relative_l2(OnnxRuntimeRuntime(r.model, 32).run(feeds).outputs["u"],
