@@ -1,6 +1,6 @@
 """Spiking chains through reshapes (issue 25): Reshape, Flatten, Squeeze, Unsqueeze and Transpose that keep each
-point's values in its row are link ops, so the layers around them spike as one stage; a Reshape whose shape the
-graph computes from ``Shape`` gets a constant shape on import; one that moves points across rows stays analog."""
+point's values in its row are link ops, so the layers around them spike as one stage; a Reshape gets a constant
+shape on import, also where the graph computes it from ``Shape``; one that moves points across rows stays analog."""
 
 import numpy as np
 import onnx
