@@ -6,7 +6,8 @@
         --only torch_modified_mlp
 
 Converts each architecture fixture (``tests/fixtures/make_torch_fixtures.py``: residual with linear and
-with tanh input projection, modified MLP, LayerNorm, SIREN ω₀ = 30) with the default options and measures,
+with tanh input projection, modified MLP, LayerNorm, SIREN ω₀ = 30; a tanh MLP with reshapes between its
+layers, exported by TorchScript and by dynamo, and the same weights without them) with the default options and measures,
 on 2048 fresh domain points: SNN vs ANN relative L2, spikes per sample, the compute-only energy ratio SNN/ANN
 on ``45nm_fp32``, how many of the model's activations spike, and the share of the ANN's MACs that became
 synaptic operations.  Rows are appended to ``benchmarks/results/architectures.jsonl`` under ``--label``
@@ -38,7 +39,8 @@ from onnx2snn.errors import Onnx2SnnError  # noqa: E402
 from onnx2snn.search import MARGIN, cheapest_conversion  # noqa: E402
 from onnx2snn.structure import ACTIVATION_OPS, READOUT_NEURONS  # noqa: E402
 
-FIXTURES = ("torch_residual_linear", "torch_residual_tanh", "torch_modified_mlp", "torch_layernorm", "torch_siren")
+FIXTURES = ("torch_residual_linear", "torch_residual_tanh", "torch_modified_mlp", "torch_layernorm", "torch_siren",
+            "torch_reshape", "torch_reshape_dynamo", "torch_reshape_plain")
 TARGETS = {32: 5e-3, 128: 2e-3}        # the default conversion's (issue 25); the cheap codes have none
 CODES = {"default": ({}, tuple(TARGETS)), "phase": (dict(coding="phase"), tuple(range(4, 11))),
          "pieces1": (dict(pieces=1), (8, 32)),
@@ -172,7 +174,9 @@ def main() -> None:
             "`after` = main at ab224d5 (static oscillating layers computed once per point), `knots` = branch "
             "siren (knots priced by spikes on static layers read only by readouts; the budget's error model measured "
             "with 4 pieces per monotone stretch), `range` = branch sinrange (a static sine over several periods "
-            "range-reduced once per point, `onnx2snn/sine_range.py`).  The cheap codes of issue 22 on the "
+            "range-reduced once per point, `onnx2snn/sine_range.py`), `reshape` = branch reshape (Reshape, Flatten, "
+            "Squeeze, Unsqueeze, Transpose that keep each point's values in its row are link ops), `main-5292a24` = "
+            "main before it.  The cheap codes of issue 22 on the "
             "same fixtures (`--code`): `phase` = `--coding phase`, `pieces1` = `--pieces 1` (rate code, one neuron "
             "per unit, fitted end to end); `(main-97099a0)`: on the plain-chain analysis, as main at 97099a0 "
             "fitted them (every node off the chains analog), `(linkedfit)`: fitted through the links (now "

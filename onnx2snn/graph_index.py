@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 import onnx
 from onnx import numpy_helper
+
+from .batch_rows import row_features
 
 
 class GraphIndex:
@@ -27,6 +31,11 @@ class GraphIndex:
                     self.consumers.setdefault(name, []).append(node)
         self.order = {id(n): k for k, n in enumerate(self.nodes)}
         self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
+
+    @cached_property
+    def row_features(self) -> dict[str, tuple[int, ...]]:
+        """The row tensors ([batch, *features], ``batch_rows``) and their features; inferred on first use."""
+        return row_features(self.model)
 
     def attrs(self, node: onnx.NodeProto) -> dict:
         return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}

@@ -3,8 +3,12 @@
 Canonical form: constants folded (``Constant`` nodes and constant subexpressions become initializers),
 rank-1 inputs given a leading batch axis (a PINN exported on a single point ``x: [d]`` becomes
 ``x: [batch, d]``; MatMul/Add broadcast unchanged), a fixed leading dimension made symbolic (torch's default
-export of ``x: [4, 2]`` becomes ``x: [batch, 2]``, checked by running the graph on another batch size), nodes
-in topological order with unique names.  Only the model in memory changes; the file is never written.
+export of ``x: [4, 2]`` becomes ``x: [batch, 2]``, checked by running the graph on another batch size), a
+``Reshape`` whose output is a row tensor [batch, *F] (``batch_rows``) given a constant shape: [0, *F] when it
+reshapes each point's values in its row, else [-1, *F] when the graph computes its shape (``Shape → Gather →
+Concat``, torch's ``h.view(h.shape[0], -1)``): the same values at every batch size, the shape computation,
+left unread, dropped; nodes in topological order with unique names.  Only the model in memory changes; the
+file is never written.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from onnx import numpy_helper
 from runtimes import spec
 from runtimes.loading import MAX_FILE_BYTES, load_onnx
 
+from .batch_rows import keeps_rows, row_features
 from .errors import ModelError, first_line
 from .graph_surgery import quiet, restore_declared_io
 
@@ -76,6 +81,7 @@ def import_model(path: str | os.PathLike, *, max_parameters: int | None = None, 
     model = _canonicalise(model, path)
     batched = _batch_rank1_inputs(model)
     freed = _free_fixed_batch(model, path)
+    _constant_row_shapes(model)
     shapes = {i.name: _dims(i) for i in model.graph.input}
     meta = {p.key: p.value for p in model.metadata_props}
     return ImportedModel(path=path, model=model, dtype=dtype, input_shapes=shapes, metadata=meta,
@@ -323,6 +329,52 @@ def _check_free_batch(model: onnx.ModelProto, path: Path, fixed: dict[str, int])
         raise ModelError(f"{path}: input '{name}' was exported with the fixed batch size {size} and the graph "
                          f"depends on it ({first_line(e)}); re-export with a dynamic batch axis, e.g. "
                          f"torch.onnx.export(..., dynamic_axes={{'{name}': {{0: 'batch'}}}})") from None
+
+
+def _constant_row_shapes(model: onnx.ModelProto) -> None:
+    """Give each Reshape whose output is a row tensor [batch, *F] (``batch_rows``, F > 0) a constant shape
+    (an initializer ``<node>/row_shape``): [0, *F] with ``allowzero`` 0 (the batch copied: the op reshapes
+    each point's values in its row, which runtimes see from the shape alone) when its input is a row tensor
+    with as many values per point, else [-1, *F] when its shape is computed; then drop the nodes and
+    initializers that nothing reads any more (module docstring)."""
+    graph = model.graph
+    constants = {t.name: t for t in graph.initializer}
+    reshapes = [n for n in graph.node if n.op_type == "Reshape" and len(n.input) > 1]
+    features = row_features(model) if reshapes else {}
+    changed = False
+    for node in reshapes:
+        out = features.get(node.output[0])
+        if not out or min(out) <= 0:
+            continue
+        if keeps_rows(node, features):
+            shape = np.array([0, *out], np.int64)
+            for attribute in [a for a in node.attribute if a.name == "allowzero"]:
+                node.attribute.remove(attribute)
+        elif node.input[1] not in constants:
+            shape = np.array([-1, *out], np.int64)
+        else:
+            continue
+        if node.input[1] in constants and np.array_equal(numpy_helper.to_array(constants[node.input[1]]), shape):
+            continue
+        name = f"{node.name}/row_shape"
+        graph.initializer.append(numpy_helper.from_array(shape, name))
+        node.input[1], changed = name, True
+    if changed:
+        _drop_unread(graph)
+
+
+def _drop_unread(graph: onnx.GraphProto) -> None:
+    """Remove the nodes and initializers that no graph output depends on (nodes in topological order)."""
+    read = {o.name for o in graph.output}
+    kept = []
+    for node in reversed(graph.node):
+        if any(o in read for o in node.output):
+            kept.append(node)
+            read.update(node.input)
+    del graph.node[:]
+    graph.node.extend(reversed(kept))
+    for t in [t for t in graph.initializer if t.name not in read]:
+        graph.initializer.remove(t)
 
 
 def _dims(value: onnx.ValueInfoProto) -> list[int | str | None]:

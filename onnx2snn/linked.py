@@ -31,15 +31,21 @@ import onnx
 from .activations import activation_after
 from .affine import Affine
 from .graph_index import GraphIndex
-from .links import Link, link_op_output_is_step
+from .links import RESHAPES, Link, link_op_output_is_step
 from .structure import (ACTIVATION_OPS, FIRST_ANALOG, ONCE, OUTPUT_ACTIVATION, STATIC_GATE, SpikingLayer, Structure,
                         _reaches_einsum, first_reached, record_analog, shared_affine_output)
 
 NOT_LINEAR = "{op} reads spiking signals but is not linear in them (evaluated on decoded values)"
 UNUSED_LINK = ("{op} is linear in spiking signals but reaches no affine layer through linear operations "
                "(evaluated on decoded values)")
+# a reshape (links.RESHAPES) that moves points across rows (folds the batch into the features, moves it off
+# axis 0, or names the batch size): linear, but not point by point
+MIXES_POINTS = ("{op} reads spiking signals but does not keep each point's values in its row (evaluated on decoded "
+                "values)")
 BEHIND_ANALOG = ("affine layer and activation '{activation}' whose output reaches the next affine layer only through "
                  "'{node}' ({op}), which is not linear in spiking signals (evaluated on decoded values)")
+BEHIND_MIXING = ("affine layer and activation '{activation}' whose output reaches the next affine layer only through "
+                 "'{node}' ({op}), which does not keep each point's values in its row (evaluated on decoded values)")
 
 
 @dataclass
@@ -118,7 +124,7 @@ def _flow(g: GraphIndex, layers: list[SpikingLayer]) -> _Flow:
     for node in g.nodes:
         if id(node) in inside or not any(i in step for i in node.input):
             continue
-        if link_op_output_is_step(node, step, g.constants):
+        if link_op_output_is_step(node, step, g):
             candidates.append(node)
             carried = set().union(*(step[i] for i in node.input if i in step))
             step.update({o: set(carried) for o in node.output})
@@ -192,7 +198,8 @@ def _unreached(g: GraphIndex, layer: SpikingLayer, flow: _Flow, affines: list[Af
         return OUTPUT_ACTIVATION
     links = {id(n) for n in flow.links}
     blocker = first_reached(layer.activation.output, g, lambda node: id(node) not in links | firsts)
-    return BEHIND_ANALOG.format(activation=layer.name, node=blocker.name, op=blocker.op_type)
+    behind = BEHIND_MIXING if blocker.op_type in RESHAPES else BEHIND_ANALOG
+    return behind.format(activation=layer.name, node=blocker.name, op=blocker.op_type)
 
 
 def _reached_affines(g: GraphIndex, layers: list[SpikingLayer], flow: _Flow,
@@ -278,7 +285,7 @@ def _structure(g: GraphIndex, affines: list[Affine], layers: list[SpikingLayer],
         if id(node) in flow.unused:
             return UNUSED_LINK.format(op=node.op_type)
         if any(i in flow.step for i in node.input):
-            return NOT_LINEAR.format(op=node.op_type)
+            return (MIXES_POINTS if node.op_type in RESHAPES else NOT_LINEAR).format(op=node.op_type)
         return shared_affine_output(node, g, affine_outputs, on)
 
     record_analog(structure, g, ours, specific)

@@ -8,13 +8,19 @@ step tensors and *static* tensors (values fixed for the point: inputs, constants
     Mul                  y = x·g                     (one step operand x, the other g static)
     Div                  y = x / g                   (step numerator, static denominator)
     Concat, Slice        rearrange columns           (step data; constant starts, ends, axes)
+    Reshape, Flatten,    rearrange each point's      (step data; constant shape, axes; the batch axis kept:
+    Squeeze, Unsqueeze,  values                       input and output row tensors, ``batch_rows``)
+    Transpose
 
 Each is affine in its step operands with coefficients fixed for the point, so it commutes with the time
 average: (1/T)·Σ_t L(u(t)) = L((1/T)·Σ_t u(t)).  A *link* is the subgraph of link ops between the outputs of
 some spiking layers (its ``sources``) and one tensor read by an affine layer (its ``output``): that affine's
 synapses receive the layers' events through it, every step (the residual H + tanh(H·W + b), the modified
-MLP's (1 - Z)·U + Z·V with U, V static).  A product of two step tensors is not a link (the mean of a
-product is not the product of the means): it stays analog, on decoded values.
+MLP's (1 - Z)·U + Z·V with U, V static).  Every step tensor is a row tensor (the layers' outputs are, and
+every link op keeps the rows), so a series of T steps is laid out as T copies of the batch along axis 0.  A
+Reshape of a row tensor is given a constant shape when the model is imported (``importer``: [0, *F], or
+[-1, *F] where the model computes it from ``Shape``).  A product of two step tensors is not a link
+(the mean of a product is not the product of the means): it stays analog, on decoded values.
 """
 
 from __future__ import annotations
@@ -26,10 +32,14 @@ import onnx
 
 from runtimes.ops import make_kernel
 
+from .batch_rows import keeps_rows
+from .graph_index import GraphIndex
+
 SUMS = ("Add", "Sub", "Sum")
 UNARY = ("Neg", "Identity")
 REARRANGE = ("Concat", "Slice")
-LINK_OPS = SUMS + UNARY + REARRANGE + ("Mul", "Div")
+RESHAPES = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose")
+LINK_OPS = SUMS + UNARY + REARRANGE + RESHAPES + ("Mul", "Div")
 
 
 @dataclass
@@ -55,7 +65,8 @@ class Link:
 
         ``ann``: the ANN's tensors at the same points, in the model's shapes [N₀, ...]: the statics' values,
         and the model's shape of each source.  A series is laid out as T copies of the batch (the statics
-        tiled alike), so every op acts on it as the model's graph does."""
+        tiled alike), so every op acts on it as the model's graph does (a reshape's constant shape names the
+        batch by -1 or 0, never by its size: ``link_op_output_is_step``)."""
         if self.identity:
             return sources[0]
         series = sources[0].ndim == 3
@@ -84,8 +95,9 @@ class Link:
 
         Reverse through ``nodes``, per step operand x of y = op(...):  Add, Sum, Identity: ∂x = ∂y;  Sub: ±∂y;
         Neg: -∂y;  Mul: ∂y·g (g the static factor);  Div: ∂y / g;  Concat, Slice: ∂y's entries back to the
-        positions they were taken from; each summed over the axes along which x was broadcast.  ``ann`` as
-        for ``evaluate`` (its rows the same points as ``grad``'s)."""
+        positions they were taken from;  Reshape, Flatten, Squeeze, Unsqueeze: ∂y reshaped to x's shape;
+        Transpose(perm): ∂y transposed by the inverse permutation; each summed over the axes along which x was
+        broadcast.  ``ann`` as for ``evaluate`` (its rows the same points as ``grad``'s)."""
         if self.identity:
             return [grad]
         N = grad.shape[0]
@@ -123,6 +135,11 @@ def _operand_gradient(node: onnx.NodeProto, k: int, g: np.ndarray, values: dict,
         return g * values[node.input[1 - k]]
     if op == "Div":
         return g / values[node.input[1]]
+    if op == "Transpose":
+        perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), list(range(g.ndim))[::-1])
+        return g.transpose(np.argsort(perm))
+    if op in RESHAPES:
+        return g.reshape(values[node.input[k]].shape)
     # Concat, Slice: run the op on positions (input k's flat indices, -1 for every other operand)
     shape = values[node.input[k]].shape
     operands = [values.get(i) for i in node.input]
@@ -143,9 +160,12 @@ def _unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return g.sum(axis=axes, keepdims=True) if axes else g
 
 
-def link_op_output_is_step(node: onnx.NodeProto, step: set[str], constants: dict) -> bool | None:
+def link_op_output_is_step(node: onnx.NodeProto, step: set[str], g: GraphIndex) -> bool | None:
     """Whether ``node`` (reading at least one step tensor) is a link op on these operands: True (its output
-    is a step tensor), or None (not linear in its step operands: analog, on decoded values)."""
+    is a step tensor), or None (not linear in its step operands: analog, on decoded values).  A reshape
+    (``RESHAPES``) is one when its only step operand is its data, its other operands are constants, and it
+    maps a row tensor to a row tensor of as many features (``batch_rows.keeps_rows``): a Reshape that
+    folds the batch into the features, or moves it off axis 0, stays analog."""
     if node.domain not in ("", "ai.onnx") or node.op_type not in LINK_OPS:
         return None
     stepped = [i for i in node.input if i in step]
@@ -153,6 +173,11 @@ def link_op_output_is_step(node: onnx.NodeProto, step: set[str], constants: dict
         return None
     if node.op_type == "Div" and node.input[1] in step:
         return None
-    if node.op_type == "Slice" and any(i in step or (i and i not in constants) for i in node.input[1:]):
+    if node.op_type in ("Slice",) + RESHAPES and any(i in step or (i and i not in g.constants)
+                                                     for i in node.input[1:]):
+        return None
+    if node.op_type == "Squeeze" and len(node.input) < 2 and not any(a.name == "axes" for a in node.attribute):
+        return None                 # every axis of size 1: the batch axis too, at one point
+    if node.op_type in RESHAPES and not keeps_rows(node, g.row_features):
         return None
     return True

@@ -6,7 +6,11 @@ The converter writes a spiking MLP as one stage of the numpy runtime (``numpy_re
 
 with every L_l a fused IF layer (``fusion``: the affine's bias, the IF node and its decode) whose current
 is the previous MatMul's output, every W a constant matrix and b a constant vector; the first layer's
-current is static (computed once, before the stage).  A separable network's stage holds one such chain per
+current is static (computed once, before the stage).  Between a layer and the next node may stand reshapes
+(Reshape, Flatten, Squeeze, Unsqueeze, Transpose with constant operands: a spiking chain's links,
+``onnx2snn.links``) that leave each point's values where they were ([N, n] → ... → [N, n], found by running
+them on the positions 0..n-1 of one point): they change no value, so the loop skips them (a chain whose
+first current is [N, n_0]).  A separable network's stage holds one such chain per
 input axis (``find_chains``).  Each chain runs as one numba call per chunk of points: the T-step loop, the
 layer steps and the matrix products (BLAS through ``np.dot``) with no Python in between.  Stepping the
 interpreter instead costs a few microseconds of Python and numba dispatch per node and step, which forces
@@ -24,6 +28,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import kernels
+
+REARRANGING = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose")
 
 # Points per block (their state stays in cache through all T steps): BLOCK_ELEMENTS / the widest layer's
 # units, within [MIN_BLOCK_ROWS, MAX_BLOCK_ROWS].  Measured, one thread, T = 32, ANN passes per step (or
@@ -44,6 +50,7 @@ class Chain:
     output_weight: np.ndarray | None
     output_bias: np.ndarray | None
     decode: object
+    rearranged: bool = False            # reshapes skipped: the first current must be [N, n_0]
     _prepared: dict = field(default_factory=dict)
 
     @property
@@ -62,7 +69,7 @@ class Chain:
         one dtype throughout, a current [..., n_0] or [..., 1])."""
         z = values[self.layers[0].inputs[0]]
         return self._arguments(z.dtype) is not None and z.ndim > 0 \
-            and z.shape[-1] in (1, self.layers[0].compact(z.dtype).n)
+            and z.shape[-1] in (1, self.layers[0].compact(z.dtype).n) and (z.ndim == 2 or not self.rearranged)
 
     def run(self, values: dict, timesteps: int, spikes: dict, counts) -> None:
         """Run the stage on ``values`` (``ready``; the Decode's output written there; spike counts into
@@ -138,9 +145,21 @@ def find_chain(stage: list, initializers: dict[str, np.ndarray]) -> Chain | None
         return None
     layers, weights, output_weight, output_bias = [stage[0]], [], None, None
     current = stage[0].outputs[0]
+    positions, rearranged = None, False     # where the reshapes since the last layer put a point's values
     k = 1
     while k < len(stage) - 1:
         n = stage[k]
+        if n.kind == "standard" and n.proto.op_type in REARRANGING and n.inputs[0] == current:
+            if positions is None:
+                positions = np.arange(layers[-1].layer.params.theta_pos.shape[0])[None, :]
+            positions = _rearranged(n, positions, initializers)
+            if positions is None:
+                return None
+            current, k, rearranged = n.outputs[0], k + 1, True
+            continue
+        if positions is not None and not _in_place(positions):
+            return None
+        positions = None
         if n.kind == "standard" and n.proto.op_type == "MatMul" and output_weight is None \
                 and n.inputs[0] == current and _matrix(initializers.get(n.inputs[1])):
             w = initializers[n.inputs[1]]
@@ -160,7 +179,7 @@ def find_chain(stage: list, initializers: dict[str, np.ndarray]) -> Chain | None
             output_bias, current, k = b, n.outputs[0], k + 1
             continue
         return None
-    if stage[-1].inputs[0] != current:
+    if stage[-1].inputs[0] != current or (positions is not None and not _in_place(positions)):
         return None
     sizes = [layer.layer.params.theta_pos.shape[0] for layer in layers]
     if any(w.shape != (a, b) for w, a, b in zip(weights, sizes, sizes[1:])) \
@@ -171,7 +190,24 @@ def find_chain(stage: list, initializers: dict[str, np.ndarray]) -> Chain | None
         return None
     if output_bias is not None and np.size(output_bias) == 1:
         output_bias = np.full(n_out, np.ravel(output_bias)[0], np.asarray(output_bias).dtype)
-    return Chain(layers, weights, output_weight, output_bias, stage[-1])
+    return Chain(layers, weights, output_weight, output_bias, stage[-1], rearranged)
+
+
+def _rearranged(n, positions: np.ndarray, initializers: dict[str, np.ndarray]) -> np.ndarray | None:
+    """The positions after reshape node ``n`` (its other inputs constants), or None if it cannot run on one
+    point's positions."""
+    if any(i and i not in initializers for i in n.inputs[1:]):
+        return None
+    try:
+        return n.kernel([positions] + [initializers[i] if i else None for i in n.inputs[1:]])[0]
+    except Exception:  # noqa: BLE001 - onnx.reference's errors: a reshape that does not fit one point
+        return None
+
+
+def _in_place(positions: np.ndarray) -> bool:
+    """Whether one point's values [1, n] are back in their places 0..n-1."""
+    return positions.ndim == 2 and positions.shape[0] == 1 and np.array_equal(positions[0],
+                                                                               np.arange(positions.shape[1]))
 
 
 def _matrix(w) -> bool:

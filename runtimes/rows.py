@@ -11,10 +11,11 @@ row outputs, restricted to a set of rows, depend only on the same rows of its ro
   the output's rank and whose parameters do not broadcast along axis 0 (lower rank, or first dim 1);
 * MatMul / Gemm (no transA) of a row tensor by a parameter matrix (Gemm's C: rank <= 1 or first dim 1);
 * ReduceSum / ReduceMean / Squeeze / Unsqueeze / Concat / Slice / Softmax / Flatten away from axis 0
-  (constant axes);
+  (constant axes), Transpose fixing axis 0, Reshape to a constant shape [0, ...] (``allowzero`` 0: axis 0
+  copied, each row's values reshaped among themselves);
 * ``onnx2snn.IF`` of a row current with parameter neuron tensors, and ``onnx2snn.Decode``.
 
-Anything else (Einsum, Reshape, Gather, Transpose, …) is treated as not row-wise.
+Anything else (Einsum, Gather, any other Reshape or Transpose, …) is treated as not row-wise.
 """
 
 from __future__ import annotations
@@ -114,6 +115,13 @@ def out_rank(node: onnx.NodeProto, ranks: list[int | None], shape: Callable[[str
         return rank if at.get("axis", -1) % rank != 0 else False
     if op == "Flatten":
         return 2 if at.get("axis", 1) == 1 else False
+    if op == "Transpose":
+        perm = at.get("perm")
+        return rank if perm is not None and len(perm) == rank and perm[0] == 0 else False
+    if op == "Reshape":
+        target = value(ins[1]) if len(ins) > 1 and ins[1] else None
+        copied = target is not None and np.ndim(target) == 1 and len(target) >= 2 and int(target[0]) == 0
+        return len(target) if copied and not at.get("allowzero", 0) else False
     return False
 
 

@@ -21,10 +21,11 @@ spike per step.
 
 ``SnnTorchRuntime`` follows the numpy reference runtime's schedule (``runtimes.schedule``: analog nodes run
 once, in numpy, with the numpy kernels of ``runtimes.ops``) and runs each stage's T-step loop in torch on
-``device``: MatMul/Gemm/Add/Sub/Mul/Div/ReduceSum/Squeeze/Unsqueeze and elementwise activations as torch ops, IF nodes as ``SignedIF``, Decodes as
-running sums Σ_t x(t) divided by T in numpy at the end; any other standard op on the step path falls back
-to its numpy kernel.  Tensors keep the artifact's dtype (float32 or float64).  Threads are torch's
-(``torch.set_num_threads``); the library never changes them.
+``device``: MatMul/Gemm/Add/Sub/Mul/Div/ReduceSum/Squeeze/Unsqueeze/Reshape/Flatten/Transpose and
+elementwise activations as torch ops, IF nodes as ``SignedIF``, Decodes as running sums Σ_t x(t) divided
+by T in numpy at the end; any other standard op on the step path falls back to its numpy kernel.  Tensors
+keep the artifact's dtype (float32 or float64).  Threads are torch's (``torch.set_num_threads``); the
+library never changes them.
 
 Speed without changing a single value: within a step a tensor whose last reader is the current node is
 updated in place (ownership is tracked, so shared storage is never written); a ReduceSum over axes of
@@ -224,7 +225,7 @@ _BINARY = {"Add": (torch.add, "add_", True), "Sub": (torch.sub, "sub_", False),
            "Mul": (torch.mul, "mul_", True), "Div": (torch.div, "div_", False)}
 _UNARY = {"Tanh": "tanh", "Sin": "sin", "Cos": "cos", "Exp": "exp", "Neg": "neg", "Relu": "relu",
           "Sigmoid": "sigmoid", "Abs": "abs"}
-_VIEWS = ("Identity", "Squeeze", "Unsqueeze")
+_VIEWS = ("Identity", "Squeeze", "Unsqueeze", "Reshape", "Flatten", "Transpose")
 
 
 def _static_axes(n: PlannedNode, values: dict, opset: int) -> list[int] | None:
@@ -334,7 +335,32 @@ def torch_kernel(n: PlannedNode, values: dict, opset: int, device: torch.device)
                 y = y.unsqueeze(a)
             return [y], [free[0]]
         return unsqueeze
+    if op in ("Reshape", "Flatten", "Transpose"):
+        return _rearrange(n, values, at) or _fallback(n, device)
     return _fallback(n, device)
+
+
+def _rearrange(n: PlannedNode, values: dict, at: dict):
+    """Reshape (a static shape: 0 copies the input's dimension unless ``allowzero``, -1 is inferred), Flatten
+    to [prod(dims before axis), prod(dims from axis)], Transpose by ``perm`` (reversed when absent), as torch
+    views; None for a Reshape whose shape is computed in the stage (the numpy kernel runs it)."""
+    op = n.proto.op_type
+    if op == "Transpose":
+        perm = at.get("perm")
+        return lambda x, free: ([x[0].permute(*(perm or range(x[0].dim() - 1, -1, -1)))], [free[0]])
+    if op == "Flatten":
+        axis = at.get("axis", 1)
+
+        def flatten(x, free):
+            a = x[0]
+            k = axis % a.dim() if a.dim() else 0
+            return [a.reshape(int(np.prod(a.shape[:k], dtype=np.int64)), -1)], [free[0]]
+        return flatten
+    if n.inputs[1] not in values:
+        return None
+    shape, copy = [int(d) for d in np.ravel(values[n.inputs[1]])], not at.get("allowzero", 0)
+    return lambda x, free: ([x[0].reshape([x[0].shape[i] if d == 0 and copy else d for i, d in enumerate(shape)])],
+                            [free[0]])
 
 
 def _fallback(n: PlannedNode, device: torch.device):
