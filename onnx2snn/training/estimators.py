@@ -41,7 +41,11 @@ With K directions averaged (k = 1..K, fresh draws each call):
   separated, only layer l's own units do: the variance falls by about the number of layers (1-6-6-6-1
   MLP, 300 draws: 6.4x per step, 4.5x per rate; a small DeepONet 13.6x), for L channels carried
   instead of one.  Still unbiased where ``activity`` / ``activity-rate`` are (the expectation is the
-  same sum over independent draws without the cross terms).
+  same sum over independent draws without the cross terms).  A layer whose channels are cheap (carried
+  by little after it: the readout, a last hidden layer before a small readout) gets n_l identity
+  channels ξ_i = e_i instead of one Rademacher channel, when they cost at most ``EXACT_COST`` FPE: its
+  forward Jacobian, so d_{l,i,b} = ∂L_b/∂z̄_{l,i} exactly and that layer's estimate has no noise (for a
+  readout this is the local delta rule ∂L/∂W_L = m̄ᵀ·∂L/∂y).
 
 Cost in forward-pass equivalents (FPE), counted from the multiply-adds actually executed: with f_l each
 layer's share of one forward pass (``model.layer_flops``, normalised) and j_l its depth in its chain of
@@ -60,8 +64,11 @@ W_l·ḣ on every layer after its first one in the chain; the activity ξ is add
 * ``activity-rate`` K·(1 + C + P): the forward-mode pass and each layer's one product hᵀ·(d ⊙ ξ) of
   the summed inputs, P = Σ_l n_{l-1}·n_l / (T·Σ_l F_l) with F_l the unnormalised ``layer_flops`` (per
   point and step).
-* ``activity-layer`` K·(3 + C_L), ``activity-rate-layer`` K·(1 + C_L + P), with C_L = Σ_l f_l·j_l: each
-  layer carries (W·ḣ) the channels of the j_l layers before it in its chain.
+* ``activity-layer`` K·(3 + C_L), ``activity-rate-layer`` K·(1 + C_L + P), with C_L = Σ_l k_l·c_l over
+  the layers' k_l channels (1, or n_l where exact), c_l = (Σ_{l' after l} F_l' + Σ_{l' ≥ l} n_l') / Σ F:
+  a channel opened at layer l is carried (W·ḣ) by the layers after it in its chain, and its neuron
+  updates (u̇, ḣ, v̇: one multiply-add per unit and step) are counted too, since n_l channels make them
+  as many as a matrix product's.
 
 Neuron updates, the ξ draws and the Stein surrogate's threshold tests are not counted (elementwise, O(n)
 per layer).
