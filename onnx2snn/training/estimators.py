@@ -147,11 +147,9 @@ def _shares(model: Model) -> np.ndarray:
     return flops / flops.sum()
 
 
-def _carried(model: Model, per_layer: bool = False) -> float:
-    """C: one tangent channel's W·ḣ on every layer but a chain's first, in FPE; ``per_layer``: C_L, the
-    channels of every layer, each carried by the layers after its own (Σ_l f_l·j_l)."""
-    depths = model.layer_depths()
-    return float(_shares(model) @ (depths if per_layer else depths > 0))
+def _carried(model: Model) -> float:
+    """C: one tangent channel's W·ḣ on every layer but a chain's first, in FPE."""
+    return float(_shares(model) @ (model.layer_depths() > 0))
 
 
 def _activity_cost(model: Model, per_step: bool, per_layer: bool) -> float:
