@@ -41,11 +41,13 @@ With K directions averaged (k = 1..K, fresh draws each call):
   separated, only layer l's own units do: the variance falls by about the number of layers (1-6-6-6-1
   MLP, 300 draws: 6.4x per step, 4.5x per rate; a small DeepONet 13.6x), for L channels carried
   instead of one.  Still unbiased where ``activity`` / ``activity-rate`` are (the expectation is the
-  same sum over independent draws without the cross terms).  A layer whose channels are cheap (carried
-  by little after it: the readout, a last hidden layer before a small readout) gets n_l identity
-  channels ξ_i = e_i instead of one Rademacher channel, when they cost at most ``EXACT_COST`` FPE: its
-  forward Jacobian, so d_{l,i,b} = ∂L_b/∂z̄_{l,i} exactly and that layer's estimate has no noise (for a
-  readout this is the local delta rule ∂L/∂W_L = m̄ᵀ·∂L/∂y).
+  same sum over independent draws without the cross terms).  With ``activity-rate-layer`` a layer
+  whose channels are cheap (carried by little after it: the readout, a hidden layer before a readout)
+  gets n_l identity channels ξ_i = e_i instead of one Rademacher channel when they cost at most
+  ``EXACT_COST`` FPE: its forward Jacobian, so d_{l,i,b} = Σ_t ∂L_b/∂z_{l,i}(t) exactly and that layer's
+  rate estimate has no noise (for a readout: the local delta rule ∂L/∂W_L = m̄ᵀ·∂L/∂y).  The per-step
+  ``activity-layer`` keeps one channel per layer: a channel held over T steps gives the rate gradient,
+  not the per-step one (that would take n_l·T channels).
 
 Cost in forward-pass equivalents (FPE), counted from the multiply-adds actually executed: with f_l each
 layer's share of one forward pass (``model.layer_flops``, normalised) and j_l its depth in its chain of
@@ -65,7 +67,7 @@ W_l·ḣ on every layer after its first one in the chain; the activity ξ is add
   the summed inputs, P = Σ_l n_{l-1}·n_l / (T·Σ_l F_l) with F_l the unnormalised ``layer_flops`` (per
   point and step).
 * ``activity-layer`` K·(3 + C_L), ``activity-rate-layer`` K·(1 + C_L + P), with C_L = Σ_l k_l·c_l over
-  the layers' k_l channels (1, or n_l where exact), c_l = (Σ_{l' after l} F_l' + Σ_{l' ≥ l} n_l') / Σ F:
+  the layers' k_l channels (1, or n_l where exact: rate only), c_l = (Σ_{l' after l} F_l' + Σ_{l' ≥ l} n_l') / Σ F:
   a channel opened at layer l is carried (W·ḣ) by the layers after it in its chain, and its neuron
   updates (u̇, ḣ, v̇: one multiply-add per unit and step) are counted too, since n_l channels make them
   as many as a matrix product's.
@@ -155,7 +157,7 @@ def _carried(model: Model) -> float:
 def _activity_cost(model: Model, per_step: bool, per_layer: bool) -> float:
     """One activity estimate in FPE (module docstring): 3 + C with the replay, else 1 + C + P (C_L for
     layer-separated channels)."""
-    exact = _exact_layers(model) if per_layer else set()
+    exact = _exact_layers(model) if per_layer and not per_step else set()
     carried = (sum((_width(model, l) if l in exact else 1) * _channel_cost(model, l)
                    for l in range(len(model.layer_slices()))) if per_layer else _carried(model))
     if per_step:
@@ -238,7 +240,7 @@ def _weight_fd(objective, directions, rng, seed) -> Estimate:
 def _activity(objective, directions, rng, seed, per_step: bool = True, per_layer: bool = False) -> Estimate:
     model = objective.model
     slices = model.layer_slices()
-    exact = _exact_layers(model) if per_layer else set()
+    exact = _exact_layers(model) if per_layer and not per_step else set()
     offsets: dict[int, tuple[int, int]] = {}            # layer -> its channels [start, stop) in the tangents
     grads = [torch.zeros_like(p) for p in model.parameters]
     cost, first_loss = 0.0, None
