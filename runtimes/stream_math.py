@@ -53,7 +53,8 @@ from onnx import helper
 
 SPECIFIED = frozenset({"MatMul", "Gemm", "ReduceSum", "ReduceMean", "Einsum", "Tanh", "Sin", "Cos", "Exp",
                        "Sigmoid"})
-IEEE_EXACT = frozenset({"Add", "Sub", "Mul", "Div", "Neg", "Abs", "Relu", "Identity", "Squeeze", "Unsqueeze"})
+IEEE_EXACT = frozenset({"Add", "Sub", "Mul", "Div", "Neg", "Abs", "Relu", "Identity", "Squeeze", "Unsqueeze", "Reshape",
+                        "Flatten", "Transpose"})
 
 FACTORIAL = [1.0 / math.factorial(k) for k in range(19)]        # c_k = 1/k!, rounded once, shared by all
 EXPM1_COEFFICIENTS = FACTORIAL[2:15]                               # c2 ... c14, Horner in r

@@ -85,6 +85,8 @@ import numpy as np
 import torch
 import torch.autograd.forward_ad as fwAD
 
+from .network import IdentityChannels
+
 ESTIMATORS = ("bptt", "rfg-global", "rfg-layer", "weight-fd", "activity", "activity-rate", "activity-layer",
               "activity-rate-layer")
 FD_STEP = 1e-2   # ε of weight-fd, relative to each tensor's RMS magnitude
@@ -158,8 +160,8 @@ def _activity_cost(model: Model, per_step: bool, per_layer: bool) -> float:
     """One activity estimate in FPE (module docstring): 3 + C with the replay, else 1 + C + P (C_L for
     layer-separated channels)."""
     exact = _exact_layers(model) if per_layer and not per_step else set()
-    carried = (sum((_width(model, l) if l in exact else 1) * _channel_cost(model, l)
-                   for l in range(len(model.layer_slices()))) if per_layer else _carried(model))
+    carried = (sum(_channel_cost(model, l, l in exact) for l in range(len(model.layer_slices())))
+               if per_layer else _carried(model))
     if per_step:
         return 3.0 + carried
     weights = sum(model.parameters[s[0]].numel() for s in model.layer_slices())
@@ -262,13 +264,13 @@ def _activity(objective, directions, rng, seed, per_step: bool = True, per_layer
                 return held[layer]
             width = model.parameters[slices[layer][0]].shape[1]
             if layer in exact:                          # ξ_i = e_i for every sample: n channels
-                held[layer] = torch.eye(width, dtype=h.dtype)[:, None, :].expand(width, h.shape[0], width)
+                held[layer] = IdentityChannels()
             else:
                 held[layer] = torch.randint(0, 2, (h.shape[0], width), dtype=h.dtype, generator=rng).mul_(2).sub_(1)
                 held[layer] = held[layer][None] if per_layer else held[layer]
             if layer not in offsets and per_layer:
                 start = max((stop for _, stop in offsets.values()), default=0)
-                offsets[layer] = (start, start + held[layer].shape[0])
+                offsets[layer] = (start, start + (width if layer in exact else 1))
             return held[layer]
 
         def perturb(layer: int, step: int, h: torch.Tensor) -> torch.Tensor:
@@ -289,7 +291,7 @@ def _activity(objective, directions, rng, seed, per_step: bool = True, per_layer
             start, stop = offsets[layer]
             own = tangents[start:stop]
             shares = own.sum(dim=2 - axis) / own[0].numel()                  # [k, B]
-            return torch.einsum("kb,kbn->bn", shares, xi)
+            return shares.T if isinstance(xi, IdentityChannels) else torch.einsum("kb,kbn->bn", shares, xi)
 
         if per_step:
             def accumulate(layer: int, step: int, h: torch.Tensor) -> None:
@@ -314,7 +316,7 @@ EXACT_COST = 2.0
 
 def _exact_layers(model: Model) -> set[int]:
     """Layers whose n_l identity channels cost at most ``EXACT_COST`` FPE (those carried by little after them)."""
-    return {l for l in range(len(model.layer_slices())) if _channel_cost(model, l) * _width(model, l) <= EXACT_COST}
+    return {l for l in range(len(model.layer_slices())) if _channel_cost(model, l, True) <= EXACT_COST}
 
 
 def _width(model: Model, layer: int) -> int:
@@ -329,14 +331,16 @@ def _chain_from(model: Model, layer: int) -> list[int]:
     return chain
 
 
-def _channel_cost(model: Model, layer: int) -> float:
-    """FPE of one tangent channel opened at ``layer``: W·ḣ on the layers after it in its chain, and its
-    neuron updates (u̇, ḣ, v̇: one multiply-add per unit and step, on every layer from its own)."""
+def _channel_cost(model: Model, layer: int, exact: bool = False) -> float:
+    """FPE of the channels opened at ``layer`` (one, or its n_l identity channels when ``exact``): W·ḣ on
+    the layers after it in its chain and their neuron updates (u̇, ḣ, v̇: one multiply-add per unit and
+    step) for each channel, and the updates on the layer's own units: n_l per channel, or n_l for all
+    identity channels together (``network.IdentityChannels``: channel i lives on unit i there)."""
     chain = _chain_from(model, layer)
     flops = model.layer_flops()
-    products = float(sum(flops[l] for l in chain[1:]))
-    updates = float(sum(_width(model, l) for l in chain))
-    return (products + updates) / float(flops.sum())
+    carried = float(sum(flops[l] + _width(model, l) for l in chain[1:]))
+    channels = _width(model, layer) if exact else 1
+    return (channels * carried + channels * _width(model, layer) / (channels if exact else 1)) / float(flops.sum())
 
 
 def _activity_rate(objective, directions, rng, seed) -> Estimate:

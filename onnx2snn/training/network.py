@@ -28,9 +28,20 @@ import torch
 from .parameters import DenseLayer, SpikingMLPParams
 from .surrogate import Surrogate, spike, spike_and_slope
 
+
+
+class IdentityChannels:
+    """A perturbation of n_l channels ξ_i = e_i held over every step (the layer's exact forward Jacobian).
+
+    Units of a layer do not interact within it, so channel i's tangent is zero on every unit of its own
+    layer but unit i: the layer carries the n_l channels as one diagonal state [B, n_l] (as cheap as one
+    channel) and expands them to [n_l, B, n_{l+1}] only as they leave it (ḣ·W, at the readout once)."""
+
+
 # ξ_l(t) for layer l (0-based; the readout is len(layers) - 1, called once), step t and the layer's input h:
-# a [B, n_l] tensor to add to the tangent of the current (the value stays), or None.
-Perturbation = Callable[[int, int, torch.Tensor], "torch.Tensor | None"]
+# a [B, n_l] tensor to add to the tangent of the current (the value stays), [k, B, n_l] channels of the
+# layer's own, ``IdentityChannels()``, or None.
+Perturbation = Callable[[int, int, torch.Tensor], "torch.Tensor | IdentityChannels | None"]
 # Directions on one layer's weights for ``run_tangents``: (Ẇ [k, n_in, n_out], ḃ [k, n_out]), or None.
 LayerDirections = "tuple[torch.Tensor, torch.Tensor] | None"
 
@@ -116,39 +127,57 @@ class SpikingMLP:
         spiking = len(self._neurons)
         state = [v0.expand(x.shape[0], -1).to(x.dtype) for _, _, v0 in self._neurons]
         state_dot: list[torch.Tensor | None] = [None] * spiking
+        state_diagonal: list[torch.Tensor | None] = [None] * spiking    # IdentityChannels' v̇ [B, n]
         first = x @ p[0] + p[1]
         first_dot = _tangent_current(None, x, directions[0])
-        total = total_dot = None
+        total = total_dot = total_diagonal = None
         for t in range(self.timesteps):
-            h, h_dot = x, None
+            h, h_dot, h_diagonal = x, None, None
             for l in range(spiking):
                 if l == 0:
                     z, z_dot = first, first_dot
                 else:
                     z = h @ p[2 * l] + p[2 * l + 1]
-                    z_dot = _tangent_current(None if h_dot is None else h_dot @ p[2 * l], h, directions[l])
-                if perturbation is not None:
-                    z_dot = _perturbed(z_dot, perturbation(l, t, h))
+                    z_dot = _tangent_current(_carry(h_dot, h_diagonal, p[2 * l]), h, directions[l])
+                xi = None if perturbation is None else perturbation(l, t, h)
+                identity = isinstance(xi, IdentityChannels)
+                z_dot = z_dot if identity else _perturbed(z_dot, xi)
                 theta_pos, theta_neg, _ = self._neurons[l]
                 u = self._integrate(state[l], z)
-                if z_dot is None:
+                h_dot = h_diagonal = None
+                if z_dot is None and not identity:
                     h = spike(u, theta_pos, theta_neg, self.fire_fraction, self.surrogate, generator)
                 else:
-                    u_dot = self._integrate(torch.zeros_like(z_dot) if state_dot[l] is None else state_dot[l], z_dot)
                     h, slope = spike_and_slope(u, theta_pos, theta_neg, self.fire_fraction, self.surrogate, generator)
-                    h_dot = slope * u_dot
-                    state_dot[l] = u_dot - h_dot
+                    if z_dot is not None:
+                        u_dot = self._integrate(torch.zeros_like(z_dot) if state_dot[l] is None else state_dot[l], z_dot)
+                        h_dot = slope * u_dot
+                        state_dot[l] = u_dot - h_dot
+                    if identity:                # channel i on unit i only: u̇_ii = λ·v̇_ii + 1
+                        u_diagonal = 1.0 if state_diagonal[l] is None else self._integrate(state_diagonal[l], 1.0)
+                        h_diagonal = slope * u_diagonal
+                        state_diagonal[l] = u_diagonal - h_diagonal
                 state[l] = u - h
             total = h if total is None else total + h
             if h_dot is not None:
                 total_dot = h_dot if total_dot is None else total_dot + h_dot
+            if h_diagonal is not None:
+                total_diagonal = h_diagonal if total_diagonal is None else total_diagonal + h_diagonal
         mean = total / self.timesteps
         mean_dot = None if total_dot is None else total_dot / self.timesteps
+        mean_diagonal = None if total_diagonal is None else total_diagonal / self.timesteps
         if self.readout == "rate":
-            return mean, mean_dot
-        y_dot = _tangent_current(None if mean_dot is None else mean_dot @ p[-2], mean, directions[-1])
+            if mean_diagonal is None:
+                return mean, mean_dot
+            expanded = torch.diag_embed(mean_diagonal).transpose(0, 1)      # [n, B, n]: channel i on unit i
+            return mean, expanded if mean_dot is None else torch.cat([mean_dot, expanded])
+        y_dot = _tangent_current(_carry(mean_dot, mean_diagonal, p[-2]), mean, directions[-1])
         if perturbation is not None:
-            y_dot = _perturbed(y_dot, perturbation(self.n_layers - 1, 0, mean))
+            xi = perturbation(self.n_layers - 1, 0, mean)
+            if isinstance(xi, IdentityChannels):        # the readout's own: ẏ_i = e_i
+                n = p[-2].shape[1]
+                xi = torch.eye(n, dtype=mean.dtype)[:, None, :].expand(n, mean.shape[0], n)
+            y_dot = _perturbed(y_dot, xi)
         return mean @ p[-2] + p[-1], y_dot
 
     def to_params(self) -> SpikingMLPParams:
@@ -172,6 +201,15 @@ def _tangent_current(carried: torch.Tensor | None, h: torch.Tensor, direction: L
     w_dot, b_dot = direction
     own = h @ w_dot + b_dot[:, None, :]
     return own if carried is None else torch.cat([carried, own])
+
+
+def _carry(h_dot: torch.Tensor | None, h_diagonal: torch.Tensor | None, weight: torch.Tensor) -> torch.Tensor | None:
+    """The channels' ż of the next layer: [ḣ·W ; the diagonal channels expanded, D[b, i]·W[i, k]] [c + n, B, m]."""
+    carried = None if h_dot is None else h_dot @ weight
+    if h_diagonal is None:
+        return carried
+    expanded = torch.einsum("bi,ik->ibk", h_diagonal, weight)
+    return expanded if carried is None else torch.cat([carried, expanded])
 
 
 def _perturbed(z_dot: torch.Tensor | None, xi: torch.Tensor | None) -> torch.Tensor | None:
