@@ -34,9 +34,9 @@ from .tasks import Task
 # η(B) = η_ref·√(REFERENCE_FPE / B) for budgets B above the reference.  At 9,000 FPE (seed 0):
 # rfg-global 17.4 % at 1e-2, 9.8 % at 5e-3; rfg-layer 10.3 % at 1e-2, 4.9 % at 5e-3; weight-fd 41-49 % at
 # 1e-2 (seeds 1-2).  BPTT's estimate is exact: its η stays (1.0-1.2 % at 9,000 FPE with 1e-2).  The -layer
-# forms keep activity's η: on the DeepONet (6,000 FPE) activity-rate-layer at 2x η was behind (17.3 % against
-# 12.9 % at 2,762 FPE; with no exact layer 3x diverged), and Adam's β1 = 0.99 for 0.9 gave 11.2 % against 10.5 %
-# (the readouts exact only).
+# forms keep activity's η: on the DeepONet (6,000 FPE) activity-rate-layer at 2x η ended at 9.6 % against 9.9 %
+# (behind on the way: 17.3 % against 12.9 % at 2,762 FPE; with no exact layer 3x diverged), and Adam's β1 = 0.99
+# for 0.9 gave 11.2 % against 10.5 % (the readouts exact only).
 LEARNING_RATES = {"bptt": 1e-2, "rfg-global": 1e-2, "rfg-layer": 1e-2, "weight-fd": 1e-2, "activity": 3e-3,
                   "activity-rate": 3e-3, "activity-layer": 3e-3, "activity-rate-layer": 3e-3}
 REFERENCE_FPE = 3000.0
