@@ -29,7 +29,6 @@ from .parameters import DenseLayer, SpikingMLPParams
 from .surrogate import Surrogate, spike, spike_and_slope
 
 
-
 class IdentityChannels:
     """A perturbation of n_l channels ξ_i = e_i held over every step (the layer's exact forward Jacobian).
 
@@ -107,7 +106,8 @@ class SpikingMLP:
         and the readout ẏ = [m̄̇·W_L ; m̄·Ẇ_L + ḃ_L] with m̄ = (1/T) Σ_t h_{L-1}(t) (analog), or
         ẏ = (1/T) Σ_t ḣ_L(t) (rate).  ``perturbation`` (no directions then) adds ξ_l(t) to the one
         channel's ż_l(t) (or, given as [1, B, n_l], starts a channel of layer l's own: channel l carries layer
-        l's perturbation alone), and sees each layer's input h on the way (with no ξ at all, a primal run).
+        l's perturbation alone; ``IdentityChannels()``: n_l channels ξ_i = e_i, held as a diagonal on the
+        layer), and sees each layer's input h on the way (with no ξ at all, a primal run).
 
         The spikes, membranes and surrogate slopes are computed once for all K channels (the forward-mode
         ``run`` recomputes them per direction); channel c equals that run with direction c alone whenever
