@@ -88,8 +88,10 @@ def convert(model: str | os.PathLike, domain: Domain | str | None = None, timest
     if options.gates == "auto" and options.pieces == "auto" and options.coding == spec.CODING_RATE and \
             options.links and gates_differ(imported.model):
         return _convert_choosing_gates(arguments, imported, box, options, say, started)
-    structure = analyse(imported.model, analog_first=options.first_layer == "analog", links=options.links,
-                        static_gates=options.gates != "spiking")
+    def structure_of(graph: onnx.ModelProto, analog_first) -> Structure:
+        return analyse(graph, analog_first=analog_first, links=options.links, static_gates=options.gates != "spiking")
+
+    structure = structure_of(imported.model, options.first_layer == "analog")
     if not structure.layers:
         raise ModelError(f"{imported.path}: no affine layer followed by a pointwise activation and another "
                          f"affine layer; nothing to convert (see 'onnx2snn inspect')")
@@ -112,14 +114,13 @@ def convert(model: str | os.PathLike, domain: Domain | str | None = None, timest
     oscillating = oscillating_static_layers(structure, ann) if options.links and options.first_layer == "spiking" \
         else {}
     if oscillating:
-        structure = analyse(imported.model, analog_first=oscillating, static_gates=options.gates != "spiking")
+        structure = structure_of(imported.model, oscillating)
         ann = ann_values(structure)
     # static sines over several periods: their argument range-reduced once per point (sine_range.py)
     sines = reducible_sines(structure, ann) if options.links else []
     if sines:
         graph = reduce_sines(imported.model, sines, imported.dtype)
-        structure = analyse(graph, analog_first=oscillating or options.first_layer == "analog",
-                            static_gates=options.gates != "spiking")
+        structure = structure_of(graph, oscillating or options.first_layer == "analog")
         ann = ann_values(structure)
     check_calibration_memory([(int(np.prod(ann[layer.activation.output].shape[:-1])), layer.width)
                               for layer in structure.layers], options.timesteps, imported.dtype.itemsize)
@@ -142,12 +143,18 @@ def convert(model: str | os.PathLike, domain: Domain | str | None = None, timest
                               domain=box, options=options, source=imported.path)
     timing = {"convert": time.perf_counter() - started, "calibrate": calibrated_at - imported_at}
     if validate:
-        say(f"validating on {validation_points} fresh domain points")
-        validating_since = time.perf_counter()
-        points = validation_inputs(imported, box, validation_points, np.random.default_rng(seed + 1_000_003))
-        result.report = finish_timing(build_report(imported, result, points, timing, energy_table), started,
-                                      validating_since)
+        _validate(result, imported, box, validation_points, seed, timing, energy_table, say, started)
     return result
+
+
+def _validate(result: ConversionResult, imported: ImportedModel, box: Domain, points: int, seed: int,
+              timing: dict, energy_table: str | None, say: Progress, started: float) -> None:
+    """``result.report``: the conversion measured on ``points`` fresh domain points (seed + 1,000,003)."""
+    say(f"validating on {points} fresh domain points")
+    validating_since = time.perf_counter()
+    inputs = validation_inputs(imported, box, points, np.random.default_rng(seed + 1_000_003))
+    result.report = finish_timing(build_report(imported, result, inputs, timing, energy_table), started,
+                                  validating_since)
 
 
 def _convert_choosing_gates(arguments: dict, imported: ImportedModel, box: Domain, options: ConversionOptions,
@@ -164,13 +171,8 @@ def _convert_choosing_gates(arguments: dict, imported: ImportedModel, box: Domai
         f"; keeping {chosen}")
     result = results[chosen]
     if arguments["validate"]:
-        say(f"validating on {arguments['validation_points']} fresh domain points")
-        validating_since = time.perf_counter()
-        points = validation_inputs(imported, box, arguments["validation_points"],
-                                   np.random.default_rng(options.seed + 1_000_003))
-        report = build_report(imported, result, points, {"convert": validating_since - started},
-                              arguments["energy_table"])
-        result.report = finish_timing(report, started, validating_since)
+        _validate(result, imported, box, arguments["validation_points"], options.seed,
+                  {"convert": time.perf_counter() - started}, arguments["energy_table"], say, started)
         result.report["gates_choice"] = gates_report(measured, chosen, options)
     return result
 

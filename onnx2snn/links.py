@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
+from runtimes.chain import REARRANGING as RESHAPES     # the ops that rearrange each point's values
 from runtimes.ops import make_kernel
 
 from .batch_rows import keeps_rows
@@ -38,7 +39,6 @@ from .graph_index import GraphIndex
 SUMS = ("Add", "Sub", "Sum")
 UNARY = ("Neg", "Identity")
 REARRANGE = ("Concat", "Slice")
-RESHAPES = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose")
 LINK_OPS = SUMS + UNARY + REARRANGE + RESHAPES + ("Mul", "Div")
 
 

@@ -66,14 +66,15 @@ W_l·ḣ on every layer after its first one in the chain; the activity ξ is add
 * ``activity-rate`` K·(1 + C + P): the forward-mode pass and each layer's one product hᵀ·(d ⊙ ξ) of
   the summed inputs, P = Σ_l n_{l-1}·n_l / (T·Σ_l F_l) with F_l the unnormalised ``layer_flops`` (per
   point and step).
-* ``activity-layer`` K·(3 + C_L), ``activity-rate-layer`` K·(1 + C_L + P), with C_L = Σ_l k_l·c_l over
-  the layers' k_l channels (1, or n_l where exact: rate only), c_l = (Σ_{l' after l} F_l' + Σ_{l' ≥ l} n_l') / Σ F:
-  a channel opened at layer l is carried (W·ḣ) by the layers after it in its chain, and its neuron
-  updates (u̇, ḣ, v̇: one multiply-add per unit and step) are counted too, since n_l channels make them
-  as many as a matrix product's.
+* ``activity-layer`` K·(3 + C_L), ``activity-rate-layer`` K·(1 + C_L + P), with
+  C_L = Σ_l (k_l·Σ_{l' after l} (F_l' + n_l') + n_l) / Σ F over the layers' k_l channels (1, or n_l where
+  exact: rate only): a channel opened at layer l is carried (W·ḣ) by the layers after it in its chain,
+  and the neuron updates of the channels (u̇, ḣ, v̇: one multiply-add per unit and step) are counted too,
+  since n_l channels make them as many as a matrix product's; on layer l itself its channels cost n_l
+  (one, or the n_l identity channels held as one diagonal).
 
-Neuron updates, the ξ draws and the Stein surrogate's threshold tests are not counted (elementwise, O(n)
-per layer).
+Elsewhere neuron updates, and everywhere the ξ draws and the Stein surrogate's threshold tests, are not
+counted (elementwise, O(n) per layer).
 """
 
 from __future__ import annotations
@@ -262,7 +263,7 @@ def _activity(objective, directions, rng, seed, per_step: bool = True, per_layer
             calls[layer] = calls.get(layer, 0) + 1
             if not per_step and layer in held:
                 return held[layer]
-            width = model.parameters[slices[layer][0]].shape[1]
+            width = _width(model, layer)
             if layer in exact:                          # ξ_i = e_i for every sample: n channels
                 held[layer] = IdentityChannels()
             else:
@@ -341,7 +342,7 @@ def _channel_cost(model: Model, layer: int, exact: bool = False) -> float:
     flops = model.layer_flops()
     carried = float(sum(flops[l] + _width(model, l) for l in chain[1:]))
     channels = _width(model, layer) if exact else 1
-    return (channels * carried + channels * _width(model, layer) / (channels if exact else 1)) / float(flops.sum())
+    return (channels * carried + _width(model, layer)) / float(flops.sum())
 
 
 def _activity_rate(objective, directions, rng, seed) -> Estimate:
