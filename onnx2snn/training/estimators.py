@@ -48,6 +48,15 @@ With K directions averaged (k = 1..K, fresh draws each call):
   rate estimate has no noise (for a readout: the local delta rule ∂L/∂W_L = m̄ᵀ·∂L/∂y).  The per-step
   ``activity-layer`` keeps one channel per layer: a channel held over T steps gives the rate gradient,
   not the per-step one (that would take n_l·T channels).
+* ``rate-jacobian`` (beyond the paper): no draws at all.  One forward pass measures each spiking unit's
+  rate gain D_{l,i} = (1/T) Σ_t ∂h_{l,i}(t)/∂c for a constant shift c of its own current (one diagonal
+  tangent state per layer, as the identity channels' on their own layer), then every layer's forward
+  Jacobian of the rate network, J_l = diag(D_l)·W_{l+1}·diag(D_{l+1})···W_L, is accumulated forward
+  once per pass (not per step) and d_l = J_l·∂L/∂y, g_{W_l} = Σ_b h̄_{l-1,b} ⊗ d_{l,b}
+  (``network.RatePass``).  Exact for the last hidden layer and the readout (J = diag(D)·W_L: their
+  identity channels' estimate); for earlier layers it treats each later layer's change of input as a
+  constant shift (the rate approximation at every layer, beyond activity-rate's at the first).  Biased
+  but noise-free, so it takes BPTT's step size; K does not apply.
 
 Cost in forward-pass equivalents (FPE), counted from the multiply-adds actually executed: with f_l each
 layer's share of one forward pass (``model.layer_flops``, normalised) and j_l its depth in its chain of
@@ -73,6 +82,11 @@ W_l·ḣ on every layer after its first one in the chain; the activity ξ is add
   since n_l channels make them as many as a matrix product's; on layer l itself its channels cost n_l
   (one, or the n_l identity channels held as one diagonal).
 
+* ``rate-jacobian`` 1 + Σ_l n_l / Σ F + (Σ_l n_l·(Σ_{l' after l} (N_l' + n_l') + n_L) + Σ_l N_l) / (T·Σ F),
+  N_l = n_{l-1}·n_l the weights: the primal, the gains' updates (one per unit and step), and once per
+  pass the Jacobians' products W·J and diag(D)·J, their contraction with ∂L/∂y and g_W (every layer's
+  units counted as spiking: an overcount of an analog readout's n_L and n_L² terms).
+
 Elsewhere neuron updates, and everywhere the ξ draws and the Stein surrogate's threshold tests, are not
 counted (elementwise, O(n) per layer).
 """
@@ -89,7 +103,7 @@ import torch.autograd.forward_ad as fwAD
 from .network import IdentityChannels
 
 ESTIMATORS = ("bptt", "rfg-global", "rfg-layer", "weight-fd", "activity", "activity-rate", "activity-layer",
-              "activity-rate-layer")
+              "activity-rate-layer", "rate-jacobian")
 FD_STEP = 1e-2   # ε of weight-fd, relative to each tensor's RMS magnitude
 
 
@@ -104,6 +118,7 @@ class Model(Protocol):
     def layer_flops(self) -> np.ndarray: ...
     def layer_depths(self) -> np.ndarray: ...
     def sample_axis(self, layer: int) -> int: ...
+    def rate_gradient(self, inputs, cotangent, *, generator=None) -> tuple[torch.Tensor, list[torch.Tensor]]: ...
 
 
 @dataclass
@@ -130,6 +145,11 @@ class Objective:
         y, y_dot = self.model.run_tangents(self.inputs, directions, generator=generator, perturbation=perturbation)
         residual = y - self.target
         return residual ** 2, y_dot * (2 * residual)
+
+
+    def cotangent(self, output: torch.Tensor) -> torch.Tensor:
+        """∂L/∂y = 2(y - target)/|y| for the model's output y."""
+        return 2 * (output - self.target) / output.numel()
 
 
 def estimate(name: str, objective: Objective, directions: int = 1, *,
@@ -357,6 +377,26 @@ def _activity_rate_layer(objective, directions, rng, seed) -> Estimate:
     return _activity(objective, directions, rng, seed, per_step=False, per_layer=True)
 
 
+def _rate_jacobian(objective, directions, rng, seed) -> Estimate:
+    model = objective.model
+    y, grads = model.rate_gradient(objective.inputs, objective.cotangent, generator=_generator(seed))
+    return Estimate(float(((y - objective.target) ** 2).mean()), grads, _rate_jacobian_cost(model))
+
+
+def _rate_jacobian_cost(model: Model) -> float:
+    """``rate-jacobian``'s FPE (module docstring)."""
+    flops = model.layer_flops()
+    layers = range(len(model.layer_slices()))
+    weights = [model.parameters[model.layer_slices()[l][0]].numel() for l in layers]
+    per_pass = 0.0
+    for l in layers:
+        chain = _chain_from(model, l)
+        per_pass += _width(model, l) * (sum(weights[k] + _width(model, k) for k in chain[1:]) + _width(model, chain[-1]))
+    per_pass += sum(weights)
+    return 1.0 + sum(_width(model, l) for l in layers) / flops.sum() + per_pass / (model.timesteps * flops.sum())
+
+
 _METHODS: dict[str, Callable] = {"bptt": _bptt, "rfg-global": _rfg_global, "rfg-layer": _rfg_layer,
                                  "weight-fd": _weight_fd, "activity": _activity, "activity-rate": _activity_rate,
-                                 "activity-layer": _activity_layer, "activity-rate-layer": _activity_rate_layer}
+                                 "activity-layer": _activity_layer, "activity-rate-layer": _activity_rate_layer,
+                                 "rate-jacobian": _rate_jacobian}

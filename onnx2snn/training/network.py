@@ -20,6 +20,7 @@ keeps no graph: its memory does not grow with T.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -35,6 +36,27 @@ class IdentityChannels:
     Units of a layer do not interact within it, so channel i's tangent is zero on every unit of its own
     layer but unit i: the layer carries the n_l channels as one diagonal state [B, n_l] (as cheap as one
     channel) and expands them to [n_l, B, n_{l+1}] only as they leave it (ḣ·W, at the readout once)."""
+
+
+@dataclass
+class RatePass:
+    """A forward pass seen through the rate approximation (``SpikingMLP.rate_pass``).
+
+    ``output`` y [B, n_L]; ``input_means`` h̄_{l-1} [B, n_{l-1}] per layer (x for the first, then
+    (1/T) Σ_t h_{l-1}(t)); ``gains`` D_l [B, n_l] per spiking layer, each unit's rate gain
+
+        D_{l,b,i} = (1/T) Σ_t ∂h_{l,b,i}(t)/∂c     (c: a constant shift of that unit's current on every step)
+
+    through the surrogate dynamics.  The rate approximation treats every layer's change of input as such a
+    constant shift, so a constant shift c_l of layer l's currents moves the output by J_l·c_l with
+    J_l = diag(D_l)·W_{l+1}·diag(D_{l+1})···W_L (diag(D_L) ends it for a rate readout), and the
+    loss's gradient is estimated as d_l = J_l·∂L/∂y ≈ Σ_t ∂L/∂z_l(t), g_W_l = Σ_b h̄_{l-1,b} ⊗ d_{l,b}.
+    J_l is accumulated forward (layer by layer from l: forward mode on the n_l unit channels), once per
+    pass rather than per step."""
+
+    output: torch.Tensor
+    input_means: list[torch.Tensor]
+    gains: list[torch.Tensor]
 
 
 # ξ_l(t) for layer l (0-based; the readout is len(layers) - 1, called once), step t and the layer's input h:
@@ -179,6 +201,60 @@ class SpikingMLP:
                 xi = torch.eye(n, dtype=mean.dtype)[:, None, :].expand(n, mean.shape[0], n)
             y_dot = _perturbed(y_dot, xi)
         return mean @ p[-2] + p[-1], y_dot
+
+    def rate_gradient(self, x: torch.Tensor, cotangent: Callable[[torch.Tensor], torch.Tensor], *,
+                      generator: torch.Generator | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """y [B, n_L] and the rate-Jacobian gradient estimate [g_W1, g_b1, ...] for the loss whose cotangent
+        ∂L/∂y [B, n_L] is ``cotangent(y)`` (one forward pass, ``rate_pass``, then ``rate_pass_gradient``)."""
+        rate = self.rate_pass(x, generator=generator)
+        return rate.output, self.rate_pass_gradient(rate, cotangent(rate.output))
+
+    def rate_pass(self, x: torch.Tensor, *, generator: torch.Generator | None = None) -> "RatePass":
+        """One forward pass that also measures each spiking unit's rate gain and each layer's mean input
+        (``RatePass``).  The gain's tangent state is one diagonal [B, n_l] per layer, the recursion of
+        ``IdentityChannels`` (u̇ = λ·v̇ + 1, ḣ = ψ'(u)·u̇, v̇ = u̇ - ḣ), never expanded: O(n_l) per step."""
+        p, spiking = self.parameters, len(self._neurons)
+        with torch.no_grad():
+            state = [v0.expand(x.shape[0], -1).to(x.dtype) for _, _, v0 in self._neurons]
+            diagonal: list = [0.0] * spiking
+            gains: list = [0.0] * spiking
+            outputs: list = [0.0] * spiking                 # Σ_t h_l(t)
+            first = x @ p[0] + p[1]
+            for _ in range(self.timesteps):
+                h = x
+                for l in range(spiking):
+                    z = first if l == 0 else h @ p[2 * l] + p[2 * l + 1]
+                    theta_pos, theta_neg, _ = self._neurons[l]
+                    u = self._integrate(state[l], z)
+                    h, slope = spike_and_slope(u, theta_pos, theta_neg, self.fire_fraction, self.surrogate, generator)
+                    state[l] = u - h
+                    u_diagonal = self._integrate(diagonal[l], 1.0)
+                    h_diagonal = slope * u_diagonal
+                    diagonal[l] = u_diagonal - h_diagonal
+                    gains[l] = gains[l] + h_diagonal
+                    outputs[l] = outputs[l] + h
+            means = [x] + [total / self.timesteps for total in outputs]
+            output = means[-1] if self.readout == "rate" else means[-1] @ p[-2] + p[-1]
+        return RatePass(output, means[:self.n_layers], [total / self.timesteps for total in gains])
+
+    def rate_pass_gradient(self, rate: "RatePass", cotangent: torch.Tensor) -> list[torch.Tensor]:
+        """[g_W1, g_b1, ...] from a ``rate_pass`` and ∂L/∂y [B, n_L] (``RatePass`` has the maths): per layer
+        l the forward product J_l = diag(D_l)·W_{l+1}·diag(D_{l+1})···(W_L) [B, n_l, n_L], then
+        d_l = J_l·∂L/∂y, g_W = h̄_{l-1}ᵀ·d_l, g_b = Σ_b d_l."""
+        p, spiking, grads = self.parameters, len(rate.gains), []
+        with torch.no_grad():
+            for l in range(self.n_layers):
+                if l < spiking:
+                    jacobian = torch.diag_embed(rate.gains[l])                   # [B, n_l, n_l]
+                    for k in range(l + 1, self.n_layers):
+                        jacobian = jacobian @ p[2 * k]
+                        if k < spiking:
+                            jacobian = jacobian * rate.gains[k][:, None, :]
+                    shares = (jacobian @ cotangent[:, :, None])[..., 0]          # d_l [B, n_l]
+                else:
+                    shares = cotangent                                           # the analog readout: J = I
+                grads += [rate.input_means[l].T @ shares, shares.sum(0)]
+        return grads
 
     def to_params(self) -> SpikingMLPParams:
         """The current weights as numpy parameters (thresholds and v0 unchanged)."""

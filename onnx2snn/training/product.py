@@ -68,5 +68,16 @@ class SpikingProduct:
             [] if second_dot is None else [first @ second_dot.transpose(1, 2)])
         return first @ second.T, torch.cat(parts) if parts else None
 
+    def rate_gradient(self, inputs, cotangent, *, generator=None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """y [F, P] and the rate-Jacobian gradient estimate (``network.RatePass``) for ∂L/∂y = ``cotangent(y)``
+        [F, P]: each net's from its output's cotangent, ∂L/∂A = ȳ·C and ∂L/∂C = ȳᵀ·A."""
+        a, c = inputs
+        first = self.first.rate_pass(a, generator=generator)
+        second = self.second.rate_pass(c, generator=generator)
+        y = first.output @ second.output.T
+        y_bar = cotangent(y)
+        return y, (self.first.rate_pass_gradient(first, y_bar @ second.output)
+                   + self.second.rate_pass_gradient(second, y_bar.T @ first.output))
+
     def to_params(self, metadata: dict | None = None) -> SpikingDeepONetParams:
         return SpikingDeepONetParams(self.first.to_params(), self.second.to_params(), 0.0, dict(metadata or {}))

@@ -38,14 +38,15 @@ from .tasks import Task
 # (behind on the way: 17.3 % against 12.9 % at 2,762 FPE; with no exact layer 3x diverged), and Adam's β1 = 0.99
 # for 0.9 gave 11.2 % against 10.5 % (the readouts exact only).
 LEARNING_RATES = {"bptt": 1e-2, "rfg-global": 1e-2, "rfg-layer": 1e-2, "weight-fd": 1e-2, "activity": 3e-3,
-                  "activity-rate": 3e-3, "activity-layer": 3e-3, "activity-rate-layer": 3e-3}
+                  "activity-rate": 3e-3, "activity-layer": 3e-3, "activity-rate-layer": 3e-3, "rate-jacobian": 1e-2}
+NOISE_FREE = ("bptt", "rate-jacobian")     # estimates without draws keep η at every budget
 REFERENCE_FPE = 3000.0
 
 
 def default_learning_rate(estimator: str, budget_fpe: float) -> float:
     """η for ``estimator`` over a budget of ``budget_fpe`` (see ``LEARNING_RATES``)."""
     rate = LEARNING_RATES[estimator]
-    if estimator == "bptt" or budget_fpe <= REFERENCE_FPE:
+    if estimator in NOISE_FREE or budget_fpe <= REFERENCE_FPE:
         return rate
     return rate * math.sqrt(REFERENCE_FPE / budget_fpe)
 
