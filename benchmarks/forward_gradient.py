@@ -10,7 +10,7 @@ Parts (``PARTS``), each a list of runs (task, estimator, T, budget in forward-pa
 * ``x2-t128``: x² at T = 128, BPTT, 30,000 FPE (the group's full budget: 10,000 full-batch steps);
 * ``ricker``, ``separable-2d``: every estimator at 9,000 FPE, seed 0;
 * ``deeponet``: the Poisson DeepONet at T = 128, BPTT and the forward-only estimators activity,
-  activity-rate, rfg-layer and activity-rate-layer, 6,000 FPE, seed 0;
+  activity-rate, rfg-layer, activity-rate-layer and rate-jacobian, 6,000 FPE, seed 0;
 * ``cosine``: the cosine between each estimator's estimate and the BPTT gradient (x², T = 32, at
   initialisation, 64 draws; mean and the cosine of the 64-draw mean);
 * ``step``: each estimator's step time measured side by side in one process at T = 32 and 128 (median
@@ -75,7 +75,7 @@ def plan(part: str, done: list[dict]) -> list[tuple]:
         return [(part, e, 32, 9000.0, 0) for e in ESTIMATORS]
     if part == "deeponet":
         return [("deeponet-poisson", e, 128, 6000.0, 0)
-                for e in ("bptt", "activity", "activity-rate", "rfg-layer", "activity-rate-layer")]
+                for e in ("bptt", "activity", "activity-rate", "rfg-layer", "activity-rate-layer", "rate-jacobian")]
     return []
 
 
