@@ -244,15 +244,16 @@ class SpikingMLP:
         p, spiking, grads = self.parameters, len(rate.gains), []
         with torch.no_grad():
             for l in range(self.n_layers):
+                shares = cotangent                                      # the analog readout: J = I
                 if l < spiking:
-                    jacobian = torch.diag_embed(rate.gains[l])                   # [B, n_l, n_l]
+                    jacobian = None                                     # [B, n_l, n_k] after layer k
                     for k in range(l + 1, self.n_layers):
-                        jacobian = jacobian @ p[2 * k]
+                        weight = p[2 * k]
+                        jacobian = rate.gains[l][:, :, None] * weight if jacobian is None else jacobian @ weight
                         if k < spiking:
                             jacobian = jacobian * rate.gains[k][:, None, :]
-                    shares = (jacobian @ cotangent[:, :, None])[..., 0]          # d_l [B, n_l]
-                else:
-                    shares = cotangent                                           # the analog readout: J = I
+                    shares = (rate.gains[l] * cotangent if jacobian is None            # d_l [B, n_l]
+                              else (jacobian @ cotangent[:, :, None])[..., 0])
                 grads += [rate.input_means[l].T @ shares, shares.sum(0)]
         return grads
 
