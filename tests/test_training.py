@@ -231,6 +231,22 @@ def test_training_lowers_the_test_error(estimator, budget):
     assert trained.report["artifact_test_rel_l2"] == pytest.approx(trained.report["test_rel_l2"], rel=1e-9)
 
 
+def test_task_errors_are_relative_l2_against_the_exact_solution():
+    """x² and the separable problem: one relative L2 over all test points (the separable solution vanishes
+    on the rows x = ±1, where a per-row error divides by ~1e-16); the DeepONet: the mean over test
+    functions of each one's relative L2 (numpy, from the task's exact data)."""
+    for name in ("x2", "separable-2d", "deeponet-poisson"):
+        task = load_task(name)
+        exact = task.test[1].numpy()
+        offset = np.cos(np.arange(exact.size)).reshape(exact.shape) * 1e-2
+        if name == "deeponet-poisson":
+            expected = np.mean(np.linalg.norm(offset, axis=1) / np.linalg.norm(exact, axis=1))
+        else:
+            expected = np.linalg.norm(offset) / np.linalg.norm(exact)
+        assert task.test_error(torch.from_numpy(exact + offset)) == pytest.approx(expected, rel=1e-12)
+        assert expected < 0.1
+
+
 def test_leaky_product_artifact_equals_the_torch_network():
     task = load_task("separable-2d")
     task.widths = ([1, 8, 4], [1, 8, 4])
