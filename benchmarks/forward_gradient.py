@@ -6,7 +6,7 @@
 Parts (``PARTS``), each a list of runs (task, estimator, T, budget in forward-pass equivalents, seed):
 
 * ``x2``: x² (1-64×4-1, T = 32) at 9,000 FPE, every estimator, seeds 0-2 (the issue's equal-budget table);
-* ``x2-30k``: x² at 30,000 FPE, BPTT and the forward-only estimator that did best at 9,000, seed 0;
+* ``x2-30k``: x² at 30,000 FPE, BPTT and the forward-only estimator that did best at 9,000, seeds 0-2;
 * ``x2-t128``: x² at T = 128, BPTT, 30,000 FPE (the group's full budget: 10,000 full-batch steps);
 * ``ricker``, ``separable-2d``: every estimator at 9,000 FPE, seed 0;
 * ``deeponet``: the Poisson DeepONet at T = 128, BPTT and the forward-only estimators activity,
@@ -68,7 +68,7 @@ def plan(part: str, done: list[dict]) -> list[tuple]:
         finished = [r for r in done if r["part"] == "x2"]
         best = sorted(FORWARD_ONLY, key=lambda e: np.mean([r["test_rel_l2"] for r in finished
                                                             if r["estimator"] == e] or [np.inf]))[:1]
-        return [("x2", e, 32, 30000.0, 0) for e in ["bptt", *best]]
+        return [("x2", e, 32, 30000.0, s) for e in ["bptt", *best] for s in range(3)]
     if part == "x2-t128":
         return [("x2", "bptt", 128, 30000.0, 0)]
     if part in ("ricker", "separable-2d"):

@@ -36,7 +36,9 @@ from .tasks import Task
 # 1e-2 (seeds 1-2).  BPTT's estimate is exact: its η stays (1.0-1.2 % at 9,000 FPE with 1e-2).  The -layer
 # forms keep activity's η: on the DeepONet (6,000 FPE) activity-rate-layer at 2x η ended at 9.6 % against 9.9 %
 # (behind on the way: 17.3 % against 12.9 % at 2,762 FPE; with no exact layer 3x diverged), and Adam's β1 = 0.99
-# for 0.9 gave 11.2 % against 10.5 % (the readouts exact only).
+# for 0.9 gave 11.2 % against 10.5 % (the readouts exact only).  rate-jacobian has no noise and takes BPTT's
+# rule: 3e-2 is best on x² at 3,000 FPE (1.3 % against 1.5 % at 1e-2, 2.4 % at 3e-3; 1e-1 diverges) and at
+# 9,000 (0.96 % against 1.23 %) but diverges on the DeepONet (43.5 % against 3.0 % at 6,000 FPE).
 LEARNING_RATES = {"bptt": 1e-2, "rfg-global": 1e-2, "rfg-layer": 1e-2, "weight-fd": 1e-2, "activity": 3e-3,
                   "activity-rate": 3e-3, "activity-layer": 3e-3, "activity-rate-layer": 3e-3, "rate-jacobian": 1e-2}
 NOISE_FREE = ("bptt", "rate-jacobian")     # estimates without draws keep η at every budget
