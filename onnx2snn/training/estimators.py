@@ -81,7 +81,6 @@ W_l·ḣ on every layer after its first one in the chain; the activity ξ is add
   and the neuron updates of the channels (u̇, ḣ, v̇: one multiply-add per unit and step) are counted too,
   since n_l channels make them as many as a matrix product's; on layer l itself its channels cost n_l
   (one, or the n_l identity channels held as one diagonal).
-
 * ``rate-jacobian`` 1 + Σ_l n_l / Σ F + (Σ_l n_l·(Σ_{l' after l} (N_l' + n_l') + n_L) + Σ_l N_l) / (T·Σ F),
   N_l = n_{l-1}·n_l the weights: the primal, the gains' updates (one per unit and step), and once per
   pass the Jacobians' products W·J and diag(D)·J, their contraction with ∂L/∂y and g_W (every layer's
@@ -145,7 +144,6 @@ class Objective:
         y, y_dot = self.model.run_tangents(self.inputs, directions, generator=generator, perturbation=perturbation)
         residual = y - self.target
         return residual ** 2, y_dot * (2 * residual)
-
 
     def cotangent(self, output: torch.Tensor) -> torch.Tensor:
         """∂L/∂y = 2(y - target)/|y| for the model's output y."""
@@ -388,11 +386,11 @@ def _rate_jacobian_cost(model: Model) -> float:
     flops = model.layer_flops()
     layers = range(len(model.layer_slices()))
     weights = [model.parameters[model.layer_slices()[l][0]].numel() for l in layers]
-    per_pass = 0.0
+    per_pass = float(sum(weights))                      # g_W
     for l in layers:
         chain = _chain_from(model, l)
-        per_pass += _width(model, l) * (sum(weights[k] + _width(model, k) for k in chain[1:]) + _width(model, chain[-1]))
-    per_pass += sum(weights)
+        carried = sum(weights[k] + _width(model, k) for k in chain[1:]) + _width(model, chain[-1])
+        per_pass += _width(model, l) * carried
     return 1.0 + sum(_width(model, l) for l in layers) / flops.sum() + per_pass / (model.timesteps * flops.sum())
 
 
