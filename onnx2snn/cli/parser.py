@@ -200,13 +200,14 @@ def build_parser() -> argparse.ArgumentParser:
                            "baseline) and write it as an artifact")
     train.add_argument("spec", help="a shipped task (x2, ricker, deeponet-poisson, separable-2d) or a JSON "
                        "specification file ({\"data\": \"points.npz\", \"widths\": [64, 64]})")
-    train.add_argument("--estimator", default="rfg-layer",
+    train.add_argument("--estimator", default="rate-jacobian",
                        choices=["bptt", "rfg-global", "rfg-layer", "weight-fd", "activity", "activity-rate",
                                 "activity-layer", "activity-rate-layer", "rate-jacobian"],
-                       help="gradient estimator: bptt (the baseline), the paper's forward gradients rfg-global and "
-                            "rfg-layer (default), weight-fd (finite differences), activity / activity-rate "
-                            "(perturbed currents per step / per point; -layer: one tangent channel per layer), "
-                            "rate-jacobian (no draws: every layer's forward Jacobian of the rate network)")
+                       help="gradient estimator: rate-jacobian (default; no draws: every layer's forward Jacobian "
+                            "of the rate network, accumulated once per pass), bptt (the baseline), the paper's "
+                            "forward gradients rfg-global and rfg-layer, weight-fd (finite differences), "
+                            "activity / activity-rate (perturbed currents per step / per point; -layer: one "
+                            "tangent channel per layer)")
     train.add_argument("--budget", type=float, default=9000.0, metavar="FPE",
                        help="training budget in forward-pass equivalents of one minibatch (default 9000)")
     train.add_argument("-T", "--timesteps", type=_positive, default=None, help="simulation steps (default 32)")
