@@ -8,9 +8,10 @@ Parts (``PARTS``), each a list of runs (task, estimator, T, budget in forward-pa
 * ``x2``: x² (1-64×4-1, T = 32) at 9,000 FPE, every estimator, seeds 0-2 (the issue's equal-budget table);
 * ``x2-30k``: x² at 30,000 FPE, BPTT and the forward-only estimator that did best at 9,000, seeds 0-2;
 * ``x2-t128``: x² at T = 128, BPTT, 30,000 FPE (the group's full budget: 10,000 full-batch steps);
-* ``ricker``, ``separable-2d``: every estimator at 9,000 FPE, seed 0;
-* ``deeponet``: the Poisson DeepONet at T = 128, BPTT and the forward-only estimators activity,
-  activity-rate, rfg-layer, activity-rate-layer and rate-jacobian, 6,000 FPE, seed 0;
+* ``ricker``, ``separable-2d``: every estimator at 9,000 FPE, seeds 0-2;
+* ``deeponet``: the Poisson DeepONet at T = 128, 6,000 FPE: BPTT and rate-jacobian, seeds 0-2, and
+  activity, activity-rate, rfg-layer and activity-rate-layer, seed 0 (a DeepONet run takes 3-18 minutes);
+* ``deeponet-rest``: rfg-global, weight-fd and activity-layer on the DeepONet, seed 0;
 * ``cosine``: the cosine between each estimator's estimate and the BPTT gradient (x², T = 32, at
   initialisation and at the network BPTT trained for 3,000 FPE, 64 draws; mean and the cosine of the
   64-draw mean);
@@ -73,10 +74,13 @@ def plan(part: str, done: list[dict]) -> list[tuple]:
     if part == "x2-t128":
         return [("x2", "bptt", 128, 30000.0, 0)]
     if part in ("ricker", "separable-2d"):
-        return [(part, e, 32, 9000.0, 0) for e in ESTIMATORS]
+        return [(part, e, 32, 9000.0, s) for s in range(3) for e in ESTIMATORS]
     if part == "deeponet":
-        return [("deeponet-poisson", e, 128, 6000.0, 0)
-                for e in ("bptt", "activity", "activity-rate", "rfg-layer", "activity-rate-layer", "rate-jacobian")]
+        return [("deeponet-poisson", e, 128, 6000.0, s) for s in range(3) for e in ("bptt", "rate-jacobian")] + [
+            ("deeponet-poisson", e, 128, 6000.0, 0)
+            for e in ("activity", "activity-rate", "rfg-layer", "activity-rate-layer")]
+    if part == "deeponet-rest":
+        return [("deeponet-poisson", e, 128, 6000.0, 0) for e in ("rfg-global", "weight-fd", "activity-layer")]
     return []
 
 
@@ -258,7 +262,7 @@ def main() -> None:
     if args.redo:
         OUT.write_text("".join(json.dumps(r) + "\n" for r in load_rows(OUT) if r["part"] not in args.redo))
     parts = args.only or ["cosine", "step", "x2", "deeponet", "x2-30k", "x2-t128", "ricker", "separable-2d",
-                          "calibration"]
+                          "deeponet-rest", "calibration"]
     measures = {"cosine": cosine_rows, "step": step_rows, "calibration": calibration_rows}
     if not args.report_only:
         for part in parts:
