@@ -12,6 +12,7 @@ Parts (``PARTS``), each a list of runs (task, estimator, T, budget in forward-pa
 * ``deeponet``: the Poisson DeepONet at T = 128, 6,000 FPE: BPTT and rate-jacobian, seeds 0-2, and
   activity, activity-rate, rfg-layer and activity-rate-layer, seed 0 (a DeepONet run takes 3-18 minutes);
 * ``deeponet-rest``: rfg-global, weight-fd and activity-layer on the DeepONet, seed 0;
+* ``ann``: the ANN baseline, the same widths with tanh trained by back-propagation (``ann_rows``);
 * ``cosine``: the cosine between each estimator's estimate and the BPTT gradient (x², T = 32, at
   initialisation and at the network BPTT trained for 3,000 FPE, 64 draws; mean and the cosine of the
   64-draw mean);
@@ -164,6 +165,56 @@ def _peak_memory(name: str, timesteps: int) -> float:
     return float(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else float("nan")
 
 
+ANN_TASKS = [("x2", 9000.0), ("x2", 30000.0), ("ricker", 9000.0), ("separable-2d", 9000.0),
+             ("deeponet-poisson", 6000.0)]
+# the best of 1e-3, 3e-3, 1e-2 (3 seeds): x² 9,000 FPE 0.50 / 0.33 / 0.11 %, DeepONet 7.8 / 5.0 / 4.1 %
+ANN_LEARNING_RATE = 1e-2
+
+
+def ann_rows() -> list[dict]:
+    """The ANN baseline: the task's widths as a tanh MLP (a DeepONet: two, multiplied like the SNN's),
+    trained by back-propagation with Adam (η = ``ANN_LEARNING_RATE``, the trainer's cosine decay to η/10)
+    for BPTT's number of steps at the budget (budget / 3), on the same minibatches; seeds 0-2."""
+    torch.set_num_threads(1)
+    rows = []
+    for name, budget in ANN_TASKS:
+        task = load_task(name)
+        for seed in range(3):
+            torch.manual_seed(seed)
+            nets = [_tanh_mlp(w) for w in (task.widths if task.kind == "product" else [task.widths])]
+            parameters = [q for net in nets for q in net.parameters()]
+            optimiser = torch.optim.Adam(parameters, lr=ANN_LEARNING_RATE)
+            batches = task.batches(np.random.default_rng(seed))
+            steps = int(budget / 3)
+            started = time.perf_counter()
+            for step in range(steps):
+                inputs, target = next(batches)
+                for group in optimiser.param_groups:
+                    group["lr"] = ANN_LEARNING_RATE * (0.1 + 0.45 * (1 + np.cos(np.pi * step / steps)))
+                optimiser.zero_grad()
+                ((_ann_output(nets, inputs) - target) ** 2).mean().backward()
+                optimiser.step()
+            with torch.no_grad():
+                error = task.test_error(_ann_output(nets, task.test[0]))
+            rows.append({"part": "ann", "task": name, "budget_fpe": budget, "seed": seed, "steps": steps,
+                         "learning_rate": ANN_LEARNING_RATE, "test_rel_l2": error,
+                         "train_s": time.perf_counter() - started})
+    return rows
+
+
+def _tanh_mlp(widths: list[int]) -> torch.nn.Sequential:
+    layers = []
+    for n_in, n_out in zip(widths[:-1], widths[1:]):
+        layers += [torch.nn.Linear(n_in, n_out, dtype=torch.float64), torch.nn.Tanh()]
+    return torch.nn.Sequential(*layers[:-1])
+
+
+def _ann_output(nets, inputs) -> torch.Tensor:
+    if len(nets) == 1:
+        return nets[0](inputs)
+    return nets[0](inputs[0]) @ nets[1](inputs[1]).T
+
+
 def calibration_rows() -> list[dict]:
     import onnx2snn
     rows = []
@@ -186,7 +237,7 @@ def write_report(rows: list[dict]) -> None:
              "L2).  Budgets in forward-pass equivalents (FPE) of one minibatch (`estimators.py` counts them;",
              "FPE/step: the count when the row was trained, the step-cost table: the current one).",
              "Learning rates: `trainer.LEARNING_RATES`.", ""]
-    trained = [r for r in rows if r["part"] not in ("cosine", "step", "calibration")]
+    trained = [r for r in rows if r["part"] not in ("cosine", "step", "calibration", "ann")]
     groups: dict[tuple, list[dict]] = {}
     for r in trained:
         groups.setdefault((r["task"], r["timesteps"], r["budget_fpe"], r["estimator"]), []).append(r)
@@ -202,6 +253,16 @@ def write_report(rows: list[dict]) -> None:
                      f"{np.mean([r['curve'][-1]['fpe'] / r['iterations'] for r in rs]):.2f} | "
                      f"{np.mean([r['train_s'] for r in rs]):.0f} | "
                      f"{f'{np.mean(spikes):,.0f}' if spikes else '—'} |")
+    ann = [r for r in rows if r["part"] == "ann"]
+    if ann:
+        lines += ["", "The ANN baseline: the same widths with tanh, back-propagation with Adam (η = "
+                  f"{ann[0]['learning_rate']:g}, the same decay) for BPTT's number of steps at the budget:", "",
+                  "| task | budget (FPE) | steps | seeds | test error mean | worst |", "|---|---|---|---|---|---|"]
+        for task, budget in dict.fromkeys((r["task"], r["budget_fpe"]) for r in ann):
+            rs = [r for r in ann if r["task"] == task and r["budget_fpe"] == budget]
+            errors = [r["test_rel_l2"] for r in rs]
+            lines.append(f"| {task} | {budget:,.0f} | {rs[0]['steps']:,} | {len(rs)} | {100 * np.mean(errors):.2f} % | "
+                         f"{100 * max(errors):.2f} % |")
     cosine = [r for r in rows if r["part"] == "cosine"]
     if cosine:
         lines += ["", "Cosine between estimates and the BPTT gradient (x², T = 32, 64 draws; at initialisation "
@@ -262,8 +323,8 @@ def main() -> None:
     if args.redo:
         OUT.write_text("".join(json.dumps(r) + "\n" for r in load_rows(OUT) if r["part"] not in args.redo))
     parts = args.only or ["cosine", "step", "x2", "deeponet", "x2-30k", "x2-t128", "ricker", "separable-2d",
-                          "deeponet-rest", "calibration"]
-    measures = {"cosine": cosine_rows, "step": step_rows, "calibration": calibration_rows}
+                          "deeponet-rest", "ann", "calibration"]
+    measures = {"cosine": cosine_rows, "step": step_rows, "calibration": calibration_rows, "ann": ann_rows}
     if not args.report_only:
         for part in parts:
             done = load_rows(OUT)
