@@ -28,7 +28,7 @@ from .flows import link_mean, readout_mean
 from .layer import LayerTrace, flat
 from .refit import refit_affine
 from .tail import boundary_tensors, tail_runner
-from .wiring import _boundary_dependence
+from .wiring import boundary_dependence
 
 StagedInput = Callable[[list[LayerTrace]], np.ndarray]
 
@@ -38,7 +38,7 @@ def staged_inputs(structure: Structure, ann: dict[str, np.ndarray]) -> dict[int,
     of the layers before it → its input u_in [N, m] (see above).  Empty where rows do not map one to one
     onto points."""
     boundary = boundary_tensors(structure)
-    depends = _boundary_dependence(structure, set(boundary))
+    depends = boundary_dependence(structure, set(boundary))
     inputs = [i.name for i in structure.model.graph.input if i.name in ann]
     found: dict[int, StagedInput] = {}
     for k, spec in enumerate(structure.layers):

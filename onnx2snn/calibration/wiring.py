@@ -146,7 +146,7 @@ def fit_wiring(structure: Structure, ann: dict[str, np.ndarray]) -> FitWiring:
     onto rows (the fit draws batches of points)."""
     boundary = boundary_tensors(structure)
     N = flat(ann[structure.layers[0].activation.output]).shape[0]
-    depends = _boundary_dependence(structure, set(boundary))
+    depends = boundary_dependence(structure, set(boundary))
 
     def linked(link: Link) -> FitInput:
         tensors = {name: ann[name] for name in link.statics + link.source_tensors} if not link.identity else {}
@@ -173,7 +173,7 @@ def fit_wiring(structure: Structure, ann: dict[str, np.ndarray]) -> FitWiring:
     return FitWiring(layers, readouts, decoded, N, interior)
 
 
-def _boundary_dependence(structure: Structure, boundary: set[str]):
+def boundary_dependence(structure: Structure, boundary: set[str]):
     """A function: tensor → the boundary tensors it is computed from (the walk stops at each)."""
     model = structure.model
     producer = {o: n for n in model.graph.node for o in n.output}
