@@ -46,6 +46,7 @@ import torch
 from onnx import helper, numpy_helper
 
 from . import spec
+from .chain import REARRANGING
 from .errors import ArtifactError, first_line
 from .neuron import live_mask
 from .numpy_ref import RunResult, SpikeCounts
@@ -225,7 +226,7 @@ _BINARY = {"Add": (torch.add, "add_", True), "Sub": (torch.sub, "sub_", False),
            "Mul": (torch.mul, "mul_", True), "Div": (torch.div, "div_", False)}
 _UNARY = {"Tanh": "tanh", "Sin": "sin", "Cos": "cos", "Exp": "exp", "Neg": "neg", "Relu": "relu",
           "Sigmoid": "sigmoid", "Abs": "abs"}
-_VIEWS = ("Identity", "Squeeze", "Unsqueeze", "Reshape", "Flatten", "Transpose")
+_VIEWS = ("Identity", *REARRANGING)     # outputs that may share their input's storage
 
 
 def _static_axes(n: PlannedNode, values: dict, opset: int) -> list[int] | None:
