@@ -8,7 +8,9 @@ of *sources* s: a graph input (analog and static: direct encoding feeds the same
 the spikes of an IF node (amplitude-valued, s(t) ∈ {-θ-, 0, +θ+}, flattened to its n·K neurons in
 row-major (unit, slot) order).  Standard ops that are affine in their non-constant inputs map forms to
 forms: MatMul and Gemm by a constant matrix, Add / Sub of forms and constants, Mul / Div by a constant,
-Neg, ReduceSum over feature axes, Identity; a node whose inputs are all constants is evaluated.  A Decode
+Neg, ReduceSum over feature axes, Identity, and Reshape, Flatten, Squeeze, Unsqueeze and Transpose that
+keep each point's values in its row (the same values over new feature axes: M_s and c reshaped or their
+feature axes permuted); a node whose inputs are all constants is evaluated.  A Decode
 passes its input's form on, marked decoded: the mean over T of an affine form of the sources is the same
 form of the sources' means, so any affine map after it folds into the readout.
 
@@ -19,7 +21,7 @@ The result (``SpikingLayers``) holds, per IF node in graph order, the current of
 
 and per graph output its decoded form.  What NIR cannot carry is refused with one line naming the node
 (``ModelError``): an analog node that is not an affine map (an activation left analog, an Einsum, a
-product of two signals), a spiking layer fed through a Decode (a second stage of T steps), the phase code,
+product of two signals), a rearrangement across the batch axis, a spiking layer fed through a Decode (a second stage of T steps), the phase code,
 a leak λ < 1, a graph output that is not decoded.  Nothing is exported partially.
 """
 
@@ -31,6 +33,7 @@ import numpy as np
 import onnx
 
 from runtimes import spec
+from runtimes.chain import REARRANGING
 from runtimes.network import artifact_timesteps, metadata
 from runtimes.neuron import live_mask
 from runtimes.ops import make_kernel
@@ -267,6 +270,8 @@ def _affine(node: onnx.NodeProto, name: str, args: list, index: GraphIndex) -> F
             else y
     if op == "ReduceSum":
         return _reduce_sum(node, name, x, args, index)
+    if op in REARRANGING and forms[0] and not any(forms[1:]):
+        return _rearranged(node, name, x, args, index)
     raise ModelError(f"node '{name}' ({op}): an analog op that is not an affine map of the spikes or inputs; NIR "
                      f"export carries spiking layers and affine maps only, so the artifact is not exported")
 
@@ -280,6 +285,57 @@ def _feature_constant(value: np.ndarray, form: Form, name: str) -> np.ndarray:
             raise ModelError(f"node '{name}': a constant of shape {list(value.shape)} varies along the batch axis")
         value = value.reshape(value.shape[extra:])
     return value
+
+
+def _rearranged(node: onnx.NodeProto, name: str, x: Form, args: list, index: GraphIndex) -> Form:
+    """The form of a Reshape, Flatten, Squeeze, Unsqueeze or Transpose that keeps each point's values in its
+    row: the same values over new feature axes (a linear map, folded into the terms); one that moves values
+    across the batch axis is refused."""
+    op, at, features = node.op_type, index.attrs(node), x.features
+    rank = 1 + len(features)
+
+    def axes_of() -> list[int]:
+        axes = at.get("axes") if len(args) < 2 or args[1] is None else [int(a) for a in np.ravel(args[1])]
+        return [] if axes is None else list(axes)
+
+    def across_batch() -> ModelError:
+        return ModelError(f"node '{name}' ({op}): moves values across the batch axis; NIR export refused")
+
+    if op == "Transpose":
+        perm = list(at.get("perm", range(rank - 1, -1, -1)))
+        if perm[0] != 0:
+            raise across_batch()
+        order = [a - 1 for a in perm[1:]]
+        return x.map(lambda m: np.moveaxis(m, [m.ndim - len(features) + a for a in order],
+                                           list(range(m.ndim - len(features), m.ndim))))
+    if op == "Flatten":
+        if at.get("axis", 1) % rank != 1:
+            raise across_batch()
+        shape: list[int] = [int(np.prod(features))]
+    elif op == "Squeeze":
+        axes = {a % rank for a in axes_of()} or {a + 1 for a, d in enumerate(features) if d == 1}
+        if 0 in axes:
+            raise across_batch()
+        shape = [d for a, d in enumerate(features) if a + 1 not in axes]
+    elif op == "Unsqueeze":
+        axes = axes_of()
+        out_rank = rank + len(axes)
+        if 0 in {a % out_rank for a in axes}:
+            raise across_batch()
+        shape = list(features)
+        for a in sorted(a % out_rank for a in axes):
+            shape.insert(a - 1, 1)
+    else:
+        target = [int(d) for d in np.ravel(args[1])]
+        if target[0] not in (0, -1) or at.get("allowzero", 0) and 0 in target:
+            raise across_batch()
+        shape = [features[a] if d == 0 and a < len(features) else d for a, d in enumerate(target[1:])]
+        if -1 in shape:
+            known = int(np.prod([d for d in shape if d != -1]))
+            shape[shape.index(-1)] = int(np.prod(features)) // max(known, 1)
+        if int(np.prod(shape)) != int(np.prod(features)):
+            raise across_batch()
+    return x.map(lambda m: m.reshape(m.shape[:m.ndim - len(features)] + tuple(shape)))
 
 
 def _reduce_sum(node: onnx.NodeProto, name: str, x: Form, args: list, index: GraphIndex) -> Form:

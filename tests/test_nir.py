@@ -228,7 +228,7 @@ def _with_node(model, op_type, **attrs):
         out = next(n for n in copy.graph.node if n.name == "out/MatMul")
         out.input[0] = "squashed"
         copy.graph.node.insert(list(copy.graph.node).index(out), helper.make_node(op_type, ["hc"], ["squashed"],
-                                                                                  name="analog/op"))
+                                                                                  name="analog/op", **attrs))
     return copy
 
 
@@ -236,6 +236,8 @@ def _with_node(model, op_type, **attrs):
     ({"op_type": spec.IF_OP, "coding": "phase"}, "node 'if1': phase coding"),
     ({"op_type": spec.IF_OP, "leak": 0.9}, "node 'if1': leak 0.9"),
     ({"op_type": "Tanh"}, "node 'analog/op' (Tanh): an analog op"),
+    ({"op_type": "Transpose", "perm": [1, 0]}, "node 'analog/op' (Transpose): moves values across the batch axis"),
+    ({"op_type": "Flatten", "axis": 0}, "node 'analog/op' (Flatten): moves values across the batch axis"),
 ])
 def test_what_nir_cannot_carry_is_refused_naming_the_node(change, words):
     with pytest.raises(ModelError, match=words.replace("(", r"\(").replace(")", r"\)")):

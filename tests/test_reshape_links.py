@@ -206,3 +206,17 @@ def test_reshape_that_moves_points_stays_analog(tmp_path, case):
     reasons = {a.name: a.reason for a in s.analog}
     assert reasons["reshape"].endswith(f"({ONCE})")
     assert reasons["t1"] == BEHIND_MIXING.format(activation="t1", node="reshape", op="Reshape")
+
+
+@pytest.mark.parametrize("name", RESHAPED)
+def test_reshape_artifacts_export_to_nir_spike_for_spike(name, converted):
+    """The reshapes fold into NIR's affine maps (each a linear map of the features): onnx2snn's NIR executor
+    reproduces every spike of the artifact's float64 reference run."""
+    pytest.importorskip("nir")
+    from onnx2snn.nir_check import check_exact, domain_points
+    from onnx2snn.nir_export import export_nir
+    model = converted[name].model
+    assert {"Reshape", "Transpose"} <= {n.op_type for n in model.graph.node}
+    check = check_exact(export_nir(model), model, domain_points(model, 24, seed=3))
+    assert check.events > 1000 and check.mismatches == 0, check.per_layer
+    assert check.rel_l2 < 1e-12
