@@ -10,9 +10,9 @@ row-major (unit, slot) order).  Standard ops that are affine in their non-consta
 forms: MatMul and Gemm by a constant matrix, Add / Sub of forms and constants, Mul / Div by a constant,
 Neg, ReduceSum over feature axes, Identity, and Reshape, Flatten, Squeeze, Unsqueeze and Transpose that
 keep each point's values in its row (the same values over new feature axes: M_s and c reshaped or their
-feature axes permuted); a node whose inputs are all constants is evaluated.  A Decode
-passes its input's form on, marked decoded: the mean over T of an affine form of the sources is the same
-form of the sources' means, so any affine map after it folds into the readout.
+feature axes permuted); a node whose inputs are all constants is evaluated.  A Decode passes its input's
+form on, marked decoded: the mean over T of an affine form of the sources is the same form of the
+sources' means, so any affine map after it folds into the readout.
 
 The result (``SpikingLayers``) holds, per IF node in graph order, the current of each *live* neuron
 (θ+ finite, or signed with θ- finite; padding neurons never fire and are dropped)::
@@ -21,8 +21,9 @@ The result (``SpikingLayers``) holds, per IF node in graph order, the current of
 
 and per graph output its decoded form.  What NIR cannot carry is refused with one line naming the node
 (``ModelError``): an analog node that is not an affine map (an activation left analog, an Einsum, a
-product of two signals), a rearrangement across the batch axis, a spiking layer fed through a Decode (a second stage of T steps), the phase code,
-a leak λ < 1, a graph output that is not decoded.  Nothing is exported partially.
+product of two signals), a rearrangement across the batch axis, a spiking layer fed through a Decode (a
+second stage of T steps), the phase code, a leak λ < 1, a graph output that is not decoded.  Nothing is
+exported partially.
 """
 
 from __future__ import annotations
