@@ -8,6 +8,8 @@ Parts (``PARTS``), each a list of runs (task, estimator, T, budget in forward-pa
 * ``x2``: x² (1-64×4-1, T = 32) at 9,000 FPE, every estimator, seeds 0-2 (the issue's equal-budget table);
 * ``x2-30k``: x² at 30,000 FPE, BPTT and the forward-only estimator that did best at 9,000, seeds 0-2;
 * ``x2-t128``: x² at T = 128, BPTT, 30,000 FPE (the group's full budget: 10,000 full-batch steps);
+* ``x2-lif``: x² with LIF neurons (λ = 0.9) at 9,000 FPE, BPTT and rate-jacobian, seeds 0-2 (the rate
+  Jacobian's telescoping argument holds for IF neurons only);
 * ``ricker``, ``separable-2d``: every estimator at 9,000 FPE, seeds 0-2;
 * ``deeponet``: the Poisson DeepONet at T = 128, 6,000 FPE: BPTT and rate-jacobian, seeds 0-2, and
   activity, activity-rate, rfg-layer and activity-rate-layer, seed 0 (a DeepONet run takes 3-18 minutes);
@@ -43,6 +45,7 @@ import torch
 
 from onnx2snn.training import train_network
 from onnx2snn.training.estimators import ESTIMATORS, Objective, estimate
+from onnx2snn.training.specification import Specification
 from onnx2snn.training.surrogate import Surrogate
 from onnx2snn.training.tasks import load_task
 from onnx2snn.training.trainer import NOISE_FREE, build_model, default_learning_rate
@@ -51,13 +54,14 @@ OUT = RESULTS / "forward_gradient.jsonl"
 FORWARD_ONLY = [e for e in ESTIMATORS if e != "bptt"]
 
 
-def run(task: str, estimator: str, timesteps: int, budget: float, seed: int) -> dict:
+def run(task: str, estimator: str, timesteps: int, budget: float, seed: int, leak: float = 1.0) -> dict:
     torch.set_num_threads(1)
     started = time.perf_counter()
-    trained = train_network(task, estimator=estimator, budget_fpe=budget, timesteps=timesteps, seed=seed)
+    spec = Specification(load_task(task), leak=leak)
+    trained = train_network(spec, estimator=estimator, budget_fpe=budget, timesteps=timesteps, seed=seed)
     r = trained.report
     return {"part": None, "task": task, "estimator": estimator, "timesteps": timesteps, "budget_fpe": budget,
-            "seed": seed, "learning_rate": default_learning_rate(estimator, budget), "test_rel_l2": r["test_rel_l2"],
+            "seed": seed, "leak": leak, "learning_rate": default_learning_rate(estimator, budget), "test_rel_l2": r["test_rel_l2"],
             "artifact_test_rel_l2": r["artifact_test_rel_l2"], "spikes_per_sample": r["spikes_per_sample"],
             "iterations": r["iterations"], "train_s": r["seconds"], "wall_s": time.perf_counter() - started,
             "parameters": r["parameters"],
@@ -74,6 +78,8 @@ def plan(part: str, done: list[dict]) -> list[tuple]:
         return [("x2", e, 32, 30000.0, s) for e in ["bptt", *best] for s in range(3)]
     if part == "x2-t128":
         return [("x2", "bptt", 128, 30000.0, 0)]
+    if part == "x2-lif":
+        return [("x2", e, 32, 9000.0, s, 0.9) for e in ("bptt", "rate-jacobian") for s in range(3)]
     if part in ("ricker", "separable-2d"):
         return [(part, e, 32, 9000.0, s) for s in range(3) for e in ESTIMATORS]
     if part == "deeponet":
@@ -86,7 +92,8 @@ def plan(part: str, done: list[dict]) -> list[tuple]:
 
 
 def _key(row: dict) -> tuple:
-    return (row["part"], row["task"], row["estimator"], row["timesteps"], row["budget_fpe"], row["seed"])
+    key = (row["part"], row["task"], row["estimator"], row["timesteps"], row["budget_fpe"], row["seed"])
+    return key + ((row["leak"],) if row.get("leak", 1.0) != 1.0 else ())
 
 
 def _job(args):
@@ -240,7 +247,8 @@ def write_report(rows: list[dict]) -> None:
     trained = [r for r in rows if r["part"] not in ("cosine", "step", "calibration", "ann")]
     groups: dict[tuple, list[dict]] = {}
     for r in trained:
-        groups.setdefault((r["task"], r["timesteps"], r["budget_fpe"], r["estimator"]), []).append(r)
+        task = r["task"] if r.get("leak", 1.0) == 1.0 else f"{r['task']} (LIF, λ = {r['leak']:g})"
+        groups.setdefault((task, r["timesteps"], r["budget_fpe"], r["estimator"]), []).append(r)
     lines += ["| task | T | budget (FPE) | estimator | η | seeds | test error mean | worst | steps | FPE/step | "
               "train s | spikes/sample |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for (task, T, budget, est), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2],
@@ -299,7 +307,8 @@ def _plot(rows: list[dict]) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, budget in zip(axes, (9000.0, 30000.0)):
         for r in rows:
-            if r["task"] == "x2" and r["timesteps"] == 32 and r["budget_fpe"] == budget and r["seed"] == 0:
+            if r["task"] == "x2" and r["timesteps"] == 32 and r["budget_fpe"] == budget and r["seed"] == 0 \
+                    and r.get("leak", 1.0) == 1.0:
                 ax.loglog([c["fpe"] for c in r["curve"]], [c["test_rel_l2"] for c in r["curve"]], label=r["estimator"])
         ax.set_xlabel("forward-pass equivalents")
         ax.set_ylabel("test relative L2")
@@ -323,7 +332,7 @@ def main() -> None:
     if args.redo:
         OUT.write_text("".join(json.dumps(r) + "\n" for r in load_rows(OUT) if r["part"] not in args.redo))
     parts = args.only or ["cosine", "step", "x2", "deeponet", "x2-30k", "x2-t128", "ricker", "separable-2d",
-                          "deeponet-rest", "ann", "calibration"]
+                          "deeponet-rest", "x2-lif", "ann", "calibration"]
     measures = {"cosine": cosine_rows, "step": step_rows, "calibration": calibration_rows, "ann": ann_rows}
     if not args.report_only:
         for part in parts:
