@@ -342,7 +342,7 @@ def main() -> None:
                     for row in measures[part]():
                         append(OUT, row)
                 continue
-            have = {_key(r) for r in done if "task" in r}
+            have = {_key(r) for r in done if "estimator" in r and "task" in r}
             jobs = [(part, spec) for spec in plan(part, done) if (part, *spec) not in have]
             with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
                 for row in pool.imap_unordered(_job, jobs):
