@@ -51,10 +51,11 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from .chain import REARRANGING
+
 SPECIFIED = frozenset({"MatMul", "Gemm", "ReduceSum", "ReduceMean", "Einsum", "Tanh", "Sin", "Cos", "Exp",
                        "Sigmoid"})
-IEEE_EXACT = frozenset({"Add", "Sub", "Mul", "Div", "Neg", "Abs", "Relu", "Identity", "Squeeze", "Unsqueeze", "Reshape",
-                        "Flatten", "Transpose"})
+IEEE_EXACT = frozenset({"Add", "Sub", "Mul", "Div", "Neg", "Abs", "Relu", "Identity", *REARRANGING})
 
 FACTORIAL = [1.0 / math.factorial(k) for k in range(19)]        # c_k = 1/k!, rounded once, shared by all
 EXPM1_COEFFICIENTS = FACTORIAL[2:15]                               # c2 ... c14, Horner in r

@@ -148,6 +148,14 @@ class SpikingMLP:
         """u = λ·v + z (linear: the same map for a membrane and for its tangent)."""
         return self.leak * v + z if self.leak != 1.0 else v + z
 
+    def _gain_step(self, v_dot: torch.Tensor | None, slope: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step of each unit's tangent along a constant unit shift of its own current (the diagonal state
+        of ``IdentityChannels``, the gains of ``rate_pass``): u̇ = λ·v̇ + 1 (v̇ None: 0), ḣ = ψ'(u)·u̇,
+        v̇ = u̇ - ḣ; returns (ḣ, v̇)."""
+        u_dot = 1.0 if v_dot is None else self._integrate(v_dot, 1.0)
+        h_dot = slope * u_dot
+        return h_dot, u_dot - h_dot
+
     def _simulate(self, x, p, generator, directions, perturbation):
         spiking = len(self._neurons)
         state = [v0.expand(x.shape[0], -1).to(x.dtype) for _, _, v0 in self._neurons]
@@ -178,10 +186,8 @@ class SpikingMLP:
                         u_dot = self._integrate(torch.zeros_like(z_dot) if state_dot[l] is None else state_dot[l], z_dot)
                         h_dot = slope * u_dot
                         state_dot[l] = u_dot - h_dot
-                    if identity:                # channel i on unit i only: u̇_ii = λ·v̇_ii + 1
-                        u_diagonal = 1.0 if state_diagonal[l] is None else self._integrate(state_diagonal[l], 1.0)
-                        h_diagonal = slope * u_diagonal
-                        state_diagonal[l] = u_diagonal - h_diagonal
+                    if identity:                # channel i on unit i only
+                        h_diagonal, state_diagonal[l] = self._gain_step(state_diagonal[l], slope)
                 state[l] = u - h
             total = h if total is None else total + h
             if h_dot is not None:
@@ -214,12 +220,12 @@ class SpikingMLP:
 
     def rate_pass(self, x: torch.Tensor, *, generator: torch.Generator | None = None) -> "RatePass":
         """One forward pass that also measures each spiking unit's rate gain and each layer's mean input
-        (``RatePass``).  The gain's tangent state is one diagonal [B, n_l] per layer, the recursion of
-        ``IdentityChannels`` (u̇ = λ·v̇ + 1, ḣ = ψ'(u)·u̇, v̇ = u̇ - ḣ), never expanded: O(n_l) per step."""
+        (``RatePass``).  The gain's tangent state is one diagonal [B, n_l] per layer (``_gain_step``, the
+        recursion of ``IdentityChannels``), never expanded: O(n_l) per step."""
         p, spiking = self.parameters, len(self._neurons)
         with torch.no_grad():
             state = [v0.expand(x.shape[0], -1).to(x.dtype) for _, _, v0 in self._neurons]
-            diagonal: list = [0.0] * spiking
+            diagonal: list = [None] * spiking
             gains: list = [0.0] * spiking
             outputs: list = [0.0] * spiking                 # Σ_t h_l(t)
             first = x @ p[0] + p[1]
@@ -231,9 +237,7 @@ class SpikingMLP:
                     u = self._integrate(state[l], z)
                     h, slope = spike_and_slope(u, theta_pos, theta_neg, self.fire_fraction, self.surrogate, generator)
                     state[l] = u - h
-                    u_diagonal = self._integrate(diagonal[l], 1.0)
-                    h_diagonal = slope * u_diagonal
-                    diagonal[l] = u_diagonal - h_diagonal
+                    h_diagonal, diagonal[l] = self._gain_step(diagonal[l], slope)
                     gains[l] = gains[l] + h_diagonal
                     outputs[l] = outputs[l] + h
             means = [x] + [total / self.timesteps for total in outputs]
