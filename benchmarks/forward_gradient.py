@@ -48,7 +48,7 @@ from onnx2snn.training.estimators import ESTIMATORS, Objective, estimate
 from onnx2snn.training.specification import Specification
 from onnx2snn.training.surrogate import Surrogate
 from onnx2snn.training.tasks import load_task
-from onnx2snn.training.trainer import NOISE_FREE, build_model, default_learning_rate
+from onnx2snn.training.trainer import NOISE_FREE, build_model, decayed, default_learning_rate
 
 OUT = RESULTS / "forward_gradient.jsonl"
 FORWARD_ONLY = [e for e in ESTIMATORS if e != "bptt"]
@@ -197,7 +197,7 @@ def ann_rows() -> list[dict]:
             for step in range(steps):
                 inputs, target = next(batches)
                 for group in optimiser.param_groups:
-                    group["lr"] = ANN_LEARNING_RATE * (0.1 + 0.45 * (1 + np.cos(np.pi * step / steps)))
+                    group["lr"] = decayed(ANN_LEARNING_RATE, step / steps)
                 optimiser.zero_grad()
                 ((_ann_output(nets, inputs) - target) ** 2).mean().backward()
                 optimiser.step()

@@ -53,6 +53,11 @@ def default_learning_rate(estimator: str, budget_fpe: float) -> float:
     return rate * math.sqrt(REFERENCE_FPE / budget_fpe)
 
 
+def decayed(rate: float, fraction: float) -> float:
+    """η at ``fraction`` of the budget: a cosine from η down to η/10, η·(0.1 + 0.45·(1 + cos π·min(1, f)))."""
+    return rate * (0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, fraction))))
+
+
 @dataclass
 class TrainConfig:
     estimator: str = "bptt"
@@ -108,7 +113,7 @@ def train(task: Task, params, config: TrainConfig,
         for p, g in zip(model.parameters, est.gradient):
             p.grad = g
         for group in optimiser.param_groups:
-            group["lr"] = lr * (0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, result.fpe / config.budget_fpe))))
+            group["lr"] = decayed(lr, result.fpe / config.budget_fpe)
         optimiser.step()
         iteration += 1
         result.fpe += est.cost_fpe
